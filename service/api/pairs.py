@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from flask_smorest import Blueprint
+
+from service import queries
+from service.commands import pairs as commands
+from service.models import Event, HaPair, utcnow
+
+from .auth import require_token
+from .context import command_context, db, principal
+from .presenters import pair_view
+from .schemas.common import PageArgs, encode_cursor
+from .schemas.pairs import (CloudImSettingsSchema, CustomDomainSchema, EventPageSchema, PairCreateSchema,
+                            PairListArgs, PairPageSchema, PairSchema, PreflightSchema, ReplaceSchema,
+                            ResolveSchema)
+
+blp = Blueprint("pairs", __name__, url_prefix="/api/v1/ha-pairs", description="HA pairs")
+blp.before_request(require_token)
+
+
+def _one(pair: HaPair) -> dict:
+    return pair_view(pair, queries.open_alarm_counts(db(), [pair.id]).get(pair.id, 0), utcnow())
+
+
+@blp.post("/preflight")
+@blp.arguments(PairCreateSchema)
+@blp.response(200, PreflightSchema)
+def preflight(data):
+    checks = commands.run_preflight(command_context(), data)
+    return {"ok": all(c.ok for c in checks), "checks": [c.as_dict() for c in checks]}
+
+
+@blp.post("")
+@blp.arguments(PairCreateSchema)
+@blp.response(201, PairSchema)
+def create_pair(data):
+    return _one(commands.create_pair(command_context(), data))
+
+
+@blp.get("")
+@blp.arguments(PairListArgs, location="query")
+@blp.response(200, PairPageSchema)
+def list_pairs(args):
+    stmt = queries.pair_list_stmt(principal().org_id, status=args["status"], active_site=args["active_site"],
+                                  needs_attention=args["needs_attention"], q=args["q"])
+    page = queries.paginate(db(), stmt, HaPair.id, args["limit"], args["after_id"])
+    counts = queries.open_alarm_counts(db(), [p.id for p in page.items])
+    now = utcnow()
+    return {"items": [pair_view(p, counts.get(p.id, 0), now) for p in page.items],
+            "next_cursor": encode_cursor(page.next_id) if page.next_id else None}
+
+
+@blp.get("/<int:pair_id>")
+@blp.response(200, PairSchema)
+def get_pair(pair_id):
+    return _one(queries.pair_by_id(db(), principal().org_id, pair_id))
+
+
+@blp.put("/<int:pair_id>/custom-domain")
+@blp.arguments(CustomDomainSchema)
+@blp.response(200, PairSchema)
+def put_custom_domain(data, pair_id):
+    return _one(commands.set_custom_domain(command_context(), pair_id, data["domain"]))
+
+
+@blp.delete("/<int:pair_id>/custom-domain")
+@blp.response(200, PairSchema)
+def delete_custom_domain(pair_id):
+    return _one(commands.delete_custom_domain(command_context(), pair_id))
+
+
+@blp.put("/<int:pair_id>/cloud-im")
+@blp.arguments(CloudImSettingsSchema)
+@blp.response(200, PairSchema)
+def put_cloud_im(data, pair_id):
+    return _one(commands.set_cloud_im(command_context(), pair_id, data["enabled"], data["server"]))
+
+
+@blp.post("/<int:pair_id>/resolve")
+@blp.arguments(ResolveSchema)
+@blp.response(200, PairSchema)
+def resolve(data, pair_id):
+    return _one(commands.resolve(command_context(), pair_id, data["active_mac"], data["reason"]))
+
+
+@blp.post("/<int:pair_id>/resync")
+@blp.response(202, PairSchema)
+def resync(pair_id):
+    return _one(commands.resync(command_context(), pair_id))
+
+
+@blp.get("/<int:pair_id>/events")
+@blp.arguments(PageArgs, location="query")
+@blp.response(200, EventPageSchema)
+def events(args, pair_id):
+    queries.pair_by_id(db(), principal().org_id, pair_id)
+    page = queries.paginate(db(), queries.events_stmt(principal().org_id, pair_id), Event.id, args["limit"],
+                            args["after_id"], descending=True)
+    return {"items": page.items, "next_cursor": encode_cursor(page.next_id) if page.next_id else None}

@@ -1,0 +1,57 @@
+"""Turn stored rows into the contract's representations."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from service.models import HaPair, PairSync
+from service.pair_rules import current_violations
+
+TARGETS = ("remote_connect", "cloud_im")
+
+
+def sync_view(sync: PairSync | None) -> dict[str, Any]:
+    if sync is None:
+        return {"desired_mac": None, "applied_mac": None, "applied_epoch": None, "state": "not_applicable",
+                "attempts": 0, "last_error": None, "violations": []}
+    return {
+        "desired_mac": sync.desired_mac,
+        "applied_mac": sync.applied_mac,
+        "applied_epoch": sync.applied_epoch,
+        "state": sync.state,
+        "attempts": sync.attempts,
+        "last_error": sync.last_error,
+        "violations": list(sync.violations or []),
+    }
+
+
+def pair_view(pair: HaPair, alarms_open: int, now: datetime) -> dict[str, Any]:
+    im_sync = pair.sync("cloud_im")
+    return {
+        "id": pair.id,
+        "primary_mac": pair.primary.mac,
+        "secondary_mac": pair.secondary.mac,
+        "active_mac": pair.active.mac,
+        "standby_mac": pair.standby.mac,
+        "status": pair.status,
+        "epoch": pair.epoch,
+        "use_ucmrc": pair.use_ucmrc,
+        "custom_domain": pair.custom_domain,
+        "cloud_im": {
+            "enabled": pair.cloud_im_enabled,
+            "server": pair.cloud_im_server,
+            "binding_id": pair.cloud_im_binding_id,
+            "bound_mac": im_sync.applied_mac if im_sync else None,
+        },
+        "sync": {target: sync_view(pair.sync(target)) for target in TARGETS},
+        "last_switch": (
+            {"at": pair.last_switch_at, "to_mac": pair.last_switch_to_mac, "reason": pair.last_switch_reason}
+            if pair.last_switch_at else None
+        ),
+        "alarms_open": alarms_open,
+        "ha_settings": pair.ha_settings,
+        "procedure": pair.procedure,
+        "violations": [v.as_dict() for v in current_violations(pair, now)],
+        "created_at": pair.created_at,
+        "updated_at": pair.updated_at,
+    }

@@ -1,0 +1,82 @@
+"""RFC 9457 problem details: the one error handler of the API."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import marshmallow as ma
+from flask import Response, json
+from flask_smorest import Api
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from service.domain.errors import DomainError, RuleViolation
+
+log = logging.getLogger(__name__)
+
+PROBLEM_TYPE_BASE = "https://ucmha.dev/problems/"
+PROBLEM_JSON = "application/problem+json"
+
+class ViolationSchema(ma.Schema):
+    rule = ma.fields.String()
+    code = ma.fields.String()
+    detail = ma.fields.String()
+
+
+class ProblemSchema(ma.Schema):
+    """RFC 9457 problem details (documentation only)."""
+
+    type = ma.fields.String()
+    title = ma.fields.String()
+    status = ma.fields.Integer()
+    detail = ma.fields.String()
+    errors = ma.fields.Dict(metadata={"description": "field -> messages, for 400/422 on request validation"})
+    violations = ma.fields.List(ma.fields.Nested(ViolationSchema))
+
+
+def problem(status: int, title: str, detail: str, *, slug: str | None = None,
+            headers: dict[str, str] | None = None, **extra: Any) -> Response:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + (slug or title.lower().replace(" ", "-")),
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    body.update({k: v for k, v in extra.items() if v is not None})
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+class ProblemApi(Api):
+    """flask-smorest's Api, answering every error as problem+json."""
+
+    ERROR_SCHEMA = ProblemSchema
+
+    def _register_error_handlers(self) -> None:
+        self._app.register_error_handler(HTTPException, self.handle_http_exception)
+        self._app.register_error_handler(DomainError, handle_domain_error)
+
+    def handle_http_exception(self, error: HTTPException) -> Response:  # type: ignore[override]
+        if isinstance(error, InternalServerError):
+            log.error("unhandled error", exc_info=getattr(error, "original_exception", None) or error)
+            return problem(500, "Internal Server Error", "The server failed to handle the request.")
+        data = getattr(error, "data", None) or {}
+        errors = data.get("errors") or data.get("messages")
+        if isinstance(errors, dict) and set(errors) == {"json"}:
+            errors = errors["json"]
+        detail = data.get("message") or error.description or error.name
+        if errors and not data.get("message"):
+            detail = "The request is not valid; see errors."
+        headers = dict(data.get("headers") or {})
+        if error.code == 429 and getattr(error, "retry_after", None):
+            headers["Retry-After"] = str(error.retry_after)
+        if error.code == 405 and error.get_response().headers.get("Allow"):
+            headers["Allow"] = error.get_response().headers["Allow"]
+        return problem(error.code or 500, error.name, str(detail), errors=errors or None, headers=headers)
+
+
+def handle_domain_error(error: DomainError) -> Response:
+    violations = [v.as_dict() for v in error.violations] if isinstance(error, RuleViolation) else None
+    return problem(error.http_status, error.title, error.detail, slug=error.code.replace("_", "-"),
+                   violations=violations)

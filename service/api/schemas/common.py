@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import base64
+import binascii
+
+import marshmallow as ma
+from marshmallow import validate
+
+from service.domain.mac import InvalidMac, normalize_mac
+
+
+class StrictSchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+
+class Mac(ma.fields.String):
+    """A MAC address in any common spelling, always given back as C0:74:AD:45:3B:10."""
+
+    def _deserialize(self, value, attr, data, **kwargs):  # type: ignore[no-untyped-def]
+        raw = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return normalize_mac(raw)
+        except InvalidMac as exc:
+            raise ma.ValidationError(str(exc)) from exc
+
+
+class PageArgs(StrictSchema):
+    limit = ma.fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+    cursor = ma.fields.String(load_default=None)
+
+    @ma.post_load
+    def decode_cursor(self, data, **_kwargs):  # type: ignore[no-untyped-def]
+        data["after_id"] = decode_cursor(data.pop("cursor"))
+        return data
+
+
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    if not cursor:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, _, value = text.partition(":")
+        if kind != "id":
+            raise ValueError(kind)
+        return int(value)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise ma.ValidationError("cursor is not valid; use next_cursor of the previous page", "cursor") from exc
+
+
+def page_schema(item_schema: type[ma.Schema], name: str) -> type[ma.Schema]:
+    return type(name, (ma.Schema,), {
+        "items": ma.fields.List(ma.fields.Nested(item_schema)),
+        "next_cursor": ma.fields.String(allow_none=True),
+    })

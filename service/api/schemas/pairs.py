@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import validate
+
+from .common import Mac, PageArgs, StrictSchema, page_schema
+
+PAIR_STATUSES = ("paired", "standalone", "split_brain", "replacing", "dissolved")
+SYNC_STATES = ("in_sync", "pending", "failing", "blocked", "not_applicable")
+
+
+class SiteNetworkSchema(StrictSchema):
+    # Ranges and address validity are rule R8 and reported as preflight checks, not here.
+    heartbeat_ip = ma.fields.String(required=True, validate=validate.Length(max=64))
+    heartbeat_gateway = ma.fields.String(required=True, validate=validate.Length(max=64))
+    heartbeat_netmask = ma.fields.String(required=True, validate=validate.Length(max=64))
+    business_ip = ma.fields.String(required=True, validate=validate.Length(max=64))
+    business_netmask = ma.fields.String(required=True, validate=validate.Length(max=64))
+
+
+class HaSettingsSchema(StrictSchema):
+    heartbeat_port = ma.fields.Integer(load_default=9527, strict=True)
+    heartbeat_timeout_s = ma.fields.Integer(load_default=7, strict=True)
+    primary = ma.fields.Nested(SiteNetworkSchema, load_default=None, allow_none=True)
+    secondary = ma.fields.Nested(SiteNetworkSchema, load_default=None, allow_none=True)
+
+
+class PairCreateSchema(StrictSchema):
+    primary_mac = Mac(required=True)
+    secondary_mac = Mac(required=True)
+    use_ucmrc = ma.fields.Boolean(load_default=True)
+    ha_settings = ma.fields.Nested(HaSettingsSchema, load_default=None, allow_none=True)
+
+
+class CheckSchema(ma.Schema):
+    rule = ma.fields.String()
+    code = ma.fields.String()
+    ok = ma.fields.Boolean()
+    detail = ma.fields.String()
+
+
+class PreflightSchema(ma.Schema):
+    ok = ma.fields.Boolean()
+    checks = ma.fields.List(ma.fields.Nested(CheckSchema))
+
+
+class PairListArgs(PageArgs):
+    status = ma.fields.String(load_default=None, validate=validate.OneOf(PAIR_STATUSES))
+    active_site = ma.fields.String(load_default=None, validate=validate.OneOf(("primary", "secondary")))
+    needs_attention = ma.fields.Boolean(load_default=None)
+    q = ma.fields.String(load_default=None, validate=validate.Length(max=200),
+                         metadata={"description": "search by MAC, custom domain, site or device name"})
+
+
+class SyncSchema(ma.Schema):
+    desired_mac = ma.fields.String(allow_none=True)
+    applied_mac = ma.fields.String(allow_none=True)
+    applied_epoch = ma.fields.Integer(allow_none=True)
+    state = ma.fields.String(validate=validate.OneOf(SYNC_STATES))
+    attempts = ma.fields.Integer()
+    last_error = ma.fields.String(allow_none=True)
+    violations = ma.fields.List(ma.fields.Dict())
+
+
+class CloudImSchema(ma.Schema):
+    enabled = ma.fields.Boolean()
+    server = ma.fields.String(allow_none=True)
+    binding_id = ma.fields.String(allow_none=True)
+    bound_mac = ma.fields.String(allow_none=True)
+
+
+class LastSwitchSchema(ma.Schema):
+    at = ma.fields.DateTime()
+    to_mac = ma.fields.String()
+    reason = ma.fields.String()
+
+
+class PairSchema(ma.Schema):
+    id = ma.fields.Integer()
+    primary_mac = ma.fields.String()
+    secondary_mac = ma.fields.String()
+    active_mac = ma.fields.String()
+    standby_mac = ma.fields.String()
+    status = ma.fields.String()
+    epoch = ma.fields.Integer()
+    use_ucmrc = ma.fields.Boolean()
+    custom_domain = ma.fields.String(allow_none=True)
+    cloud_im = ma.fields.Nested(CloudImSchema)
+    sync = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(SyncSchema))
+    last_switch = ma.fields.Nested(LastSwitchSchema, allow_none=True)
+    alarms_open = ma.fields.Integer()
+    ha_settings = ma.fields.Dict(allow_none=True)
+    procedure = ma.fields.Dict(allow_none=True)
+    violations = ma.fields.List(ma.fields.Dict(), metadata={"description": "rules the pair breaks now (R2, R3)"})
+    created_at = ma.fields.DateTime()
+    updated_at = ma.fields.DateTime()
+
+
+PairPageSchema = page_schema(PairSchema, "PairPage")
+
+
+class CustomDomainSchema(StrictSchema):
+    domain = ma.fields.String(required=True, validate=validate.Regexp(
+        r"^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]{2,63}$",
+        error="domain must be a valid DNS name such as pbx.example.com"))
+
+
+class CloudImSettingsSchema(StrictSchema):
+    enabled = ma.fields.Boolean(required=True)
+    server = ma.fields.String(load_default="gdms", validate=validate.OneOf(("gdms", "custom")))
+
+
+class ResolveSchema(StrictSchema):
+    active_mac = Mac(required=True)
+    reason = ma.fields.String(required=True, validate=validate.Length(min=1, max=500))
+
+
+class ReplaceSchema(StrictSchema):
+    failed_mac = Mac(required=True)
+    new_mac = Mac(required=True)
+
+
+class EventSchema(ma.Schema):
+    id = ma.fields.Integer()
+    at = ma.fields.DateTime()
+    kind = ma.fields.String()
+    mac = ma.fields.String(allow_none=True)
+    epoch = ma.fields.Integer(allow_none=True)
+    detail = ma.fields.Dict()
+
+
+EventPageSchema = page_schema(EventSchema, "EventPage")
+
+
+class DissolvedSchema(ma.Schema):
+    pair = ma.fields.Nested(PairSchema)
+    notice = ma.fields.String()

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import validate
+
+from .common import Mac
+
+REASONS = ("heart_beat_lost", "network_port_disconnect", "force_switch")
+
+
+class _Data(ma.Schema):
+    class Meta:
+        unknown = ma.EXCLUDE  # newer firmware may add fields; they must not break failover
+
+
+class RoleChangedData(_Data):
+    role = ma.fields.String(required=True, validate=validate.Equal("active"))
+    reason = ma.fields.String(required=True, validate=validate.OneOf(REASONS))
+    peer_mac = Mac(load_default=None)
+
+
+class StatusData(_Data):
+    role = ma.fields.String(required=True, validate=validate.OneOf(("active", "standby")))
+    work_status = ma.fields.String(required=True, validate=validate.OneOf(("paired", "standalone")))
+    backup_status = ma.fields.String(required=True, validate=validate.OneOf(("idle", "backing_up")))
+    firmware = ma.fields.String(required=True, validate=validate.Regexp(r"^\d+(\.\d+){1,4}$"))
+    peer_mac = Mac(load_default=None)
+
+
+class FaultData(_Data):
+    source = ma.fields.String(required=True, validate=validate.OneOf(("wan_lan", "heartbeat")))
+    state = ma.fields.String(required=True, validate=validate.OneOf(("raised", "cleared")))
+
+
+class BackupData(_Data):
+    kind = ma.fields.String(required=True, validate=validate.OneOf(("full", "external_sync")))
+    result = ma.fields.String(required=True, validate=validate.OneOf(("success", "failure")))
+
+
+DATA_SCHEMAS: dict[str, type[ma.Schema]] = {
+    "ha.role_changed": RoleChangedData,
+    "ha.status": StatusData,
+    "ha.fault": FaultData,
+    "ha.backup": BackupData,
+}
+
+
+class NotificationSchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    type = ma.fields.String(required=True, validate=validate.OneOf(tuple(DATA_SCHEMAS)))
+    occurred_at = ma.fields.AwareDateTime(required=True)
+    sequence = ma.fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=2**62))
+    data = ma.fields.Dict(required=True)
+
+    @ma.post_load
+    def load_data(self, note, **_kwargs):  # type: ignore[no-untyped-def]
+        try:
+            note["data"] = DATA_SCHEMAS[note["type"]]().load(note["data"])
+        except ma.ValidationError as exc:
+            raise ma.ValidationError({"data": exc.messages}) from exc
+        return note
+
+
+class ReceiptSchema(ma.Schema):
+    event_id = ma.fields.Integer()
+    status = ma.fields.String()
+    outcome = ma.fields.String()
+
+
+class NativeAlertSchema(ma.Schema):
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    action = ma.fields.String(load_default="", validate=validate.Length(max=200))
+    mac = ma.fields.String(load_default="", validate=validate.Length(max=64))
+    content = ma.fields.String(required=True, validate=validate.Length(max=8192))

@@ -1,0 +1,102 @@
+"""The Flask app factory."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import swagger_ui_bundle
+from flask import Flask, request, send_from_directory
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.api import devices, health, pairs, plans, webhooks
+from service.api.context import close_db
+from service.api.converters import MacConverter
+from service.api.problems import ProblemApi, problem
+from service.db import make_engine, make_session_factory
+from service.settings import Settings, load_settings
+from workers.celery_app import broker_status, make_celery
+
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+@dataclass
+class Extension:
+    settings: Settings
+    session_factory: sessionmaker[Session]
+    enqueue: Callable[[str, Sequence[object]], None]
+    broker_check: Callable[[], str]
+
+
+def _celery_enqueue(settings: Settings) -> tuple[Callable[[str, Sequence[object]], None], Callable[[], str]]:
+    celery = make_celery(settings)
+
+    def enqueue(task: str, args: Sequence[object]) -> None:
+        celery.send_task(task, args=list(args))
+
+    return enqueue, lambda: broker_status(celery)
+
+
+def create_app(settings: Settings | None = None, *, session_factory: sessionmaker[Session] | None = None,
+               enqueue: Callable[[str, Sequence[object]], None] | None = None,
+               broker_check: Callable[[], str] | None = None) -> Flask:
+    settings = settings or load_settings()
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.api_max_bytes,
+        API_TITLE="ucmha",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api/v1",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="/api/v1/docs/assets/",
+        API_SPEC_OPTIONS={
+            "info": {"description": "Keeps Grandstream UCM6300 HA pairs reachable through GDMS RemoteConnect "
+                                    "and Cloud IM. Errors are RFC 9457 problem details."},
+            "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+            "security": [{"bearer": []}],
+        },
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.is_production,
+    )
+    app.url_map.converters["mac"] = MacConverter
+    if session_factory is None:
+        session_factory = make_session_factory(make_engine(settings.database_url))
+    if enqueue is None or broker_check is None:
+        default_enqueue, default_check = _celery_enqueue(settings)
+        enqueue = enqueue or default_enqueue
+        broker_check = broker_check or default_check
+    app.extensions["ucmha"] = Extension(settings, session_factory, enqueue, broker_check)
+    app.teardown_appcontext(close_db)
+    app.before_request(_require_json_body)
+
+    api = ProblemApi(app)
+    for module in (devices, plans, pairs, webhooks):
+        api.register_blueprint(module.blp)
+    app.register_blueprint(health.blp)
+    _register_docs_assets(app)
+    return app
+
+
+def _require_json_body():  # type: ignore[no-untyped-def]
+    """415 for a body that is not JSON on the admin API (webhooks check their own body)."""
+    if request.method not in BODY_METHODS or not request.path.startswith("/api/v1/"):
+        return None
+    if request.path.startswith("/api/v1/webhooks/"):
+        return None
+    if not request.content_length and request.headers.get("Transfer-Encoding") is None:
+        return None
+    if request.mimetype != "application/json":
+        return problem(415, "Unsupported Media Type", "Send the body as application/json.")
+    return None
+
+
+def _register_docs_assets(app: Flask) -> None:
+    """Swagger UI served from the swagger-ui-bundle package: nothing is loaded from a CDN."""
+    folder = swagger_ui_bundle.swagger_ui_path
+
+    @app.get("/api/v1/docs/assets/<path:filename>")
+    def swagger_assets(filename):  # type: ignore[no-untyped-def]
+        return send_from_directory(folder, filename, max_age=3600)

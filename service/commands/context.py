@@ -1,0 +1,50 @@
+"""What every command receives: the session it owns, who acts, and a way to enqueue after commit."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable, Sequence
+
+from kombu.exceptions import OperationalError as BrokerError
+from sqlalchemy.orm import Session
+
+from service.models import utcnow
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Enqueue = Callable[[str, Sequence[object]], None]
+
+
+@dataclass
+class CommandContext:
+    session: Session
+    settings: Settings
+    org_id: int | None
+    actor: str
+    enqueue: Enqueue
+    clock: Callable[[], datetime] = utcnow
+    _after_commit: list[tuple[str, tuple[object, ...]]] = field(default_factory=list)
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def enqueue_after_commit(self, task: str, *args: object) -> None:
+        if (task, args) not in self._after_commit:
+            self._after_commit.append((task, args))
+
+    def commit(self) -> None:
+        """Commit, then hand queued tasks to the broker.
+
+        Tasks go out only after the commit so a worker never sees state that may still roll back.
+        If the broker is down the work is not lost: it is recorded in the database (pair_syncs)
+        and the sweeper enqueues it again.
+        """
+        self.session.commit()
+        pending, self._after_commit = self._after_commit, []
+        for task, args in pending:
+            try:
+                self.enqueue(task, args)
+            except (BrokerError, OSError) as exc:
+                log.warning("broker unavailable; %s left to the sweeper", task, extra={"error": str(exc)})

@@ -1,0 +1,51 @@
+"""Timeline lines and alarms; the caller's transaction carries them."""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from service.models import Alarm, Event, HaPair
+
+from .context import CommandContext
+
+
+def record(ctx: CommandContext, pair: HaPair, kind: str, *, mac: str | None = None,
+           notification_id: int | None = None, **detail: Any) -> Event:
+    event = Event(org_id=pair.org_id, pair_id=pair.id, kind=kind, mac=mac, epoch=pair.epoch,
+                  notification_id=notification_id, detail=_jsonable(detail), at=ctx.now())
+    ctx.session.add(event)
+    return event
+
+
+def open_alarm(ctx: CommandContext, pair: HaPair, kind: str, detail: str) -> bool:
+    """Open an alarm unless one of that kind is open already; True when it was opened now."""
+    existing = ctx.session.execute(
+        select(Alarm).where(Alarm.pair_id == pair.id, Alarm.kind == kind, Alarm.closed_at.is_(None))
+    ).scalar_one_or_none()
+    if existing is not None:
+        return False
+    ctx.session.add(Alarm(org_id=pair.org_id, pair_id=pair.id, kind=kind, detail=detail, opened_at=ctx.now()))
+    record(ctx, pair, "alarm_raised", alarm=kind, message=detail)
+    return True
+
+
+def close_alarm(ctx: CommandContext, pair: HaPair, kind: str, why: str) -> bool:
+    existing = ctx.session.execute(
+        select(Alarm).where(Alarm.pair_id == pair.id, Alarm.kind == kind, Alarm.closed_at.is_(None))
+    ).scalar_one_or_none()
+    if existing is None:
+        return False
+    existing.closed_at = ctx.now()
+    record(ctx, pair, "alarm_cleared", alarm=kind, message=why)
+    return True
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "isoformat"):
+        return value.isoformat().replace("+00:00", "Z")
+    return value

@@ -1,0 +1,225 @@
+"""The failover decision table: what a role claim from a node does to its pair.
+
+A node sends ``ha.role_changed`` when it has just become Active. Notifications repeat,
+arrive late and out of order, and both nodes can claim at once, so every claim goes through
+:func:`decide_claim`, one row after the other, the first row that matches wins:
+
+=====================================  ===========  ==========================================
+row                                    kind         effect
+=====================================  ===========  ==========================================
+``duplicate``                          duplicate    none (same webhook-id seen before)
+``stale_sequence``                     stale        none (sequence not above the node's last)
+``stale_occurred_at``                  stale        none (older than the newest accepted
+                                                    Active assertion of the pair)
+``during_split_brain``                 split_brain  none; only a standby report or an admin
+                                                    ends a split brain
+``already_active``                     confirmed    none (the claimant is the Active already)
+``force_switch``                       applied      Active := claimant, status paired, epoch+1
+``network_port_disconnect``            applied      Active := claimant, status standalone,
+                                                    epoch+1
+``heart_beat_lost``                    applied      as above, status standalone
+``heart_beat_lost_active_alive``       split_brain  Active := Primary (R5), status split_brain,
+                                                    epoch+1 only if the Active changes
+=====================================  ===========  ==========================================
+
+Decisions where api.md is silent:
+
+* A reason the table does not know takes the ``heart_beat_lost`` rows: they are the only
+  ones that ask whether the current Active is still alive, so they are the safe guess (the
+  native alarm "HA switch occurred" carries no reason either).
+* ``already_active`` changes nothing, not even the work status: a repeated claim says the
+  node became Active, not whether its peer is back; status reports say that.
+* A pair in ``replacing`` keeps that status through claims and ``resolve``: the
+  replacement procedure owns it. A split brain overrides it, because it needs an admin.
+* :func:`resolve` always bumps the epoch, even when the Active stays: the admin's ruling
+  must supersede any repoint still in flight.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Literal
+
+from .errors import NotInPair
+from .pair_state import (
+    NodeLiveness,
+    PairState,
+    after_outcome,
+    asserted_active_since,
+    ensure_not_dissolved,
+    liveness_of,
+    member_mac,
+    primary_of,
+    with_liveness,
+)
+from .status import StatusDecision, StatusKind, StatusReport, decide_status, record_status
+from .timeutil import as_utc, latest
+
+Reason = Literal["heart_beat_lost", "network_port_disconnect", "force_switch"]
+REASONS: tuple[str, ...] = ("heart_beat_lost", "network_port_disconnect", "force_switch")
+DecisionKind = Literal["duplicate", "stale", "confirmed", "applied", "split_brain"]
+
+# Kinds after which the claim is evidence of who is Active; the others are ignored.
+_ACCEPTED_KINDS = frozenset({"confirmed", "applied", "split_brain"})
+
+
+@dataclass(frozen=True)
+class RoleClaim:
+    """``ha.role_changed``: node ``mac`` has just become Active for ``reason``."""
+
+    mac: str
+    reason: str
+    occurred_at: datetime
+    sequence: int
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class ClaimDecision:
+    """The pair's Active and status after a claim or an admin ruling, and why.
+
+    ``reason`` is a sentence for the timeline; ``row`` the stable id of the table row.
+    """
+
+    kind: DecisionKind
+    active_mac: str
+    status: str
+    epoch_bump: bool
+    reason: str
+    row: str
+
+
+def _status_after_switch(pair: PairState, work_status: str) -> str:
+    return "replacing" if pair.status == "replacing" else work_status
+
+
+def decide_claim(pair: PairState, claim: RoleClaim) -> ClaimDecision:
+    """Decide on a role claim; raises ``InvalidState`` (dissolved) or ``NotInPair``."""
+    ensure_not_dissolved(pair)
+    claimant = member_mac(pair, claim.mac)
+    active = member_mac(pair, pair.active_mac)
+    occurred_at = as_utc(claim.occurred_at)
+    said = f"{claimant} claims Active ({claim.reason}, sequence {claim.sequence}, at {occurred_at.isoformat()})"
+
+    def unchanged(kind: DecisionKind, row: str, why: str) -> ClaimDecision:
+        return ClaimDecision(kind, active, pair.status, False, f"{said}: {why}", row)
+
+    def switch(row: str, work_status: str, why: str) -> ClaimDecision:
+        status = _status_after_switch(pair, work_status)
+        return ClaimDecision("applied", claimant, status, True, f"{said}: {why}", row)
+
+    if claim.duplicate:
+        return unchanged("duplicate", "duplicate", "a repeat of a notification already handled; no effect")
+
+    last_sequence = liveness_of(pair, claimant).last_sequence
+    if last_sequence is not None and claim.sequence <= last_sequence:
+        return unchanged(
+            "stale",
+            "stale_sequence",
+            f"sequence is not above the node's last ({last_sequence}); no effect",
+        )
+
+    newest = pair.newest_active_assertion_at
+    if newest is not None and occurred_at < as_utc(newest):
+        return unchanged(
+            "stale",
+            "stale_occurred_at",
+            f"older than the pair's newest accepted Active assertion ({as_utc(newest).isoformat()}); no effect",
+        )
+
+    if pair.status == "split_brain":
+        return unchanged(
+            "split_brain",
+            "during_split_brain",
+            "the pair is in split brain; a claim settles nothing until a node reports standby or an admin resolves",
+        )
+
+    if claimant == active:
+        return unchanged("confirmed", "already_active", "it is the Active already; no switch")
+
+    if claim.reason == "force_switch":
+        return switch("force_switch", "paired", f"manual force switch handed Active over from {active}")
+
+    if claim.reason == "network_port_disconnect":
+        return switch(
+            "network_port_disconnect",
+            "standalone",
+            f"{active} lost its business port and handed over; the claimant runs standalone",
+        )
+
+    # heart_beat_lost, and any reason not known to the table: believe the claim only if
+    # the current Active has been silent for longer than the heartbeat timeout.
+    since = occurred_at - timedelta(seconds=pair.heartbeat_timeout_s)
+    if asserted_active_since(liveness_of(pair, active), since):
+        primary = primary_of(pair)
+        return ClaimDecision(
+            "split_brain",
+            primary,
+            "split_brain",
+            primary != active,
+            f"{said}: but {active} showed itself Active at or after {since.isoformat()} "
+            f"(heartbeat timeout {pair.heartbeat_timeout_s} s); split brain, routing goes to the Primary {primary}",
+            "heart_beat_lost_active_alive",
+        )
+    return switch(
+        "heart_beat_lost",
+        "standalone",
+        f"{active} has not shown itself Active since {since.isoformat()}; the claimant took over",
+    )
+
+
+def resolve(pair: PairState, active_mac: str, note: str | None = None) -> ClaimDecision:
+    """An admin's ruling on which node is Active: ends a split brain, overrides the nodes."""
+    ensure_not_dissolved(pair)
+    target = member_mac(pair, active_mac)
+    status = "replacing" if pair.status == "replacing" else "paired"
+    why = f"admin ruling: {target} is Active"
+    if note:
+        why = f"{why} ({note})"
+    return ClaimDecision("applied", target, status, True, why, "admin_resolve")
+
+
+def record_claim(pair: PairState, claim: RoleClaim, decision: ClaimDecision) -> PairState:
+    """The pair once ``decision`` (from :func:`decide_claim` on ``claim``) is taken."""
+    if decision.row in ("duplicate", "stale_sequence"):
+        return pair
+    occurred_at = as_utc(claim.occurred_at)
+    node = liveness_of(pair, claim.mac)
+    node = replace(
+        node,
+        last_sequence=claim.sequence if node.last_sequence is None else max(node.last_sequence, claim.sequence),
+        last_active_assertion_at=latest(node.last_active_assertion_at, occurred_at),
+    )
+    updated = with_liveness(pair, node)
+    if decision.kind in _ACCEPTED_KINDS:
+        updated = replace(
+            updated, newest_active_assertion_at=latest(updated.newest_active_assertion_at, occurred_at)
+        )
+    return after_outcome(updated, decision.active_mac, decision.status, decision.epoch_bump)
+
+
+def record_resolve(pair: PairState, decision: ClaimDecision) -> PairState:
+    """The pair once an admin ruling from :func:`resolve` is taken."""
+    return after_outcome(pair, decision.active_mac, decision.status, decision.epoch_bump)
+
+
+__all__ = [
+    "REASONS",
+    "ClaimDecision",
+    "DecisionKind",
+    "NodeLiveness",
+    "NotInPair",
+    "PairState",
+    "Reason",
+    "RoleClaim",
+    "StatusDecision",
+    "StatusKind",
+    "StatusReport",
+    "decide_claim",
+    "decide_status",
+    "record_claim",
+    "record_resolve",
+    "record_status",
+    "resolve",
+]

@@ -1,0 +1,566 @@
+"""Prerequisites of an HA pair that the cloud can check before the pair is formed.
+
+``preflight`` answers with every check, passed or not, always in the same order
+(:data:`CHECK_ORDER`), so a client can render a checklist and diff two runs. Decisions
+where the guide leaves room:
+
+* A check that does not apply passes with a detail starting ``not applicable:`` (R2 without
+  UCMRC, the Cloud IM permission without the GDMS server, R8 without HA settings or without
+  one site's network). It is never left out, so the list keeps its shape.
+* A check that needs a device that was not found fails with a detail starting
+  ``cannot check:`` and the violation code ``primary_not_found`` / ``secondary_not_found``:
+  a pair cannot be formed from a device we do not know, so failing is the honest answer.
+* A check's ``code`` names what is checked (``plan_spec_match``); the violations of a failed
+  check name what is wrong (``plan_spec_mismatch``), as the API's ``violations`` list does.
+  One failed check can carry several violations (a plan both without HA and expired).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from ipaddress import IPv4Interface
+
+from .errors import Violation
+from .mac import normalize_mac
+from .network import host_interface, parse_host, parse_netmask
+from .plans import (
+    PlanFacts,
+    cloud_im_gdms_rule,
+    node_plan_ha_violations,
+    plan_spec_violations,
+)
+
+HEARTBEAT_PORT_RANGE = (0, 65535)
+HEARTBEAT_TIMEOUT_RANGE_S = (7, 45)
+# Cloud storage is a service the node may use, not a medium with a size worth comparing.
+SIZELESS_STORAGE_KINDS = frozenset({"gdms_cloud"})
+
+CHECK_ORDER: tuple[tuple[str, str], ...] = (
+    ("membership", "primary_exists"),
+    ("membership", "secondary_exists"),
+    ("membership", "distinct_devices"),
+    ("membership", "primary_not_in_pair"),
+    ("membership", "secondary_not_in_pair"),
+    ("R1", "same_model"),
+    ("R1", "same_firmware"),
+    ("R2", "primary_plan_ha"),
+    ("R2", "secondary_plan_ha"),
+    ("R2", "plan_spec_match"),
+    ("R3", "single_cloud_im"),
+    ("R3", "cloud_im_plan_permission"),
+    ("R8", "heartbeat_port_range"),
+    ("R8", "heartbeat_timeout_range"),
+    ("R8", "primary_addresses_valid"),
+    ("R8", "secondary_addresses_valid"),
+    ("R8", "primary_heartbeat_subnet_differs"),
+    ("R8", "secondary_heartbeat_subnet_differs"),
+    ("R8", "primary_heartbeat_gateway_in_subnet"),
+    ("R8", "secondary_heartbeat_gateway_in_subnet"),
+    ("R9", "storage_match"),
+)
+
+SITES = ("primary", "secondary")
+
+
+@dataclass(frozen=True)
+class StorageItem:
+    kind: str
+    size_gb: float
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    """What the service knows about one device of the caller's organization."""
+
+    mac: str
+    model: str
+    firmware: str
+    cloud_im_enabled: bool
+    storage: tuple[StorageItem, ...]
+    plan: PlanFacts | None
+    in_pair: bool
+
+
+@dataclass(frozen=True)
+class SiteNetwork:
+    """One site's HA network settings: heartbeat port and business port addresses."""
+
+    heartbeat_ip: str
+    heartbeat_gateway: str
+    heartbeat_netmask: str
+    business_ip: str
+    business_netmask: str
+
+
+@dataclass(frozen=True)
+class HaSettings:
+    heartbeat_port: int = 9527
+    heartbeat_timeout_s: int = 7
+    primary: SiteNetwork | None = None
+    secondary: SiteNetwork | None = None
+
+
+@dataclass(frozen=True)
+class PairRequest:
+    primary_mac: str
+    secondary_mac: str
+    use_ucmrc: bool
+    ha_settings: HaSettings | None
+    cloud_im_server: str | None = None
+
+
+@dataclass(frozen=True)
+class Check:
+    """One prerequisite and its outcome; ``violations`` is empty exactly when ``ok``."""
+
+    rule: str
+    code: str
+    ok: bool
+    detail: str
+    violations: tuple[Violation, ...] = ()
+
+    def as_dict(self) -> dict[str, object]:
+        return {"rule": self.rule, "code": self.code, "ok": self.ok, "detail": self.detail}
+
+
+def _passed(rule: str, code: str, detail: str) -> Check:
+    return Check(rule, code, True, detail)
+
+
+def _failed(rule: str, code: str, violations: Iterable[Violation]) -> Check:
+    found = tuple(violations)
+    return Check(rule, code, False, "; ".join(v.detail for v in found), found)
+
+
+def _outcome(rule: str, code: str, violations: Sequence[Violation], ok_detail: str) -> Check:
+    return _failed(rule, code, violations) if violations else _passed(rule, code, ok_detail)
+
+
+def _not_found(rule: str, code: str, missing: Sequence[str]) -> Check:
+    return _failed(
+        rule,
+        code,
+        [Violation(rule, f"{site}_not_found", f"cannot check: {site} device not found") for site in missing],
+    )
+
+
+def _missing(primary: NodeFacts | None, secondary: NodeFacts | None) -> list[str]:
+    return [site for site, node in zip(SITES, (primary, secondary)) if node is None]
+
+
+def failed(checks: Iterable[Check]) -> list[Violation]:
+    """The violations of the failed checks, in check order (the body of a 422)."""
+    return [violation for check in checks if not check.ok for violation in check.violations]
+
+
+def preflight(
+    request: PairRequest,
+    primary: NodeFacts | None,
+    secondary: NodeFacts | None,
+    now: datetime,
+) -> list[Check]:
+    """Every prerequisite of domain.md the cloud can check, in :data:`CHECK_ORDER`.
+
+    ``primary`` / ``secondary`` are ``None`` when the MAC is not a device of the caller's
+    organization. A malformed MAC in ``request`` raises ``InvalidMac``: that is a bad
+    request, not a failed prerequisite.
+    """
+    checks = [
+        *_membership_checks(request, primary, secondary),
+        *_r1_checks(primary, secondary),
+        *_r2_checks(request, primary, secondary, now),
+        *_r3_checks(request, primary, secondary, now),
+        *_r8_checks(request.ha_settings),
+        _r9_check(primary, secondary),
+    ]
+    return checks
+
+
+def _membership_checks(
+    request: PairRequest, primary: NodeFacts | None, secondary: NodeFacts | None
+) -> list[Check]:
+    checks: list[Check] = []
+    for site, node, mac in zip(
+        SITES, (primary, secondary), (request.primary_mac, request.secondary_mac)
+    ):
+        code = f"{site}_exists"
+        if node is None:
+            checks.append(
+                _failed(
+                    "membership",
+                    code,
+                    [Violation("membership", f"{site}_not_found", f"{site} device {normalize_mac(mac)} not found")],
+                )
+            )
+        else:
+            checks.append(_passed("membership", code, f"{site} device {normalize_mac(mac)} found"))
+
+    if normalize_mac(request.primary_mac) == normalize_mac(request.secondary_mac):
+        checks.append(
+            _failed(
+                "membership",
+                "distinct_devices",
+                [Violation("membership", "same_device", "primary and secondary are the same device")],
+            )
+        )
+    else:
+        checks.append(_passed("membership", "distinct_devices", "primary and secondary are different devices"))
+
+    for site, node in zip(SITES, (primary, secondary)):
+        code = f"{site}_not_in_pair"
+        if node is None:
+            checks.append(_not_found("membership", code, [site]))
+        elif node.in_pair:
+            checks.append(
+                _failed(
+                    "membership",
+                    code,
+                    [Violation("membership", f"{site}_in_pair", f"{site} device {node.mac} is already in an HA pair")],
+                )
+            )
+        else:
+            checks.append(_passed("membership", code, f"{site} device is in no other pair"))
+    return checks
+
+
+def _r1_checks(primary: NodeFacts | None, secondary: NodeFacts | None) -> list[Check]:
+    missing = _missing(primary, secondary)
+    if missing:
+        return [_not_found("R1", "same_model", missing), _not_found("R1", "same_firmware", missing)]
+    assert primary is not None and secondary is not None
+    # Model names are product names (UCM6304 = ucm6304); firmware versions are compared
+    # exactly because the guide requires the very same build.
+    model = []
+    if primary.model.strip().casefold() != secondary.model.strip().casefold():
+        model.append(
+            Violation("R1", "model_mismatch", f"models differ: primary {primary.model}, secondary {secondary.model}")
+        )
+    firmware = []
+    if primary.firmware.strip() != secondary.firmware.strip():
+        firmware.append(
+            Violation(
+                "R1",
+                "firmware_mismatch",
+                f"firmware differs: primary {primary.firmware}, secondary {secondary.firmware}",
+            )
+        )
+    return [
+        _outcome("R1", "same_model", model, f"both nodes are {primary.model}"),
+        _outcome("R1", "same_firmware", firmware, f"both nodes run firmware {primary.firmware}"),
+    ]
+
+
+def _r2_checks(
+    request: PairRequest, primary: NodeFacts | None, secondary: NodeFacts | None, now: datetime
+) -> list[Check]:
+    codes = ("primary_plan_ha", "secondary_plan_ha", "plan_spec_match")
+    if not request.use_ucmrc:
+        return [_passed("R2", code, "not applicable: the pair does not use UCMRC") for code in codes]
+    checks: list[Check] = []
+    for site, node in zip(SITES, (primary, secondary)):
+        code = f"{site}_plan_ha"
+        if node is None:
+            checks.append(_not_found("R2", code, [site]))
+        else:
+            checks.append(
+                _outcome(
+                    "R2",
+                    code,
+                    node_plan_ha_violations(site, node.plan, now),
+                    f"the {site} node's plan counts for HA",
+                )
+            )
+    missing = _missing(primary, secondary)
+    if missing:
+        checks.append(_not_found("R2", "plan_spec_match", missing))
+        return checks
+    assert primary is not None and secondary is not None
+    without_plan = [site for site, node in zip(SITES, (primary, secondary)) if node.plan is None]
+    if without_plan:
+        checks.append(
+            _failed(
+                "R2",
+                "plan_spec_match",
+                [
+                    Violation("R2", f"{site}_plan_missing", f"cannot check: the {site} node has no UCMRC plan")
+                    for site in without_plan
+                ],
+            )
+        )
+    else:
+        assert primary.plan is not None
+        checks.append(
+            _outcome(
+                "R2",
+                "plan_spec_match",
+                plan_spec_violations(primary.plan, secondary.plan),
+                f"both plans are {primary.plan.tier}",
+            )
+        )
+    return checks
+
+
+def _r3_checks(
+    request: PairRequest, primary: NodeFacts | None, secondary: NodeFacts | None, now: datetime
+) -> list[Check]:
+    checks: list[Check] = []
+    missing = _missing(primary, secondary)
+    if missing:
+        checks.append(_not_found("R3", "single_cloud_im", missing))
+    else:
+        assert primary is not None and secondary is not None
+        # Guide, basic setup step 3: Cloud IM on A (the Primary), B's off. B is the node
+        # whose data the Primary's full backup overwrites, so a Cloud IM of its own would
+        # be a second, orphaned service -- even when the Primary has none.
+        found: list[Violation] = []
+        if primary.cloud_im_enabled and secondary.cloud_im_enabled:
+            found.append(
+                Violation("R3", "cloud_im_on_both", "Cloud IM is enabled on both nodes; turn it off on the secondary")
+            )
+        elif secondary.cloud_im_enabled:
+            found.append(
+                Violation(
+                    "R3",
+                    "cloud_im_on_secondary",
+                    "Cloud IM is enabled on the secondary; enable it on the primary and turn it off on the secondary",
+                )
+            )
+        ok_detail = (
+            "Cloud IM is enabled on the primary only"
+            if primary.cloud_im_enabled
+            else "Cloud IM is enabled on neither node"
+        )
+        checks.append(_outcome("R3", "single_cloud_im", found, ok_detail))
+
+    # The guide ties the permission to the GDMS-delivered server, whether or not the pair
+    # uses UCMRC for remote connections, so ``use_ucmrc`` is not consulted here.
+    if request.cloud_im_server != "gdms":
+        checks.append(
+            _passed("R3", "cloud_im_plan_permission", "not applicable: Cloud IM does not use the GDMS server")
+        )
+    elif missing:
+        checks.append(_not_found("R3", "cloud_im_plan_permission", missing))
+    else:
+        assert primary is not None and secondary is not None
+        checks.append(
+            _outcome(
+                "R3",
+                "cloud_im_plan_permission",
+                cloud_im_gdms_rule(primary.plan, secondary.plan, now),
+                "both nodes' plans carry the Cloud IM permission",
+            )
+        )
+    return checks
+
+
+def _in_range(value: object, bounds: tuple[int, int]) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and bounds[0] <= value <= bounds[1]
+
+
+def _site_addresses(site: SiteNetwork) -> tuple[dict[str, IPv4Interface], list[str]]:
+    """The parsed heartbeat/business interfaces and gateway, and what is wrong with them."""
+    parsed: dict[str, IPv4Interface] = {}
+    problems: list[str] = []
+    for name, ip_text, mask_text in (
+        ("heartbeat", site.heartbeat_ip, site.heartbeat_netmask),
+        ("business", site.business_ip, site.business_netmask),
+    ):
+        try:
+            parse_netmask(mask_text)
+        except ValueError as exc:
+            problems.append(f"{name}_netmask {exc}")
+            try:
+                parse_host(ip_text)
+            except ValueError as ip_exc:
+                problems.append(f"{name}_ip {ip_exc}")
+            continue
+        try:
+            parsed[name] = host_interface(ip_text, mask_text)
+        except ValueError as exc:
+            problems.append(f"{name}_ip {exc}")
+    try:
+        gateway = parse_host(site.heartbeat_gateway)
+        parsed["gateway"] = IPv4Interface(f"{gateway}/32")
+    except ValueError as exc:
+        problems.append(f"heartbeat_gateway {exc}")
+    return parsed, problems
+
+
+def _r8_checks(settings: HaSettings | None) -> list[Check]:
+    if settings is None:
+        return [_passed(rule, code, "not applicable: no HA settings given") for rule, code in CHECK_ORDER if rule == "R8"]
+
+    checks: list[Check] = []
+    low, high = HEARTBEAT_PORT_RANGE
+    checks.append(
+        _outcome(
+            "R8",
+            "heartbeat_port_range",
+            []
+            if _in_range(settings.heartbeat_port, HEARTBEAT_PORT_RANGE)
+            else [
+                Violation(
+                    "R8",
+                    "heartbeat_port_out_of_range",
+                    f"heartbeat port {settings.heartbeat_port!r} is outside {low}-{high}",
+                )
+            ],
+            f"heartbeat port {settings.heartbeat_port} (the same on both sites)",
+        )
+    )
+    low, high = HEARTBEAT_TIMEOUT_RANGE_S
+    checks.append(
+        _outcome(
+            "R8",
+            "heartbeat_timeout_range",
+            []
+            if _in_range(settings.heartbeat_timeout_s, HEARTBEAT_TIMEOUT_RANGE_S)
+            else [
+                Violation(
+                    "R8",
+                    "heartbeat_timeout_out_of_range",
+                    f"heartbeat timeout {settings.heartbeat_timeout_s!r} s is outside {low}-{high} s",
+                )
+            ],
+            f"heartbeat timeout {settings.heartbeat_timeout_s} s",
+        )
+    )
+
+    sites = {name: getattr(settings, name) for name in SITES}
+    parsed: dict[str, dict[str, IPv4Interface]] = {}
+    problems: dict[str, list[str]] = {}
+    for name, site in sites.items():
+        if site is not None:
+            parsed[name], problems[name] = _site_addresses(site)
+
+    for name in SITES:
+        code = f"{name}_addresses_valid"
+        if sites[name] is None:
+            checks.append(_passed("R8", code, f"not applicable: no {name} network settings given"))
+        else:
+            checks.append(
+                _outcome(
+                    "R8",
+                    code,
+                    [Violation("R8", f"{name}_address_invalid", f"{name}: {p}") for p in problems[name]],
+                    f"the {name} site's addresses and netmasks are valid",
+                )
+            )
+
+    for name in SITES:
+        code = f"{name}_heartbeat_subnet_differs"
+        if sites[name] is None:
+            checks.append(_passed("R8", code, f"not applicable: no {name} network settings given"))
+            continue
+        heartbeat = parsed[name].get("heartbeat")
+        business = parsed[name].get("business")
+        if heartbeat is None or business is None:
+            checks.append(
+                _failed(
+                    "R8",
+                    code,
+                    [Violation("R8", f"{name}_address_invalid", f"cannot check: the {name} addresses are invalid")],
+                )
+            )
+        elif heartbeat.network.overlaps(business.network):
+            checks.append(
+                _failed(
+                    "R8",
+                    code,
+                    [
+                        Violation(
+                            "R8",
+                            f"{name}_heartbeat_subnet_overlaps_business",
+                            f"{name}: heartbeat subnet {heartbeat.network} overlaps business subnet "
+                            f"{business.network}; they must be different subnets",
+                        )
+                    ],
+                )
+            )
+        else:
+            checks.append(
+                _passed(
+                    "R8",
+                    code,
+                    f"{name}: heartbeat subnet {heartbeat.network} differs from business subnet {business.network}",
+                )
+            )
+
+    for name in SITES:
+        code = f"{name}_heartbeat_gateway_in_subnet"
+        if sites[name] is None:
+            checks.append(_passed("R8", code, f"not applicable: no {name} network settings given"))
+            continue
+        heartbeat = parsed[name].get("heartbeat")
+        gateway = parsed[name].get("gateway")
+        if heartbeat is None or gateway is None:
+            checks.append(
+                _failed(
+                    "R8",
+                    code,
+                    [Violation("R8", f"{name}_address_invalid", f"cannot check: the {name} addresses are invalid")],
+                )
+            )
+            continue
+        address = gateway.ip
+        network = heartbeat.network
+        wrong = None
+        if address not in network:
+            wrong = f"heartbeat gateway {address} is outside the heartbeat subnet {network}"
+        elif address in (network.network_address, network.broadcast_address):
+            wrong = f"heartbeat gateway {address} is the network or broadcast address of {network}"
+        elif address == heartbeat.ip:
+            wrong = f"heartbeat gateway {address} is the heartbeat IP itself"
+        checks.append(
+            _failed("R8", code, [Violation("R8", f"{name}_heartbeat_gateway_outside_subnet", f"{name}: {wrong}")])
+            if wrong
+            else _passed("R8", code, f"{name}: heartbeat gateway {address} is in {network}")
+        )
+    return checks
+
+
+def _storage_profile(items: Iterable[StorageItem]) -> Counter[tuple[str, float | None]]:
+    profile: Counter[tuple[str, float | None]] = Counter()
+    for item in items:
+        kind = item.kind.strip().casefold()
+        if kind in SIZELESS_STORAGE_KINDS:
+            profile[(kind, None)] = 1
+        else:
+            # Rounded so that sizes that went through float arithmetic still compare equal.
+            profile[(kind, round(float(item.size_gb), 2))] += 1
+    return profile
+
+
+def _describe(profile: Counter[tuple[str, float | None]]) -> str:
+    parts = []
+    for (kind, size), count in sorted(profile.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0.0)):
+        label = kind if size is None else f"{kind} {size:g} GB"
+        parts.append(label if count == 1 else f"{count} x {label}")
+    return ", ".join(parts)
+
+
+def _r9_check(primary: NodeFacts | None, secondary: NodeFacts | None) -> Check:
+    missing = _missing(primary, secondary)
+    if missing:
+        return _not_found("R9", "storage_match", missing)
+    assert primary is not None and secondary is not None
+    ours = _storage_profile(primary.storage)
+    theirs = _storage_profile(secondary.storage)
+    if ours == theirs:
+        return _passed("R9", "storage_match", f"same storage on both nodes: {_describe(ours) or 'none'}")
+    only_primary = _describe(ours - theirs) or "nothing"
+    only_secondary = _describe(theirs - ours) or "nothing"
+    return _failed(
+        "R9",
+        "storage_match",
+        [
+            Violation(
+                "R9",
+                "storage_mismatch",
+                f"storage differs: only on the primary: {only_primary}; only on the secondary: {only_secondary}",
+            )
+        ],
+    )

@@ -1,0 +1,179 @@
+"""Read side: every query is scoped to the caller's organization. Nothing here commits."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Sequence, TypeVar
+
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from service.domain.errors import NotFound
+from service.domain.plans import PlanFacts, plan_counts_for_ha
+from service.models import Alarm, Device, Event, HaPair, PairSync, Plan
+
+T = TypeVar("T")
+
+ATTENTION_SYNC_STATES = ("failing", "blocked")
+
+
+@dataclass(frozen=True)
+class Page:
+    items: Sequence[Any]
+    next_id: int | None
+
+
+def paginate(session: Session, stmt: Select[Any], id_column: Any, limit: int, after_id: int | None,
+             descending: bool = False) -> Page:
+    if after_id is not None:
+        stmt = stmt.where(id_column < after_id if descending else id_column > after_id)
+    stmt = stmt.order_by(id_column.desc() if descending else id_column.asc()).limit(limit + 1)
+    rows = list(session.execute(stmt).unique().scalars())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(rows, rows[-1].id if more and rows else None)
+
+
+def device_by_mac(session: Session, org_id: int, mac: str, *, for_update: bool = False) -> Device:
+    stmt = select(Device).where(Device.mac == mac, Device.org_id == org_id)
+    if for_update:
+        stmt = stmt.with_for_update(of=Device)
+    device = session.execute(stmt).unique().scalar_one_or_none()
+    if device is None:
+        raise NotFound(f"No device {mac} in this organization.", code="device_not_found")
+    return device
+
+
+def plan_by_id(session: Session, org_id: int, plan_id: int) -> Plan:
+    plan = session.execute(select(Plan).where(Plan.id == plan_id, Plan.org_id == org_id)).unique().scalar_one_or_none()
+    if plan is None:
+        raise NotFound(f"No plan {plan_id} in this organization.", code="plan_not_found")
+    return plan
+
+
+def pair_by_id(session: Session, org_id: int, pair_id: int, *, for_update: bool = False) -> HaPair:
+    stmt = select(HaPair).where(HaPair.id == pair_id, HaPair.org_id == org_id)
+    if for_update:
+        stmt = stmt.with_for_update(of=HaPair)
+    pair = session.execute(stmt).unique().scalar_one_or_none()
+    if pair is None:
+        raise NotFound(f"No HA pair {pair_id} in this organization.", code="pair_not_found")
+    return pair
+
+
+def live_pair_of(session: Session, device_id: int, *, for_update: bool = False) -> HaPair | None:
+    """The pair a device belongs to now (dissolved pairs free their devices)."""
+    stmt = select(HaPair).where(
+        HaPair.status != "dissolved",
+        or_(HaPair.primary_device_id == device_id, HaPair.secondary_device_id == device_id),
+    )
+    if for_update:
+        stmt = stmt.with_for_update(of=HaPair)
+    return session.execute(stmt).unique().scalars().first()
+
+
+def live_pair_ids(session: Session, device_ids: Sequence[int]) -> dict[int, int]:
+    if not device_ids:
+        return {}
+    rows = session.execute(
+        select(HaPair.id, HaPair.primary_device_id, HaPair.secondary_device_id).where(
+            HaPair.status != "dissolved",
+            or_(HaPair.primary_device_id.in_(device_ids), HaPair.secondary_device_id.in_(device_ids)),
+        )
+    ).all()
+    out: dict[int, int] = {}
+    for pair_id, primary_id, secondary_id in rows:
+        out[primary_id] = pair_id
+        out[secondary_id] = pair_id
+    return out
+
+
+def plan_facts(plan: Plan | None) -> PlanFacts | None:
+    if plan is None:
+        return None
+    return PlanFacts(id=plan.id, tier=plan.tier, ha=plan.ha, cloud_im=plan.cloud_im, status=plan.status,
+                     expires_at=plan.expires_at)
+
+
+def plan_counts(plan: Plan, now: datetime) -> bool:
+    return plan.device_id is not None and plan_counts_for_ha(plan_facts(plan), now)
+
+
+def open_alarm_counts(session: Session, pair_ids: Sequence[int]) -> dict[int, int]:
+    if not pair_ids:
+        return {}
+    rows = session.execute(
+        select(Alarm.pair_id, func.count()).where(Alarm.pair_id.in_(pair_ids), Alarm.closed_at.is_(None))
+        .group_by(Alarm.pair_id)
+    ).all()
+    return {pair_id: count for pair_id, count in rows}
+
+
+def open_alarms(session: Session, pair_id: int) -> list[Alarm]:
+    return list(session.execute(
+        select(Alarm).where(Alarm.pair_id == pair_id, Alarm.closed_at.is_(None)).order_by(Alarm.id)
+    ).scalars())
+
+
+def needs_attention_clause() -> Any:
+    secondary_active = HaPair.active_device_id == HaPair.secondary_device_id
+    sync_trouble = select(PairSync.pair_id).where(
+        PairSync.pair_id == HaPair.id, PairSync.state.in_(ATTENTION_SYNC_STATES)).exists()
+    alarm_open = select(Alarm.id).where(Alarm.pair_id == HaPair.id, Alarm.closed_at.is_(None)).exists()
+    return (HaPair.status != "dissolved") & or_(
+        HaPair.status.in_(("split_brain", "replacing")), secondary_active, sync_trouble, alarm_open)
+
+
+def pair_list_stmt(org_id: int, *, status: str | None = None, active_site: str | None = None,
+                   needs_attention: bool | None = None, q: str | None = None) -> Select[Any]:
+    stmt = select(HaPair).where(HaPair.org_id == org_id)
+    if status:
+        stmt = stmt.where(HaPair.status == status)
+    if active_site == "primary":
+        stmt = stmt.where(HaPair.active_device_id == HaPair.primary_device_id)
+    elif active_site == "secondary":
+        stmt = stmt.where(HaPair.active_device_id == HaPair.secondary_device_id)
+    if needs_attention is True:
+        stmt = stmt.where(needs_attention_clause())
+    elif needs_attention is False:
+        stmt = stmt.where(~needs_attention_clause())
+    if q:
+        stmt = stmt.where(search_clause(q))
+    return stmt
+
+
+def search_clause(q: str) -> Any:
+    needle = q.strip()
+    compact = needle.replace(":", "").replace("-", "").replace(".", "").upper()
+    like = f"%{needle.lower()}%"
+    member = aliased(Device)
+    mac_like = f"%{':'.join(compact[i:i + 2] for i in range(0, len(compact), 2))}%" if compact else like
+    matching_device = select(member.id).where(
+        member.org_id == HaPair.org_id,
+        or_(member.id == HaPair.primary_device_id, member.id == HaPair.secondary_device_id),
+        or_(member.mac.like(mac_like), func.lower(member.name).like(like), func.lower(member.site).like(like)),
+    ).exists()
+    return or_(func.lower(HaPair.custom_domain).like(like), matching_device)
+
+
+def events_stmt(org_id: int, pair_id: int) -> Select[Any]:
+    return select(Event).where(Event.org_id == org_id, Event.pair_id == pair_id)
+
+
+def device_list_stmt(org_id: int, q: str | None) -> Select[Any]:
+    stmt = select(Device).where(Device.org_id == org_id)
+    if q:
+        needle = q.strip()
+        compact = needle.replace(":", "").replace("-", "").replace(".", "").upper()
+        mac_like = f"%{':'.join(compact[i:i + 2] for i in range(0, len(compact), 2))}%" if compact else "%"
+        like = f"%{needle.lower()}%"
+        stmt = stmt.where(or_(Device.mac.like(mac_like), func.lower(Device.name).like(like),
+                              func.lower(Device.site).like(like)))
+    return stmt
+
+
+def plan_list_stmt(org_id: int, device_mac: str | None) -> Select[Any]:
+    stmt = select(Plan).where(Plan.org_id == org_id)
+    if device_mac:
+        stmt = stmt.join(Device, Plan.device_id == Device.id).where(Device.mac == device_mac)
+    return stmt

@@ -1,0 +1,144 @@
+"""The one place that reads the environment.
+
+Everything else receives a `Settings` object. Reading happens when `load_settings()` is called,
+never at import time, so tests and tools can build their own settings.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+DEV_SECRET = "ucmha-dev-insecure-secret-change-me"
+DEV_ENCRYPTION_KEY = "dWNtaGEtZGV2LWluc2VjdXJlLWtleS0zMmJ5dGVzISE="  # 32 bytes, dev only
+
+
+class SettingsError(RuntimeError):
+    """A required setting is missing or invalid; the process must not start."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"  # development | production | test
+    database_url: str = "sqlite:///var/ucmha.db"
+    broker_url: str = "sqla+sqlite:///var/celery-broker.db"
+    redis_url: str | None = None  # rate limits and metrics coordination; None -> in-memory
+    secret_key: str = DEV_SECRET
+    encryption_key: str = DEV_ENCRYPTION_KEY
+    upstream_base_url: str = "http://127.0.0.1:8090"
+    upstream_username: str = "ucmha"
+    upstream_password: str = "ucmha-dev-password"
+    upstream_client_id: str = "ucmha"
+    upstream_client_secret: str = "ucmha-dev-client-secret"
+    upstream_connect_timeout_s: float = 3.0
+    upstream_read_timeout_s: float = 5.0
+    webhook_tolerance_s: int = 300
+    webhook_max_bytes: int = 64 * 1024
+    api_max_bytes: int = 256 * 1024
+    secret_rotation_overlap_s: int = 24 * 3600
+    status_liveness_window_s: int = 60
+    node_silent_after_s: int = 300
+    backup_overdue_after_s: int = 26 * 3600
+    repoint_base_delay_s: float = 1.0
+    repoint_max_delay_s: float = 60.0
+    repoint_failing_after: int = 5
+    repoint_failing_delay_s: float = 300.0
+    sweep_interval_s: float = 2.0
+    reconcile_interval_s: float = 60.0
+    rate_limit_admin: str = "600/minute"
+    rate_limit_webhook: str = "120/minute"
+    rate_limit_alerts: str = "60/minute"
+    log_level: str = "INFO"
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    def with_overrides(self, **changes: object) -> "Settings":
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _default_var_dir() -> Path:
+    return Path(os.environ.get("UCMHA_VAR_DIR", "var")).resolve()
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from `UCMHA_*` variables (plus the conventional DATABASE_URL / REDIS_URL)."""
+    env = os.environ if env is None else env
+    mode = env.get("UCMHA_ENV", "development")
+    if mode not in {"development", "production", "test"}:
+        raise SettingsError(f"UCMHA_ENV must be development, production or test, got {mode!r}")
+    var_dir = Path(env.get("UCMHA_VAR_DIR", "var")).resolve()
+
+    redis_url = env.get("REDIS_URL") or env.get("UCMHA_REDIS_URL") or None
+    database_url = env.get("DATABASE_URL") or env.get("UCMHA_DATABASE_URL") or f"sqlite:///{var_dir / 'ucmha.db'}"
+    broker_url = (
+        env.get("UCMHA_BROKER_URL")
+        or env.get("CELERY_BROKER_URL")
+        or redis_url
+        or f"sqla+sqlite:///{var_dir / 'celery-broker.db'}"
+    )
+    secrets = {
+        "secret_key": env.get("UCMHA_SECRET_KEY"),
+        "encryption_key": env.get("UCMHA_ENCRYPTION_KEY"),
+        "upstream_password": env.get("UCMHA_UPSTREAM_PASSWORD"),
+        "upstream_client_secret": env.get("UCMHA_UPSTREAM_CLIENT_SECRET"),
+    }
+    if mode == "production":
+        missing = [f"UCMHA_{k.upper()}" for k, v in secrets.items() if not v]
+        if missing:
+            raise SettingsError("missing required secrets in production: " + ", ".join(missing))
+        if database_url.startswith("sqlite"):
+            raise SettingsError("production needs DATABASE_URL pointing at PostgreSQL")
+    defaults = Settings()
+    return Settings(
+        env=mode,
+        database_url=database_url,
+        broker_url=broker_url,
+        redis_url=redis_url,
+        secret_key=secrets["secret_key"] or defaults.secret_key,
+        encryption_key=secrets["encryption_key"] or defaults.encryption_key,
+        upstream_base_url=env.get("UCMHA_UPSTREAM_BASE_URL", defaults.upstream_base_url).rstrip("/"),
+        upstream_username=env.get("UCMHA_UPSTREAM_USERNAME", defaults.upstream_username),
+        upstream_password=secrets["upstream_password"] or defaults.upstream_password,
+        upstream_client_id=env.get("UCMHA_UPSTREAM_CLIENT_ID", defaults.upstream_client_id),
+        upstream_client_secret=secrets["upstream_client_secret"] or defaults.upstream_client_secret,
+        upstream_connect_timeout_s=_float(env, "UCMHA_UPSTREAM_CONNECT_TIMEOUT_S", defaults.upstream_connect_timeout_s),
+        upstream_read_timeout_s=_float(env, "UCMHA_UPSTREAM_READ_TIMEOUT_S", defaults.upstream_read_timeout_s),
+        webhook_tolerance_s=_int(env, "UCMHA_WEBHOOK_TOLERANCE_S", defaults.webhook_tolerance_s),
+        status_liveness_window_s=_int(env, "UCMHA_STATUS_LIVENESS_WINDOW_S", defaults.status_liveness_window_s),
+        node_silent_after_s=_int(env, "UCMHA_NODE_SILENT_AFTER_S", defaults.node_silent_after_s),
+        backup_overdue_after_s=_int(env, "UCMHA_BACKUP_OVERDUE_AFTER_S", defaults.backup_overdue_after_s),
+        repoint_base_delay_s=_float(env, "UCMHA_REPOINT_BASE_DELAY_S", defaults.repoint_base_delay_s),
+        repoint_max_delay_s=_float(env, "UCMHA_REPOINT_MAX_DELAY_S", defaults.repoint_max_delay_s),
+        repoint_failing_after=_int(env, "UCMHA_REPOINT_FAILING_AFTER", defaults.repoint_failing_after),
+        repoint_failing_delay_s=_float(env, "UCMHA_REPOINT_FAILING_DELAY_S", defaults.repoint_failing_delay_s),
+        sweep_interval_s=_float(env, "UCMHA_SWEEP_INTERVAL_S", defaults.sweep_interval_s),
+        reconcile_interval_s=_float(env, "UCMHA_RECONCILE_INTERVAL_S", defaults.reconcile_interval_s),
+        rate_limit_admin=env.get("UCMHA_RATE_LIMIT_ADMIN", defaults.rate_limit_admin),
+        rate_limit_webhook=env.get("UCMHA_RATE_LIMIT_WEBHOOK", defaults.rate_limit_webhook),
+        rate_limit_alerts=env.get("UCMHA_RATE_LIMIT_ALERTS", defaults.rate_limit_alerts),
+        log_level=env.get("UCMHA_LOG_LEVEL", defaults.log_level),
+    )

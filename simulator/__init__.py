@@ -1,0 +1,1 @@
+"""Simulator of the upstream cloud API (RemoteConnect and Cloud IM); see README.md."""

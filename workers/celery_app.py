@@ -1,0 +1,44 @@
+"""Celery wiring. Built by `make_celery(settings)`; nothing connects at import time."""
+from __future__ import annotations
+
+from celery import Celery
+from kombu.exceptions import OperationalError
+
+from service.settings import Settings
+
+TASK_MODULES = ["workers.tasks"]
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("ucmha", broker=settings.broker_url, include=TASK_MODULES)
+    app.conf.update(
+        task_ignore_result=True,
+        # Late acknowledgement: a task killed mid-run is delivered again; tasks are idempotent.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_serializer="json",
+        accept_content=["json"],
+        # Fail fast when the broker is down: the database already holds the owed work.
+        task_publish_retry=True,
+        task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
+        broker_connection_timeout=2,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": 300, "socket_timeout": 3, "socket_connect_timeout": 2},
+        worker_hijack_root_logger=False,
+        beat_schedule={
+            "sweep-owed-repoints": {"task": "ucmha.sweep", "schedule": settings.sweep_interval_s},
+            "reconcile-upstream": {"task": "ucmha.reconcile", "schedule": settings.reconcile_interval_s},
+            "check-liveness-and-backups": {"task": "ucmha.check_alarms", "schedule": 30.0},
+        },
+    )
+    return app
+
+
+def broker_status(app: Celery) -> str:
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        return "ok"
+    except (OperationalError, OSError) as exc:
+        return f"unreachable: {type(exc).__name__}"

@@ -1,0 +1,155 @@
+"""Push one pair target's desired state upstream, once in effect.
+
+Three short steps so no database lock is held while the upstream is slow:
+lease the sync row and snapshot what is owed; call upstream; record the outcome. Running it twice
+or concurrently is safe: the lease keeps two workers off one row, the upstream ignores a repeated
+(epoch, mac) and refuses an older epoch, and a newer desired state found at the end starts over.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Callable
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.commands import timeline
+from service.commands.context import CommandContext
+from service.db import unit_of_work
+from service.domain.backoff import BackoffPolicy, is_failing, next_delay
+from service.models import HaPair, PairSync, utcnow
+from service.settings import Settings
+from workers.upstream import StaleEpochError, TransientUpstreamError, UpstreamBusinessError, UpstreamClient
+
+log = logging.getLogger(__name__)
+
+LEASE_S = 60
+REPOINT_TASK = "ucmha.repoint"
+Enqueue = Callable[[str, tuple[object, ...], float], None]
+
+
+@dataclass(frozen=True)
+class Owed:
+    key: str | None
+    mac: str | None
+    epoch: int
+    applied_key: str | None
+    owner_mac: str  # the node the domain is bound to: the Primary (R4)
+
+
+def _policy(settings: Settings) -> BackoffPolicy:
+    return BackoffPolicy(base_s=settings.repoint_base_delay_s, cap_s=settings.repoint_max_delay_s,
+                         failing_threshold=settings.repoint_failing_after,
+                         slow_interval_s=settings.repoint_failing_delay_s)
+
+
+def _lease(session: Session, pair_id: int, target: str, owner: str, now: datetime) -> Owed | None:
+    row = session.get(PairSync, (pair_id, target), with_for_update=True, populate_existing=True)
+    if row is None or row.state not in ("pending", "failing"):
+        return None
+    if row.lease_until is not None and row.lease_until > now and row.lease_owner != owner:
+        return None
+    row.lease_owner, row.lease_until = owner, now + timedelta(seconds=LEASE_S)
+    pair = session.get(HaPair, pair_id)
+    assert pair is not None
+    return Owed(row.desired_key, row.desired_mac, row.desired_epoch, row.applied_key, pair.primary.mac)
+
+
+def _push(client: UpstreamClient, target: str, owed: Owed) -> None:
+    if target == "remote_connect":
+        if owed.applied_key and owed.applied_key != owed.key:
+            client.unbind_domain(owed.applied_key)
+        if owed.key is None:
+            return
+        if owed.applied_key != owed.key:
+            client.bind_domain(owed.key, owed.owner_mac)
+        client.switch_connection(owed.key, owed.mac, owed.epoch)
+    elif owed.key is not None:
+        client.switch_im_binding(owed.key, owed.mac, owed.epoch)
+
+
+def run_repoint(session_factory: sessionmaker[Session], client: UpstreamClient, settings: Settings,
+                pair_id: int, target: str, owner: str, enqueue: Enqueue,
+                rng: random.Random | None = None) -> str:
+    rng = rng or random.Random()
+    with unit_of_work(session_factory) as session:
+        owed = _lease(session, pair_id, target, owner, utcnow())
+    if owed is None:
+        return "nothing_owed"
+    error: str | None = None
+    retry_after: float | None = None
+    try:
+        _push(client, target, owed)
+    except StaleEpochError as exc:
+        if exc.current_mac == owed.mac:
+            pass  # upstream is already where we want it
+        else:
+            error = f"upstream holds a newer epoch ({exc.current_epoch}) for {exc.current_mac}"
+    except TransientUpstreamError as exc:
+        error, retry_after = str(exc), exc.retry_after
+    except UpstreamBusinessError as exc:
+        error = str(exc)
+    return _record(session_factory, settings, pair_id, target, owner, owed, error, retry_after, enqueue, rng)
+
+
+def _record(session_factory: sessionmaker[Session], settings: Settings, pair_id: int, target: str, owner: str,
+            owed: Owed, error: str | None, retry_after: float | None, enqueue: Enqueue,
+            rng: random.Random) -> str:
+    after: list[tuple[str, tuple[object, ...], float]] = []
+    with unit_of_work(session_factory) as session:
+        row = session.get(PairSync, (pair_id, target), with_for_update=True, populate_existing=True)
+        pair = session.get(HaPair, pair_id)
+        if row is None or pair is None:
+            return "gone"
+        ctx = CommandContext(session=session, settings=settings, org_id=pair.org_id, actor="worker",
+                             enqueue=lambda *_: None)
+        now = utcnow()
+        if row.lease_owner == owner:
+            row.lease_owner, row.lease_until = None, None
+        if error is None:
+            outcome = _applied(ctx, pair, row, owed, now, after)
+        else:
+            outcome = _failed(ctx, pair, row, owed, error, retry_after, settings, rng, now, after)
+    for task, args, countdown in after:
+        enqueue(task, args, countdown)
+    return outcome
+
+
+def _applied(ctx: CommandContext, pair: HaPair, row: PairSync, owed: Owed, now: datetime,
+             after: list[tuple[str, tuple[object, ...], float]]) -> str:
+    # An older epoch never overwrites a newer one, here as upstream.
+    if row.applied_epoch is None or owed.epoch >= row.applied_epoch or owed.key != row.applied_key:
+        row.applied_key, row.applied_mac, row.applied_epoch, row.applied_at = owed.key, owed.mac, owed.epoch, now
+    row.attempts, row.last_error = 0, None
+    latency = (now - row.desired_at).total_seconds() if row.desired_at else None
+    timeline.record(ctx, pair, "sync_applied", mac=owed.mac, target=row.target, key=owed.key,
+                    applied_epoch=owed.epoch, latency_s=round(latency, 3) if latency is not None else None)
+    timeline.close_alarm(ctx, pair, f"{row.target}_failing", "the repoint went through")
+    if (row.desired_key, row.desired_mac, row.desired_epoch) == (owed.key, owed.mac, owed.epoch):
+        row.state = "in_sync" if owed.key is not None else "not_applicable"
+        return "applied"
+    row.next_attempt_at = now
+    after.append((REPOINT_TASK, (pair.id, row.target), 0.0))
+    return "applied_newer_owed"
+
+
+def _failed(ctx: CommandContext, pair: HaPair, row: PairSync, owed: Owed, error: str, retry_after: float | None,
+            settings: Settings, rng: random.Random, now: datetime,
+            after: list[tuple[str, tuple[object, ...], float]]) -> str:
+    policy = _policy(settings)
+    row.attempts += 1
+    row.last_error = error[:2000]
+    delay = next_delay(row.attempts, policy, retry_after, rng)
+    row.next_attempt_at = now + timedelta(seconds=delay)
+    timeline.record(ctx, pair, "sync_failed", mac=owed.mac, target=row.target, attempt=row.attempts,
+                    error=row.last_error, retry_in_s=round(delay, 2))
+    if is_failing(row.attempts, policy.failing_threshold) and row.state != "failing":
+        row.state = "failing"
+        timeline.open_alarm(ctx, pair, f"{row.target}_failing",
+                            f"repointing {row.target} to {owed.mac} keeps failing: {row.last_error}")
+    after.append((REPOINT_TASK, (pair.id, row.target), delay))
+    log.warning("repoint failed", extra={"pair_id": pair.id, "target": row.target, "attempt": row.attempts,
+                                          "retry_in_s": round(delay, 2)})
+    return "failed"

@@ -1,0 +1,40 @@
+"""Re-enqueue owed repoints whose message may have been lost (broker down, worker killed).
+
+Safe to run in several schedulers at once: rows are claimed with SKIP LOCKED and pushed forward
+by a lease, and a repoint enqueued twice still acts once.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Callable
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.db import is_postgresql, unit_of_work
+from service.models import PairSync, utcnow
+
+SWEEP_LEASE_S = 30
+REPOINT_TASK = "ucmha.repoint"
+
+
+def sweep(session_factory: sessionmaker[Session], enqueue: Callable[[str, tuple[object, ...], float], None],
+          batch: int = 1000) -> int:
+    now = utcnow()
+    with unit_of_work(session_factory) as session:
+        stmt = (
+            select(PairSync)
+            .where(PairSync.state.in_(("pending", "failing")), PairSync.next_attempt_at <= now,
+                   or_(PairSync.lease_until.is_(None), PairSync.lease_until < now))
+            .order_by(PairSync.next_attempt_at)
+            .limit(batch)
+        )
+        if is_postgresql(session):
+            stmt = stmt.with_for_update(skip_locked=True)
+        rows = list(session.execute(stmt).scalars())
+        due = [(row.pair_id, row.target) for row in rows]
+        for row in rows:
+            row.next_attempt_at = now + timedelta(seconds=SWEEP_LEASE_S)
+    for pair_id, target in due:
+        enqueue(REPOINT_TASK, (pair_id, target), 0.0)
+    return len(due)

@@ -1,0 +1,54 @@
+"""Celery tasks: take ids, load state, delegate. All idempotent."""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from celery import current_app, shared_task
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.db import make_engine, make_session_factory
+from service.settings import Settings, load_settings
+from workers import alarms, reconcile, repoint, sweep
+from workers.upstream import UpstreamClient, get_client
+
+
+@lru_cache(maxsize=4)
+def _runtime(pid: int) -> tuple[Settings, sessionmaker[Session]]:
+    # Keyed by pid so a forked worker child opens its own database pool.
+    settings = load_settings()
+    return settings, make_session_factory(make_engine(settings.database_url))
+
+
+def runtime() -> tuple[Settings, sessionmaker[Session], UpstreamClient]:
+    settings, factory = _runtime(os.getpid())
+    return settings, factory, get_client(settings)
+
+
+def _enqueue(task: str, args: tuple[object, ...], countdown: float = 0.0) -> None:
+    current_app.send_task(task, args=list(args), countdown=countdown or None)
+
+
+@shared_task(name="ucmha.repoint", bind=True, acks_late=True)
+def repoint_task(self, pair_id: int, target: str) -> str:  # type: ignore[no-untyped-def]
+    settings, factory, client = runtime()
+    owner = f"{self.request.hostname}:{self.request.id}"
+    return repoint.run_repoint(factory, client, settings, pair_id, target, owner, _enqueue)
+
+
+@shared_task(name="ucmha.sweep", acks_late=True)
+def sweep_task() -> int:
+    _settings, factory, _client = runtime()
+    return sweep.sweep(factory, _enqueue)
+
+
+@shared_task(name="ucmha.reconcile", acks_late=True)
+def reconcile_task() -> int:
+    settings, factory, client = runtime()
+    return reconcile.reconcile(factory, client, settings, _enqueue)
+
+
+@shared_task(name="ucmha.check_alarms", acks_late=True)
+def check_alarms_task() -> int:
+    settings, factory, _client = runtime()
+    return alarms.check_pairs(factory, settings, _enqueue)
