@@ -138,7 +138,10 @@ def start_simulator(
 ) -> SimProcess:
     """Start a simulator process and return once it answers; `env` adds/overrides variables."""
     port = port or free_port(host)
-    child_env = {**os.environ, **(env or {})}
+    # Pin the credentials to DEFAULT_CREDENTIALS so an exported UCMHA_UPSTREAM_* variable
+    # cannot make tests disagree with the process they started.
+    pinned = {f"UCMHA_UPSTREAM_{key.upper()}": value for key, value in DEFAULT_CREDENTIALS.items()}
+    child_env = {**os.environ, **pinned, **(env or {})}
     child_env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(REPO_ROOT), child_env.get("PYTHONPATH", "")) if p
     )
