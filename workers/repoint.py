@@ -21,7 +21,7 @@ from service.db import unit_of_work
 from service.domain.backoff import BackoffPolicy, is_failing, next_delay
 from service.models import HaPair, PairSync, utcnow
 from service.settings import Settings
-from workers.upstream import StaleEpochError, TransientUpstreamError, UpstreamBusinessError, UpstreamClient
+from workers.upstream import StaleEpochError, TransientUpstreamError, UpstreamClient, UpstreamError
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def run_repoint(session_factory: sessionmaker[Session], client: UpstreamClient, 
             error = f"upstream holds a newer epoch ({exc.current_epoch}) for {exc.current_mac}"
     except TransientUpstreamError as exc:
         error, retry_after = str(exc), exc.retry_after
-    except UpstreamBusinessError as exc:
+    except UpstreamError as exc:  # business errors: permanent per call, but the desired state still holds
         error = str(exc)
     return _record(session_factory, settings, pair_id, target, owner, owed, error, retry_after, enqueue, rng)
 

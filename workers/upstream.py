@@ -404,7 +404,7 @@ def _unwrap(endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
     if ret_code == codes.SUCCESS:
         return data
     log.info("upstream %s answered retCode %s (%s)", endpoint, ret_code, codes.name(ret_code))
-    if ret_code == codes.TOKEN_INVALID:
+    if ret_code == codes.TOKEN_INVALID and endpoint != TOKEN_ENDPOINT:
         raise _TokenRejected(ret_code, msg, endpoint=endpoint)
     if ret_code == codes.STALE_EPOCH:
         epoch, mac = data.get("current_epoch"), data.get("current_mac")

@@ -1,0 +1,243 @@
+from dataclasses import replace
+
+import pytest
+
+from service.domain.errors import InvalidInput, InvalidState, NotInPair
+from service.domain.status import StatusDecision, decide_status, record_status
+
+from .builders import PRIMARY, SECONDARY, STRANGER, at, live, pair, report
+
+WINDOW = 30
+
+
+def decide(state, status_report, window=WINDOW):
+    return decide_status(state, status_report, window)
+
+
+# -- one test per row of the table, in table order -------------------------------------------
+
+
+def test_row_duplicate():
+    decision = decide(pair(PRIMARY), report(SECONDARY, "active", at(0), 1, duplicate=True))
+    assert decision == StatusDecision("duplicate", PRIMARY, "paired", False, decision.reason, "duplicate")
+
+
+def test_row_stale_sequence():
+    state = pair(PRIMARY, "paired", 1, 7, None, live(SECONDARY, 9))
+    for sequence in (9, 3):
+        decision = decide(state, report(SECONDARY, "active", at(0), sequence))
+        assert (decision.kind, decision.row, decision.active_mac, decision.epoch_bump) == ("stale", "stale_sequence", PRIMARY, False)
+
+
+def test_row_split_brain_standby_report():
+    # Split brain routes to the Primary; the Primary stands down, so the Secondary is Active.
+    state = pair(PRIMARY, "split_brain", 4, 7, at(0))
+    decision = decide(state, report(PRIMARY, "standby", at(10), 3))
+    assert decision == StatusDecision("split_brain_ended", SECONDARY, "paired", True, decision.reason, "split_brain_standby_report")
+
+
+def test_row_during_split_brain():
+    state = pair(PRIMARY, "split_brain", 4, 7, at(0))
+    decision = decide(state, report(SECONDARY, "active", at(10), 3, work_status="standalone"))
+    assert decision == StatusDecision("split_brain", PRIMARY, "split_brain", False, decision.reason, "during_split_brain")
+
+
+def test_row_active_status():
+    state = pair(SECONDARY, "standalone", 2, 7, at(0))
+    decision = decide(state, report(SECONDARY, "active", at(10), 3, work_status="paired"))
+    assert decision == StatusDecision("recorded", SECONDARY, "paired", False, decision.reason, "active_status")
+
+
+def test_row_active_report_outdated():
+    # The Secondary took over at t=100; the Primary's report from before that is old news.
+    state = pair(SECONDARY, "standalone", 2, 7, at(100), live(SECONDARY, 1, at(100)))
+    decision = decide(state, report(PRIMARY, "active", at(90), 7))
+    assert decision == StatusDecision("recorded", SECONDARY, "standalone", False, decision.reason, "active_report_outdated")
+
+
+def test_row_both_active():
+    state = pair(SECONDARY, "standalone", 2, 7, at(100), live(SECONDARY, 1, at(100)))
+    decision = decide(state, report(PRIMARY, "active", at(110), 7))
+    assert decision == StatusDecision("split_brain", PRIMARY, "split_brain", True, decision.reason, "both_active")
+
+
+def test_row_active_report_unconfirmed():
+    # The Active on record has been silent for longer than the window: a report alone does
+    # not move the Active (R7); the node's role claim will.
+    state = pair(PRIMARY, "paired", 1, 7, at(0), live(PRIMARY, 1, at(0)))
+    decision = decide(state, report(SECONDARY, "active", at(WINDOW + 1), 2, work_status="standalone"))
+    assert decision == StatusDecision("recorded", PRIMARY, "paired", False, decision.reason, "active_report_unconfirmed")
+    assert "R7" in decision.reason
+
+
+def test_row_active_reports_standby():
+    decision = decide(pair(PRIMARY, "paired", 1, 7, at(0)), report(PRIMARY, "standby", at(10), 2))
+    assert decision == StatusDecision("recorded", PRIMARY, "paired", False, decision.reason, "active_reports_standby")
+    assert "Active on record" in decision.reason
+
+
+def test_row_standby_status():
+    decision = decide(pair(PRIMARY, "paired", 1, 7, at(0)), report(SECONDARY, "standby", at(10), 2))
+    assert decision == StatusDecision("recorded", PRIMARY, "paired", False, decision.reason, "standby_status")
+
+
+# -- edges ---------------------------------------------------------------------------------
+
+
+def test_a_standby_report_from_the_secondary_ends_split_brain_without_moving_the_primary():
+    state = pair(PRIMARY, "split_brain", 4, 7, at(0))
+    decision = decide(state, report(SECONDARY, "standby", at(10), 3))
+    assert (decision.kind, decision.active_mac, decision.status, decision.epoch_bump) == ("split_brain_ended", PRIMARY, "paired", False)
+
+
+def test_a_stale_standby_report_does_not_end_split_brain():
+    state = pair(PRIMARY, "split_brain", 4, 7, at(0), live(PRIMARY, 6, at(0)))
+    assert decide(state, report(PRIMARY, "standby", at(10), 5)).row == "stale_sequence"
+
+
+def test_the_primary_coming_back_as_active_never_takes_the_active_back_quietly():
+    # R7: after a failover to the Secondary the Primary reports; nothing fails back.
+    state = pair(SECONDARY, "standalone", 2, 7, at(0), live(SECONDARY, 1, at(0)))
+    for role in ("standby", "active"):
+        decision = decide(state, report(PRIMARY, role, at(WINDOW + 60), 8))
+        assert decision.active_mac == SECONDARY and not decision.epoch_bump
+
+
+def test_both_active_boundary_is_the_window():
+    state = pair(SECONDARY, "standalone", 2, 7, at(100), live(SECONDARY, 1, at(100)))
+    assert decide(state, report(PRIMARY, "active", at(100 + WINDOW), 7)).row == "both_active"
+    assert decide(state, report(PRIMARY, "active", at(100 + WINDOW + 0.5), 7)).row == "active_report_unconfirmed"
+
+
+def test_both_active_sees_an_active_status_report_of_the_active():
+    state = pair(SECONDARY, "standalone", 2, 7, None, live(SECONDARY, 1, None, at(100), "active"))
+    assert decide(state, report(PRIMARY, "active", at(110), 7)).row == "both_active"
+
+
+def test_both_active_with_the_primary_active_keeps_it_without_a_bump():
+    state = pair(PRIMARY, "paired", 2, 7, at(100), live(PRIMARY, 1, at(100)))
+    decision = decide(state, report(SECONDARY, "active", at(105), 4))
+    assert (decision.row, decision.active_mac, decision.status, decision.epoch_bump) == ("both_active", PRIMARY, "split_brain", False)
+
+
+def test_an_active_that_was_never_heard_is_not_alive():
+    decision = decide(pair(PRIMARY), report(SECONDARY, "active", at(0), 0))
+    assert decision.row == "active_report_unconfirmed"
+
+
+@pytest.mark.parametrize("status, work_status, expected", [
+    ("paired", "standalone", "standalone"),
+    ("standalone", "paired", "paired"),
+    ("paired", "paired", "paired"),
+    ("replacing", "paired", "replacing"),
+    ("replacing", "standalone", "replacing"),
+    ("paired", "rebooting", "paired"),
+])
+def test_the_actives_work_status_becomes_the_pairs_unless_a_procedure_owns_it(status, work_status, expected):
+    decision = decide(pair(PRIMARY, status), report(PRIMARY, "active", at(0), 0, work_status=work_status))
+    assert decision.status == expected
+
+
+def test_the_standbys_work_status_does_not_change_the_pair():
+    assert decide(pair(PRIMARY, "standalone"), report(SECONDARY, "standby", at(0), 0, work_status="paired")).status == "standalone"
+
+
+def test_an_unknown_role_is_refused():
+    with pytest.raises(InvalidInput) as caught:
+        decide(pair(PRIMARY), report(SECONDARY, "master", at(0), 0))
+    assert caught.value.code == "invalid_role"
+
+
+def test_a_report_from_outside_the_pair_raises():
+    with pytest.raises(NotInPair):
+        decide(pair(PRIMARY), report(STRANGER, "standby", at(0), 0))
+
+
+def test_a_report_on_a_dissolved_pair_raises():
+    with pytest.raises(InvalidState):
+        decide(pair(PRIMARY, "dissolved"), report(PRIMARY, "active", at(0), 0))
+
+
+def test_the_reporters_mac_may_come_in_any_spelling():
+    assert decide(pair(PRIMARY, "standalone"), report("000b82a46ebf", "active", at(0), 0)).row == "active_status"
+
+
+# -- recording ---------------------------------------------------------------------------------
+
+
+def decide_and_record(state, status_report, window=WINDOW):
+    decision = decide_status(state, status_report, window)
+    return decision, record_status(state, status_report, decision)
+
+
+def test_recording_updates_the_reporters_liveness():
+    state = pair(PRIMARY, "paired", 1, 7, at(0))
+    _, after = decide_and_record(state, report(SECONDARY, "standby", at(10), 3))
+    assert after.nodes[SECONDARY] == live(SECONDARY, 3, None, at(10), "standby")
+    assert after.newest_active_assertion_at == at(0)
+
+
+def test_recording_the_actives_report_raises_the_newest_assertion():
+    state = pair(PRIMARY, "standalone", 1, 7, at(0), live(PRIMARY, 1, at(0)))
+    _, after = decide_and_record(state, report(PRIMARY, "active", at(10), 2))
+    assert after.newest_active_assertion_at == at(10)
+    assert after.nodes[PRIMARY] == live(PRIMARY, 2, at(10), at(10), "active")
+    assert (after.status, after.epoch) == ("paired", 1)
+
+
+def test_recording_an_unconfirmed_active_report_does_not_make_a_late_claim_stale():
+    # The Secondary took over; its report overtakes its own role claim. The claim must still
+    # be applied when it arrives, so the report does not count as an accepted assertion.
+    from service.domain.claims import decide_claim
+
+    from .builders import claim
+
+    state = pair(PRIMARY, "paired", 1, 7, at(0), live(PRIMARY, 1, at(0)))
+    decision, after = decide_and_record(state, report(SECONDARY, "active", at(WINDOW + 20), 5, "standalone"))
+    assert decision.row == "active_report_unconfirmed"
+    assert after.newest_active_assertion_at == at(0)
+    assert after.nodes[SECONDARY].last_active_assertion_at == at(WINDOW + 20)
+    late = decide_claim(after, claim(SECONDARY, "heart_beat_lost", at(WINDOW + 10), 6))
+    assert (late.kind, late.active_mac) == ("applied", SECONDARY)
+
+
+def test_recording_both_active_opens_split_brain_and_bumps_when_routing_moves():
+    state = pair(SECONDARY, "standalone", 2, 7, at(100), live(SECONDARY, 1, at(100)))
+    _, after = decide_and_record(state, report(PRIMARY, "active", at(110), 7))
+    assert (after.active_mac, after.status, after.epoch, after.newest_active_assertion_at) == (PRIMARY, "split_brain", 3, at(110))
+
+
+def test_recording_the_end_of_split_brain():
+    state = pair(PRIMARY, "split_brain", 4, 7, at(0))
+    _, after = decide_and_record(state, report(PRIMARY, "standby", at(10), 3))
+    assert (after.active_mac, after.status, after.epoch) == (SECONDARY, "paired", 5)
+
+
+@pytest.mark.parametrize("status_report", [report(SECONDARY, "active", at(50), 1, duplicate=True), report(SECONDARY, "active", at(50), 2)])
+def test_recording_a_duplicate_or_stale_report_changes_nothing(status_report):
+    state = pair(PRIMARY, "paired", 1, 7, at(0), live(SECONDARY, 2))
+    _, after = decide_and_record(state, status_report)
+    assert after == state
+
+
+def test_a_whole_split_brain_episode():
+    # Secondary Active after a failover; the Primary comes up thinking it is Active too.
+    state = pair(SECONDARY, "standalone", 2, 7, at(0), live(SECONDARY, 1, at(0)))
+    _, state = decide_and_record(state, report(SECONDARY, "active", at(20), 2, "standalone"))
+    decision, state = decide_and_record(state, report(PRIMARY, "active", at(25), 10, "standalone"))
+    assert decision.row == "both_active" and state.active_mac == PRIMARY and state.epoch == 3
+    decision, state = decide_and_record(state, report(SECONDARY, "active", at(40), 3, "standalone"))
+    assert decision.row == "during_split_brain" and state.active_mac == PRIMARY
+    # Negotiation settles: the Primary yields (the Secondary keeps the newer data).
+    decision, state = decide_and_record(state, report(PRIMARY, "standby", at(50), 11))
+    assert decision.kind == "split_brain_ended"
+    assert (state.active_mac, state.status, state.epoch) == (SECONDARY, "paired", 4)
+    decision, state = decide_and_record(state, report(SECONDARY, "active", at(60), 4, "paired"))
+    assert decision.row == "active_status" and state.epoch == 4
+
+
+def test_record_status_keeps_canonical_node_keys():
+    state = replace(pair(PRIMARY), nodes={"c074ad453b10": live("c074ad453b10", 1)})
+    _, after = decide_and_record(state, report(SECONDARY, "standby", at(0), 2))
+    assert set(after.nodes) == {SECONDARY}
+    assert after.nodes[SECONDARY].last_sequence == 2
