@@ -24,7 +24,7 @@ def make_celery(settings: Settings) -> Celery:
         task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
         broker_connection_timeout=2,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": 300, "socket_timeout": 3, "socket_connect_timeout": 2},
+        broker_transport_options=_transport_options(settings.broker_url),
         worker_hijack_root_logger=False,
         beat_schedule={
             "sweep-owed-repoints": {"task": "ucmha.sweep", "schedule": settings.sweep_interval_s},
@@ -33,6 +33,13 @@ def make_celery(settings: Settings) -> Celery:
         },
     )
     return app
+
+
+def _transport_options(broker_url: str) -> dict[str, object]:
+    if broker_url.startswith(("redis://", "rediss://")):
+        # Redelivery of a message a dead worker held; the sweeper covers losses sooner anyway.
+        return {"visibility_timeout": 300, "socket_timeout": 3, "socket_connect_timeout": 2}
+    return {}
 
 
 def broker_status(app: Celery) -> str:

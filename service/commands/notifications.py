@@ -159,7 +159,7 @@ def on_backup(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str,
     data, at = note["data"], note["occurred_at"]
     if _stale_by_sequence(device, note):
         return "stale", "sequence not above the node's last"
-    timeline.record(ctx, pair, "backup", mac=device.mac, notification_id=notification_id, kind=data["kind"],
+    timeline.record(ctx, pair, "backup", mac=device.mac, notification_id=notification_id, backup_kind=data["kind"],
                     result=data["result"], occurred_at=at)
     if data["kind"] == "full":
         if data["result"] == "success":

@@ -71,7 +71,14 @@ _FAULT = re.compile(
 
 # "故障恢复" holds "故障" too, so recovery words are looked for first.
 _CLEARED = re.compile(r"恢复|正常|recover|restor|clear|resolved|back\s+to\s+normal", re.IGNORECASE)
-_RAISED = re.compile(r"故障|断开|异常|告警|fault|disconnect|down|lost|fail|timeout|timed\s+out|error|alarm|rais", re.IGNORECASE)
+_RAISED = re.compile(
+    r"故障|断开|异常|告警|fault|disconnect|down|lost|fail|timeout|timed\s+out|error|alarm|rais", re.IGNORECASE
+)
+
+# ``action`` may just be the alarm's name ("HA故障", HA fault), which says nothing about
+# raised or cleared, so only the alarm page's type words count there.
+_ACTION_CLEARED = re.compile(r"恢复|recover|restor|clear|resolved", re.IGNORECASE)
+_ACTION_RAISED = re.compile(r"产生|rais|trigger", re.IGNORECASE)
 
 _LOG_REASONS = {
     "networkportdisconnect": "network_port_disconnect",
@@ -106,10 +113,12 @@ def _time(text: str | None) -> datetime | None:
         return None  # e.g. 2023-13-45: the alarm is still worth having without its time
 
 
-def _state(text: str) -> FaultState | None:
-    if _CLEARED.search(text):
+def _state(
+    text: str, cleared: re.Pattern[str] = _CLEARED, raised: re.Pattern[str] = _RAISED
+) -> FaultState | None:
+    if cleared.search(text):
         return "cleared"
-    if _RAISED.search(text):
+    if raised.search(text):
         return "raised"
     return None
 
@@ -124,17 +133,23 @@ def parse_alert(action: str, mac: str, content: str) -> ParsedAlert:
     found = _SWITCH_LOG.search(text)
     if found:
         reason = _LOG_REASONS[re.sub(r"[ _]", "", found["reason"]).lower()]
-        return ParsedAlert("role_changed", normalize_mac(found["mac"]), reason, None, None, _time(found["at"]), raw)
+        return ParsedAlert(
+            "role_changed", normalize_mac(found["mac"]), reason, None, None, _time(found["at"]), raw
+        )
 
     found = _SWITCH_ZH.search(text) or _SWITCH_EN.search(text)
     if found:
-        return ParsedAlert("role_changed", normalize_mac(found["mac"]), "heart_beat_lost", None, None, None, raw)
+        return ParsedAlert(
+            "role_changed", normalize_mac(found["mac"]), "heart_beat_lost", None, None, None, raw
+        )
 
     found = _FAULT.search(text)
     if found:
-        state = _state(found["rest"]) or _state(_text(action)[:SCAN_LIMIT])
+        state = _state(found["rest"]) or _state(_text(action)[:SCAN_LIMIT], _ACTION_CLEARED, _ACTION_RAISED)
         if state is not None:
             source: FaultSource = "heartbeat" if "heart" in found["source"].lower() else "wan_lan"
-            return ParsedAlert("fault", normalize_mac(found["mac"]), None, source, state, _time(found["at"]), raw)
+            return ParsedAlert(
+                "fault", normalize_mac(found["mac"]), None, source, state, _time(found["at"]), raw
+            )
 
     return ParsedAlert("unclassified", sender_mac, None, None, None, None, raw)

@@ -100,7 +100,9 @@ def decide_claim(pair: PairState, claim: RoleClaim) -> ClaimDecision:
     claimant = member_mac(pair, claim.mac)
     active = member_mac(pair, pair.active_mac)
     occurred_at = as_utc(claim.occurred_at)
-    said = f"{claimant} claims Active ({claim.reason}, sequence {claim.sequence}, at {occurred_at.isoformat()})"
+    said = (
+        f"{claimant} claims Active ({claim.reason}, sequence {claim.sequence}, at {occurred_at.isoformat()})"
+    )
 
     def unchanged(kind: DecisionKind, row: str, why: str) -> ClaimDecision:
         return ClaimDecision(kind, active, pair.status, False, f"{said}: {why}", row)
@@ -188,7 +190,9 @@ def record_claim(pair: PairState, claim: RoleClaim, decision: ClaimDecision) -> 
     node = liveness_of(pair, claim.mac)
     node = replace(
         node,
-        last_sequence=claim.sequence if node.last_sequence is None else max(node.last_sequence, claim.sequence),
+        last_sequence=claim.sequence
+        if node.last_sequence is None
+        else max(node.last_sequence, claim.sequence),
         last_active_assertion_at=latest(node.last_active_assertion_at, occurred_at),
     )
     updated = with_liveness(pair, node)

@@ -66,9 +66,7 @@ def host_interface(ip_text: str, mask_text: str) -> IPv4Interface:
     prefix = parse_netmask(mask_text)
     interface = IPv4Interface(f"{address}/{prefix}")
     if address in (interface.network.network_address, interface.network.broadcast_address):
-        raise ValueError(
-            f"{ip_text!r} is the network or broadcast address of {interface.network}"
-        )
+        raise ValueError(f"{ip_text!r} is the network or broadcast address of {interface.network}")
     return interface
 
 

@@ -95,9 +95,7 @@ def node_plan_ha_violations(node: str, plan: PlanFacts | None, now: datetime) ->
     return _node_plan_violations(node, plan, now, rule="R2", permission="ha")
 
 
-def plan_spec_violations(
-    primary_plan: PlanFacts | None, secondary_plan: PlanFacts | None
-) -> list[Violation]:
+def plan_spec_violations(primary_plan: PlanFacts | None, secondary_plan: PlanFacts | None) -> list[Violation]:
     """R2 same spec; a missing plan is reported by the per-node check, not here."""
     if primary_plan is None or secondary_plan is None or same_spec(primary_plan, secondary_plan):
         return []

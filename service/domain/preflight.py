@@ -148,7 +148,7 @@ def _not_found(rule: str, code: str, missing: Sequence[str]) -> Check:
 
 
 def _missing(primary: NodeFacts | None, secondary: NodeFacts | None) -> list[str]:
-    return [site for site, node in zip(SITES, (primary, secondary)) if node is None]
+    return [site for site, node in zip(SITES, (primary, secondary), strict=True) if node is None]
 
 
 def failed(checks: Iterable[Check]) -> list[Violation]:
@@ -184,7 +184,7 @@ def _membership_checks(
 ) -> list[Check]:
     checks: list[Check] = []
     for site, node, mac in zip(
-        SITES, (primary, secondary), (request.primary_mac, request.secondary_mac)
+        SITES, (primary, secondary), (request.primary_mac, request.secondary_mac), strict=True
     ):
         code = f"{site}_exists"
         if node is None:
@@ -192,7 +192,11 @@ def _membership_checks(
                 _failed(
                     "membership",
                     code,
-                    [Violation("membership", f"{site}_not_found", f"{site} device {normalize_mac(mac)} not found")],
+                    [
+                        Violation(
+                            "membership", f"{site}_not_found", f"{site} device {normalize_mac(mac)} not found"
+                        )
+                    ],
                 )
             )
         else:
@@ -207,9 +211,11 @@ def _membership_checks(
             )
         )
     else:
-        checks.append(_passed("membership", "distinct_devices", "primary and secondary are different devices"))
+        checks.append(
+            _passed("membership", "distinct_devices", "primary and secondary are different devices")
+        )
 
-    for site, node in zip(SITES, (primary, secondary)):
+    for site, node in zip(SITES, (primary, secondary), strict=True):
         code = f"{site}_not_in_pair"
         if node is None:
             checks.append(_not_found("membership", code, [site]))
@@ -218,7 +224,13 @@ def _membership_checks(
                 _failed(
                     "membership",
                     code,
-                    [Violation("membership", f"{site}_in_pair", f"{site} device {node.mac} is already in an HA pair")],
+                    [
+                        Violation(
+                            "membership",
+                            f"{site}_in_pair",
+                            f"{site} device {node.mac} is already in an HA pair",
+                        )
+                    ],
                 )
             )
         else:
@@ -236,7 +248,9 @@ def _r1_checks(primary: NodeFacts | None, secondary: NodeFacts | None) -> list[C
     model = []
     if primary.model.strip().casefold() != secondary.model.strip().casefold():
         model.append(
-            Violation("R1", "model_mismatch", f"models differ: primary {primary.model}, secondary {secondary.model}")
+            Violation(
+                "R1", "model_mismatch", f"models differ: primary {primary.model}, secondary {secondary.model}"
+            )
         )
     firmware = []
     if primary.firmware.strip() != secondary.firmware.strip():
@@ -260,7 +274,7 @@ def _r2_checks(
     if not request.use_ucmrc:
         return [_passed("R2", code, "not applicable: the pair does not use UCMRC") for code in codes]
     checks: list[Check] = []
-    for site, node in zip(SITES, (primary, secondary)):
+    for site, node in zip(SITES, (primary, secondary), strict=True):
         code = f"{site}_plan_ha"
         if node is None:
             checks.append(_not_found("R2", code, [site]))
@@ -278,14 +292,16 @@ def _r2_checks(
         checks.append(_not_found("R2", "plan_spec_match", missing))
         return checks
     assert primary is not None and secondary is not None
-    without_plan = [site for site, node in zip(SITES, (primary, secondary)) if node.plan is None]
+    without_plan = [site for site, node in zip(SITES, (primary, secondary), strict=True) if node.plan is None]
     if without_plan:
         checks.append(
             _failed(
                 "R2",
                 "plan_spec_match",
                 [
-                    Violation("R2", f"{site}_plan_missing", f"cannot check: the {site} node has no UCMRC plan")
+                    Violation(
+                        "R2", f"{site}_plan_missing", f"cannot check: the {site} node has no UCMRC plan"
+                    )
                     for site in without_plan
                 ],
             )
@@ -318,7 +334,11 @@ def _r3_checks(
         found: list[Violation] = []
         if primary.cloud_im_enabled and secondary.cloud_im_enabled:
             found.append(
-                Violation("R3", "cloud_im_on_both", "Cloud IM is enabled on both nodes; turn it off on the secondary")
+                Violation(
+                    "R3",
+                    "cloud_im_on_both",
+                    "Cloud IM is enabled on both nodes; turn it off on the secondary",
+                )
             )
         elif secondary.cloud_im_enabled:
             found.append(
@@ -391,7 +411,11 @@ def _site_addresses(site: SiteNetwork) -> tuple[dict[str, IPv4Interface], list[s
 
 def _r8_checks(settings: HaSettings | None) -> list[Check]:
     if settings is None:
-        return [_passed(rule, code, "not applicable: no HA settings given") for rule, code in CHECK_ORDER if rule == "R8"]
+        return [
+            _passed(rule, code, "not applicable: no HA settings given")
+            for rule, code in CHECK_ORDER
+            if rule == "R8"
+        ]
 
     checks: list[Check] = []
     low, high = HEARTBEAT_PORT_RANGE
@@ -462,7 +486,11 @@ def _r8_checks(settings: HaSettings | None) -> list[Check]:
                 _failed(
                     "R8",
                     code,
-                    [Violation("R8", f"{name}_address_invalid", f"cannot check: the {name} addresses are invalid")],
+                    [
+                        Violation(
+                            "R8", f"{name}_address_invalid", f"cannot check: the {name} addresses are invalid"
+                        )
+                    ],
                 )
             )
         elif heartbeat.network.overlaps(business.network):
@@ -501,7 +529,11 @@ def _r8_checks(settings: HaSettings | None) -> list[Check]:
                 _failed(
                     "R8",
                     code,
-                    [Violation("R8", f"{name}_address_invalid", f"cannot check: the {name} addresses are invalid")],
+                    [
+                        Violation(
+                            "R8", f"{name}_address_invalid", f"cannot check: the {name} addresses are invalid"
+                        )
+                    ],
                 )
             )
             continue
@@ -515,7 +547,9 @@ def _r8_checks(settings: HaSettings | None) -> list[Check]:
         elif address == heartbeat.ip:
             wrong = f"heartbeat gateway {address} is the heartbeat IP itself"
         checks.append(
-            _failed("R8", code, [Violation("R8", f"{name}_heartbeat_gateway_outside_subnet", f"{name}: {wrong}")])
+            _failed(
+                "R8", code, [Violation("R8", f"{name}_heartbeat_gateway_outside_subnet", f"{name}: {wrong}")]
+            )
             if wrong
             else _passed("R8", code, f"{name}: heartbeat gateway {address} is in {network}")
         )

@@ -97,14 +97,18 @@ def decide_status(pair: PairState, report: StatusReport, liveness_window_s: int)
     reporter = member_mac(pair, report.mac)
     active = member_mac(pair, pair.active_mac)
     if report.role not in ROLES:
-        raise InvalidInput(f"role must be one of {', '.join(ROLES)}, got {report.role!r}", code="invalid_role")
+        raise InvalidInput(
+            f"role must be one of {', '.join(ROLES)}, got {report.role!r}", code="invalid_role"
+        )
     occurred_at = as_utc(report.occurred_at)
     said = (
         f"{reporter} reports {report.role}/{report.work_status} "
         f"(sequence {report.sequence}, at {occurred_at.isoformat()})"
     )
 
-    def decision(kind: StatusKind, row: str, why: str, *, active_mac: str = active, status: str = pair.status) -> StatusDecision:
+    def decision(
+        kind: StatusKind, row: str, why: str, *, active_mac: str = active, status: str = pair.status
+    ) -> StatusDecision:
         return StatusDecision(kind, active_mac, status, active_mac != active, f"{said}: {why}", row)
 
     if report.duplicate:
@@ -112,7 +116,9 @@ def decide_status(pair: PairState, report: StatusReport, liveness_window_s: int)
 
     last_sequence = liveness_of(pair, reporter).last_sequence
     if last_sequence is not None and report.sequence <= last_sequence:
-        return decision("stale", "stale_sequence", f"sequence is not above the node's last ({last_sequence}); no effect")
+        return decision(
+            "stale", "stale_sequence", f"sequence is not above the node's last ({last_sequence}); no effect"
+        )
 
     if pair.status == "split_brain":
         if report.role == "standby":
@@ -134,7 +140,9 @@ def decide_status(pair: PairState, report: StatusReport, liveness_window_s: int)
         status = pair.status
         if pair.status in WORK_STATUSES and report.work_status in WORK_STATUSES:
             status = report.work_status
-        return decision("recorded", "active_status", f"the Active's report; the pair is {status}", status=status)
+        return decision(
+            "recorded", "active_status", f"the Active's report; the pair is {status}", status=status
+        )
 
     if report.role == "active":
         newest = pair.newest_active_assertion_at
@@ -180,7 +188,9 @@ def record_status(pair: PairState, report: StatusReport, decision: StatusDecisio
     node = liveness_of(pair, report.mac)
     node = replace(
         node,
-        last_sequence=report.sequence if node.last_sequence is None else max(node.last_sequence, report.sequence),
+        last_sequence=report.sequence
+        if node.last_sequence is None
+        else max(node.last_sequence, report.sequence),
         last_status_at=occurred_at,
         last_status_role=report.role,
         last_active_assertion_at=(

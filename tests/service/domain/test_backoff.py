@@ -59,7 +59,9 @@ def test_a_huge_attempt_number_neither_overflows_nor_exceeds_the_cap():
     assert 0.0 <= retry_delay(10_000, 1.0, 60.0, None, rng()) <= 60.0
 
 
-@pytest.mark.parametrize("attempt, base, cap", [(0, 1.0, 60.0), (-1, 1.0, 60.0), (1, 0.0, 60.0), (1, -1.0, 60.0), (1, 1.0, -1.0)])
+@pytest.mark.parametrize(
+    "attempt, base, cap", [(0, 1.0, 60.0), (-1, 1.0, 60.0), (1, 0.0, 60.0), (1, -1.0, 60.0), (1, 1.0, -1.0)]
+)
 def test_nonsense_arguments_are_refused(attempt, base, cap):
     with pytest.raises(ValueError):
         retry_delay(attempt, base, cap, None, rng())

@@ -47,7 +47,11 @@ def test_row_stale_occurred_at():
 
 def test_row_during_split_brain():
     state = pair(PRIMARY, "split_brain", 3, 7, at(0))
-    for mac, reason in [(SECONDARY, "force_switch"), (SECONDARY, "heart_beat_lost"), (PRIMARY, "network_port_disconnect")]:
+    for mac, reason in [
+        (SECONDARY, "force_switch"),
+        (SECONDARY, "heart_beat_lost"),
+        (PRIMARY, "network_port_disconnect"),
+    ]:
         decision = decide_claim(state, claim(mac, reason, at(10), 1))
         assert (decision.kind, decision.row) == ("split_brain", "during_split_brain")
         assert (decision.active_mac, decision.status, decision.epoch_bump) == (PRIMARY, "split_brain", False)
@@ -71,13 +75,17 @@ def test_row_network_port_disconnect():
     # The old Active took part in the handover, so it being alive a second ago is no obstacle.
     state = pair(PRIMARY, "paired", 1, 7, at(0), live(PRIMARY, 2, at(0)))
     decision = decide_claim(state, claim(SECONDARY, "network_port_disconnect", at(1), 0))
-    assert decision == ClaimDecision("applied", SECONDARY, "standalone", True, decision.reason, "network_port_disconnect")
+    assert decision == ClaimDecision(
+        "applied", SECONDARY, "standalone", True, decision.reason, "network_port_disconnect"
+    )
 
 
 def test_row_heart_beat_lost():
     state = pair(PRIMARY, "paired", 1, 7, at(0), live(PRIMARY, 2, at(0)))
     decision = decide_claim(state, claim(SECONDARY, "heart_beat_lost", at(8), 0))
-    assert decision == ClaimDecision("applied", SECONDARY, "standalone", True, decision.reason, "heart_beat_lost")
+    assert decision == ClaimDecision(
+        "applied", SECONDARY, "standalone", True, decision.reason, "heart_beat_lost"
+    )
 
 
 def test_row_heart_beat_lost_active_alive():
@@ -85,7 +93,9 @@ def test_row_heart_beat_lost_active_alive():
     # Secondary said it was Active 3 s before: split brain, routing to the Primary (R5).
     state = pair(SECONDARY, "standalone", 4, 7, at(0), live(SECONDARY, 9, at(0)))
     decision = decide_claim(state, claim(PRIMARY, "heart_beat_lost", at(3), 5))
-    assert decision == ClaimDecision("split_brain", PRIMARY, "split_brain", True, decision.reason, "heart_beat_lost_active_alive")
+    assert decision == ClaimDecision(
+        "split_brain", PRIMARY, "split_brain", True, decision.reason, "heart_beat_lost_active_alive"
+    )
     assert "Primary" in decision.reason
 
 
@@ -142,12 +152,18 @@ def test_naive_and_aware_timestamps_compare():
     state = pair(PRIMARY, "paired", 1, 7, at(100).replace(tzinfo=None))
     assert decide_claim(state, claim(SECONDARY, "force_switch", at(99), 1)).row == "stale_occurred_at"
     state = pair(PRIMARY, "paired", 1, 7, at(100))
-    assert decide_claim(state, claim(SECONDARY, "force_switch", at(101).replace(tzinfo=None), 1)).kind == "applied"
+    assert (
+        decide_claim(state, claim(SECONDARY, "force_switch", at(101).replace(tzinfo=None), 1)).kind
+        == "applied"
+    )
 
 
 def test_heart_beat_lost_alive_exactly_at_the_timeout_boundary_is_alive():
     state = pair(PRIMARY, "paired", 1, 15, at(0), live(PRIMARY, 2, at(0)))
-    assert decide_claim(state, claim(SECONDARY, "heart_beat_lost", at(15), 0)).row == "heart_beat_lost_active_alive"
+    assert (
+        decide_claim(state, claim(SECONDARY, "heart_beat_lost", at(15), 0)).row
+        == "heart_beat_lost_active_alive"
+    )
     assert decide_claim(state, claim(SECONDARY, "heart_beat_lost", at(15.001), 0)).row == "heart_beat_lost"
 
 
@@ -155,18 +171,25 @@ def test_heart_beat_lost_uses_the_pairs_heartbeat_timeout():
     alive = live(PRIMARY, 2, at(0))
     claim_at_10 = claim(SECONDARY, "heart_beat_lost", at(10), 0)
     assert decide_claim(pair(PRIMARY, "paired", 1, 7, at(0), alive), claim_at_10).row == "heart_beat_lost"
-    assert decide_claim(pair(PRIMARY, "paired", 1, 45, at(0), alive), claim_at_10).row == "heart_beat_lost_active_alive"
+    assert (
+        decide_claim(pair(PRIMARY, "paired", 1, 45, at(0), alive), claim_at_10).row
+        == "heart_beat_lost_active_alive"
+    )
 
 
 def test_heart_beat_lost_counts_an_active_status_report_as_alive():
     reported = live(PRIMARY, 2, None, at(5), "active")
-    decision = decide_claim(pair(PRIMARY, "paired", 1, 7, None, reported), claim(SECONDARY, "heart_beat_lost", at(8), 0))
+    decision = decide_claim(
+        pair(PRIMARY, "paired", 1, 7, None, reported), claim(SECONDARY, "heart_beat_lost", at(8), 0)
+    )
     assert decision.row == "heart_beat_lost_active_alive"
 
 
 def test_heart_beat_lost_a_standby_report_is_not_alive_as_active():
     reported = live(PRIMARY, 2, None, at(5), "standby")
-    decision = decide_claim(pair(PRIMARY, "paired", 1, 7, None, reported), claim(SECONDARY, "heart_beat_lost", at(8), 0))
+    decision = decide_claim(
+        pair(PRIMARY, "paired", 1, 7, None, reported), claim(SECONDARY, "heart_beat_lost", at(8), 0)
+    )
     assert decision.row == "heart_beat_lost"
 
 
@@ -184,7 +207,12 @@ def test_split_brain_keeps_the_primary_active_without_an_epoch_bump():
     # The Primary is Active and alive; the Secondary's claim cannot take it.
     state = pair(PRIMARY, "paired", 3, 7, at(0), live(PRIMARY, 8, at(0)))
     decision = decide_claim(state, claim(SECONDARY, "heart_beat_lost", at(2), 1))
-    assert (decision.kind, decision.active_mac, decision.status, decision.epoch_bump) == ("split_brain", PRIMARY, "split_brain", False)
+    assert (decision.kind, decision.active_mac, decision.status, decision.epoch_bump) == (
+        "split_brain",
+        PRIMARY,
+        "split_brain",
+        False,
+    )
 
 
 @pytest.mark.parametrize("reason", ["", "power_failure", "HEART_BEAT_LOST", "something new"])
@@ -216,10 +244,24 @@ def test_active_only_ever_moves_to_the_claimant_or_to_the_primary():
                             assert decision.active_mac == active and not decision.epoch_bump
 
 
-@pytest.mark.parametrize("reason, row", [("force_switch", "force_switch"), ("network_port_disconnect", "network_port_disconnect"), ("heart_beat_lost", "heart_beat_lost")])
+@pytest.mark.parametrize(
+    "reason, row",
+    [
+        ("force_switch", "force_switch"),
+        ("network_port_disconnect", "network_port_disconnect"),
+        ("heart_beat_lost", "heart_beat_lost"),
+    ],
+)
 def test_a_switch_during_replacement_keeps_the_replacing_status(reason, row):
-    decision = decide_claim(pair(SECONDARY, "replacing", 2, 7, at(0), QUIET_PRIMARY), claim(PRIMARY, reason, at(60), 5))
-    assert (decision.row, decision.active_mac, decision.status, decision.epoch_bump) == (row, PRIMARY, "replacing", True)
+    decision = decide_claim(
+        pair(SECONDARY, "replacing", 2, 7, at(0), QUIET_PRIMARY), claim(PRIMARY, reason, at(60), 5)
+    )
+    assert (decision.row, decision.active_mac, decision.status, decision.epoch_bump) == (
+        row,
+        PRIMARY,
+        "replacing",
+        True,
+    )
 
 
 def test_split_brain_overrides_replacing():
@@ -228,7 +270,9 @@ def test_split_brain_overrides_replacing():
 
 
 def test_a_force_switch_while_standalone_is_applied_and_pairs():
-    decision = decide_claim(pair(SECONDARY, "standalone", 2, 7, at(0)), claim(PRIMARY, "force_switch", at(60), 1))
+    decision = decide_claim(
+        pair(SECONDARY, "standalone", 2, 7, at(0)), claim(PRIMARY, "force_switch", at(60), 1)
+    )
     assert (decision.kind, decision.status) == ("applied", "paired")
 
 
@@ -238,7 +282,12 @@ def test_the_claimants_mac_may_come_in_any_spelling():
 
 
 def test_a_pair_stored_with_odd_spellings_still_answers_canonically():
-    state = replace(pair(PRIMARY), primary_mac="000b82a46ebf", secondary_mac="c0-74-ad-45-3b-10", active_mac="000b82a46ebf")
+    state = replace(
+        pair(PRIMARY),
+        primary_mac="000b82a46ebf",
+        secondary_mac="c0-74-ad-45-3b-10",
+        active_mac="000b82a46ebf",
+    )
     decision = decide_claim(state, claim(SECONDARY, "force_switch", at(0), 0))
     assert decision.active_mac == SECONDARY
     assert decide_claim(state, claim(PRIMARY, "force_switch", at(0), 0)).row == "already_active"
@@ -260,7 +309,9 @@ def test_a_claim_on_a_dissolved_pair_raises_invalid_state_even_if_duplicate():
 
 def test_the_reason_sentence_names_claimant_reason_and_sequence():
     decision = decide_claim(pair(PRIMARY), claim(SECONDARY, "force_switch", at(0), 7))
-    assert SECONDARY in decision.reason and "force_switch" in decision.reason and "sequence 7" in decision.reason
+    assert (
+        SECONDARY in decision.reason and "force_switch" in decision.reason and "sequence 7" in decision.reason
+    )
 
 
 def test_deciding_does_not_change_the_pair():
@@ -293,7 +344,13 @@ def test_recording_an_applied_claim_moves_the_active_and_bumps_the_epoch():
     assert after.nodes[SECONDARY] == live(SECONDARY, 2, at(30))
 
 
-@pytest.mark.parametrize("role_claim", [claim(SECONDARY, "force_switch", at(50), 1, duplicate=True), claim(SECONDARY, "force_switch", at(50), 3)])
+@pytest.mark.parametrize(
+    "role_claim",
+    [
+        claim(SECONDARY, "force_switch", at(50), 1, duplicate=True),
+        claim(SECONDARY, "force_switch", at(50), 3),
+    ],
+)
 def test_recording_a_duplicate_or_stale_sequence_changes_nothing(role_claim):
     state = pair(PRIMARY, "paired", 4, 7, at(0), live(SECONDARY, 3, at(-5)))
     _, after = decide_and_record(state, role_claim)
@@ -304,7 +361,12 @@ def test_recording_a_stale_occurred_at_claim_advances_only_the_nodes_liveness():
     state = pair(PRIMARY, "paired", 4, 7, at(100), live(SECONDARY, 3, at(-5)))
     decision, after = decide_and_record(state, claim(SECONDARY, "force_switch", at(50), 4))
     assert decision.row == "stale_occurred_at"
-    assert (after.active_mac, after.status, after.epoch, after.newest_active_assertion_at) == (PRIMARY, "paired", 4, at(100))
+    assert (after.active_mac, after.status, after.epoch, after.newest_active_assertion_at) == (
+        PRIMARY,
+        "paired",
+        4,
+        at(100),
+    )
     assert after.nodes[SECONDARY].last_sequence == 4
     assert after.nodes[SECONDARY].last_active_assertion_at == at(50)
     # ...so the same sequence is stale from now on.
@@ -320,7 +382,12 @@ def test_recording_a_confirmed_claim_keeps_the_epoch_and_raises_the_newest_asser
 def test_recording_a_split_brain_claim_routes_to_the_primary():
     state = pair(SECONDARY, "standalone", 2, 7, at(0), live(SECONDARY, 1, at(0)))
     _, after = decide_and_record(state, claim(PRIMARY, "heart_beat_lost", at(3), 0))
-    assert (after.active_mac, after.status, after.epoch, after.newest_active_assertion_at) == (PRIMARY, "split_brain", 3, at(3))
+    assert (after.active_mac, after.status, after.epoch, after.newest_active_assertion_at) == (
+        PRIMARY,
+        "split_brain",
+        3,
+        at(3),
+    )
 
 
 def test_the_newest_assertion_never_goes_back():

@@ -22,7 +22,9 @@ def test_nothing_applied_yet_means_apply():
     assert should_apply_upstream(None, 1)
 
 
-@pytest.mark.parametrize("applied, desired, apply", [(1, 2, True), (1, 9, True), (2, 2, False), (3, 2, False), (9, 1, False)])
+@pytest.mark.parametrize(
+    "applied, desired, apply", [(1, 2, True), (1, 9, True), (2, 2, False), (3, 2, False), (9, 1, False)]
+)
 def test_an_older_or_equal_epoch_never_overwrites_upstream(applied, desired, apply):
     assert should_apply_upstream(applied, desired) is apply
 

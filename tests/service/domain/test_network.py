@@ -18,7 +18,16 @@ def test_parse_host_takes_a_dotted_ipv4_address():
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "192.168.126", "192.168.126.256", "192.168.126.97/24", "::1", "fe80::1", "host.example", "192.168.001.1"],
+    [
+        "",
+        "192.168.126",
+        "192.168.126.256",
+        "192.168.126.97/24",
+        "::1",
+        "fe80::1",
+        "host.example",
+        "192.168.001.1",
+    ],
 )
 def test_parse_host_refuses_what_is_not_an_ipv4_address(bad):
     with pytest.raises(ValueError, match="not a valid IPv4 address"):
@@ -72,7 +81,9 @@ def test_parse_netmask_refuses_what_is_not_a_mask(bad):
         parse_netmask(bad)
 
 
-@pytest.mark.parametrize("too_wide_or_narrow", ["0", "/0", "0.0.0.0", "31", "32", "255.255.255.254", "255.255.255.255", "33", "99"])
+@pytest.mark.parametrize(
+    "too_wide_or_narrow", ["0", "/0", "0.0.0.0", "31", "32", "255.255.255.254", "255.255.255.255", "33", "99"]
+)
 def test_parse_netmask_refuses_masks_without_room_for_host_and_gateway(too_wide_or_narrow):
     with pytest.raises(ValueError):
         parse_netmask(too_wide_or_narrow)

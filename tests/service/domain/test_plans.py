@@ -25,7 +25,9 @@ def codes(violations):
     return [v.code for v in violations]
 
 
-@pytest.mark.parametrize("status, usable", [("trial", True), ("active", True), ("pending_delivery", False), ("expired", False)])
+@pytest.mark.parametrize(
+    "status, usable", [("trial", True), ("active", True), ("pending_delivery", False), ("expired", False)]
+)
 def test_only_trial_and_active_plans_are_usable(status, usable):
     assert plan_is_usable(plan(status=status), NOW) is usable
 
@@ -86,7 +88,9 @@ def test_two_plan_rule_reports_a_plan_without_ha():
     assert codes(two_plan_rule(plan(ha=False), plan(), NOW)) == ["primary_plan_no_ha"]
 
 
-@pytest.mark.parametrize("overrides", [dict(status="pending_delivery"), dict(status="expired"), dict(expires_at=NOW)])
+@pytest.mark.parametrize(
+    "overrides", [dict(status="pending_delivery"), dict(status="expired"), dict(expires_at=NOW)]
+)
 def test_two_plan_rule_reports_a_plan_that_is_not_running(overrides):
     assert codes(two_plan_rule(plan(**overrides), plan(), NOW)) == ["primary_plan_not_usable"]
     assert codes(two_plan_rule(plan(), plan(**overrides), NOW)) == ["secondary_plan_not_usable"]
@@ -107,7 +111,9 @@ def test_two_plan_rule_reports_different_tiers():
 
 
 def test_two_plan_rule_reports_every_problem_at_once_in_a_stable_order():
-    found = two_plan_rule(plan(tier="Pro", ha=False, status="expired"), plan(tier="Business", status="pending_delivery"), NOW)
+    found = two_plan_rule(
+        plan(tier="Pro", ha=False, status="expired"), plan(tier="Business", status="pending_delivery"), NOW
+    )
     assert codes(found) == [
         "primary_plan_no_ha",
         "primary_plan_not_usable",

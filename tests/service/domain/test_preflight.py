@@ -108,7 +108,12 @@ def test_check_as_dict_has_exactly_the_api_fields():
 
 
 def test_a_failed_check_always_says_why():
-    checks = preflight(request(cloud_im_server="gdms", ha_settings=HaSettings(0, 99, SITE_A, SITE_A)), None, node(SECONDARY, in_pair=True), NOW)
+    checks = preflight(
+        request(cloud_im_server="gdms", ha_settings=HaSettings(0, 99, SITE_A, SITE_A)),
+        None,
+        node(SECONDARY, in_pair=True),
+        NOW,
+    )
     for check in checks:
         if not check.ok:
             assert check.violations, check.code
@@ -171,7 +176,11 @@ def test_checks_that_need_no_device_still_run_when_devices_are_missing():
 
 
 def test_the_same_device_twice_fails_whatever_the_spelling():
-    checks = run(request(primary_mac="c0:74:ad:45:3b:10", secondary_mac="C074.AD45.3B10"), primary=node(SECONDARY), secondary=node(SECONDARY))
+    checks = run(
+        request(primary_mac="c0:74:ad:45:3b:10", secondary_mac="C074.AD45.3B10"),
+        primary=node(SECONDARY),
+        secondary=node(SECONDARY),
+    )
     assert violation_codes(checks["distinct_devices"]) == ["same_device"]
 
 
@@ -220,7 +229,11 @@ def test_r1_firmware_must_be_the_very_same_build():
 
 
 def test_r2_without_ucmrc_is_not_applicable_and_passes():
-    checks = run(request(use_ucmrc=False), primary=node(PRIMARY, plan=None), secondary=node(SECONDARY, plan=plan(tier="Pro", ha=False)))
+    checks = run(
+        request(use_ucmrc=False),
+        primary=node(PRIMARY, plan=None),
+        secondary=node(SECONDARY, plan=plan(tier="Pro", ha=False)),
+    )
     for code in ("primary_plan_ha", "secondary_plan_ha", "plan_spec_match"):
         assert checks[code].ok
         assert checks[code].detail.startswith("not applicable")
@@ -272,14 +285,20 @@ def test_r2_a_trial_plan_counts():
 # -- R3 ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("primary_on, secondary_on, ok, code", [
-    (True, False, True, None),
-    (False, False, True, None),
-    (True, True, False, "cloud_im_on_both"),
-    (False, True, False, "cloud_im_on_secondary"),
-])
+@pytest.mark.parametrize(
+    "primary_on, secondary_on, ok, code",
+    [
+        (True, False, True, None),
+        (False, False, True, None),
+        (True, True, False, "cloud_im_on_both"),
+        (False, True, False, "cloud_im_on_secondary"),
+    ],
+)
 def test_r3_cloud_im_only_on_the_primary(primary_on, secondary_on, ok, code):
-    checks = run(primary=node(PRIMARY, cloud_im_enabled=primary_on), secondary=node(SECONDARY, cloud_im_enabled=secondary_on))
+    checks = run(
+        primary=node(PRIMARY, cloud_im_enabled=primary_on),
+        secondary=node(SECONDARY, cloud_im_enabled=secondary_on),
+    )
     assert checks["single_cloud_im"].ok is ok
     assert violation_codes(checks["single_cloud_im"]) == ([code] if code else [])
 
@@ -328,7 +347,10 @@ def test_r8_defaults_are_the_guides():
     assert settings.primary is None and settings.secondary is None
 
 
-@pytest.mark.parametrize("port, ok", [(0, True), (9527, True), (65535, True), (-1, False), (65536, False), (True, False), ("9527", False)])
+@pytest.mark.parametrize(
+    "port, ok",
+    [(0, True), (9527, True), (65535, True), (-1, False), (65536, False), (True, False), ("9527", False)],
+)
 def test_r8_heartbeat_port_range(port, ok):
     check = run(request(ha_settings=HaSettings(heartbeat_port=port)))["heartbeat_port_range"]
     assert check.ok is ok
@@ -336,7 +358,9 @@ def test_r8_heartbeat_port_range(port, ok):
         assert violation_codes(check) == ["heartbeat_port_out_of_range"]
 
 
-@pytest.mark.parametrize("timeout, ok", [(7, True), (15, True), (45, True), (6, False), (46, False), (0, False), (7.5, False)])
+@pytest.mark.parametrize(
+    "timeout, ok", [(7, True), (15, True), (45, True), (6, False), (46, False), (0, False), (7.5, False)]
+)
 def test_r8_heartbeat_timeout_range(timeout, ok):
     check = run(request(ha_settings=HaSettings(heartbeat_timeout_s=timeout)))["heartbeat_timeout_range"]
     assert check.ok is ok
@@ -346,9 +370,17 @@ def test_r8_heartbeat_timeout_range(timeout, ok):
 
 def test_r8_a_missing_site_network_is_not_applicable_for_that_site_only():
     checks = run(request(ha_settings=HaSettings(primary=SITE_A)))
-    for code in ("primary_addresses_valid", "primary_heartbeat_subnet_differs", "primary_heartbeat_gateway_in_subnet"):
+    for code in (
+        "primary_addresses_valid",
+        "primary_heartbeat_subnet_differs",
+        "primary_heartbeat_gateway_in_subnet",
+    ):
         assert checks[code].ok and not checks[code].detail.startswith("not applicable"), code
-    for code in ("secondary_addresses_valid", "secondary_heartbeat_subnet_differs", "secondary_heartbeat_gateway_in_subnet"):
+    for code in (
+        "secondary_addresses_valid",
+        "secondary_heartbeat_subnet_differs",
+        "secondary_heartbeat_gateway_in_subnet",
+    ):
         assert checks[code].ok and checks[code].detail.startswith("not applicable"), code
 
 
@@ -392,14 +424,18 @@ def test_r8_subnet_checks_cannot_check_invalid_addresses():
 
 
 def test_r8_heartbeat_in_the_business_subnet_fails():
-    site = replace(SITE_A, heartbeat_ip="172.16.1.10", heartbeat_gateway="172.16.0.1", heartbeat_netmask="255.255.254.0")
+    site = replace(
+        SITE_A, heartbeat_ip="172.16.1.10", heartbeat_gateway="172.16.0.1", heartbeat_netmask="255.255.254.0"
+    )
     check = run(request(ha_settings=HaSettings(primary=site)))["primary_heartbeat_subnet_differs"]
     assert violation_codes(check) == ["primary_heartbeat_subnet_overlaps_business"]
     assert "172.16.0.0/23" in check.detail
 
 
 def test_r8_a_heartbeat_subnet_inside_the_business_subnet_overlaps():
-    site = replace(SITE_A, heartbeat_ip="172.16.1.10", heartbeat_gateway="172.16.1.1", heartbeat_netmask="255.255.255.0")
+    site = replace(
+        SITE_A, heartbeat_ip="172.16.1.10", heartbeat_gateway="172.16.1.1", heartbeat_netmask="255.255.255.0"
+    )
     assert not run(request(ha_settings=HaSettings(primary=site)))["primary_heartbeat_subnet_differs"].ok
 
 
@@ -436,14 +472,18 @@ def test_r9_a_missing_medium_fails_and_says_which():
 
 
 def test_r9_a_different_size_fails():
-    check = run(secondary=node(SECONDARY, storage=(StorageItem("sd", 16), StorageItem("usb", 64))))["storage_match"]
+    check = run(secondary=node(SECONDARY, storage=(StorageItem("sd", 16), StorageItem("usb", 64))))[
+        "storage_match"
+    ]
     assert not check.ok
     assert "sd 32 GB" in check.detail and "sd 16 GB" in check.detail
 
 
 def test_r9_counts_matter():
     two_sd = (StorageItem("sd", 32), StorageItem("sd", 32))
-    check = run(primary=node(PRIMARY, storage=two_sd), secondary=node(SECONDARY, storage=(StorageItem("sd", 32),)))["storage_match"]
+    check = run(
+        primary=node(PRIMARY, storage=two_sd), secondary=node(SECONDARY, storage=(StorageItem("sd", 32),))
+    )["storage_match"]
     assert not check.ok
 
 
@@ -455,6 +495,8 @@ def test_r9_float_noise_does_not_make_sizes_differ():
 
 def test_r9_gdms_cloud_storage_is_compared_by_presence_only():
     primary = node(PRIMARY, storage=(StorageItem("gdms_cloud", 100),))
-    assert run(primary=primary, secondary=node(SECONDARY, storage=(StorageItem("gdms_cloud", 0),)))["storage_match"].ok
+    assert run(primary=primary, secondary=node(SECONDARY, storage=(StorageItem("gdms_cloud", 0),)))[
+        "storage_match"
+    ].ok
     check = run(primary=primary, secondary=node(SECONDARY, storage=()))["storage_match"]
     assert not check.ok and "gdms_cloud" in check.detail

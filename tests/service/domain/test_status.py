@@ -26,39 +26,54 @@ def test_row_stale_sequence():
     state = pair(PRIMARY, "paired", 1, 7, None, live(SECONDARY, 9))
     for sequence in (9, 3):
         decision = decide(state, report(SECONDARY, "active", at(0), sequence))
-        assert (decision.kind, decision.row, decision.active_mac, decision.epoch_bump) == ("stale", "stale_sequence", PRIMARY, False)
+        assert (decision.kind, decision.row, decision.active_mac, decision.epoch_bump) == (
+            "stale",
+            "stale_sequence",
+            PRIMARY,
+            False,
+        )
 
 
 def test_row_split_brain_standby_report():
     # Split brain routes to the Primary; the Primary stands down, so the Secondary is Active.
     state = pair(PRIMARY, "split_brain", 4, 7, at(0))
     decision = decide(state, report(PRIMARY, "standby", at(10), 3))
-    assert decision == StatusDecision("split_brain_ended", SECONDARY, "paired", True, decision.reason, "split_brain_standby_report")
+    assert decision == StatusDecision(
+        "split_brain_ended", SECONDARY, "paired", True, decision.reason, "split_brain_standby_report"
+    )
 
 
 def test_row_during_split_brain():
     state = pair(PRIMARY, "split_brain", 4, 7, at(0))
     decision = decide(state, report(SECONDARY, "active", at(10), 3, work_status="standalone"))
-    assert decision == StatusDecision("split_brain", PRIMARY, "split_brain", False, decision.reason, "during_split_brain")
+    assert decision == StatusDecision(
+        "split_brain", PRIMARY, "split_brain", False, decision.reason, "during_split_brain"
+    )
 
 
 def test_row_active_status():
     state = pair(SECONDARY, "standalone", 2, 7, at(0))
     decision = decide(state, report(SECONDARY, "active", at(10), 3, work_status="paired"))
-    assert decision == StatusDecision("recorded", SECONDARY, "paired", False, decision.reason, "active_status")
+    assert decision == StatusDecision(
+        "recorded", SECONDARY, "paired", False, decision.reason, "active_status"
+    )
 
 
 def test_row_active_report_outdated():
     # The Secondary took over at t=100; the Primary's report from before that is old news.
     state = pair(SECONDARY, "standalone", 2, 7, at(100), live(SECONDARY, 1, at(100)))
     decision = decide(state, report(PRIMARY, "active", at(90), 7))
-    assert decision == StatusDecision("recorded", SECONDARY, "standalone", False, decision.reason, "active_report_outdated")
+    assert decision == StatusDecision(
+        "recorded", SECONDARY, "standalone", False, decision.reason, "active_report_outdated"
+    )
 
 
 def test_row_both_active():
     state = pair(SECONDARY, "standalone", 2, 7, at(100), live(SECONDARY, 1, at(100)))
     decision = decide(state, report(PRIMARY, "active", at(110), 7))
-    assert decision == StatusDecision("split_brain", PRIMARY, "split_brain", True, decision.reason, "both_active")
+    assert decision == StatusDecision(
+        "split_brain", PRIMARY, "split_brain", True, decision.reason, "both_active"
+    )
 
 
 def test_row_active_report_unconfirmed():
@@ -66,13 +81,17 @@ def test_row_active_report_unconfirmed():
     # not move the Active (R7); the node's role claim will.
     state = pair(PRIMARY, "paired", 1, 7, at(0), live(PRIMARY, 1, at(0)))
     decision = decide(state, report(SECONDARY, "active", at(WINDOW + 1), 2, work_status="standalone"))
-    assert decision == StatusDecision("recorded", PRIMARY, "paired", False, decision.reason, "active_report_unconfirmed")
+    assert decision == StatusDecision(
+        "recorded", PRIMARY, "paired", False, decision.reason, "active_report_unconfirmed"
+    )
     assert "R7" in decision.reason
 
 
 def test_row_active_reports_standby():
     decision = decide(pair(PRIMARY, "paired", 1, 7, at(0)), report(PRIMARY, "standby", at(10), 2))
-    assert decision == StatusDecision("recorded", PRIMARY, "paired", False, decision.reason, "active_reports_standby")
+    assert decision == StatusDecision(
+        "recorded", PRIMARY, "paired", False, decision.reason, "active_reports_standby"
+    )
     assert "Active on record" in decision.reason
 
 
@@ -87,7 +106,12 @@ def test_row_standby_status():
 def test_a_standby_report_from_the_secondary_ends_split_brain_without_moving_the_primary():
     state = pair(PRIMARY, "split_brain", 4, 7, at(0))
     decision = decide(state, report(SECONDARY, "standby", at(10), 3))
-    assert (decision.kind, decision.active_mac, decision.status, decision.epoch_bump) == ("split_brain_ended", PRIMARY, "paired", False)
+    assert (decision.kind, decision.active_mac, decision.status, decision.epoch_bump) == (
+        "split_brain_ended",
+        PRIMARY,
+        "paired",
+        False,
+    )
 
 
 def test_a_stale_standby_report_does_not_end_split_brain():
@@ -106,7 +130,9 @@ def test_the_primary_coming_back_as_active_never_takes_the_active_back_quietly()
 def test_both_active_boundary_is_the_window():
     state = pair(SECONDARY, "standalone", 2, 7, at(100), live(SECONDARY, 1, at(100)))
     assert decide(state, report(PRIMARY, "active", at(100 + WINDOW), 7)).row == "both_active"
-    assert decide(state, report(PRIMARY, "active", at(100 + WINDOW + 0.5), 7)).row == "active_report_unconfirmed"
+    assert (
+        decide(state, report(PRIMARY, "active", at(100 + WINDOW + 0.5), 7)).row == "active_report_unconfirmed"
+    )
 
 
 def test_both_active_sees_an_active_status_report_of_the_active():
@@ -117,7 +143,12 @@ def test_both_active_sees_an_active_status_report_of_the_active():
 def test_both_active_with_the_primary_active_keeps_it_without_a_bump():
     state = pair(PRIMARY, "paired", 2, 7, at(100), live(PRIMARY, 1, at(100)))
     decision = decide(state, report(SECONDARY, "active", at(105), 4))
-    assert (decision.row, decision.active_mac, decision.status, decision.epoch_bump) == ("both_active", PRIMARY, "split_brain", False)
+    assert (decision.row, decision.active_mac, decision.status, decision.epoch_bump) == (
+        "both_active",
+        PRIMARY,
+        "split_brain",
+        False,
+    )
 
 
 def test_an_active_that_was_never_heard_is_not_alive():
@@ -125,21 +156,29 @@ def test_an_active_that_was_never_heard_is_not_alive():
     assert decision.row == "active_report_unconfirmed"
 
 
-@pytest.mark.parametrize("status, work_status, expected", [
-    ("paired", "standalone", "standalone"),
-    ("standalone", "paired", "paired"),
-    ("paired", "paired", "paired"),
-    ("replacing", "paired", "replacing"),
-    ("replacing", "standalone", "replacing"),
-    ("paired", "rebooting", "paired"),
-])
+@pytest.mark.parametrize(
+    "status, work_status, expected",
+    [
+        ("paired", "standalone", "standalone"),
+        ("standalone", "paired", "paired"),
+        ("paired", "paired", "paired"),
+        ("replacing", "paired", "replacing"),
+        ("replacing", "standalone", "replacing"),
+        ("paired", "rebooting", "paired"),
+    ],
+)
 def test_the_actives_work_status_becomes_the_pairs_unless_a_procedure_owns_it(status, work_status, expected):
     decision = decide(pair(PRIMARY, status), report(PRIMARY, "active", at(0), 0, work_status=work_status))
     assert decision.status == expected
 
 
 def test_the_standbys_work_status_does_not_change_the_pair():
-    assert decide(pair(PRIMARY, "standalone"), report(SECONDARY, "standby", at(0), 0, work_status="paired")).status == "standalone"
+    assert (
+        decide(
+            pair(PRIMARY, "standalone"), report(SECONDARY, "standby", at(0), 0, work_status="paired")
+        ).status
+        == "standalone"
+    )
 
 
 def test_an_unknown_role_is_refused():
@@ -159,7 +198,9 @@ def test_a_report_on_a_dissolved_pair_raises():
 
 
 def test_the_reporters_mac_may_come_in_any_spelling():
-    assert decide(pair(PRIMARY, "standalone"), report("000b82a46ebf", "active", at(0), 0)).row == "active_status"
+    assert (
+        decide(pair(PRIMARY, "standalone"), report("000b82a46ebf", "active", at(0), 0)).row == "active_status"
+    )
 
 
 # -- recording ---------------------------------------------------------------------------------
@@ -204,7 +245,12 @@ def test_recording_an_unconfirmed_active_report_does_not_make_a_late_claim_stale
 def test_recording_both_active_opens_split_brain_and_bumps_when_routing_moves():
     state = pair(SECONDARY, "standalone", 2, 7, at(100), live(SECONDARY, 1, at(100)))
     _, after = decide_and_record(state, report(PRIMARY, "active", at(110), 7))
-    assert (after.active_mac, after.status, after.epoch, after.newest_active_assertion_at) == (PRIMARY, "split_brain", 3, at(110))
+    assert (after.active_mac, after.status, after.epoch, after.newest_active_assertion_at) == (
+        PRIMARY,
+        "split_brain",
+        3,
+        at(110),
+    )
 
 
 def test_recording_the_end_of_split_brain():
@@ -213,7 +259,10 @@ def test_recording_the_end_of_split_brain():
     assert (after.active_mac, after.status, after.epoch) == (SECONDARY, "paired", 5)
 
 
-@pytest.mark.parametrize("status_report", [report(SECONDARY, "active", at(50), 1, duplicate=True), report(SECONDARY, "active", at(50), 2)])
+@pytest.mark.parametrize(
+    "status_report",
+    [report(SECONDARY, "active", at(50), 1, duplicate=True), report(SECONDARY, "active", at(50), 2)],
+)
 def test_recording_a_duplicate_or_stale_report_changes_nothing(status_report):
     state = pair(PRIMARY, "paired", 1, 7, at(0), live(SECONDARY, 2))
     _, after = decide_and_record(state, status_report)
