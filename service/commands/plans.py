@@ -14,13 +14,14 @@ from .context import CommandContext
 def _assign(ctx: CommandContext, plan: Plan, device_mac: str | None) -> list[int]:
     """Point the plan at a device (or none); returns the device ids whose pair must be re-checked."""
     touched = [plan.device_id] if plan.device_id else []
+    # Through the relationship, not device_id: the loaded `plan.device` would otherwise stay stale.
     if device_mac is None:
-        plan.device_id = None
+        plan.device = None
         return touched
     device = queries.device_by_mac(ctx.session, ctx.org_id, device_mac, for_update=True)
     if device.plan is not None and device.plan.id != plan.id:
         raise Conflict(f"Device {device_mac} already has plan {device.plan.id}; one plan per device.", code="device_has_plan")
-    plan.device_id = device.id
+    plan.device = device
     return touched + [device.id]
 
 

@@ -135,6 +135,11 @@ def _failed(rule: str, code: str, violations: Iterable[Violation]) -> Check:
     return Check(rule, code, False, "; ".join(v.detail for v in found), found)
 
 
+def _fail(rule: str, code: str, violation_code: str, detail: str) -> Check:
+    """A check failed for exactly one reason."""
+    return _failed(rule, code, [Violation(rule, violation_code, detail)])
+
+
 def _outcome(rule: str, code: str, violations: Sequence[Violation], ok_detail: str) -> Check:
     return _failed(rule, code, violations) if violations else _passed(rule, code, ok_detail)
 
@@ -168,7 +173,7 @@ def preflight(
     organization. A malformed MAC in ``request`` raises ``InvalidMac``: that is a bad
     request, not a failed prerequisite.
     """
-    checks = [
+    return [
         *_membership_checks(request, primary, secondary),
         *_r1_checks(primary, secondary),
         *_r2_checks(request, primary, secondary, now),
@@ -176,124 +181,91 @@ def preflight(
         *_r8_checks(request.ha_settings),
         _r9_check(primary, secondary),
     ]
-    return checks
 
 
 def _membership_checks(
     request: PairRequest, primary: NodeFacts | None, secondary: NodeFacts | None
 ) -> list[Check]:
-    checks: list[Check] = []
-    for site, node, mac in zip(
-        SITES, (primary, secondary), (request.primary_mac, request.secondary_mac), strict=True
-    ):
-        code = f"{site}_exists"
-        if node is None:
-            checks.append(
-                _failed(
-                    "membership",
-                    code,
-                    [
-                        Violation(
-                            "membership", f"{site}_not_found", f"{site} device {normalize_mac(mac)} not found"
-                        )
-                    ],
-                )
-            )
-        else:
-            checks.append(_passed("membership", code, f"{site} device {normalize_mac(mac)} found"))
-
-    if normalize_mac(request.primary_mac) == normalize_mac(request.secondary_mac):
+    macs = (normalize_mac(request.primary_mac), normalize_mac(request.secondary_mac))
+    nodes = (primary, secondary)
+    checks = [
+        _passed("membership", f"{site}_exists", f"{site} device {mac} found")
+        if node is not None
+        else _fail("membership", f"{site}_exists", f"{site}_not_found", f"{site} device {mac} not found")
+        for site, node, mac in zip(SITES, nodes, macs, strict=True)
+    ]
+    if macs[0] == macs[1]:
         checks.append(
-            _failed(
-                "membership",
-                "distinct_devices",
-                [Violation("membership", "same_device", "primary and secondary are the same device")],
+            _fail(
+                "membership", "distinct_devices", "same_device", "primary and secondary are the same device"
             )
         )
     else:
         checks.append(
             _passed("membership", "distinct_devices", "primary and secondary are different devices")
         )
-
-    for site, node in zip(SITES, (primary, secondary), strict=True):
+    for site, node, mac in zip(SITES, nodes, macs, strict=True):
         code = f"{site}_not_in_pair"
         if node is None:
             checks.append(_not_found("membership", code, [site]))
         elif node.in_pair:
             checks.append(
-                _failed(
-                    "membership",
-                    code,
-                    [
-                        Violation(
-                            "membership",
-                            f"{site}_in_pair",
-                            f"{site} device {node.mac} is already in an HA pair",
-                        )
-                    ],
-                )
+                _fail("membership", code, f"{site}_in_pair", f"{site} device {mac} is already in an HA pair")
             )
         else:
-            checks.append(_passed("membership", code, f"{site} device is in no other pair"))
+            checks.append(_passed("membership", code, f"{site} device {mac} is in no other pair"))
     return checks
 
 
 def _r1_checks(primary: NodeFacts | None, secondary: NodeFacts | None) -> list[Check]:
     missing = _missing(primary, secondary)
-    if missing:
+    if primary is None or secondary is None:
         return [_not_found("R1", "same_model", missing), _not_found("R1", "same_firmware", missing)]
-    assert primary is not None and secondary is not None
     # Model names are product names (UCM6304 = ucm6304); firmware versions are compared
     # exactly because the guide requires the very same build.
-    model = []
-    if primary.model.strip().casefold() != secondary.model.strip().casefold():
-        model.append(
-            Violation(
-                "R1", "model_mismatch", f"models differ: primary {primary.model}, secondary {secondary.model}"
-            )
+    if primary.model.strip().casefold() == secondary.model.strip().casefold():
+        model = _passed("R1", "same_model", f"both nodes are {primary.model}")
+    else:
+        model = _fail(
+            "R1",
+            "same_model",
+            "model_mismatch",
+            f"models differ: primary {primary.model}, secondary {secondary.model}",
         )
-    firmware = []
-    if primary.firmware.strip() != secondary.firmware.strip():
-        firmware.append(
-            Violation(
-                "R1",
-                "firmware_mismatch",
-                f"firmware differs: primary {primary.firmware}, secondary {secondary.firmware}",
-            )
+    if primary.firmware.strip() == secondary.firmware.strip():
+        firmware = _passed("R1", "same_firmware", f"both nodes run firmware {primary.firmware}")
+    else:
+        firmware = _fail(
+            "R1",
+            "same_firmware",
+            "firmware_mismatch",
+            f"firmware differs: primary {primary.firmware}, secondary {secondary.firmware}",
         )
-    return [
-        _outcome("R1", "same_model", model, f"both nodes are {primary.model}"),
-        _outcome("R1", "same_firmware", firmware, f"both nodes run firmware {primary.firmware}"),
-    ]
+    return [model, firmware]
 
 
 def _r2_checks(
     request: PairRequest, primary: NodeFacts | None, secondary: NodeFacts | None, now: datetime
 ) -> list[Check]:
-    codes = ("primary_plan_ha", "secondary_plan_ha", "plan_spec_match")
     if not request.use_ucmrc:
-        return [_passed("R2", code, "not applicable: the pair does not use UCMRC") for code in codes]
-    checks: list[Check] = []
-    for site, node in zip(SITES, (primary, secondary), strict=True):
-        code = f"{site}_plan_ha"
-        if node is None:
-            checks.append(_not_found("R2", code, [site]))
-        else:
-            checks.append(
-                _outcome(
-                    "R2",
-                    code,
-                    node_plan_ha_violations(site, node.plan, now),
-                    f"the {site} node's plan counts for HA",
-                )
-            )
-    missing = _missing(primary, secondary)
-    if missing:
-        checks.append(_not_found("R2", "plan_spec_match", missing))
-        return checks
-    assert primary is not None and secondary is not None
-    without_plan = [site for site, node in zip(SITES, (primary, secondary), strict=True) if node.plan is None]
-    if without_plan:
+        return [
+            _passed("R2", code, "not applicable: the pair does not use UCMRC")
+            for code in ("primary_plan_ha", "secondary_plan_ha", "plan_spec_match")
+        ]
+    checks = [
+        _not_found("R2", f"{site}_plan_ha", [site])
+        if node is None
+        else _outcome(
+            "R2",
+            f"{site}_plan_ha",
+            node_plan_ha_violations(site, node.plan, now),
+            f"the {site} node's plan counts for HA",
+        )
+        for site, node in zip(SITES, (primary, secondary), strict=True)
+    ]
+    if primary is None or secondary is None:
+        checks.append(_not_found("R2", "plan_spec_match", _missing(primary, secondary)))
+    elif primary.plan is None or secondary.plan is None:
         checks.append(
             _failed(
                 "R2",
@@ -302,12 +274,12 @@ def _r2_checks(
                     Violation(
                         "R2", f"{site}_plan_missing", f"cannot check: the {site} node has no UCMRC plan"
                     )
-                    for site in without_plan
+                    for site, node in zip(SITES, (primary, secondary), strict=True)
+                    if node.plan is None
                 ],
             )
         )
     else:
-        assert primary.plan is not None
         checks.append(
             _outcome(
                 "R2",
@@ -322,62 +294,61 @@ def _r2_checks(
 def _r3_checks(
     request: PairRequest, primary: NodeFacts | None, secondary: NodeFacts | None, now: datetime
 ) -> list[Check]:
-    checks: list[Check] = []
     missing = _missing(primary, secondary)
-    if missing:
-        checks.append(_not_found("R3", "single_cloud_im", missing))
-    else:
-        assert primary is not None and secondary is not None
-        # Guide, basic setup step 3: Cloud IM on A (the Primary), B's off. B is the node
-        # whose data the Primary's full backup overwrites, so a Cloud IM of its own would
-        # be a second, orphaned service -- even when the Primary has none.
-        found: list[Violation] = []
-        if primary.cloud_im_enabled and secondary.cloud_im_enabled:
-            found.append(
-                Violation(
-                    "R3",
-                    "cloud_im_on_both",
-                    "Cloud IM is enabled on both nodes; turn it off on the secondary",
-                )
-            )
-        elif secondary.cloud_im_enabled:
-            found.append(
-                Violation(
-                    "R3",
-                    "cloud_im_on_secondary",
-                    "Cloud IM is enabled on the secondary; enable it on the primary and turn it off on the secondary",
-                )
-            )
-        ok_detail = (
-            "Cloud IM is enabled on the primary only"
-            if primary.cloud_im_enabled
-            else "Cloud IM is enabled on neither node"
+    if primary is None or secondary is None:
+        single = _not_found("R3", "single_cloud_im", missing)
+    # Guide, basic setup step 3: Cloud IM on A (the Primary), B's off. B is the node whose
+    # data the Primary's full backup overwrites, so a Cloud IM of its own would be a second,
+    # orphaned service -- even when the Primary has none.
+    elif secondary.cloud_im_enabled and primary.cloud_im_enabled:
+        single = _fail(
+            "R3",
+            "single_cloud_im",
+            "cloud_im_on_both",
+            "Cloud IM is enabled on both nodes; turn it off on the secondary",
         )
-        checks.append(_outcome("R3", "single_cloud_im", found, ok_detail))
+    elif secondary.cloud_im_enabled:
+        single = _fail(
+            "R3",
+            "single_cloud_im",
+            "cloud_im_on_secondary",
+            "Cloud IM is enabled on the secondary; enable it on the primary and turn it off on the secondary",
+        )
+    else:
+        on = "on the primary only" if primary.cloud_im_enabled else "on neither node"
+        single = _passed("R3", "single_cloud_im", f"Cloud IM is enabled {on}")
 
     # The guide ties the permission to the GDMS-delivered server, whether or not the pair
     # uses UCMRC for remote connections, so ``use_ucmrc`` is not consulted here.
     if request.cloud_im_server != "gdms":
-        checks.append(
-            _passed("R3", "cloud_im_plan_permission", "not applicable: Cloud IM does not use the GDMS server")
+        permission = _passed(
+            "R3", "cloud_im_plan_permission", "not applicable: Cloud IM does not use the GDMS server"
         )
-    elif missing:
-        checks.append(_not_found("R3", "cloud_im_plan_permission", missing))
+    elif primary is None or secondary is None:
+        permission = _not_found("R3", "cloud_im_plan_permission", missing)
     else:
-        assert primary is not None and secondary is not None
-        checks.append(
-            _outcome(
-                "R3",
-                "cloud_im_plan_permission",
-                cloud_im_gdms_rule(primary.plan, secondary.plan, now),
-                "both nodes' plans carry the Cloud IM permission",
-            )
+        permission = _outcome(
+            "R3",
+            "cloud_im_plan_permission",
+            cloud_im_gdms_rule(primary.plan, secondary.plan, now),
+            "both nodes' plans carry the Cloud IM permission",
         )
-    return checks
+    return [single, permission]
 
 
 def _in_range(value: object, bounds: tuple[int, int]) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and bounds[0] <= value <= bounds[1]
+
+
+def _range_check(code: str, what: str, unit: str, value: object, bounds: tuple[int, int]) -> Check:
+    if _in_range(value, bounds):
+        return _passed("R8", code, f"{what} {value}{unit}")
+    return _fail(
+        "R8",
+        code,
+        f"{code.removesuffix('_range')}_out_of_range",
+        f"{what} {value!r}{unit} is outside {bounds[0]}-{bounds[1]}{unit}",
+    )
 
 
 def _site_addresses(site: SiteNetwork) -> tuple[dict[str, IPv4Interface], list[str]]:
@@ -391,6 +362,7 @@ def _site_addresses(site: SiteNetwork) -> tuple[dict[str, IPv4Interface], list[s
         try:
             parse_netmask(mask_text)
         except ValueError as exc:
+            # Without a mask there is no subnet, but the address alone can still be judged.
             problems.append(f"{name}_netmask {exc}")
             try:
                 parse_host(ip_text)
@@ -402,11 +374,68 @@ def _site_addresses(site: SiteNetwork) -> tuple[dict[str, IPv4Interface], list[s
         except ValueError as exc:
             problems.append(f"{name}_ip {exc}")
     try:
-        gateway = parse_host(site.heartbeat_gateway)
-        parsed["gateway"] = IPv4Interface(f"{gateway}/32")
+        parsed["gateway"] = IPv4Interface(f"{parse_host(site.heartbeat_gateway)}/32")
     except ValueError as exc:
         problems.append(f"heartbeat_gateway {exc}")
     return parsed, problems
+
+
+def _site_checks(name: str, site: SiteNetwork | None) -> tuple[Check, Check, Check]:
+    """The addresses, subnet and gateway checks of one site."""
+    codes = (
+        f"{name}_addresses_valid",
+        f"{name}_heartbeat_subnet_differs",
+        f"{name}_heartbeat_gateway_in_subnet",
+    )
+    if site is None:
+        not_given = f"not applicable: no {name} network settings given"
+        return (
+            _passed("R8", codes[0], not_given),
+            _passed("R8", codes[1], not_given),
+            _passed("R8", codes[2], not_given),
+        )
+    parsed, problems = _site_addresses(site)
+    addresses = _outcome(
+        "R8",
+        codes[0],
+        [Violation("R8", f"{name}_address_invalid", f"{name}: {problem}") for problem in problems],
+        f"the {name} site's addresses and netmasks are valid",
+    )
+    cannot = f"cannot check: the {name} addresses are invalid"
+
+    heartbeat, business, gateway = parsed.get("heartbeat"), parsed.get("business"), parsed.get("gateway")
+    if heartbeat is None or business is None:
+        subnet = _fail("R8", codes[1], f"{name}_address_invalid", cannot)
+    elif heartbeat.network.overlaps(business.network):
+        subnet = _fail(
+            "R8",
+            codes[1],
+            f"{name}_heartbeat_subnet_overlaps_business",
+            f"{name}: heartbeat subnet {heartbeat.network} overlaps business subnet {business.network}; "
+            "they must be different subnets",
+        )
+    else:
+        subnet = _passed(
+            "R8",
+            codes[1],
+            f"{name}: heartbeat subnet {heartbeat.network} differs from business subnet {business.network}",
+        )
+
+    if heartbeat is None or gateway is None:
+        return addresses, subnet, _fail("R8", codes[2], f"{name}_address_invalid", cannot)
+    address, network = gateway.ip, heartbeat.network
+    wrong = None
+    if address not in network:
+        wrong = f"heartbeat gateway {address} is outside the heartbeat subnet {network}"
+    elif address in (network.network_address, network.broadcast_address):
+        wrong = f"heartbeat gateway {address} is the network or broadcast address of {network}"
+    elif address == heartbeat.ip:
+        wrong = f"heartbeat gateway {address} is the heartbeat IP itself"
+    if wrong:
+        in_subnet = _fail("R8", codes[2], f"{name}_heartbeat_gateway_outside_subnet", f"{name}: {wrong}")
+    else:
+        in_subnet = _passed("R8", codes[2], f"{name}: heartbeat gateway {address} is in {network}")
+    return addresses, subnet, in_subnet
 
 
 def _r8_checks(settings: HaSettings | None) -> list[Check]:
@@ -416,144 +445,22 @@ def _r8_checks(settings: HaSettings | None) -> list[Check]:
             for rule, code in CHECK_ORDER
             if rule == "R8"
         ]
-
-    checks: list[Check] = []
-    low, high = HEARTBEAT_PORT_RANGE
-    checks.append(
-        _outcome(
-            "R8",
-            "heartbeat_port_range",
-            []
-            if _in_range(settings.heartbeat_port, HEARTBEAT_PORT_RANGE)
-            else [
-                Violation(
-                    "R8",
-                    "heartbeat_port_out_of_range",
-                    f"heartbeat port {settings.heartbeat_port!r} is outside {low}-{high}",
-                )
-            ],
-            f"heartbeat port {settings.heartbeat_port} (the same on both sites)",
-        )
-    )
-    low, high = HEARTBEAT_TIMEOUT_RANGE_S
-    checks.append(
-        _outcome(
-            "R8",
+    primary = _site_checks("primary", settings.primary)
+    secondary = _site_checks("secondary", settings.secondary)
+    return [
+        _range_check(
+            "heartbeat_port_range", "heartbeat port", "", settings.heartbeat_port, HEARTBEAT_PORT_RANGE
+        ),
+        _range_check(
             "heartbeat_timeout_range",
-            []
-            if _in_range(settings.heartbeat_timeout_s, HEARTBEAT_TIMEOUT_RANGE_S)
-            else [
-                Violation(
-                    "R8",
-                    "heartbeat_timeout_out_of_range",
-                    f"heartbeat timeout {settings.heartbeat_timeout_s!r} s is outside {low}-{high} s",
-                )
-            ],
-            f"heartbeat timeout {settings.heartbeat_timeout_s} s",
-        )
-    )
-
-    sites = {name: getattr(settings, name) for name in SITES}
-    parsed: dict[str, dict[str, IPv4Interface]] = {}
-    problems: dict[str, list[str]] = {}
-    for name, site in sites.items():
-        if site is not None:
-            parsed[name], problems[name] = _site_addresses(site)
-
-    for name in SITES:
-        code = f"{name}_addresses_valid"
-        if sites[name] is None:
-            checks.append(_passed("R8", code, f"not applicable: no {name} network settings given"))
-        else:
-            checks.append(
-                _outcome(
-                    "R8",
-                    code,
-                    [Violation("R8", f"{name}_address_invalid", f"{name}: {p}") for p in problems[name]],
-                    f"the {name} site's addresses and netmasks are valid",
-                )
-            )
-
-    for name in SITES:
-        code = f"{name}_heartbeat_subnet_differs"
-        if sites[name] is None:
-            checks.append(_passed("R8", code, f"not applicable: no {name} network settings given"))
-            continue
-        heartbeat = parsed[name].get("heartbeat")
-        business = parsed[name].get("business")
-        if heartbeat is None or business is None:
-            checks.append(
-                _failed(
-                    "R8",
-                    code,
-                    [
-                        Violation(
-                            "R8", f"{name}_address_invalid", f"cannot check: the {name} addresses are invalid"
-                        )
-                    ],
-                )
-            )
-        elif heartbeat.network.overlaps(business.network):
-            checks.append(
-                _failed(
-                    "R8",
-                    code,
-                    [
-                        Violation(
-                            "R8",
-                            f"{name}_heartbeat_subnet_overlaps_business",
-                            f"{name}: heartbeat subnet {heartbeat.network} overlaps business subnet "
-                            f"{business.network}; they must be different subnets",
-                        )
-                    ],
-                )
-            )
-        else:
-            checks.append(
-                _passed(
-                    "R8",
-                    code,
-                    f"{name}: heartbeat subnet {heartbeat.network} differs from business subnet {business.network}",
-                )
-            )
-
-    for name in SITES:
-        code = f"{name}_heartbeat_gateway_in_subnet"
-        if sites[name] is None:
-            checks.append(_passed("R8", code, f"not applicable: no {name} network settings given"))
-            continue
-        heartbeat = parsed[name].get("heartbeat")
-        gateway = parsed[name].get("gateway")
-        if heartbeat is None or gateway is None:
-            checks.append(
-                _failed(
-                    "R8",
-                    code,
-                    [
-                        Violation(
-                            "R8", f"{name}_address_invalid", f"cannot check: the {name} addresses are invalid"
-                        )
-                    ],
-                )
-            )
-            continue
-        address = gateway.ip
-        network = heartbeat.network
-        wrong = None
-        if address not in network:
-            wrong = f"heartbeat gateway {address} is outside the heartbeat subnet {network}"
-        elif address in (network.network_address, network.broadcast_address):
-            wrong = f"heartbeat gateway {address} is the network or broadcast address of {network}"
-        elif address == heartbeat.ip:
-            wrong = f"heartbeat gateway {address} is the heartbeat IP itself"
-        checks.append(
-            _failed(
-                "R8", code, [Violation("R8", f"{name}_heartbeat_gateway_outside_subnet", f"{name}: {wrong}")]
-            )
-            if wrong
-            else _passed("R8", code, f"{name}: heartbeat gateway {address} is in {network}")
-        )
-    return checks
+            "heartbeat timeout",
+            " s",
+            settings.heartbeat_timeout_s,
+            HEARTBEAT_TIMEOUT_RANGE_S,
+        ),
+        # Grouped by check, not by site, so the two sites' results sit side by side.
+        *(check for pair in zip(primary, secondary, strict=True) for check in pair),
+    ]
 
 
 def _storage_profile(items: Iterable[StorageItem]) -> Counter[tuple[str, float | None]]:

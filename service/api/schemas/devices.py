@@ -43,7 +43,9 @@ class DeviceSchema(ma.Schema):
     site = ma.fields.String(allow_none=True)
     cloud_im_enabled = ma.fields.Boolean()
     storage = ma.fields.List(ma.fields.Nested(StorageSchema))
-    plan_id = ma.fields.Integer(allow_none=True, attribute="plan.id")
+    # A Function, not attribute="plan.id": that path drops the key entirely when there is no plan.
+    plan_id = ma.fields.Function(lambda device: device.plan.id if device.plan is not None else None,
+                                 allow_none=True, metadata={"type": "integer"})
     pair_id = ma.fields.Integer(allow_none=True)
     last_heard_at = ma.fields.DateTime(allow_none=True)
     created_at = ma.fields.DateTime()

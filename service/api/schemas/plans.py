@@ -38,7 +38,9 @@ class PlanSchema(ma.Schema):
     cloud_im = ma.fields.Boolean()
     status = ma.fields.String()
     expires_at = ma.fields.DateTime(allow_none=True)
-    device_mac = ma.fields.String(allow_none=True, attribute="device.mac")
+    # A Function, not attribute="device.mac": that path drops the key entirely for an unassigned plan.
+    device_mac = ma.fields.Function(lambda plan: plan.device.mac if plan.device is not None else None,
+                                    allow_none=True, metadata={"type": "string"})
     counts_for_ha = ma.fields.Boolean()
     created_at = ma.fields.DateTime()
     updated_at = ma.fields.DateTime()

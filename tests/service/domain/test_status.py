@@ -290,3 +290,53 @@ def test_record_status_keeps_canonical_node_keys():
     _, after = decide_and_record(state, report(SECONDARY, "standby", at(0), 2))
     assert set(after.nodes) == {SECONDARY}
     assert after.nodes[SECONDARY].last_sequence == 2
+
+
+@pytest.mark.parametrize("seed", range(50))
+def test_random_histories_of_claims_and_reports_keep_the_invariants(seed):
+    import random
+
+    from service.domain.claims import REASONS, decide_claim, record_claim
+
+    from .builders import claim
+
+    rng = random.Random(seed)
+    state = pair(PRIMARY, "paired", 1, 7)
+    sequences = {PRIMARY: 0, SECONDARY: 0}
+    clock = 0.0
+    for _ in range(200):
+        mac = rng.choice((PRIMARY, SECONDARY))
+        # Mostly fresh sequences, sometimes a replay of an old one; times jitter backwards too.
+        sequences[mac] += 1
+        sequence = sequences[mac] if rng.random() < 0.85 else rng.randrange(sequences[mac] + 1)
+        clock += rng.uniform(0, 20)
+        when = at(clock - (rng.uniform(0, 60) if rng.random() < 0.2 else 0))
+        before = state
+        if rng.random() < 0.4:
+            event = claim(mac, rng.choice((*REASONS, "other")), when, sequence, rng.random() < 0.1)
+            decision = decide_claim(state, event)
+            state = record_claim(state, event, decision)
+        else:
+            event = report(
+                mac, rng.choice(("active", "standby")), when, sequence, rng.choice(("paired", "standalone"))
+            )
+            decision = decide_status(state, event, rng.choice((7, 30)))
+            state = record_status(state, event, decision)
+        assert decision.epoch_bump == (decision.active_mac != before.active_mac)
+        assert state.epoch == before.epoch + decision.epoch_bump
+        assert state.active_mac in (PRIMARY, SECONDARY)
+        assert state.status in ("paired", "standalone", "split_brain")
+        if decision.row in ("duplicate", "stale_sequence"):
+            assert state == before
+        if decision.kind == "stale":
+            assert (state.active_mac, state.status, state.newest_active_assertion_at) == (
+                before.active_mac,
+                before.status,
+                before.newest_active_assertion_at,
+            )
+        if before.status == "split_brain" and state.status != "split_brain":
+            assert decision.kind == "split_brain_ended"
+        if state.status == "split_brain" and before.status != "split_brain":
+            assert state.active_mac == PRIMARY
+        if before.newest_active_assertion_at and state.newest_active_assertion_at:
+            assert state.newest_active_assertion_at >= before.newest_active_assertion_at

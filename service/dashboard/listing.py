@@ -1,0 +1,283 @@
+"""The dashboard's pair list: attention first, keyset pagination, batched per-page facts.
+
+Order is (rank, id): 0 split brain, 1 needs attention with a failing sync, 2 needs attention
+otherwise (`queries.needs_attention_clause()`), 3 the rest, 4 dissolved. A cursor is the
+(rank, id) of the row it follows or precedes, so every page is one indexed scan plus a top-N
+sort whatever page it is, and the page's syncs, plans and open alarms are loaded in one query
+each (no query per pair).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Sequence
+
+from sqlalchemy import Select, and_, case, func, select, tuple_
+from sqlalchemy.orm import Session
+
+from service import queries
+from service.api.presenters import pair_view
+from service.models import Alarm, HaPair, PairSync
+
+STATUSES = ("paired", "standalone", "split_brain", "replacing", "dissolved")
+ISSUES = ("attention", "sync", "alarms", "secondary_active")
+PAGE_SIZES = (25, 50, 100)
+DEFAULT_PAGE_SIZE = 50
+
+RANK_SPLIT_BRAIN, RANK_FAILING, RANK_ATTENTION, RANK_HEALTHY, RANK_DISSOLVED = range(5)
+_CURSOR = re.compile(r"^([0-4])\.([0-9]{1,18})$")
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def encode_cursor(rank: int, pair_id: int) -> str:
+    return f"{rank}.{pair_id}"
+
+
+def decode_cursor(raw: str | None) -> tuple[int, int] | None:
+    if not raw:
+        return None
+    match = _CURSOR.match(raw)
+    if match is None:
+        raise BadCursor(raw)
+    return int(match.group(1)), int(match.group(2))
+
+
+def _sync_in(states: Sequence[str]) -> Any:
+    return select(PairSync.pair_id).where(PairSync.pair_id == HaPair.id, PairSync.state.in_(states)).exists()
+
+
+def _alarm_open() -> Any:
+    return select(Alarm.id).where(Alarm.pair_id == HaPair.id, Alarm.closed_at.is_(None)).exists()
+
+
+def _secondary_active() -> Any:
+    return and_(HaPair.status != "dissolved", HaPair.active_device_id == HaPair.secondary_device_id)
+
+
+def rank_expr() -> Any:
+    attention = queries.needs_attention_clause()
+    return case(
+        (HaPair.status == "split_brain", RANK_SPLIT_BRAIN),
+        (and_(attention, _sync_in(("failing",))), RANK_FAILING),
+        (attention, RANK_ATTENTION),
+        (HaPair.status == "dissolved", RANK_DISSOLVED),
+        else_=RANK_HEALTHY,
+    )
+
+
+def issue_clause(issue: str) -> Any:
+    live = HaPair.status != "dissolved"
+    if issue == "attention":
+        return queries.needs_attention_clause()
+    if issue == "sync":
+        return and_(live, _sync_in(queries.ATTENTION_SYNC_STATES))
+    if issue == "alarms":
+        return and_(live, _alarm_open())
+    if issue == "secondary_active":
+        return _secondary_active()
+    raise ValueError(issue)
+
+
+@dataclass(frozen=True)
+class Filters:
+    q: str = ""
+    status: str = ""
+    issue: str = ""
+    limit: int = DEFAULT_PAGE_SIZE
+
+    @property
+    def active(self) -> bool:
+        return bool(self.q or self.status or self.issue)
+
+    def args(self, **changes: Any) -> dict[str, Any]:
+        """Query-string arguments for a link that keeps these filters."""
+        out: dict[str, Any] = {"q": self.q, "status": self.status, "issue": self.issue}
+        if self.limit != DEFAULT_PAGE_SIZE:
+            out["limit"] = self.limit
+        out.update(changes)
+        return {k: v for k, v in out.items() if v not in (None, "")}
+
+
+def parse_filters(args: Any) -> Filters:
+    q = (args.get("q") or "").strip()[:200]
+    status = args.get("status") or ""
+    issue = args.get("issue") or ""
+    try:
+        limit = int(args.get("limit") or DEFAULT_PAGE_SIZE)
+    except ValueError:
+        limit = DEFAULT_PAGE_SIZE
+    return Filters(q=q, status=status if status in STATUSES else "", issue=issue if issue in ISSUES else "",
+                   limit=limit if limit in PAGE_SIZES else DEFAULT_PAGE_SIZE)
+
+
+def filtered_stmt(org_id: int, filters: Filters) -> Select[Any]:
+    stmt = queries.pair_list_stmt(org_id, status=filters.status or None, q=filters.q or None)
+    if filters.issue:
+        stmt = stmt.where(issue_clause(filters.issue))
+    return stmt
+
+
+@dataclass(frozen=True)
+class Badge:
+    label: str
+    tone: str  # red | amber | green | blue | grey
+    title: str = ""
+
+
+@dataclass
+class Row:
+    pair: HaPair
+    view: dict[str, Any]
+    rank: int
+    badges: list[Badge] = field(default_factory=list)
+
+    @property
+    def needs_attention(self) -> bool:
+        return self.rank <= RANK_ATTENTION
+
+
+@dataclass
+class PairPage:
+    rows: list[Row]
+    next_cursor: str | None
+    prev_cursor: str | None
+    matching: int
+
+
+@dataclass(frozen=True)
+class Totals:
+    total: int
+    attention: int
+    split_brain: int
+    sync: int
+    alarms: int
+    secondary_active: int
+
+
+def totals(session: Session, org_id: int) -> Totals:
+    """Organization-wide counts for the summary tiles, in one pass over the org's pairs."""
+    live = HaPair.status != "dissolved"
+    row = session.execute(
+        select(
+            func.count(),
+            func.count().filter(queries.needs_attention_clause()),
+            func.count().filter(HaPair.status == "split_brain"),
+            func.count().filter(and_(live, _sync_in(queries.ATTENTION_SYNC_STATES))),
+            func.count().filter(and_(live, _alarm_open())),
+            func.count().filter(_secondary_active()),
+        ).select_from(HaPair).where(HaPair.org_id == org_id)
+    ).one()
+    return Totals(*(int(v) for v in row))
+
+
+def list_page(session: Session, org_id: int, filters: Filters, *, after: tuple[int, int] | None = None,
+              before: tuple[int, int] | None = None, now: datetime) -> PairPage:
+    base = filtered_stmt(org_id, filters)
+    matching = session.execute(base.with_only_columns(func.count(HaPair.id)).order_by(None)).scalar_one()
+    rank = rank_expr().label("rank")
+    stmt = base.add_columns(rank)
+    key = tuple_(rank_expr(), HaPair.id)
+    limit = filters.limit
+    if before is not None:
+        stmt = stmt.where(key < tuple_(*before)).order_by(rank.desc(), HaPair.id.desc())
+    else:
+        if after is not None:
+            stmt = stmt.where(key > tuple_(*after))
+        stmt = stmt.order_by(rank.asc(), HaPair.id.asc())
+    fetched = list(session.execute(stmt.limit(limit + 1)).unique().all())
+    more = len(fetched) > limit
+    fetched = fetched[:limit]
+    if before is not None:
+        fetched.reverse()
+    pairs = [(pair, int(r)) for pair, r in fetched]
+
+    if before is not None:
+        has_prev, has_next = more, True
+    else:
+        has_prev, has_next = after is not None, more
+    next_cursor = encode_cursor(pairs[-1][1], pairs[-1][0].id) if pairs and has_next else None
+    prev_cursor = encode_cursor(pairs[0][1], pairs[0][0].id) if pairs and has_prev else None
+
+    ids = [pair.id for pair, _ in pairs]
+    counts = queries.open_alarm_counts(session, ids)
+    kinds = open_alarm_kinds(session, org_id, ids)
+    rows = []
+    for pair, r in pairs:
+        view = pair_view(pair, counts.get(pair.id, 0), now)
+        rows.append(Row(pair, view, r, attention_badges(pair, kinds.get(pair.id, []))))
+    return PairPage(rows, next_cursor, prev_cursor, int(matching))
+
+
+def open_alarm_kinds(session: Session, org_id: int, pair_ids: Sequence[int]) -> dict[int, list[tuple[str, str]]]:
+    if not pair_ids:
+        return {}
+    out: dict[int, list[tuple[str, str]]] = {}
+    rows = session.execute(
+        select(Alarm.pair_id, Alarm.kind, Alarm.detail)
+        .where(Alarm.org_id == org_id, Alarm.pair_id.in_(pair_ids), Alarm.closed_at.is_(None))
+        .order_by(Alarm.pair_id, Alarm.id)
+    ).all()
+    for pair_id, kind, detail in rows:
+        out.setdefault(pair_id, []).append((kind, detail))
+    return out
+
+
+TARGET_LABELS = {"remote_connect": "RemoteConnect", "cloud_im": "Cloud IM"}
+
+
+def _mac_from_kind(suffix: str) -> str:
+    compact = suffix.upper()
+    if re.fullmatch(r"[0-9A-F]{12}", compact):
+        return ":".join(compact[i:i + 2] for i in range(0, 12, 2))
+    return suffix
+
+
+def alarm_label(kind: str) -> tuple[str, str]:
+    """(short label, tone) of an alarm kind, for badges."""
+    if kind == "split_brain":
+        return "Split brain", "red"
+    for target, label in TARGET_LABELS.items():
+        if kind == f"{target}_failing":
+            return f"{label} failing", "red"
+        if kind == f"{target}_blocked":
+            return f"{label} blocked", "amber"
+    if kind.startswith("node_silent_"):
+        return f"Silent node {_mac_from_kind(kind[len('node_silent_'):])}", "amber"
+    if kind.startswith("fault_wan_lan_"):
+        return f"WAN/LAN fault {_mac_from_kind(kind[len('fault_wan_lan_'):])}", "amber"
+    if kind.startswith("fault_heartbeat_"):
+        return f"Heartbeat fault {_mac_from_kind(kind[len('fault_heartbeat_'):])}", "amber"
+    named = {"backup_overdue": "Backup overdue", "backup_failed": "Backup failed",
+             "firmware_mismatch": "Firmware mismatch"}
+    return named.get(kind, kind.replace("_", " ").capitalize()), "amber"
+
+
+def attention_badges(pair: HaPair, alarms: Sequence[tuple[str, str]]) -> list[Badge]:
+    """Why a pair needs attention, most serious first; empty for a healthy or dissolved pair."""
+    if pair.status == "dissolved":
+        return []
+    badges: list[Badge] = []
+    if pair.status == "split_brain":
+        badges.append(Badge("Split brain", "red", "Both nodes act as Active; an admin must resolve it"))
+    elif pair.status == "replacing":
+        badges.append(Badge("Replacing node", "amber", "A node replacement is in progress (R12)"))
+    for row in pair.syncs:
+        label = TARGET_LABELS.get(row.target, row.target)
+        if row.state == "failing":
+            badges.append(Badge(f"{label} failing", "red", row.last_error or "upstream repoint keeps failing"))
+        elif row.state == "blocked":
+            why = "; ".join(f"{v.get('rule')} {v.get('code')}" for v in row.violations or [])
+            badges.append(Badge(f"{label} blocked", "amber", why or "a rule withholds the repoint"))
+    if pair.active_device_id == pair.secondary_device_id:
+        badges.append(Badge("Secondary Active", "amber", "The Secondary runs the service; no automatic failback (R7)"))
+    seen = {b.label for b in badges}
+    for kind, detail in alarms:
+        label, tone = alarm_label(kind)
+        if label not in seen:
+            seen.add(label)
+            badges.append(Badge(label, tone, detail))
+    return badges

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from service import migrate
+from tests.conftest import unavailable
+from tests.e2e.stack import Stack, new_workdir, remove_workdir
+
+
+@pytest.fixture(scope="module")
+def stack(fresh_database):  # type: ignore[no-untyped-def]
+    if shutil.which("redis-server") is None:
+        unavailable("redis-server", FileNotFoundError("redis-server not on PATH"))
+    url = fresh_database()
+    migrate.upgrade(url)
+    workdir = new_workdir()
+    running = Stack(database_url=url, workdir=workdir)
+    try:
+        running.start()
+    except AssertionError:
+        print(running.logs())
+        running.stop()
+        raise
+    yield running
+    running.stop()
+    remove_workdir(workdir)
+
+
+@pytest.fixture
+def fresh_stack(stack, request):  # type: ignore[no-untyped-def]
+    stack.truncate()
+    yield stack
+    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+        print(stack.logs())
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, "rep_" + report.when, report)
