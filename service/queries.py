@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Sequence, TypeVar
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import BigInteger, Select, func, literal, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from service.domain.errors import NotFound
@@ -26,7 +26,9 @@ class Page:
 def paginate(session: Session, stmt: Select[Any], id_column: Any, limit: int, after_id: int | None,
              descending: bool = False) -> Page:
     if after_id is not None:
-        stmt = stmt.where(id_column < after_id if descending else id_column > after_id)
+        # Bound as BIGINT: a cursor above the column's INTEGER range must compare, not overflow.
+        bound = literal(after_id, BigInteger)
+        stmt = stmt.where(id_column < bound if descending else id_column > bound)
     stmt = stmt.order_by(id_column.desc() if descending else id_column.asc()).limit(limit + 1)
     rows = list(session.execute(stmt).unique().scalars())
     more = len(rows) > limit

@@ -10,7 +10,8 @@ from sqlalchemy.exc import IntegrityError
 
 from service import queries
 from service.domain.alerts import ParsedAlert
-from service.domain.claims import RoleClaim, StatusReport, decide_claim, decide_status
+from service.domain.claims import RoleClaim, StatusReport, decide_claim, decide_status, record_claim, record_status
+from service.domain.pair_state import PairState
 from service.domain.errors import InvalidState, NotInPair
 from service.models import Device, HaPair, Notification
 
@@ -89,9 +90,13 @@ def _stale_by_sequence(device: Device, note: dict[str, Any]) -> bool:
     return note["sequence"] is not None and device.last_sequence is not None and note["sequence"] <= device.last_sequence
 
 
-def _assert_active(pair: HaPair, device: Device, at: datetime) -> None:
-    device.last_active_assertion_at = max(filter(None, (device.last_active_assertion_at, at)))
-    pair.newest_active_assertion_at = max(filter(None, (pair.newest_active_assertion_at, at)))
+def _persist_liveness(pair: HaPair, state: PairState) -> None:
+    """Write back the liveness bookkeeping the domain derived from a decision."""
+    pair.newest_active_assertion_at = state.newest_active_assertion_at
+    for device in (pair.primary, pair.secondary):
+        node = state.nodes[device.mac]
+        device.last_active_assertion_at = node.last_active_assertion_at
+        device.last_status_at, device.last_status_role = node.last_status_at, node.last_status_role
 
 
 def on_role_changed(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str, Any],
@@ -100,13 +105,14 @@ def on_role_changed(ctx: CommandContext, pair: HaPair, device: Device, note: dic
     # Native alerts carry no sequence: they are ordered by occurred_at alone.
     sequence = note["sequence"] if note["sequence"] is not None else (device.last_sequence or -1) + 1
     claim = RoleClaim(mac=device.mac, reason=data["reason"], occurred_at=at, sequence=sequence)
-    decision = decide_claim(failover.pair_state(pair), claim)
+    state = failover.pair_state(pair)
+    decision = decide_claim(state, claim)
+    _persist_liveness(pair, record_claim(state, claim, decision))
     timeline.record(ctx, pair, "role_claim", mac=device.mac, notification_id=notification_id,
                     decision=decision.kind, row=decision.row, reason=data["reason"], why=decision.reason,
                     occurred_at=at, sequence=note["sequence"])
     if decision.kind in ("applied", "confirmed", "split_brain"):
         failover.apply_decision(ctx, pair, decision, switch_reason=data["reason"], at=at)
-        _assert_active(pair, device, at)
     return decision.kind, decision.reason
 
 
@@ -117,7 +123,8 @@ def on_status(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str,
     report = StatusReport(mac=device.mac, role=data["role"], work_status=data["work_status"],
                           backup_status=data["backup_status"], firmware=data["firmware"], occurred_at=at,
                           sequence=sequence)
-    decision = decide_status(failover.pair_state(pair), report, ctx.settings.status_liveness_window_s)
+    state = failover.pair_state(pair)
+    decision = decide_status(state, report, ctx.settings.status_liveness_window_s)
     if decision.kind in ("stale", "duplicate"):
         timeline.record(ctx, pair, "status_report", mac=device.mac, notification_id=notification_id,
                         decision=decision.kind, why=decision.reason)
@@ -126,12 +133,11 @@ def on_status(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str,
         timeline.record(ctx, pair, "status_report", mac=device.mac, notification_id=notification_id,
                         decision=decision.kind, row=decision.row, why=decision.reason, role=data["role"],
                         work_status=data["work_status"])
+    newest_report = device.last_status_at is None or at >= device.last_status_at
+    _persist_liveness(pair, record_status(state, report, decision))
     failover.apply_decision(ctx, pair, decision, switch_reason=decision.row, at=at)
-    if device.last_status_at is None or at >= device.last_status_at:
-        device.last_status_at, device.last_status_role = at, data["role"]
+    if newest_report:
         device.last_work_status, device.last_backup_status = data["work_status"], data["backup_status"]
-    if data["role"] == "active":
-        _assert_active(pair, device, at)
     if data["firmware"] != device.firmware:
         device.firmware = data["firmware"]
         sync.note_firmware(ctx, pair, device, data["firmware"], source="ha.status")

@@ -9,6 +9,9 @@ from marshmallow import validate
 from service.domain.mac import InvalidMac, normalize_mac
 
 
+MAX_ID = 2**63 - 1  # ids are at most BIGINT
+
+
 class StrictSchema(ma.Schema):
     class Meta:
         unknown = ma.RAISE
@@ -45,9 +48,12 @@ def decode_cursor(cursor: str | None) -> int | None:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         kind, _, value = text.partition(":")
-        if kind != "id":
+        if kind != "id" or not value.isdecimal():
             raise ValueError(kind)
-        return int(value)
+        last_id = int(value)
+        if last_id > MAX_ID:  # would overflow the id column in the database (a 500, not a 422)
+            raise ValueError(value)
+        return last_id
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise ma.ValidationError("cursor is not valid; use next_cursor of the previous page", "cursor") from exc
 

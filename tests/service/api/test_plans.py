@@ -132,6 +132,7 @@ def test_delete(client, tenant):
     assert r.status_code == 204
     assert_problem(client.get(f"/api/v1/plans/{plan['id']}", headers=tenant.admin()), 404)
     assert_problem(client.delete(f"/api/v1/plans/{plan['id']}", headers=tenant.admin()), 404)
+    assert_problem(client.get("/api/v1/plans/99999999999999999999", headers=tenant.admin()), 404)
     assert client.get(f"/api/v1/devices/{mac}", headers=tenant.admin()).get_json()["plan_id"] is None
     create_plan(client, tenant, mac)
 
