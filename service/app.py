@@ -8,6 +8,7 @@ import swagger_ui_bundle
 from flask import Flask, request, send_from_directory
 from sqlalchemy.orm import Session, sessionmaker
 
+from service import dashboard
 from service.api import devices, health, pairs, plans, webhooks
 from service.api.context import close_db
 from service.api.converters import MacConverter
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None, *, session_factory: sessionmake
     for module in (devices, plans, pairs, webhooks):
         api.register_blueprint(module.blp)
     app.register_blueprint(health.blp)
+    app.register_blueprint(dashboard.blp)
     _register_docs_assets(app)
     return app
 

@@ -20,6 +20,10 @@
       form.querySelectorAll("button[type=submit]").forEach(function (b) { b.disabled = true; });
     });
   });
+  // Coming back through the history re-enables them.
+  window.addEventListener("pageshow", function () {
+    document.querySelectorAll("form[method=post] button[type=submit]").forEach(function (b) { b.disabled = false; });
+  });
   // "/" focuses the search box.
   document.addEventListener("keydown", function (event) {
     var q = document.getElementById("q");

@@ -1,0 +1,153 @@
+"""The repoint engine against the simulator: runs twice, acts once; never regresses an epoch."""
+from __future__ import annotations
+
+import random
+
+import pytest
+from sqlalchemy import select
+
+from service.models import PairSync
+from tests.simulator.sim_process import start_simulator
+from tests.webhook_helpers import role_changed, signed_headers
+from workers import reconcile, repoint, sweep
+from workers.upstream import get_client
+
+PRIMARY, SECONDARY = "00:0B:82:A4:6E:BF", "C0:74:AD:45:3B:10"
+
+
+@pytest.fixture(scope="module")
+def simulator():
+    sim = start_simulator()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def sim(simulator):
+    simulator.reset()
+    simulator.clear_faults()
+    return simulator
+
+
+@pytest.fixture
+def upstream_settings(settings, sim):
+    return settings.with_overrides(upstream_base_url=sim.base_url, upstream_read_timeout_s=2.0,
+                                   repoint_failing_after=3)
+
+
+@pytest.fixture
+def pair(client, tenant):
+    h = tenant.admin()
+    secrets = {}
+    for mac in (PRIMARY, SECONDARY):
+        secrets[mac] = client.post("/api/v1/devices", json={"mac": mac, "model": "UCM6304", "firmware": "1.0.15.8"},
+                                   headers=h).json["webhook_secret"]
+        client.post("/api/v1/plans", json={"tier": "Pro", "ha": True, "cloud_im": True, "status": "active",
+                                           "device_mac": mac}, headers=h)
+    pair_id = client.post("/api/v1/ha-pairs", json={"primary_mac": PRIMARY, "secondary_mac": SECONDARY},
+                          headers=h).json["id"]
+    client.put(f"/api/v1/ha-pairs/{pair_id}/custom-domain", json={"domain": "pbx.example.com"}, headers=h)
+    return {"id": pair_id, "secrets": secrets, "headers": h}
+
+
+def run(session_factory, settings, pair_id, target="remote_connect", owner="w1", queue=None):
+    return repoint.run_repoint(session_factory, get_client(settings), settings, pair_id, target, owner,
+                               enqueue=lambda task, args, countdown: (queue if queue is not None else []).append(args),
+                               rng=random.Random(1))
+
+
+def sync_row(db_session, pair_id, target="remote_connect") -> PairSync:
+    db_session.expire_all()
+    return db_session.execute(select(PairSync).where(PairSync.pair_id == pair_id, PairSync.target == target)).scalar_one()
+
+
+def failover(client, pair, sequence=1, at="2026-11-24T09:30:00Z", mac=SECONDARY):
+    body = role_changed(at, sequence, "force_switch")
+    r = client.post(f"/api/v1/webhooks/ucm/{mac}", data=body, headers=signed_headers(pair["secrets"][mac], body))
+    assert r.status_code == 202
+
+
+def test_applies_once_and_a_second_run_does_nothing(client, pair, session_factory, db_session, upstream_settings, sim):
+    assert run(session_factory, upstream_settings, pair["id"]) == "applied"
+    assert run(session_factory, upstream_settings, pair["id"]) == "nothing_owed"
+    row = sync_row(db_session, pair["id"])
+    assert (row.state, row.applied_mac, row.applied_epoch) == ("in_sync", PRIMARY, 1)
+    assert sim.state()["applied_counts"]["remote_connect"]["pbx.example.com"] == {"1": 1}
+
+
+def test_lost_response_then_retry_is_applied_once(client, pair, session_factory, db_session, upstream_settings, sim):
+    sim.set_faults([{"endpoint": "ucmrc/connection/switch", "kind": "http_5xx", "after_effect": True, "count": 1}])
+    assert run(session_factory, upstream_settings, pair["id"]) == "failed"
+    row = sync_row(db_session, pair["id"])
+    assert row.state == "pending" and row.attempts == 1 and row.last_error
+    assert run(session_factory, upstream_settings, pair["id"]) == "applied"
+    assert sim.state()["applied_counts"]["remote_connect"]["pbx.example.com"] == {"1": 1}
+
+
+def test_leased_row_is_left_to_its_holder(client, pair, session_factory, db_session, upstream_settings):
+    row = sync_row(db_session, pair["id"])
+    from datetime import timedelta
+    from service.models import utcnow
+    row.lease_owner, row.lease_until = "other-worker", utcnow() + timedelta(seconds=30)
+    db_session.commit()
+    assert run(session_factory, upstream_settings, pair["id"], owner="w1") == "nothing_owed"
+
+
+def test_newer_desired_state_found_after_the_call_is_owed_again(client, pair, session_factory, db_session,
+                                                               upstream_settings, sim):
+    queue: list = []
+    # Simulate a failover landing while the worker was talking to upstream: lease, then change desired.
+    failover(client, pair)
+    row = sync_row(db_session, pair["id"])
+    assert row.desired_epoch == 2
+    assert run(session_factory, upstream_settings, pair["id"], queue=queue) == "applied"
+    row = sync_row(db_session, pair["id"])
+    assert (row.applied_mac, row.applied_epoch, row.state) == (SECONDARY, 2, "in_sync")
+
+
+def test_older_epoch_never_overwrites_newer(client, pair, session_factory, db_session, upstream_settings, sim):
+    failover(client, pair)
+    assert run(session_factory, upstream_settings, pair["id"]) == "applied"
+    # A stale worker comes back with epoch 1 for the Primary: upstream refuses it and nothing regresses.
+    with pytest.raises(Exception) as exc:
+        get_client(upstream_settings).switch_connection("pbx.example.com", PRIMARY, 1)
+    assert "stale" in str(exc.value).lower()
+    detail = get_client(upstream_settings).connection_detail("pbx.example.com")
+    assert (detail["active_mac"], detail["epoch"]) == (SECONDARY, 2)
+
+
+def test_keeps_failing_turns_failing_and_opens_alarm(client, pair, session_factory, db_session, upstream_settings, sim):
+    sim.set_faults([{"endpoint": "ucmrc/connection/switch", "kind": "http_5xx", "status": 503}])
+    for _ in range(3):
+        assert run(session_factory, upstream_settings, pair["id"]) == "failed"
+    row = sync_row(db_session, pair["id"])
+    assert row.state == "failing" and row.attempts == 3
+    view = client.get(f"/api/v1/ha-pairs/{pair['id']}", headers=pair["headers"]).json
+    assert view["alarms_open"] == 1 and view["sync"]["remote_connect"]["state"] == "failing"
+    sim.clear_faults()
+    assert run(session_factory, upstream_settings, pair["id"]) == "applied"
+    view = client.get(f"/api/v1/ha-pairs/{pair['id']}", headers=pair["headers"]).json
+    assert view["alarms_open"] == 0 and view["sync"]["remote_connect"]["state"] == "in_sync"
+
+
+def test_sweep_reenqueues_owed_rows_once_per_lease(client, pair, session_factory):
+    queue: list = []
+    assert sweep.sweep(session_factory, lambda task, args, countdown: queue.append(args)) == 1
+    assert queue == [(pair["id"], "remote_connect")]
+    assert sweep.sweep(session_factory, lambda task, args, countdown: queue.append(args)) == 0
+
+
+def test_reconcile_repairs_drift(client, pair, session_factory, db_session, upstream_settings, sim):
+    assert run(session_factory, upstream_settings, pair["id"]) == "applied"
+    # Someone moves the connection upstream behind our back, at a higher epoch.
+    get_client(upstream_settings).switch_connection("pbx.example.com", SECONDARY, 5)
+    queue: list = []
+    assert reconcile.reconcile(session_factory, get_client(upstream_settings), upstream_settings,
+                               lambda task, args: queue.append(args)) == 1
+    row = sync_row(db_session, pair["id"])
+    assert row.state == "pending" and row.desired_epoch > 5 and row.desired_mac == PRIMARY
+    assert run(session_factory, upstream_settings, pair["id"]) == "applied"
+    detail = get_client(upstream_settings).connection_detail("pbx.example.com")
+    assert (detail["active_mac"], detail["epoch"]) == (PRIMARY, row.desired_epoch)
+    assert reconcile.reconcile(session_factory, get_client(upstream_settings), upstream_settings,
+                               lambda task, args: None) == 0
