@@ -108,7 +108,11 @@ def native_alert(alert_token):
         # keep the whole body as an unclassified event rather than refuse it.
         action, mac, content = "", "", body.decode("utf-8", errors="replace")
     parsed = parse_alert(action, mac, content)
-    alert_id = "alert:" + hashlib.sha256(body).hexdigest()
-    receipt = notifications.receive_alert(command_context(), device, alert_id, parsed, datetime.now(timezone.utc))
+    received_at = datetime.now(timezone.utc)
+    # The UCM gives its alerts no id and the switch alarm no time: the same text within a minute
+    # is a redelivery, the same text later is a new alarm.
+    minute = int(received_at.timestamp()) // 60
+    alert_id = f"alert:{minute}:" + hashlib.sha256(body).hexdigest()
+    receipt = notifications.receive_alert(command_context(), device, alert_id, parsed, received_at)
     return {"event_id": receipt.event_id, "status": "accepted", "outcome": receipt.outcome}, (
         202 if receipt.first_time else 200)
