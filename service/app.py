@@ -9,11 +9,13 @@ from flask import Flask, request, send_from_directory
 from sqlalchemy.orm import Session, sessionmaker
 
 from service import dashboard
-from service.api import devices, health, pairs, plans, webhooks
+from service.api import auth, devices, health, lifecycle, pairs, plans, webhooks
 from service.api.context import close_db
 from service.api.converters import MacConverter
 from service.api.problems import ProblemApi, problem
 from service.db import make_engine, make_session_factory
+from service.observability import ratelimit, web
+from service.observability.logging import configure_logging
 from service.settings import Settings, load_settings
 from workers.celery_app import broker_status, make_celery
 
@@ -41,6 +43,7 @@ def create_app(settings: Settings | None = None, *, session_factory: sessionmake
                enqueue: Callable[[str, Sequence[object]], None] | None = None,
                broker_check: Callable[[], str] | None = None) -> Flask:
     settings = settings or load_settings()
+    configure_logging(settings)
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=settings.secret_key,
@@ -70,15 +73,21 @@ def create_app(settings: Settings | None = None, *, session_factory: sessionmake
         enqueue = enqueue or default_enqueue
         broker_check = broker_check or default_check
     app.extensions["ucmha"] = Extension(settings, session_factory, enqueue, broker_check)
+    web.init_app(app, settings, session_factory)  # first hooks: request id, access log, metrics; /metrics
     app.teardown_appcontext(close_db)
     app.before_request(_require_json_body)
 
     api = ProblemApi(app)
-    for module in (devices, plans, pairs, webhooks):
+    for module in (devices, plans, pairs, lifecycle, webhooks):
         api.register_blueprint(module.blp)
     app.register_blueprint(health.blp)
     app.register_blueprint(dashboard.blp)
     _register_docs_assets(app)
+    # After every blueprint: limits the admin blueprints (those guarded by require_token) and the
+    # views marked @rate_limited; a 429 goes through the API's problem handler.
+    ratelimit.init_app(app, settings, problem_handler=api.handle_http_exception, admin_key=auth.rate_limit_key,
+                       admin_blueprints=[bp for bp in app.blueprints.values()
+                                         if auth.require_token in bp.before_request_funcs.get(None, [])])
     return app
 
 

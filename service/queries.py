@@ -15,6 +15,7 @@ from service.models import Alarm, Device, Event, HaPair, PairSync, Plan
 T = TypeVar("T")
 
 ATTENTION_SYNC_STATES = ("failing", "blocked")
+MAX_INT_ID = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -36,10 +37,15 @@ def paginate(session: Session, stmt: Select[Any], id_column: Any, limit: int, af
     return Page(rows, rows[-1].id if more and rows else None)
 
 
+def _fits_id(value: int) -> bool:
+    """Ids in paths are unbounded integers; beyond the INTEGER column they name nothing (not a 500)."""
+    return 0 <= value <= MAX_INT_ID
+
+
 def device_by_mac(session: Session, org_id: int, mac: str, *, for_update: bool = False) -> Device:
     stmt = select(Device).where(Device.mac == mac, Device.org_id == org_id)
     if for_update:
-        stmt = stmt.with_for_update(of=Device)
+        stmt = stmt.with_for_update(of=Device, key_share=True)
     device = session.execute(stmt).unique().scalar_one_or_none()
     if device is None:
         raise NotFound(f"No device {mac} in this organization.", code="device_not_found")
@@ -47,6 +53,8 @@ def device_by_mac(session: Session, org_id: int, mac: str, *, for_update: bool =
 
 
 def plan_by_id(session: Session, org_id: int, plan_id: int) -> Plan:
+    if not _fits_id(plan_id):
+        raise NotFound(f"No plan {plan_id} in this organization.", code="plan_not_found")
     plan = session.execute(select(Plan).where(Plan.id == plan_id, Plan.org_id == org_id)).unique().scalar_one_or_none()
     if plan is None:
         raise NotFound(f"No plan {plan_id} in this organization.", code="plan_not_found")
@@ -54,9 +62,11 @@ def plan_by_id(session: Session, org_id: int, plan_id: int) -> Plan:
 
 
 def pair_by_id(session: Session, org_id: int, pair_id: int, *, for_update: bool = False) -> HaPair:
+    if not _fits_id(pair_id):
+        raise NotFound(f"No HA pair {pair_id} in this organization.", code="pair_not_found")
     stmt = select(HaPair).where(HaPair.id == pair_id, HaPair.org_id == org_id)
     if for_update:
-        stmt = stmt.with_for_update(of=HaPair)
+        stmt = stmt.with_for_update(of=HaPair, key_share=True)
     pair = session.execute(stmt).unique().scalar_one_or_none()
     if pair is None:
         raise NotFound(f"No HA pair {pair_id} in this organization.", code="pair_not_found")
@@ -70,7 +80,7 @@ def live_pair_of(session: Session, device_id: int, *, for_update: bool = False) 
         or_(HaPair.primary_device_id == device_id, HaPair.secondary_device_id == device_id),
     )
     if for_update:
-        stmt = stmt.with_for_update(of=HaPair)
+        stmt = stmt.with_for_update(of=HaPair, key_share=True)
     return session.execute(stmt).unique().scalars().first()
 
 

@@ -50,6 +50,9 @@ class Settings:
     rate_limit_webhook: str = "120/minute"
     rate_limit_alerts: str = "60/minute"
     log_level: str = "INFO"
+    metrics_enabled: bool = True  # serve GET /metrics
+    metrics_token: str | None = field(default=None, repr=False)  # if set, /metrics wants "Bearer <it>"
+    worker_metrics_bind: str | None = None  # "[host:]port" of the Celery worker's own metrics exporter
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -78,6 +81,18 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError as exc:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
 def _default_var_dir() -> Path:
@@ -141,4 +156,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         rate_limit_webhook=env.get("UCMHA_RATE_LIMIT_WEBHOOK", defaults.rate_limit_webhook),
         rate_limit_alerts=env.get("UCMHA_RATE_LIMIT_ALERTS", defaults.rate_limit_alerts),
         log_level=env.get("UCMHA_LOG_LEVEL", defaults.log_level),
+        metrics_enabled=_bool(env, "UCMHA_METRICS_ENABLED", defaults.metrics_enabled),
+        metrics_token=env.get("UCMHA_METRICS_TOKEN") or None,
+        worker_metrics_bind=env.get("UCMHA_WORKER_METRICS_BIND") or None,
     )

@@ -7,7 +7,7 @@ from typing import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.commands import sync, timeline
+from service.commands import lifecycle, sync, timeline
 from service.commands.context import CommandContext
 from service.db import unit_of_work
 from service.models import HaPair, utcnow
@@ -40,7 +40,8 @@ def check_pair(ctx: CommandContext, pair: HaPair, settings: Settings) -> None:
     for node in (pair.primary, pair.secondary):
         kind = f"node_silent_{node.mac.replace(':', '')}"
         heard = node.last_status_at or node.last_heard_at
-        reference = heard or pair.created_at
+        # A replacement node's silence counts from when it joined the pair (R12), not from its creation.
+        reference = max(filter(None, (heard or pair.created_at, lifecycle.joined_at(pair, node))))
         if now - reference > silent_after:
             timeline.open_alarm(ctx, pair, kind, f"{node.mac} has sent no ha.status since "
                                 f"{reference.isoformat()} ({settings.node_silent_after_s} s allowed)")

@@ -5,6 +5,7 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 
 from service.settings import Settings
+from workers import observability
 
 TASK_MODULES = ["workers.tasks"]
 
@@ -32,6 +33,8 @@ def make_celery(settings: Settings) -> Celery:
             "check-liveness-and-backups": {"task": "ucmha.check_alarms", "schedule": 30.0},
         },
     )
+    # JSON logs via setup_logging, task_id in the log context, metrics of prefork children.
+    observability.connect_signals(settings)
     return app
 
 

@@ -61,7 +61,7 @@ def _check_one(session_factory: sessionmaker[Session], client: UpstreamClient, s
             return 0
         if mac == row.applied_mac and epoch == row.applied_epoch:
             return 0
-        pair = session.get(HaPair, pair_id, with_for_update={"of": HaPair})
+        pair = session.get(HaPair, pair_id, with_for_update={"of": HaPair, "key_share": True})
         assert pair is not None
         ctx = CommandContext(session=session, settings=settings, org_id=pair.org_id, actor="reconciler",
                              enqueue=lambda task, args: enqueue(task, tuple(args)))

@@ -20,12 +20,18 @@ from service.commands.context import CommandContext
 from service.db import unit_of_work
 from service.domain.backoff import BackoffPolicy, is_failing, next_delay
 from service.models import HaPair, PairSync, utcnow
+from service.observability import metrics
+from service.observability.context import bind_args
 from service.settings import Settings
-from workers.upstream import StaleEpochError, TransientUpstreamError, UpstreamClient, UpstreamError
+from simulator import codes
+from workers.upstream import (StaleEpochError, TransientUpstreamError, UpstreamBusinessError, UpstreamClient,
+                              UpstreamError)
 
 log = logging.getLogger(__name__)
 
 LEASE_S = 60
+# FOR NO KEY UPDATE: serialises writers of the pair without blocking inserts that reference it.
+PAIR_LOCK = {"of": HaPair, "key_share": True}
 REPOINT_TASK = "ucmha.repoint"
 Enqueue = Callable[[str, tuple[object, ...], float], None]
 
@@ -46,14 +52,14 @@ def _policy(settings: Settings) -> BackoffPolicy:
 
 
 def _lease(session: Session, pair_id: int, target: str, owner: str, now: datetime) -> Owed | None:
+    # Lock order is pair, then sync row, everywhere: the notification path does the same.
+    pair = session.get(HaPair, pair_id, with_for_update=PAIR_LOCK)
     row = session.get(PairSync, (pair_id, target), with_for_update=True, populate_existing=True)
-    if row is None or row.state not in ("pending", "failing"):
+    if pair is None or row is None or row.state not in ("pending", "failing"):
         return None
     if row.lease_until is not None and row.lease_until > now and row.lease_owner != owner:
         return None
     row.lease_owner, row.lease_until = owner, now + timedelta(seconds=LEASE_S)
-    pair = session.get(HaPair, pair_id)
-    assert pair is not None
     return Owed(row.desired_key, row.desired_mac, row.desired_epoch, row.applied_key, pair.primary.mac)
 
 
@@ -64,12 +70,25 @@ def _push(client: UpstreamClient, target: str, owed: Owed) -> None:
         if owed.key is None:
             return
         if owed.applied_key != owed.key:
-            client.bind_domain(owed.key, owed.owner_mac)
+            _bind(client, owed.key, owed.owner_mac)
         client.switch_connection(owed.key, owed.mac, owed.epoch)
     elif owed.key is not None:
         client.switch_im_binding(owed.key, owed.mac, owed.epoch)
 
 
+def _bind(client: UpstreamClient, domain: str, mac: str) -> None:
+    try:
+        client.bind_domain(domain, mac)
+    except UpstreamBusinessError as exc:
+        if exc.ret_code != codes.CONFLICT:
+            raise
+        # Still bound to the node it belonged to before (a replaced Primary, R12 case 2):
+        # the domain is ours to move, so release it and bind it to the Primary now.
+        client.unbind_domain(domain)
+        client.bind_domain(domain, mac)
+
+
+@bind_args("pair_id", "target")  # every log line of the repoint carries pair_id and target
 def run_repoint(session_factory: sessionmaker[Session], client: UpstreamClient, settings: Settings,
                 pair_id: int, target: str, owner: str, enqueue: Enqueue,
                 rng: random.Random | None = None) -> str:
@@ -77,6 +96,7 @@ def run_repoint(session_factory: sessionmaker[Session], client: UpstreamClient, 
     with unit_of_work(session_factory) as session:
         owed = _lease(session, pair_id, target, owner, utcnow())
     if owed is None:
+        metrics.count_repoint(target, "nothing_owed")
         return "nothing_owed"
     error: str | None = None
     retry_after: float | None = None
@@ -91,7 +111,9 @@ def run_repoint(session_factory: sessionmaker[Session], client: UpstreamClient, 
         error, retry_after = str(exc), exc.retry_after
     except UpstreamError as exc:  # business errors: permanent per call, but the desired state still holds
         error = str(exc)
-    return _record(session_factory, settings, pair_id, target, owner, owed, error, retry_after, enqueue, rng)
+    outcome = _record(session_factory, settings, pair_id, target, owner, owed, error, retry_after, enqueue, rng)
+    metrics.count_repoint(target, outcome)
+    return outcome
 
 
 def _record(session_factory: sessionmaker[Session], settings: Settings, pair_id: int, target: str, owner: str,
@@ -99,8 +121,8 @@ def _record(session_factory: sessionmaker[Session], settings: Settings, pair_id:
             rng: random.Random) -> str:
     after: list[tuple[str, tuple[object, ...], float]] = []
     with unit_of_work(session_factory) as session:
+        pair = session.get(HaPair, pair_id, with_for_update=PAIR_LOCK)
         row = session.get(PairSync, (pair_id, target), with_for_update=True, populate_existing=True)
-        pair = session.get(HaPair, pair_id)
         if row is None or pair is None:
             return "gone"
         ctx = CommandContext(session=session, settings=settings, org_id=pair.org_id, actor="worker",
@@ -108,10 +130,15 @@ def _record(session_factory: sessionmaker[Session], settings: Settings, pair_id:
         now = utcnow()
         if row.lease_owner == owner:
             row.lease_owner, row.lease_until = None, None
+        latency: float | None = None
         if error is None:
             outcome = _applied(ctx, pair, row, owed, now, after)
+            if outcome == "applied" and row.desired_at is not None:
+                latency = (now - row.desired_at).total_seconds()
         else:
             outcome = _failed(ctx, pair, row, owed, error, retry_after, settings, rng, now, after)
+    if latency is not None:  # observed once committed
+        metrics.observe_repoint(target, latency)
     for task, args, countdown in after:
         enqueue(task, args, countdown)
     return outcome

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.db import make_engine, make_session_factory
 from service.settings import Settings, load_settings
 from workers import alarms, reconcile, repoint, sweep
+from workers.observability import instrument_upstream
 from workers.upstream import UpstreamClient, get_client
 
 
@@ -22,7 +23,7 @@ def _runtime(pid: int) -> tuple[Settings, sessionmaker[Session]]:
 
 def runtime() -> tuple[Settings, sessionmaker[Session], UpstreamClient]:
     settings, factory = _runtime(os.getpid())
-    return settings, factory, get_client(settings)
+    return settings, factory, instrument_upstream(get_client(settings))  # ucmha_upstream_calls_total
 
 
 def _enqueue(task: str, args: tuple[object, ...], countdown: float = 0.0) -> None:

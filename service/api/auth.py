@@ -1,6 +1,8 @@
 """Bearer-token authentication for the admin API; `support` tokens are read-only."""
 from __future__ import annotations
 
+import hashlib
+
 from flask import g, request
 from flask_smorest import abort
 from sqlalchemy import select
@@ -8,7 +10,7 @@ from sqlalchemy import select
 from service.models import ApiToken
 from service.security import hash_token
 
-from .context import Principal, db
+from .context import Principal, db, limit_admin_body
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -31,8 +33,16 @@ def bearer_token() -> str | None:
     return token.strip()
 
 
+def rate_limit_key() -> str:
+    """Rate-limit bucket of an admin request: a hash of its bearer token (never the token itself)."""
+    token = bearer_token()
+    if token is None:
+        return "anon:" + (request.remote_addr or "unknown")
+    return "token:" + hashlib.sha256(b"ucmha-rate-limit:" + token.encode()).hexdigest()[:32]
+
+
 def require_token() -> None:
-    """before_request hook of every admin blueprint."""
+    """before_request hook of every admin blueprint: bearer token, role, then the body size limit."""
     if request.method == "OPTIONS":
         return
     token = bearer_token()
@@ -43,3 +53,4 @@ def require_token() -> None:
     g.principal = who
     if request.method not in READ_METHODS and not who.can_write:
         abort(403, message="This token has the support role, which is read-only.")
+    limit_admin_body()

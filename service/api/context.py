@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import current_app, g
+from flask import current_app, g, request
+from flask_smorest import abort
 from sqlalchemy.orm import Session
 
 from service.commands.context import CommandContext
@@ -46,3 +47,25 @@ def command_context() -> CommandContext:
         actor=f"token:{who.token_id}" if who else "anonymous",
         enqueue=ext.enqueue,
     )
+
+
+def read_body(limit: int) -> bytes:
+    """The raw body, or 413 when it is longer than `limit` bytes (with or without Content-Length).
+
+    werkzeug silently stops reading a body without Content-Length (chunked) at
+    `max_content_length`, so a too-large chunked body would arrive truncated and fail later as
+    bad JSON or a bad signature. Reading one byte past the limit tells the two apart.
+    """
+    if request.content_length is not None and request.content_length > limit:
+        abort(413, message=f"The body exceeds {limit} bytes.")
+    request.max_content_length = limit + 1
+    body = request.get_data(cache=True)
+    if len(body) > limit:
+        abort(413, message=f"The body exceeds {limit} bytes.")
+    return body
+
+
+def limit_admin_body() -> None:
+    """before_request of the admin blueprints: the API body limit, also for chunked bodies."""
+    if request.method in ("POST", "PUT", "PATCH"):
+        read_body(current_app.extensions["ucmha"].settings.api_max_bytes)

@@ -50,46 +50,46 @@ def list_pairs(args):
             "next_cursor": encode_cursor(page.next_id) if page.next_id else None}
 
 
-@blp.get("/<int(max=2147483647):pair_id>")
+@blp.get("/<int:pair_id>")
 @blp.response(200, PairSchema)
 def get_pair(pair_id):
     return _one(queries.pair_by_id(db(), principal().org_id, pair_id))
 
 
-@blp.put("/<int(max=2147483647):pair_id>/custom-domain")
+@blp.put("/<int:pair_id>/custom-domain")
 @blp.arguments(CustomDomainSchema)
 @blp.response(200, PairSchema)
 def put_custom_domain(data, pair_id):
     return _one(commands.set_custom_domain(command_context(), pair_id, data["domain"]))
 
 
-@blp.delete("/<int(max=2147483647):pair_id>/custom-domain")
+@blp.delete("/<int:pair_id>/custom-domain")
 @blp.response(200, PairSchema)
 def delete_custom_domain(pair_id):
     return _one(commands.delete_custom_domain(command_context(), pair_id))
 
 
-@blp.put("/<int(max=2147483647):pair_id>/cloud-im")
+@blp.put("/<int:pair_id>/cloud-im")
 @blp.arguments(CloudImSettingsSchema)
 @blp.response(200, PairSchema)
 def put_cloud_im(data, pair_id):
     return _one(commands.set_cloud_im(command_context(), pair_id, data["enabled"], data["server"]))
 
 
-@blp.post("/<int(max=2147483647):pair_id>/resolve")
+@blp.post("/<int:pair_id>/resolve")
 @blp.arguments(ResolveSchema)
 @blp.response(200, PairSchema)
 def resolve(data, pair_id):
     return _one(commands.resolve(command_context(), pair_id, data["active_mac"], data["reason"]))
 
 
-@blp.post("/<int(max=2147483647):pair_id>/resync")
+@blp.post("/<int:pair_id>/resync")
 @blp.response(202, PairSchema)
 def resync(pair_id):
     return _one(commands.resync(command_context(), pair_id))
 
 
-@blp.get("/<int(max=2147483647):pair_id>/events")
+@blp.get("/<int:pair_id>/events")
 @blp.arguments(PageArgs, location="query")
 @blp.response(200, EventPageSchema)
 def events(args, pair_id):

@@ -37,20 +37,20 @@ def list_plans(args):
             "next_cursor": encode_cursor(page.next_id) if page.next_id else None}
 
 
-@blp.get("/<int(max=2147483647):plan_id>")
+@blp.get("/<int:plan_id>")
 @blp.response(200, PlanSchema)
 def get_plan(plan_id):
     return _view(queries.plan_by_id(db(), principal().org_id, plan_id))
 
 
-@blp.patch("/<int(max=2147483647):plan_id>")
+@blp.patch("/<int:plan_id>")
 @blp.arguments(PlanUpdateSchema)
 @blp.response(200, PlanSchema)
 def update_plan(changes, plan_id):
     return _view(commands.update_plan(command_context(), plan_id, changes))
 
 
-@blp.delete("/<int(max=2147483647):plan_id>")
+@blp.delete("/<int:plan_id>")
 @blp.response(204)
 def delete_plan(plan_id):
     commands.delete_plan(command_context(), plan_id)

@@ -15,20 +15,29 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from service.commands import notifications
 from service.models import Device
 from service.domain.alerts import parse_alert
+from service.observability.ratelimit import rate_limited
 from service.security import SecretBox, hash_token
 
-from .context import command_context, db
+from .context import command_context, db, read_body
 from .schemas.webhooks import NativeAlertSchema, NotificationSchema, ReceiptSchema
 
 blp = Blueprint("webhooks", __name__, url_prefix="/api/v1/webhooks",
                 description="Signed notifications from UCM nodes (Standard Webhooks)")
 
 
-def read_body(limit: int) -> bytes:
-    if request.content_length is not None and request.content_length > limit:
-        abort(413, message=f"The body exceeds {limit} bytes.")
-    request.max_content_length = limit  # also bounds chunked bodies without a Content-Length
-    return request.get_data(cache=True)
+def _device_key() -> str:
+    """Rate-limit bucket of a node notification: the device's MAC (normalized by the converter)."""
+    return "mac:" + str((request.view_args or {}).get("mac", ""))
+
+
+def _alert_key() -> str:
+    """Rate-limit bucket of a native alert: a hash of its alert token (never the token itself)."""
+    return "alert:" + hash_token(str((request.view_args or {}).get("alert_token", "")))[:32]
+
+
+def _counts_for_device(response) -> bool:  # type: ignore[no-untyped-def]
+    """Only signed notifications use up a node's budget: knowing a MAC must not be enough to block it."""
+    return response.status_code not in (401, 413, 429)
 
 
 def _secrets(device: Device, now: datetime) -> list[str]:
@@ -70,6 +79,7 @@ def validation_failed(exc: ma.ValidationError) -> None:
 
 
 @blp.post("/ucm/<mac:mac>")
+@rate_limited("rate_limit_webhook", _device_key, count_if=_counts_for_device)
 @blp.response(202, ReceiptSchema)
 @blp.alt_response(200, schema=ReceiptSchema, description="a repeated webhook-id: the first outcome, no effect")
 def node_notification(mac):
@@ -94,6 +104,7 @@ def _alert_device(alert_token: str) -> Device:
 
 
 @blp.post("/ucm-alerts/<string(maxlength=128):alert_token>")
+@rate_limited("rate_limit_alerts", _alert_key)
 @blp.response(202, ReceiptSchema)
 @blp.alt_response(200, schema=ReceiptSchema, description="the same alert text again: no second effect")
 def native_alert(alert_token):

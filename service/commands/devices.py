@@ -5,12 +5,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
 from service import queries
 from service.domain.errors import Conflict, InvalidState, RuleViolation, Violation
-from service.models import Device
+from service.models import Device, HaPair
 from service.security import SecretBox, hash_token, new_alert_token, new_webhook_secret
 
 from . import sync
@@ -69,6 +69,13 @@ def delete_device(ctx: CommandContext, mac: str) -> None:
     pair = queries.live_pair_of(ctx.session, device.id)
     if pair is not None:
         raise InvalidState(f"Device {mac} is in HA pair {pair.id}; dissolve or replace it first.", code="device_in_pair")
+    # A dissolved pair keeps its history and still references its devices (a delete would be a 500).
+    former = ctx.session.execute(select(HaPair.id).where(or_(
+        HaPair.primary_device_id == device.id, HaPair.secondary_device_id == device.id,
+        HaPair.active_device_id == device.id)).limit(1)).scalar()
+    if former is not None:
+        raise InvalidState(f"Device {mac} belongs to the history of dissolved HA pair {former}; it cannot be deleted.",
+                           code="device_in_pair_history")
     if device.plan is not None:
         device.plan.device_id = None
     ctx.session.delete(device)

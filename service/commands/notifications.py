@@ -6,16 +6,17 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from service import queries
+from service.db import is_retryable
 from service.domain.alerts import ParsedAlert
 from service.domain.claims import RoleClaim, StatusReport, decide_claim, decide_status, record_claim, record_status
 from service.domain.pair_state import PairState
 from service.domain.errors import InvalidState, NotInPair
 from service.models import Device, HaPair, Notification
 
-from . import failover, sync, timeline
+from . import failover, lifecycle, sync, timeline
 from .context import CommandContext
 
 MAX_CAS_RETRIES = 5
@@ -43,6 +44,10 @@ def receive(ctx: CommandContext, device: Device, webhook_id: str, note: dict[str
         except (failover.EpochConflict, IntegrityError):
             # A concurrent notification won the race for this pair or this webhook-id: start over.
             ctx.session.rollback()
+        except OperationalError as exc:
+            if not is_retryable(exc):
+                raise
+            ctx.session.rollback()
     raise InvalidState("The pair changed too often while this notification was handled; retry.",
                        code="busy")
 
@@ -62,7 +67,7 @@ def _receive_once(ctx: CommandContext, device_id: int, webhook_id: str, note: di
     device = pair.node(device.mac) or device
     peer = pair.secondary if device.id == pair.primary_device_id else pair.primary
     peer_mac = note["data"].get("peer_mac")
-    if peer_mac is not None and peer_mac != peer.mac:
+    if peer_mac is not None and peer_mac != peer.mac and not lifecycle.peer_tolerated(pair, device, peer_mac):
         raise NotInPair(f"peer_mac {peer_mac} is not the peer of {device.mac} in pair {pair.id} ({peer.mac}).",
                         code="peer_not_in_pair")
     ctx.org_id = pair.org_id
@@ -142,6 +147,7 @@ def on_status(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str,
         device.firmware = data["firmware"]
         sync.note_firmware(ctx, pair, device, data["firmware"], source="ha.status")
     timeline.close_alarm(ctx, pair, f"node_silent_{device.mac.replace(':', '')}", f"{device.mac} reports again")
+    lifecycle.on_status(ctx, pair, device, data)  # R12: the survivor reporting its new peer
     return decision.kind, decision.reason
 
 

@@ -57,7 +57,7 @@ def run_preflight(ctx: CommandContext, data: dict[str, Any]) -> list[Check]:
 def create_pair(ctx: CommandContext, data: dict[str, Any]) -> HaPair:
     # Lock both devices so two concurrent creations cannot put one device in two pairs.
     for mac in sorted({data["primary_mac"], data["secondary_mac"]}):
-        ctx.session.execute(select(Device.id).where(Device.mac == mac, Device.org_id == ctx.org_id).with_for_update())
+        ctx.session.execute(select(Device.id).where(Device.mac == mac, Device.org_id == ctx.org_id).with_for_update(key_share=True))
     checks = run_preflight(ctx, data)
     violations = failed(checks)
     if violations:

@@ -29,6 +29,9 @@ def _desired(pair: HaPair, target: str) -> tuple[str | None, str | None]:
     if target == "remote_connect":
         if not (pair.use_ucmrc and pair.custom_domain):
             return None, None
+        from . import lifecycle  # late: lifecycle imports this module
+        if lifecycle.domain_withheld(pair):
+            return None, None  # R12 case 2: the domain comes off the failed Primary first
         # After dissolution the domain stays with the former Primary and points at it (R13).
         mac = pair.primary.mac if pair.status == "dissolved" else pair.active.mac
         return pair.custom_domain, mac
@@ -47,6 +50,8 @@ def _violations(pair: HaPair, target: str, ctx: CommandContext) -> list[Violatio
 def plan_repoint(ctx: CommandContext, pair: HaPair, why: str) -> None:
     """Bring the sync rows in line with the pair and enqueue the repoints they now owe."""
     ensure_syncs(pair)
+    from . import lifecycle  # late: lifecycle imports this module
+    lifecycle.observe(ctx, pair)  # a running procedure (R11/R12) sees every change of the pair
     for target in TARGETS:
         row = pair.sync(target)
         assert row is not None
@@ -100,10 +105,6 @@ def request_resync(ctx: CommandContext, pair: HaPair) -> None:
 
 
 def note_firmware(ctx: CommandContext, pair: HaPair, device: Device, firmware: str, *, source: str) -> None:
-    peer = pair.secondary if device.id == pair.primary_device_id else pair.primary
-    timeline.record(ctx, pair, "firmware_changed", mac=device.mac, firmware=firmware, source=source)
-    if peer.firmware != firmware:
-        timeline.open_alarm(ctx, pair, "firmware_mismatch",
-                            f"{device.mac} runs {firmware} while {peer.mac} runs {peer.firmware} (R1/R11)")
-    else:
-        timeline.close_alarm(ctx, pair, "firmware_mismatch", "both nodes run the same firmware")
+    """A mismatch is fine only as a step of the R11 rolling upgrade; `lifecycle` decides."""
+    from . import lifecycle  # late: lifecycle imports this module
+    lifecycle.firmware_changed(ctx, pair, device, firmware, source=source)

@@ -31,6 +31,7 @@ READ_METHODS = frozenset({"GET", "HEAD"})
 PUBLIC_ENDPOINTS = frozenset({"dashboard.login", "dashboard.logout", "dashboard.static"})
 ANY_ROLE_POSTS = frozenset({"dashboard.login", "dashboard.logout"})
 EVENTS_PER_PAGE = 25
+MAX_EVENT_ID = 2**63 - 1  # events.id is a BIGINT
 MAX_REASON = 500
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -48,10 +49,11 @@ def guard() -> Response | None:
     endpoint = request.endpoint or ""
     if endpoint == "dashboard.static":
         return None
+    had_session = auth.had_session()
     who = auth.current()
     if endpoint not in PUBLIC_ENDPOINTS and who is None:
         if request.method in READ_METHODS:
-            if auth.had_session():
+            if had_session:
                 flash("Your session has ended or its token was revoked. Sign in again.", "error")
             return redirect(url_for("dashboard.login", next=request.full_path.rstrip("?")))
         abort(401)
@@ -204,6 +206,8 @@ def pair(pair_id: int):  # type: ignore[no-untyped-def]
     alarms = queries.open_alarms(session, row.id)
     view = pair_view(row, len(alarms), now)
     before = request.args.get("before", type=int)
+    if before is not None and not 0 < before <= MAX_EVENT_ID:
+        abort(400, description="That page link is not valid. Start again from the newest events.")
     events = queries.paginate(session, queries.events_stmt(org_id, row.id), Event.id, EVENTS_PER_PAGE, before,
                               descending=True)
     nodes = [_node(row, row.primary, "Primary", now), _node(row, row.secondary, "Secondary", now)]
@@ -223,6 +227,8 @@ def _command_context() -> CommandContext:
 
 def _require_pair(pair_id: int) -> None:
     """404 for a pair that is not the caller's, before anything else is looked at."""
+    if not 0 < pair_id <= listing.MAX_ID:
+        raise NotFound(f"No HA pair {pair_id} in this organization.", code="pair_not_found")
     found = db().execute(
         select(HaPair.id).where(HaPair.id == pair_id, HaPair.org_id == _who().principal.org_id)
     ).scalar_one_or_none()

@@ -183,8 +183,9 @@ def replacement_case(use_ucmrc: bool, failed_site: str) -> str:
 
 
 def _storage_profile(items: Sequence[StorageUnit]) -> Counter[tuple[str, float]]:
-    return Counter((s.kind.strip().lower(), 0.0 if s.kind == "gdms_cloud" else round(float(s.size_gb), 1))
-                   for s in items)
+    # Cloud storage is a service the node may use, not a medium with a size worth comparing.
+    kinds = [s.kind.strip().lower() for s in items]
+    return Counter((kind, 0.0 if kind == "gdms_cloud" else round(float(s.size_gb), 1)) for kind, s in zip(kinds, items))
 
 
 def _describe(profile: Counter[tuple[str, float]]) -> str:
@@ -216,9 +217,7 @@ def replacement_violations(survivor: Candidate, new: Candidate | None, new_mac: 
         found.append(Violation("R3", "cloud_im_on_new_node",
                                f"{new.mac} has Cloud IM enabled; a replacement node must join with Cloud IM off"))
     if use_ucmrc:
-        found += [Violation(v.rule, v.code.replace("secondary_", "new_", 1),
-                            v.detail.replace("the secondary node", f"the new node {new.mac}"))
-                  for v in node_plan_ha_violations("secondary", new.plan, now)]
+        found += node_plan_ha_violations("new", new.plan, now)
         if new.plan is not None and survivor.plan is not None and not same_spec(new.plan, survivor.plan):
             found.append(Violation("R2", "plan_spec_mismatch",
                                    f"the new node's plan is {new.plan.tier}, the surviving node's {survivor.plan.tier}; "
@@ -582,7 +581,9 @@ def _firmware_during_upgrade(doc: Doc, pair: PairFacts, mac: str, version: str, 
                                   "upgrade"))
         return FirmwareOutcome(_finish(doc), tuple(alarms))
     # The other node.
-    if version == doc["from"]:
+    if version == doc["to"] and _is_done(doc, "upgrade_other"):
+        return FirmwareOutcome(doc)
+    if version == doc["from"] and not _is_done(doc, "upgrade_other"):
         return FirmwareOutcome(doc)
     if version != doc["to"]:
         alarms.append(AlarmChange(FIRMWARE_MISMATCH, True,

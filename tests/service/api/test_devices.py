@@ -294,3 +294,14 @@ def test_timestamps_are_rfc3339_utc(client, tenant):
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         assert parsed.utcoffset() == timedelta(0), value
     assert abs(parsed - datetime.now(timezone.utc)) < timedelta(minutes=5)
+
+
+def test_delete_of_a_device_of_a_dissolved_pair_is_409_not_500(client, tenant):
+    pair = create_pair(client, tenant)
+    assert client.delete(f"/api/v1/ha-pairs/{pair['id']}", headers=tenant.admin()).status_code == 200
+    mac = pair["primary_mac"]
+    assert client.get(f"/api/v1/devices/{mac}", headers=tenant.admin()).get_json()["pair_id"] is None
+    problem = assert_problem(client.delete(f"/api/v1/devices/{mac}", headers=tenant.admin()), 409)
+    assert str(pair["id"]) in problem["detail"]
+    assert client.get(f"/api/v1/devices/{mac}", headers=tenant.admin()).status_code == 200
+    assert client.get(f"/api/v1/ha-pairs/{pair['id']}", headers=tenant.admin()).get_json()["status"] == "dissolved"

@@ -10,12 +10,15 @@ import re
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 
 from service.app import create_app
+from service.models import Alarm, ApiToken, Device, Event, HaPair, PairSync, Plan, utcnow
+from service.security import SecretBox, hash_token, new_alert_token, new_webhook_secret
 from service.settings import Settings
 
-from .helpers import PROBLEM_JSON, assert_problem, create_pair, create_plan, new_mac, ready_device
+from .helpers import PROBLEM_JSON, assert_problem, new_mac
 
 EXCLUDED_PREFIXES = ("/api/v1/webhooks/", "/api/v1/docs", "/dashboard", "/static/")
 EXCLUDED = {"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json"}
@@ -90,29 +93,52 @@ def _path(rule: str, world: dict[str, Any]) -> str:
     return PARAM.sub(fill, rule)
 
 
+def _device(org_id: int, box: SecretBox, **fields: Any) -> Device:
+    return Device(org_id=org_id, mac=new_mac(), model="UCM6304", firmware="1.0.15.8", storage=[],
+                  webhook_secret_enc=box.seal(new_webhook_secret()), alert_token_hash=hash_token(new_alert_token()),
+                  **fields)
+
+
 @pytest.fixture
-def world(client, make_tenant):
-    """An organization with a device, a plan, a pair (with a domain) and two spare devices."""
+def world(make_tenant, db_session, settings):
+    """An organization with a device, a plan, a pair (with a domain) and two spare devices.
+
+    Written straight to the database: the routes, not the builders, are under test here.
+    """
     owner = make_tenant()
-    device = ready_device(client, owner, name="owned")
-    plan = create_plan(client, owner, None, tier="Business")
-    pair = create_pair(client, owner)
-    r = client.put(f"/api/v1/ha-pairs/{pair['id']}/custom-domain", json={"domain": "owner.example.com"},
-                   headers=owner.admin())
-    assert r.status_code == 200
-    return {"owner": owner, "device": device, "plan": plan, "pair": r.get_json(),
-            "spare_a": ready_device(client, owner), "spare_b": ready_device(client, owner)}
+    box = SecretBox(settings.encryption_key)
+    device, primary, secondary, spare_a, spare_b = (_device(owner.org_id, box, name=f"owned-{i}") for i in range(5))
+    db_session.add_all([device, primary, secondary, spare_a, spare_b])
+    db_session.flush()
+    for d in (device, primary, secondary, spare_a, spare_b):
+        db_session.add(Plan(org_id=owner.org_id, tier="Pro", ha=True, cloud_im=True, status="active", device_id=d.id))
+    plan = Plan(org_id=owner.org_id, tier="Business", ha=True, cloud_im=False, status="trial")
+    pair = HaPair(org_id=owner.org_id, primary_device_id=primary.id, secondary_device_id=secondary.id,
+                  active_device_id=primary.id, status="paired", epoch=1, use_ucmrc=True,
+                  ha_settings={"heartbeat_port": 9527, "heartbeat_timeout_s": 7}, custom_domain="owner.example.com")
+    db_session.add_all([plan, pair])
+    db_session.flush()
+    db_session.add(Event(org_id=owner.org_id, pair_id=pair.id, kind="pair_created", mac=primary.mac, epoch=1,
+                         detail={}, at=utcnow()))
+    db_session.commit()
+
+    def snapshot() -> dict[str, Any]:
+        """Every row the organization owns, as stored (updated_at included)."""
+        rows: dict[str, Any] = {}
+        for model in (Device, Plan, HaPair, Event, Alarm, ApiToken):
+            stmt = sa.select(model.__table__).where(model.__table__.c.org_id == owner.org_id)
+            rows[model.__tablename__] = sorted(tuple(r) for r in db_session.execute(stmt).all())
+        syncs = sa.select(PairSync.__table__).where(PairSync.__table__.c.pair_id == pair.id)
+        rows["pair_syncs"] = sorted(tuple(r) for r in db_session.execute(syncs).all())
+        return rows
+
+    return {"owner": owner, "device": device.mac, "plan": {"id": plan.id},
+            "pair": {"id": pair.id, "primary_mac": primary.mac, "secondary_mac": secondary.mac},
+            "spare_a": spare_a.mac, "spare_b": spare_b.mac, "snapshot": snapshot}
 
 
 def _snapshot(client, world) -> dict[str, Any]:
-    h = world["owner"].admin()
-    snap = {
-        "devices": client.get("/api/v1/devices?limit=500", headers=h).get_json(),
-        "plans": client.get("/api/v1/plans?limit=500", headers=h).get_json(),
-        "pairs": client.get("/api/v1/ha-pairs?limit=500", headers=h).get_json(),
-        "events": client.get(f"/api/v1/ha-pairs/{world['pair']['id']}/events?limit=500", headers=h).get_json(),
-    }
-    return snap
+    return world["snapshot"]()
 
 
 def _send(client, method: str, path: str, headers: dict[str, str], body: dict[str, Any] | None):
@@ -231,9 +257,6 @@ def test_missing_or_invalid_bearer_is_401(client, world, method, rule):
 
 
 def test_revoked_token_is_401(client, tenant, db_session):
-    from service.models import ApiToken, utcnow
-    from service.security import hash_token
-
     assert client.get("/api/v1/devices", headers=tenant.admin()).status_code == 200
     row = db_session.query(ApiToken).filter_by(token_hash=hash_token(tenant.admin_token)).one()
     row.revoked_at = utcnow()
@@ -253,3 +276,14 @@ def test_bearer_scheme_is_case_insensitive(client, tenant):
 def test_401_is_problem_json(client):
     r = client.get("/api/v1/ha-pairs")
     assert r.mimetype == PROBLEM_JSON and r.status_code == 401
+
+
+INT_ROUTES = [r for r in OBJECT_ROUTES if "<int" in r[1]]
+
+
+@pytest.mark.parametrize("method,rule", INT_ROUTES, ids=_ids(INT_ROUTES))
+def test_ids_out_of_range_are_404_not_500(client, world, method, rule):
+    """An id beyond the database's integer range is an unknown object, not a server error."""
+    path = re.sub(r"<int[^>]*>", "99999999999999999999", rule)
+    path = _path(path, world)
+    assert_problem(_send(client, method, path, world["owner"].admin(), _body(method, rule, world)), 404)

@@ -310,13 +310,17 @@ def test_custom_domain_is_unique_across_organizations(client, make_tenant, enque
                       headers=first.admin()).status_code == 200
 
 
-@pytest.mark.parametrize("domain", ["", "pbx", "-pbx.example.com", "pbx..example.com", "pbx_1.example.com",
-                                    "pbx.example.c", "a" * 64 + ".example.com", "pbx.example.com/x", 42, None])
-def test_invalid_custom_domain_is_422(client, tenant, enqueued, domain):
+INVALID_DOMAINS = ["", "pbx", "-pbx.example.com", "pbx..example.com", "pbx_1.example.com", "pbx.example.c",
+                   "a" * 64 + ".example.com", "pbx.example.com/x", 42, None]
+
+
+def test_invalid_custom_domain_is_422(client, tenant, enqueued):
     pair = create_pair(client, tenant)
     enqueued.calls.clear()
-    assert_problem(client.put(f"/api/v1/ha-pairs/{pair['id']}/custom-domain", json={"domain": domain},
-                              headers=tenant.admin()), 422)
+    for domain in INVALID_DOMAINS:
+        problem = assert_problem(client.put(f"/api/v1/ha-pairs/{pair['id']}/custom-domain", json={"domain": domain},
+                                            headers=tenant.admin()), 422)
+        assert "domain" in problem["errors"], domain
     assert client.get(f"/api/v1/ha-pairs/{pair['id']}", headers=tenant.admin()).get_json()["custom_domain"] is None
     assert enqueued.calls == []
 
@@ -385,10 +389,11 @@ def test_cloud_im_on_gdms_needs_the_permission_on_both_plans(client, tenant, enq
     assert r.status_code == 200 and r.get_json()["cloud_im"]["server"] == "custom"
 
 
-@pytest.mark.parametrize("body", [{}, {"enabled": "maybe"}, {"enabled": True, "server": "aws"}, {"enabled": True, "x": 1}])
-def test_cloud_im_validation(client, tenant, body):
+def test_cloud_im_validation(client, tenant):
     pair = create_pair(client, tenant)
-    assert_problem(client.put(f"/api/v1/ha-pairs/{pair['id']}/cloud-im", json=body, headers=tenant.admin()), 422)
+    for body in ({}, {"enabled": "maybe"}, {"enabled": True, "server": "aws"}, {"enabled": True, "x": 1}):
+        assert_problem(client.put(f"/api/v1/ha-pairs/{pair['id']}/cloud-im", json=body, headers=tenant.admin()), 422)
+    assert client.get(f"/api/v1/ha-pairs/{pair['id']}", headers=tenant.admin()).get_json()["cloud_im"]["enabled"] is False
 
 
 # --- list filters --------------------------------------------------------------------------------
@@ -498,3 +503,46 @@ def test_device_views_are_unchanged_by_preflight(client, tenant):
     before = client.get("/api/v1/devices", headers=tenant.admin()).get_json()
     _preflight(client, tenant, {"primary_mac": a, "secondary_mac": b})
     assert client.get("/api/v1/devices", headers=tenant.admin()).get_json() == before
+
+
+def test_repoint_is_enqueued_only_after_the_commit(settings, session_factory, make_tenant, db_session):
+    """The task goes to the broker once the request's transaction is committed, never before."""
+    from flask import g
+
+    from service.app import create_app
+
+    seen: list[tuple[str, tuple[Any, ...], bool, str | None]] = []
+
+    def enqueue(task: str, args: Any) -> None:
+        args = tuple(args)
+        db_session.expire_all()
+        state = db_session.execute(sa.select(PairSync.state).where(PairSync.pair_id == args[0],
+                                                                   PairSync.target == args[1])).scalar()
+        seen.append((task, args, g.db.in_transaction(), state))
+
+    app = create_app(settings, session_factory=session_factory, enqueue=enqueue, broker_check=lambda: "ok")
+    client, tenant = app.test_client(), make_tenant()
+    pair = create_pair(client, tenant)
+    r = client.put(f"/api/v1/ha-pairs/{pair['id']}/custom-domain", json={"domain": "after.example.com"},
+                   headers=tenant.admin())
+    assert r.status_code == 200
+    assert seen == [("ucmha.repoint", (pair["id"], "remote_connect"), False, "pending")]
+
+
+def test_a_failing_broker_does_not_fail_the_request(settings, session_factory, make_tenant):
+    """The sync row is the durable outbox: the sweeper re-enqueues what the broker did not take."""
+    from kombu.exceptions import OperationalError
+
+    from service.app import create_app
+
+    def enqueue(task: str, args: Any) -> None:
+        raise OperationalError("broker down")
+
+    app = create_app(settings, session_factory=session_factory, enqueue=enqueue, broker_check=lambda: "ok")
+    client, tenant = app.test_client(), make_tenant()
+    pair = create_pair(client, tenant)
+    r = client.put(f"/api/v1/ha-pairs/{pair['id']}/custom-domain", json={"domain": "outbox.example.com"},
+                   headers=tenant.admin())
+    assert r.status_code == 200
+    got = client.get(f"/api/v1/ha-pairs/{pair['id']}", headers=tenant.admin()).get_json()
+    assert got["custom_domain"] == "outbox.example.com" and got["sync"]["remote_connect"]["state"] == "pending"

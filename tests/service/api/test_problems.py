@@ -182,3 +182,21 @@ def test_problem_types_are_distinct_per_kind(client, tenant):
         assert_problem(client.post("/api/v1/devices", json={}, headers=h), 422)["type"],
     }
     assert len(types) == 4
+
+
+def test_oversize_chunked_webhook_is_413_before_the_signature(client, tenant, settings):
+    mac = create_pair(client, tenant)["primary_mac"]
+    payload = b'{"type": "ha.status", "pad": "' + b"x" * settings.webhook_max_bytes + b'"}'
+    r = client.post(f"/api/v1/webhooks/ucm/{mac}", input_stream=io.BytesIO(payload),
+                    headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked",
+                             "webhook-id": "m1", "webhook-timestamp": "1", "webhook-signature": "v1,x"},
+                    environ_overrides={"wsgi.input_terminated": True})
+    assert_problem(r, 413)
+
+
+def test_chunked_body_within_the_limit_is_read_whole(client, tenant):
+    payload = json.dumps({"mac": new_mac(), **DEVICE}).encode()
+    r = client.post("/api/v1/devices", input_stream=io.BytesIO(payload),
+                    headers={**tenant.admin(), "Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+                    environ_overrides={"wsgi.input_terminated": True})
+    assert r.status_code == 201, r.get_json()

@@ -1,0 +1,800 @@
+"""Benchmarks of the real ucmha stack, each figure against a baseline measured in the same run.
+
+    .venv/bin/python -m benchmarks.run            # full sizes
+    .venv/bin/python -m benchmarks.run --quick    # small sizes, a couple of minutes
+
+Starts the stack with the end-to-end harness (`tests.e2e.stack.Stack`: gunicorn API, Celery worker
+and beat, its own Redis, the upstream simulator) on a fresh PostgreSQL database of its own, then:
+
+1. intake    signed `ha.status` webhooks, N concurrent clients, versus a bare Flask route (202)
+             served by gunicorn with the API's own gunicorn settings;
+2. failover  one `ha.role_changed` -> both repoints applied upstream, versus the same two upstream
+             switch calls made directly with `UpstreamClient`;
+3. storm     every seeded pair fails over at once -> all `pair_syncs` in sync at epoch 2, versus a
+             bare Celery task doing the same two upstream calls per pair, same worker concurrency,
+             same Redis, same simulator.
+
+Prints a table and writes benchmarks/results/latest.json. Always stops by itself (each phase
+has a deadline and the whole run a hard limit) and removes its processes, database and files,
+also on failure or Ctrl-C. See docs/benchmarks.md.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import redis
+import requests
+import sqlalchemy as sa
+from standardwebhooks import Webhook
+
+from benchmarks import bare_tasks
+from benchmarks.cpu import CpuMonitor
+from benchmarks.load import Job, LoadResult, percentile, run_load, signed_headers
+from benchmarks.seed import SeededPair, create_org, seed_pairs, seed_upstream
+from service import migrate
+from service.settings import load_settings
+from tests.e2e.stack import BIN, ROOT, Proc, Stack, new_workdir, remove_workdir, wait_for
+from tests.simulator.sim_process import free_port
+from tests.webhook_helpers import role_changed, status
+from workers.upstream import UpstreamSettings, client_from_settings
+
+RESULTS = ROOT / "benchmarks" / "results" / "latest.json"
+ADMIN_URL = os.environ.get("UCMHA_BENCH_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    intake_requests: int
+    intake_warmup: int
+    intake_pairs: int
+    clients: int
+    intake_rounds: int
+    failovers: int
+    failover_warmup: int
+    storm_pairs: int
+    concurrency: int
+    storm_timeout_s: float
+    run_limit_s: float
+
+
+FULL = Sizes(intake_requests=2000, intake_warmup=100, intake_pairs=100, clients=16, intake_rounds=4, failovers=30,
+             failover_warmup=3, storm_pairs=10_000, concurrency=8, storm_timeout_s=1200, run_limit_s=3600)
+QUICK = Sizes(intake_requests=300, intake_warmup=30, intake_pairs=100, clients=16, intake_rounds=2, failovers=8,
+              failover_warmup=2, storm_pairs=500, concurrency=8, storm_timeout_s=300, run_limit_s=900)
+
+
+class RunTimeout(Exception):
+    """The whole run went over its hard limit."""
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def iso(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
+
+
+def ratio(a: float, b: float) -> float | None:
+    return round(a / b, 2) if b else None
+
+
+# --- databases --------------------------------------------------------------------------------
+
+
+def create_database() -> tuple[str, str]:
+    name = f"ucmha_bench_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return name, ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_database(name: str) -> None:
+    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, sizes: Sizes, sweep_s: float, reconcile_s: float) -> None:
+        self.sizes = sizes
+        self.sweep_s, self.reconcile_s = sweep_s, reconcile_s
+        self.db_name: str | None = None
+        self.db_url: str | None = None
+        self.workdir: Path | None = None
+        self.stack: Stack | None = None
+        self.extra_procs: dict[str, Proc] = {}
+        self.engine: sa.Engine | None = None
+        self.monitor: CpuMonitor | None = None
+        self.org_id = 0
+
+    # -- set up / tear down --
+
+    def setup(self) -> None:
+        self.db_name, self.db_url = create_database()
+        log(f"database {self.db_name}; migrating")
+        migrate.upgrade(self.db_url)
+        self.workdir = new_workdir()
+        self.stack = Stack(
+            database_url=self.db_url, workdir=self.workdir, worker_concurrency=self.sizes.concurrency,
+            # The service's own scheduler periods (service/settings.py), not the harness's test-speed
+            # ones (sweep 1 s, reconcile 5 s): with thousands of pairs the latter is a different system.
+            extra_env={"UCMHA_SWEEP_INTERVAL_S": str(self.sweep_s),
+                       "UCMHA_RECONCILE_INTERVAL_S": str(self.reconcile_s)},
+        )
+        log(f"starting the stack (worker concurrency {self.sizes.concurrency}) in {self.workdir}")
+        self.stack.start()
+        self.engine = sa.create_engine(self.db_url, pool_size=2, max_overflow=2)
+        self.monitor = CpuMonitor(extra_pids=self._backend_pids).start()
+        self.org_id = create_org(self.engine, f"bench-{uuid.uuid4().hex[:8]}")
+        self.settings = load_settings(self.stack.env())
+        self.upstream = UpstreamSettings.from_object(self.settings)
+
+    def _backend_pids(self) -> set[int]:
+        """PostgreSQL backends serving the benchmark's database (they count as ours)."""
+        assert self.engine is not None
+        with self.engine.connect() as db:
+            return {int(r[0]) for r in db.execute(sa.text(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"))}
+
+    def teardown(self) -> None:
+        if self.monitor is not None:
+            self.monitor.stop()
+        for name, proc in list(self.extra_procs.items()):
+            try:
+                proc.stop()
+            except Exception as exc:  # keep cleaning up
+                log(f"stopping {name}: {exc}")
+        if self.stack is not None:
+            try:
+                self.stack.stop()
+            except Exception as exc:
+                log(f"stopping the stack: {exc}")
+                for proc in self.stack.procs.values():
+                    try:
+                        proc.kill()
+                    except Exception:
+                        pass
+                if self.stack.sim is not None:
+                    try:
+                        self.stack.sim.process.kill()
+                    except Exception:
+                        pass
+        if self.engine is not None:
+            self.engine.dispose()
+        if self.db_name is not None:
+            try:
+                drop_database(self.db_name)
+                log(f"dropped database {self.db_name}")
+            except Exception as exc:
+                log(f"could not drop database {self.db_name}: {exc}")
+        if self.workdir is not None:
+            remove_workdir(self.workdir)
+
+    # -- helpers --
+
+    @property
+    def api_port(self) -> int:
+        assert self.stack is not None
+        return self.stack.api_port
+
+    def seed(self, domains: list[str], binding_prefix: str) -> tuple[list[SeededPair], float, float]:
+        assert self.engine is not None
+        t0 = time.perf_counter()
+        pairs = seed_pairs(self.engine, self.settings.encryption_key, self.org_id, domains, binding_prefix)
+        t_db = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        seed_upstream(self.upstream, pairs)
+        t_up = time.perf_counter() - t0
+        return pairs, t_db, t_up
+
+    def gunicorn_settings(self) -> list[str]:
+        """The API's gunicorn options (everything but the bind address and the app)."""
+        assert self.stack is not None
+        cmd = self.stack.procs["api"].cmd
+        opts, i = [], 1
+        while i < len(cmd) - 1:
+            if cmd[i] == "--bind":
+                i += 2
+                continue
+            opts.append(cmd[i])
+            i += 1
+        return opts
+
+    def worker_log(self) -> str:
+        assert self.stack is not None
+        return self.stack.procs["worker"].log.read_text(errors="replace")
+
+    def owed(self) -> int:
+        assert self.stack is not None
+        return self.stack.owed()
+
+    # -- 1. intake --
+
+    def intake(self) -> dict[str, Any]:
+        s = self.sizes
+        pairs, t_db, t_up = self.seed([f"intake{i}.bench.example" for i in range(s.intake_pairs)], "im-bench-intake-")
+        log(f"intake: seeded {len(pairs)} pairs (db {t_db:.1f} s, upstream {t_up:.1f} s)")
+        # Every node of the pairs reports in turn (Primaries active, Secondaries standby), each with
+        # a rising sequence: consecutive requests come from different pairs, as from a fleet.
+        nodes = [(p.primary_mac, p.primary_secret, "active") for p in pairs] + \
+                [(p.secondary_mac, p.secondary_secret, "standby") for p in pairs]
+        signers = {mac: Webhook(secret) for mac, secret, _ in nodes}
+        base = datetime.now(timezone.utc)
+        total = s.intake_warmup + s.intake_requests
+        jobs = []
+        for i in range(total):
+            mac, _secret, role = nodes[i % len(nodes)]
+            seq = i // len(nodes) + 1
+            body = status(iso(base + timedelta(milliseconds=seq)), seq, role)
+            jobs.append(Job(f"/api/v1/webhooks/ucm/{mac}", signers[mac], body))
+        warm, measured = jobs[:s.intake_warmup], jobs[s.intake_warmup:]
+        rounds = max(1, min(s.intake_rounds, len(measured) // 50 or 1))
+        size = -(-len(measured) // rounds)
+        chunks = [measured[k:k + size] for k in range(0, len(measured), size)]
+
+        bare_port = free_port()
+        assert self.stack is not None and self.workdir is not None and self.monitor is not None
+        opts = self.gunicorn_settings()
+        # Same command line as the API but the bind address and the app, and the same working
+        # directory (so the same ./gunicorn.conf.py, if any, applies to both).
+        bare = Proc("bare-api", [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{bare_port}", *opts,
+                                 "benchmarks.bare_app:create_app()"], self.stack.env(), self.workdir / "bare-api.log")
+        self.extra_procs["bare-api"] = bare
+        bare.start()
+        wait_for(lambda: _port_open(bare_port), 30, "the bare gunicorn app")
+        log(f"intake: bare app up with the API's gunicorn options {' '.join(opts)}; {rounds} alternating rounds")
+        svc_parts: list[LoadResult] = []
+        bare_parts: list[LoadResult] = []
+        try:
+            run_load("127.0.0.1", bare_port, warm, s.clients)
+            run_load("127.0.0.1", self.api_port, warm, s.clients)
+            for chunk in chunks:  # alternate, so drifting background load hits both sides alike
+                with self.monitor.span("intake.baseline"):
+                    bare_parts.append(run_load("127.0.0.1", bare_port, chunk, s.clients, deadline_s=300))
+                with self.monitor.span("intake.ucmha"):
+                    svc_parts.append(run_load("127.0.0.1", self.api_port, chunk, s.clients, keep_bodies=True,
+                                              deadline_s=600))
+        finally:
+            bare.stop()
+            del self.extra_procs["bare-api"]
+        bare_res, svc_res = _merge(bare_parts), _merge(svc_parts)
+        log(f"intake: bare {bare_res.accepted}/{len(measured)} accepted in {bare_res.wall_s:.2f} s; "
+            f"ucmha {svc_res.accepted}/{len(measured)} in {svc_res.wall_s:.2f} s")
+        svc, base_ = _load_summary(svc_res), _load_summary(bare_res)
+        return {
+            "requests": len(measured), "warmup_requests": len(warm), "rounds": len(chunks), "clients": s.clients,
+            "nodes": len(nodes), "pairs": len(pairs), "gunicorn": " ".join(opts),
+            "ucmha": {**svc, "outcomes": _outcomes(svc_res.bodies)}, "baseline": base_,
+            "ratio": {
+                "throughput": ratio(svc["accepted_per_s"], base_["accepted_per_s"]),
+                "p50": ratio(svc["p50_ms"], base_["p50_ms"]),
+                "p99": ratio(svc["p99_ms"], base_["p99_ms"]),
+            },
+        }
+
+    # -- 2. single failover --
+
+    def failover(self) -> dict[str, Any]:
+        s = self.sizes
+        assert self.engine is not None and self.stack is not None and self.stack.sim is not None
+        assert self.monitor is not None
+        (pair,), _, _ = self.seed(["failover.bench.example"], "im-bench-failover-")
+        signers = {pair.primary_mac: Webhook(pair.primary_secret), pair.secondary_mac: Webhook(pair.secondary_secret)}
+        sequences = {pair.primary_mac: 0, pair.secondary_mac: 0}
+        n = s.failover_warmup + s.failovers
+        base = datetime.now(timezone.utc) - timedelta(minutes=n + 5)
+        # The baseline's own domain and binding, bound like the pair's (to the Primary).
+        client = client_from_settings(self.upstream)
+        b_domain, b_binding = "failover-baseline.bench.example", "im-bench-failover-baseline"
+        client.bind_domain(b_domain, pair.primary_mac)
+        conn = http.client.HTTPConnection("127.0.0.1", self.api_port, timeout=30)
+        upstream_s: list[float] = []
+        recorded_s: list[float] = []
+        answered_s: list[float] = []
+        base_s: list[float] = []
+        try:
+            for k in range(n):  # alternate a ucmha failover and a baseline one
+                claimant = pair.secondary_mac if k % 2 == 0 else pair.primary_mac
+                sequences[claimant] += 1
+                # A minute apart: the previous Active has been silent longer than the heartbeat timeout.
+                body = role_changed(iso(base + timedelta(minutes=k)), sequences[claimant], "heart_beat_lost")
+                headers = signed_headers(signers[claimant], body)
+                with self.monitor.span("failover.ucmha"):
+                    t_post = time.time()
+                    conn.request("POST", f"/api/v1/webhooks/ucm/{claimant}", body=body.encode(), headers=headers)
+                    resp = conn.getresponse()
+                    answer = resp.read()
+                    t_answer = time.time()
+                    if resp.status != 202 or json.loads(answer).get("outcome") != "applied":
+                        raise AssertionError(f"failover {k}: {resp.status} {answer[:300]!r}")
+                    with self.engine.connect() as db:
+                        epoch = db.execute(sa.text("SELECT epoch FROM ha_pairs WHERE id = :id"),
+                                           {"id": pair.id}).scalar_one()
+                    # Detect completion in the database (cheap to poll), then take the exact times:
+                    # upstream's own update times, and the worker's applied_at.
+                    rows = wait_for(lambda: self._synced(pair.id, epoch), 60, f"failover {k} to be applied",
+                                    interval=0.005)
+                state = self.stack.sim.state()
+                c_now, b_now = state["connections"][pair.domain], state["bindings"][pair.binding_id]
+                assert c_now["epoch"] == epoch and b_now["epoch"] == epoch, (c_now, b_now, epoch)
+                assert c_now["active_mac"] == claimant and b_now["mac"] == claimant
+                up = max(parse_iso(c_now["updated_at"]), parse_iso(b_now["updated_at"])).timestamp() - t_post
+                rec = max(r.applied_at for r in rows).timestamp() - t_post
+                time.sleep(0.1)
+                with self.monitor.span("failover.baseline"):
+                    t0 = time.perf_counter()
+                    client.switch_connection(b_domain, claimant, k + 2)
+                    client.switch_im_binding(b_binding, claimant, k + 2)
+                    direct = time.perf_counter() - t0
+                if k >= s.failover_warmup:
+                    upstream_s.append(up)
+                    recorded_s.append(rec)
+                    answered_s.append(t_answer - t_post)
+                    base_s.append(direct)
+                time.sleep(0.1)
+        finally:
+            conn.close()
+            client.close()
+        log(f"failover: ucmha p50 {ms(percentile(upstream_s, 50))} ms, baseline p50 {ms(percentile(base_s, 50))} ms "
+            f"over {len(upstream_s)} failovers")
+        svc = {"p50_ms": ms(percentile(upstream_s, 50)), "p99_ms": ms(percentile(upstream_s, 99)),
+               "max_ms": ms(max(upstream_s)), "mean_ms": ms(sum(upstream_s) / len(upstream_s)),
+               "webhook_answered_p50_ms": ms(percentile(answered_s, 50)),
+               "recorded_in_db_p50_ms": ms(percentile(recorded_s, 50)),
+               "recorded_in_db_p99_ms": ms(percentile(recorded_s, 99))}
+        bas = {"p50_ms": ms(percentile(base_s, 50)), "p99_ms": ms(percentile(base_s, 99)),
+               "max_ms": ms(max(base_s)), "mean_ms": ms(sum(base_s) / len(base_s))}
+        return {"failovers": len(upstream_s), "warmup_failovers": s.failover_warmup, "ucmha": svc, "baseline": bas,
+                "ratio": {"p50": ratio(svc["p50_ms"], bas["p50_ms"]), "p99": ratio(svc["p99_ms"], bas["p99_ms"])}}
+
+    def _synced(self, pair_id: int, epoch: int) -> list[Any] | None:
+        assert self.engine is not None
+        with self.engine.connect() as db:
+            rows = list(db.execute(sa.text(
+                "SELECT target, applied_at FROM pair_syncs WHERE pair_id = :id AND state = 'in_sync' "
+                "AND applied_epoch = :epoch AND desired_epoch = :epoch"), {"id": pair_id, "epoch": epoch}))
+        return rows if len(rows) == 2 else None
+
+    # -- 3. storm --
+
+    def storm(self) -> dict[str, Any]:
+        s = self.sizes
+        assert self.engine is not None and self.stack is not None and self.stack.sim is not None
+        assert self.monitor is not None
+        n = s.storm_pairs
+        pairs, t_db, t_up = self.seed([f"p{i}.bench.example" for i in range(n)], "im-bench-p")
+        log(f"storm: seeded {n} pairs (db {t_db:.1f} s, upstream {3 * n} calls in {t_up:.1f} s)")
+        ids = [p.id for p in pairs]
+        lo, hi = min(ids), max(ids)
+        wait_for(lambda: self.owed() == 0, 60, "nothing owed before the storm", interval=0.5)
+        worker_log_offset = len(self.worker_log())
+        now = iso(datetime.now(timezone.utc))
+        jobs = [Job(f"/api/v1/webhooks/ucm/{p.secondary_mac}", Webhook(p.secondary_secret),
+                    role_changed(now, 1, "heart_beat_lost")) for p in pairs]
+        count_sql = sa.text("SELECT count(*) FROM pair_syncs WHERE pair_id BETWEEN :lo AND :hi "
+                            "AND state = 'in_sync' AND applied_epoch = 2")
+        holder: dict[str, LoadResult] = {}
+        posted = [0]
+
+        def post_all() -> None:
+            holder["result"] = run_load("127.0.0.1", self.api_port, jobs, s.clients, keep_bodies=True,
+                                        deadline_s=s.storm_timeout_s, on_progress=lambda c: posted.__setitem__(0, c))
+
+        log(f"storm: posting {n} role changes with {s.clients} clients (limit {s.storm_timeout_s:.0f} s)")
+        samples: list[dict[str, float]] = []
+        applied = 0
+        with self.monitor.span("storm.ucmha"):
+            t0 = time.time()
+            poster = threading.Thread(target=post_all, name="storm-post", daemon=True)
+            poster.start()
+            deadline = time.monotonic() + s.storm_timeout_s
+            last_log = 0.0
+            while time.monotonic() < deadline:
+                with self.engine.connect() as db:
+                    applied = int(db.execute(count_sql, {"lo": lo, "hi": hi}).scalar_one())
+                elapsed = time.time() - t0
+                samples.append({"t_s": round(elapsed, 1), "webhooks_answered": posted[0], "rows_applied": applied})
+                if elapsed - last_log >= 30:
+                    log(f"storm: {elapsed:.0f} s: {posted[0]}/{n} webhooks answered, {applied}/{2 * n} repoints applied")
+                    last_log = elapsed
+                if applied >= 2 * n and not poster.is_alive():
+                    break
+                time.sleep(0.5)
+            stopped_at = time.time() - t0
+        poster.join(timeout=60)
+        timed_out = applied < 2 * n
+        with self.engine.connect() as db:
+            last_applied = db.execute(sa.text(
+                "SELECT max(applied_at) FROM pair_syncs WHERE pair_id BETWEEN :lo AND :hi AND applied_epoch = 2"),
+                {"lo": lo, "hi": hi}).scalar_one()
+            owed_left = int(db.execute(sa.text(
+                "SELECT count(*) FROM pair_syncs WHERE pair_id BETWEEN :lo AND :hi AND state <> 'in_sync'"),
+                {"lo": lo, "hi": hi}).scalar_one())
+        res = holder.get("result")
+        all_applied_s = (last_applied.timestamp() - t0) if (last_applied and not timed_out) else None
+        log(f"storm: ucmha {'TIMED OUT after %.0f s' % stopped_at if timed_out else f'all applied in {all_applied_s:.1f} s'}"
+            f"; webhooks took {res.wall_s if res else float('nan'):.1f} s")
+        verified = self._verify_upstream(pairs, epoch=2, active="secondary") if not timed_out else None
+        tasks = task_stats(self.worker_log()[worker_log_offset:])
+
+        # Baseline: stop ucmha's worker and scheduler (their periodic tasks would take CPU and
+        # upstream capacity from the baseline), start the bare worker with the same flags.
+        self.stack.procs["beat"].stop()
+        self.stack.procs["worker"].stop()
+        bare_result = self._storm_baseline(pairs)
+
+        svc = {"all_applied_s": round(all_applied_s, 2) if all_applied_s is not None else None,
+               "timed_out": timed_out, "stopped_after_s": round(stopped_at, 1),
+               "rows_applied": applied, "rows_expected": 2 * n, "rows_not_in_sync_at_end": owed_left,
+               "webhooks_s": round(res.wall_s, 2) if res else None,
+               "webhooks_answered": len(res.statuses) if res else 0,
+               "webhooks_accepted": res.accepted if res else 0,
+               "webhooks_per_s": round(res.accepted / res.wall_s, 1) if res and res.wall_s else None,
+               "webhook_p50_ms": ms(percentile(res.latencies_s, 50)) if res else None,
+               "webhook_p99_ms": ms(percentile(res.latencies_s, 99)) if res else None,
+               "status_counts": res.status_counts() if res else {},
+               "outcomes": _outcomes(res.bodies) if res else {},
+               "upstream_verified": verified, "worker_tasks": tasks, "progress": _thin(samples, 150)}
+        both = svc["all_applied_s"] and bare_result["all_done_s"]
+        return {"pairs": n, "clients": s.clients, "worker_concurrency": s.concurrency,
+                "seed_db_s": round(t_db, 1), "seed_upstream_s": round(t_up, 1),
+                "ucmha": svc, "baseline": bare_result,
+                "ratio": {"time": ratio(svc["all_applied_s"], bare_result["all_done_s"]) if both else None}}
+
+    def _storm_baseline(self, pairs: list[SeededPair]) -> dict[str, Any]:
+        s = self.sizes
+        assert self.stack is not None and self.workdir is not None and self.monitor is not None
+        worker_cmd = self.stack.procs["worker"].cmd
+        concurrency = worker_cmd[worker_cmd.index("--concurrency") + 1]
+        env = {**self.stack.env(), "BENCH_BROKER_URL": self.stack.redis_url}
+        # The ucmha worker's exact command line, with the bare app and its queue instead.
+        cmd = [*worker_cmd[:worker_cmd.index("-A") + 1], "benchmarks.bare_tasks",
+               *worker_cmd[worker_cmd.index("-A") + 2:], "-Q", bare_tasks.QUEUE]
+        proc = Proc("bare-worker", cmd, env, self.workdir / "bare-worker.log")
+        self.extra_procs["bare-worker"] = proc
+        proc.start()
+        wait_for(lambda: "ready." in proc.tail(200), 60, "the bare Celery worker")
+        counter = redis.Redis.from_url(self.stack.redis_url)
+        counter.delete(bare_tasks.DONE_KEY, bare_tasks.FAILED_KEY)
+        bare_tasks.app.conf.broker_url = self.stack.redis_url
+        n = len(pairs)
+        log(f"storm baseline: enqueueing {n} bare tasks (worker concurrency {concurrency})")
+        done = 0
+        samples: list[dict[str, float]] = []
+        with self.monitor.span("storm.baseline"):
+            t0 = time.time()
+            with bare_tasks.app.producer_or_acquire() as producer:
+                for p in pairs:  # back to the Primary at epoch 3: every call is a real, applied switch
+                    bare_tasks.app.send_task(bare_tasks.TASK, args=[p.domain, p.binding_id, p.primary_mac, 3],
+                                             queue=bare_tasks.QUEUE, producer=producer)
+            enqueue_s = time.time() - t0
+            deadline = time.monotonic() + s.storm_timeout_s
+            while time.monotonic() < deadline:
+                done = int(counter.get(bare_tasks.DONE_KEY) or 0)
+                samples.append({"t_s": round(time.time() - t0, 1), "tasks_done": done})
+                if done >= n:
+                    break
+                time.sleep(0.1)
+            all_done_s = time.time() - t0 if done >= n else None
+        failed = int(counter.get(bare_tasks.FAILED_KEY) or 0)
+        counter.close()
+        proc.stop()
+        del self.extra_procs["bare-worker"]
+        log(f"storm baseline: {done}/{n} done in {'-' if all_done_s is None else round(all_done_s, 1)} s "
+            f"({failed} failed)")
+        verified = self._verify_upstream(pairs, epoch=3, active="primary") if all_done_s is not None else None
+        return {"all_done_s": round(all_done_s, 2) if all_done_s is not None else None, "tasks_done": done,
+                "tasks_failed": failed, "enqueue_s": round(enqueue_s, 2), "upstream_verified": verified,
+                "progress": _thin(samples, 150)}
+
+    def _verify_upstream(self, pairs: list[SeededPair], epoch: int, active: str) -> dict[str, Any]:
+        """Every pair's connection and binding at `epoch` on the expected node, switched once at it."""
+        assert self.stack is not None and self.stack.sim is not None
+        state = requests.get(self.stack.sim.base_url + "/_sim/state", timeout=60).json()
+        wrong = 0
+        repeated = 0
+        counts = state["applied_counts"]
+        for p in pairs:
+            mac = p.secondary_mac if active == "secondary" else p.primary_mac
+            c, b = state["connections"].get(p.domain) or {}, state["bindings"].get(p.binding_id) or {}
+            if c.get("epoch") != epoch or c.get("active_mac") != mac or b.get("epoch") != epoch or b.get("mac") != mac:
+                wrong += 1
+            if counts["remote_connect"].get(p.domain, {}).get(str(epoch), 0) > 1 or \
+                    counts["cloud_im"].get(p.binding_id, {}).get(str(epoch), 0) > 1:
+                repeated += 1
+        return {"pairs_checked": len(pairs), "pairs_wrong": wrong, "pairs_switched_more_than_once": repeated}
+
+
+# --- analysis helpers -------------------------------------------------------------------------
+
+
+def _port_open(port: int) -> bool:
+    import socket
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _load_summary(res: LoadResult) -> dict[str, Any]:
+    lat = res.latencies_s
+    return {"accepted": res.accepted, "sent": len(res.statuses), "status_counts": res.status_counts(),
+            "wall_s": round(res.wall_s, 3), "accepted_per_s": round(res.accepted / res.wall_s, 1) if res.wall_s else 0,
+            "p50_ms": ms(percentile(lat, 50)), "p99_ms": ms(percentile(lat, 99)),
+            "mean_ms": ms(sum(lat) / len(lat)) if lat else None}
+
+
+def _merge(parts: list[LoadResult]) -> LoadResult:
+    merged = LoadResult(started=parts[0].started, wall_s=sum(p.wall_s for p in parts))
+    for p in parts:
+        merged.latencies_s += p.latencies_s
+        merged.statuses += p.statuses
+        merged.bodies += p.bodies
+    return merged
+
+
+def _outcomes(bodies: list[bytes]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for body in bodies:
+        try:
+            key = str(json.loads(body).get("outcome", "?"))
+        except (ValueError, AttributeError):
+            key = "unparsable"
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+_TASK_LINE = re.compile(r"Task (ucmha\.[a-z_]+)\[[^\]]+\] succeeded in ([0-9.]+)s: (.*)")
+
+
+def task_stats(log_text: str) -> dict[str, Any]:
+    """From the worker's log: per task name, how many ran, their total/max seconds, their results.
+
+    Reads Celery's "Task <name>[id] succeeded in <s>s: <result>" lines (plain or JSON logs).
+    Repoint results are counted by value (applied, nothing_owed, ...); sweep results are summed
+    (the number of repoints the sweeper re-enqueued).
+    """
+    stats: dict[str, dict[str, Any]] = {}
+    for line in log_text.splitlines():
+        name = secs = result = None
+        if line.startswith("{"):
+            try:
+                data = json.loads(line).get("data") or {}
+                if "runtime" in data and str(data.get("name", "")).startswith("ucmha."):
+                    name, secs, result = data["name"], float(data["runtime"]), str(data.get("return_value", ""))
+            except (ValueError, AttributeError, TypeError):
+                pass
+        if name is None:
+            m = _TASK_LINE.search(line)
+            if not m:
+                continue
+            name, secs, result = m.group(1), float(m.group(2)), m.group(3)
+        result = result.strip().strip("'\"")
+        entry = stats.setdefault(name, {"count": 0, "total_s": 0.0, "max_s": 0.0})
+        entry["count"] += 1
+        entry["total_s"] = round(entry["total_s"] + secs, 2)
+        entry["max_s"] = round(max(entry["max_s"], secs), 2)
+        if name == "ucmha.repoint":
+            results = entry.setdefault("results", {})
+            results[result] = results.get(result, 0) + 1
+        elif result.isdigit():
+            entry["result_sum"] = entry.get("result_sum", 0) + int(result)
+    raised = len(re.findall(r"Task ucmha\.[a-z_]+\[[^\]]+\] raised", log_text))
+    return {**stats, "raised": raised}
+
+
+def _thin(samples: list[dict[str, float]], keep: int) -> list[dict[str, float]]:
+    if len(samples) <= keep:
+        return samples
+    step = len(samples) / keep
+    picked = [samples[int(i * step)] for i in range(keep)]
+    return picked + [samples[-1]]
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gb = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+
+    def out(*cmd: str) -> str:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=10, cwd=ROOT).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    pg = ""
+    try:
+        engine = sa.create_engine(ADMIN_URL)
+        with engine.connect() as conn:
+            pg = conn.execute(sa.text("SHOW server_version")).scalar_one()
+        engine.dispose()
+    except Exception:
+        pass
+    return {"cpus": os.cpu_count(), "cpu_model": cpu, "memory_gb": mem_gb, "os": platform.platform(),
+            "python": platform.python_version(), "postgresql": pg,
+            "redis": out("redis-server", "--version").split(" v=")[-1].split(" ")[0],
+            "git_commit": out("git", "rev-parse", "--short", "HEAD"),
+            "git_dirty": bool(out("git", "status", "--porcelain", "--untracked-files=no"))}
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def table(results: dict[str, Any]) -> str:
+    rows: list[tuple[str, str, str, str]] = []
+    intake = results.get("intake")
+    if intake:
+        u, b, r = intake["ucmha"], intake["baseline"], intake["ratio"]
+        rows += [
+            (f"intake: accepted ha.status /s ({intake['requests']} req, {intake['clients']} clients)",
+             f"{u['accepted_per_s']}", f"{b['accepted_per_s']}", f"{r['throughput']}x"),
+            ("intake: latency p50 (ms)", f"{u['p50_ms']}", f"{b['p50_ms']}", f"{r['p50']}x"),
+            ("intake: latency p99 (ms)", f"{u['p99_ms']}", f"{b['p99_ms']}", f"{r['p99']}x"),
+        ]
+    fo = results.get("failover")
+    if fo:
+        u, b, r = fo["ucmha"], fo["baseline"], fo["ratio"]
+        rows += [
+            (f"failover -> both applied upstream p50 (ms, n={fo['failovers']})", f"{u['p50_ms']}", f"{b['p50_ms']}",
+             f"{r['p50']}x"),
+            ("failover -> both applied upstream p99 (ms)", f"{u['p99_ms']}", f"{b['p99_ms']}", f"{r['p99']}x"),
+        ]
+    st = results.get("storm")
+    if st:
+        u, b = st["ucmha"], st["baseline"]
+        rows.append((f"storm: {st['pairs']} pairs, all repoints applied (s)",
+                     "timeout" if u["all_applied_s"] is None else f"{u['all_applied_s']}",
+                     "timeout" if b["all_done_s"] is None else f"{b['all_done_s']}",
+                     f"{st['ratio']['time']}x" if st["ratio"]["time"] else "-"))
+        rows.append(("storm: webhooks accepted /s (ucmha intake during the storm)", f"{u['webhooks_per_s']}", "", ""))
+    if not rows:
+        return "(no figures)"
+    head = ("figure", "ucmha", "baseline", "ratio")
+    widths = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
+    line = lambda r: "  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r))  # noqa
+    out = [line(head), "  ".join("-" * w for w in widths), *(line(r) for r in rows)]
+    cpu = results.get("cpu") or {}
+    if cpu:
+        out += ["", "CPU during each side (cores of 2): machine busy / this benchmark / other processes"]
+        out += [f"  {name:<18} {c['machine_busy_cores']:.2f} / {c['ours_cores']:.2f} / {c['foreign_cores']:.2f}"
+                f"  over {c['seconds']:.0f} s" for name, c in cpu.items()]
+    return "\n".join(out)
+
+
+# --- entry point ------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes (300 webhooks, 8 failovers, 500 pairs)")
+    parser.add_argument("--storm-pairs", type=int, help="pairs in the storm (default 10000, --quick 500)")
+    parser.add_argument("--intake-requests", type=int, help="measured webhooks (default 2000, --quick 300)")
+    parser.add_argument("--failovers", type=int, help="measured failovers (default 30, --quick 8)")
+    parser.add_argument("--clients", type=int, help="concurrent HTTP clients (default 16)")
+    parser.add_argument("--concurrency", type=int, help="Celery worker concurrency, ucmha and baseline (default 8)")
+    parser.add_argument("--storm-timeout", type=float, help="seconds each storm side may take (default 1200, quick 300)")
+    parser.add_argument("--only", choices=("intake", "failover", "storm"), action="append",
+                        help="run only these figures (repeatable)")
+    parser.add_argument("--sweep-interval", type=float, default=2.0, help="UCMHA_SWEEP_INTERVAL_S (service default 2)")
+    parser.add_argument("--reconcile-interval", type=float, default=60.0,
+                        help="UCMHA_RECONCILE_INTERVAL_S (service default 60)")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the JSON record")
+    parser.add_argument("--keep-logs", type=Path, help="copy the processes' logs into this directory at the end")
+    args = parser.parse_args(argv)
+
+    base = QUICK if args.quick else FULL
+    overrides = {k: v for k, v in {
+        "storm_pairs": args.storm_pairs, "intake_requests": args.intake_requests, "failovers": args.failovers,
+        "clients": args.clients, "concurrency": args.concurrency, "storm_timeout_s": args.storm_timeout}.items()
+        if v is not None}
+    sizes = Sizes(**{**asdict(base), **overrides})
+    if sizes.storm_timeout_s * 2 + 900 > sizes.run_limit_s:
+        sizes = Sizes(**{**asdict(sizes), "run_limit_s": sizes.storm_timeout_s * 2 + 900})
+    if shutil.which("redis-server") is None:
+        print("redis-server is not on the PATH", file=sys.stderr)
+        return 2
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if signum == signal.SIGALRM:
+            raise RunTimeout(f"the run went over its limit of {sizes.run_limit_s:.0f} s")
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGALRM):
+        signal.signal(sig, on_signal)
+    signal.alarm(int(sizes.run_limit_s))
+
+    phases: list[tuple[str, Callable[[Bench], dict[str, Any]]]] = [
+        ("intake", Bench.intake), ("failover", Bench.failover), ("storm", Bench.storm)]
+    wanted = set(args.only or [p for p, _ in phases])
+    results: dict[str, Any] = {
+        "generated_at": iso(datetime.now(timezone.utc).replace(microsecond=0)),
+        "command": " ".join([".venv/bin/python -m benchmarks.run", *(argv if argv is not None else sys.argv[1:])]),
+        "mode": "quick" if args.quick else "full", "sizes": asdict(sizes),
+        "settings": {"api_workers": 2, "sweep_interval_s": args.sweep_interval,
+                     "reconcile_interval_s": args.reconcile_interval},
+        "machine": machine(),
+    }
+    bench = Bench(sizes, args.sweep_interval, args.reconcile_interval)
+    started = time.monotonic()
+    failed = False
+    try:
+        bench.setup()
+        results["settings"]["api_gunicorn"] = " ".join(bench.gunicorn_settings())
+        for name, phase in phases:
+            if name not in wanted:
+                continue
+            log(f"=== {name} ===")
+            results[name] = phase(bench)
+    except (Exception, KeyboardInterrupt) as exc:
+        failed = True
+        results["error"] = f"{type(exc).__name__}: {exc}"
+        traceback.print_exc()
+        if bench.stack is not None:
+            print(bench.stack.logs()[-8000:], file=sys.stderr)
+    finally:
+        signal.alarm(0)
+        if bench.monitor is not None:
+            results["cpu"] = bench.monitor.summary()
+        if args.keep_logs and bench.workdir is not None:
+            args.keep_logs.mkdir(parents=True, exist_ok=True)
+            for path in bench.workdir.glob("*.log"):
+                shutil.copy(path, args.keep_logs / path.name)
+        bench.teardown()
+    results["duration_s"] = round(time.monotonic() - started, 1)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    print()
+    print(table(results))
+    print(f"\nwritten {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}"
+          f"{' (run FAILED: ' + results['error'] + ')' if failed else ''}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Fast seeding for the benchmarks: formed HA pairs already in sync, in the database and upstream.
+
+The database side is bulk inserts through the ORM tables (so column defaults apply) into a
+database migrated to head: per pair two devices with their own webhook secret (sealed with the
+stack's encryption key, as the API would), two active "Pro" plans with HA and Cloud IM, the pair
+(custom domain, Cloud IM on the GDMS server, epoch 1, Active = Primary) and both `pair_syncs`
+rows `in_sync` at epoch 1. The upstream side is put in the same state through the real upstream
+API (`UpstreamClient`: bind the domain to the Primary, switch the connection and the IM binding
+to the Primary at epoch 1), so reconcile finds no drift and every later switch is a real one.
+"""
+from __future__ import annotations
+
+import itertools
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from service.models import Device, HaPair, Organization, PairSync, Plan, utcnow
+from service.security import SecretBox, hash_token, new_alert_token, new_webhook_secret
+from workers.upstream import UpstreamClient, UpstreamSettings, client_from_settings
+
+CHUNK = 2000
+FIRMWARE = "1.0.15.8"
+_mac_counter = itertools.count(1)
+_mac_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class SeededPair:
+    id: int
+    domain: str
+    binding_id: str
+    primary_mac: str
+    secondary_mac: str
+    primary_secret: str
+    secondary_secret: str
+
+
+def _next_mac() -> str:
+    with _mac_lock:
+        n = next(_mac_counter)
+    # 02:... is a locally administered unicast prefix: never a real device.
+    return "02:" + ":".join(f"{(n >> shift) & 0xFF:02X}" for shift in (32, 24, 16, 8, 0))
+
+
+def _chunks(items: Sequence[dict], size: int = CHUNK) -> Iterator[Sequence[dict]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def create_org(engine: Engine, name: str) -> int:
+    with engine.begin() as conn:
+        return int(conn.execute(sa.insert(Organization).values(name=name).returning(Organization.id)).scalar_one())
+
+
+def seed_pairs(engine: Engine, encryption_key: str, org_id: int, domains: Sequence[str],
+               binding_prefix: str) -> list[SeededPair]:
+    """One formed pair per domain, in sync at epoch 1 with Active = Primary."""
+    box = SecretBox(encryption_key)
+    now = utcnow()
+    n = len(domains)
+    macs = [(_next_mac(), _next_mac()) for _ in range(n)]
+    secrets = [(new_webhook_secret(), new_webhook_secret()) for _ in range(n)]
+    device_rows: list[dict] = []
+    for (pmac, smac), (psec, ssec) in zip(macs, secrets):
+        for mac, secret, im in ((pmac, psec, True), (smac, ssec, False)):
+            device_rows.append({
+                "org_id": org_id, "mac": mac, "model": "UCM6304", "firmware": FIRMWARE, "cloud_im_enabled": im,
+                "storage": [], "webhook_secret_enc": box.seal(secret), "alert_token_hash": hash_token(new_alert_token()),
+            })
+    device_ids: dict[str, int] = {}
+    with engine.begin() as conn:
+        for chunk in _chunks(device_rows):
+            for row in conn.execute(sa.insert(Device).returning(Device.id, Device.mac), list(chunk)):
+                device_ids[row.mac] = row.id
+        plan_rows = [{"org_id": org_id, "tier": "Pro", "ha": True, "cloud_im": True, "status": "active",
+                      "device_id": device_ids[r["mac"]]} for r in device_rows]
+        for chunk in _chunks(plan_rows):
+            conn.execute(sa.insert(Plan), list(chunk))
+        pair_rows = [{
+            "org_id": org_id, "primary_device_id": device_ids[pmac], "secondary_device_id": device_ids[smac],
+            "active_device_id": device_ids[pmac], "status": "paired", "epoch": 1, "use_ucmrc": True,
+            "ha_settings": {"heartbeat_port": 9527, "heartbeat_timeout_s": 7}, "custom_domain": domain,
+            "cloud_im_enabled": True, "cloud_im_server": "gdms", "cloud_im_binding_id": f"{binding_prefix}{i}",
+        } for i, ((pmac, smac), domain) in enumerate(zip(macs, domains))]
+        pair_ids: dict[str, int] = {}
+        for chunk in _chunks(pair_rows):
+            for row in conn.execute(sa.insert(HaPair).returning(HaPair.id, HaPair.custom_domain), list(chunk)):
+                pair_ids[row.custom_domain] = row.id
+        sync_rows: list[dict] = []
+        for pair, (pmac, _smac) in zip(pair_rows, macs):
+            pid = pair_ids[pair["custom_domain"]]
+            for target, key in (("remote_connect", pair["custom_domain"]), ("cloud_im", pair["cloud_im_binding_id"])):
+                sync_rows.append({
+                    "pair_id": pid, "target": target, "desired_key": key, "desired_mac": pmac,
+                    "desired_epoch": 1, "desired_at": now, "applied_key": key, "applied_mac": pmac,
+                    "applied_epoch": 1, "applied_at": now, "state": "in_sync", "attempts": 0, "violations": [],
+                    "next_attempt_at": None,
+                })
+        for chunk in _chunks(sync_rows):
+            conn.execute(sa.insert(PairSync), list(chunk))
+    return [SeededPair(pair_ids[domain], domain, f"{binding_prefix}{i}", pmac, smac, psec, ssec)
+            for i, (domain, (pmac, smac), (psec, ssec)) in enumerate(zip(domains, macs, secrets))]
+
+
+def seed_upstream(settings: UpstreamSettings, pairs: Iterable[SeededPair], threads: int = 8) -> int:
+    """Put the upstream where the database says it is: bound to the Primary, epoch 1. Returns calls made."""
+    local = threading.local()
+    clients: list[UpstreamClient] = []
+    lock = threading.Lock()
+
+    def client() -> UpstreamClient:
+        c = getattr(local, "client", None)
+        if c is None:
+            c = local.client = client_from_settings(settings)
+            with lock:
+                clients.append(c)
+        return c
+
+    def one(pair: SeededPair) -> int:
+        c = client()
+        c.bind_domain(pair.domain, pair.primary_mac)
+        c.switch_connection(pair.domain, pair.primary_mac, 1)
+        c.switch_im_binding(pair.binding_id, pair.primary_mac, 1)
+        return 3
+
+    try:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            return sum(pool.map(one, pairs))
+    finally:
+        for c in clients:
+            c.close()

@@ -1,0 +1,15 @@
+"""Schemas of the procedures of R12 (replace) and R13 (dissolve)."""
+from __future__ import annotations
+
+import marshmallow as ma
+
+from .common import StrictSchema
+from .pairs import DissolvedSchema, PairSchema, ReplaceSchema
+
+__all__ = ["DissolveArgs", "DissolvedSchema", "PairSchema", "ReplaceSchema"]
+
+
+class DissolveArgs(StrictSchema):
+    release_domain = ma.fields.Boolean(load_default=False, metadata={
+        "description": "also give up the pair's custom domain (unbound upstream, free for another pair); "
+                       "allowed on a pair that is dissolved already"})

@@ -1,0 +1,139 @@
+"""Settings: fail fast in production without secrets, safe defaults in development, typed values."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.settings import DEV_ENCRYPTION_KEY, DEV_SECRET, Settings, SettingsError, load_settings
+
+SECRETS = ("UCMHA_SECRET_KEY", "UCMHA_ENCRYPTION_KEY", "UCMHA_UPSTREAM_PASSWORD", "UCMHA_UPSTREAM_CLIENT_SECRET")
+PG = "postgresql+psycopg://ucmha@db:5432/ucmha"
+
+
+def production(**env: str) -> dict[str, str]:
+    base = {"UCMHA_ENV": "production", "DATABASE_URL": PG, "UCMHA_SECRET_KEY": "s" * 40,
+            "UCMHA_ENCRYPTION_KEY": "k" * 44, "UCMHA_UPSTREAM_PASSWORD": "p", "UCMHA_UPSTREAM_CLIENT_SECRET": "c"}
+    base.update(env)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def test_production_without_any_secret_names_them_all():
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"UCMHA_ENV": "production", "DATABASE_URL": PG})
+    message = str(caught.value)
+    for name in SECRETS:
+        assert name in message
+
+
+@pytest.mark.parametrize("missing", SECRETS)
+def test_production_without_one_secret_names_exactly_that_one(missing):
+    env = production()
+    del env[missing]
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env)
+    message = str(caught.value)
+    assert missing in message
+    assert all(other not in message for other in SECRETS if other != missing)
+
+
+@pytest.mark.parametrize("missing", SECRETS)
+def test_an_empty_secret_counts_as_missing(missing):
+    with pytest.raises(SettingsError, match=missing):
+        load_settings(production(**{missing: ""}))
+
+
+def test_production_refuses_sqlite():
+    with pytest.raises(SettingsError, match="DATABASE_URL"):
+        load_settings(production(DATABASE_URL="sqlite:///var/ucmha.db"))
+    env = production()
+    del env["DATABASE_URL"]
+    with pytest.raises(SettingsError, match="DATABASE_URL"):
+        load_settings(env)
+
+
+def test_production_with_everything_set():
+    settings = load_settings(production())
+    assert settings.is_production
+    assert settings.secret_key == "s" * 40 and settings.encryption_key == "k" * 44
+    assert settings.upstream_password == "p" and settings.upstream_client_secret == "c"
+    assert settings.secret_key != DEV_SECRET
+    assert settings.database_url == PG
+
+
+def test_development_defaults(tmp_path: Path):
+    settings = load_settings({"UCMHA_VAR_DIR": str(tmp_path)})
+    assert settings.env == "development" and not settings.is_production
+    assert settings.secret_key == DEV_SECRET and settings.encryption_key == DEV_ENCRYPTION_KEY
+    assert settings.database_url == f"sqlite:///{tmp_path / 'ucmha.db'}"
+    assert settings.broker_url == f"sqla+sqlite:///{tmp_path / 'celery-broker.db'}"
+    defaults = Settings()
+    assert settings.webhook_tolerance_s == defaults.webhook_tolerance_s == 300
+    assert settings.webhook_max_bytes == 64 * 1024
+    assert settings.secret_rotation_overlap_s == 24 * 3600
+    assert settings.repoint_base_delay_s == defaults.repoint_base_delay_s
+    assert settings.redis_url is None
+
+
+def test_load_settings_reads_only_the_given_mapping(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("UCMHA_ENV", "production")
+    settings = load_settings({})
+    assert settings.env == "development"
+
+
+def test_load_settings_reads_the_process_environment_by_default(monkeypatch: pytest.MonkeyPatch):
+    for name in SECRETS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("UCMHA_ENV", "production")
+    monkeypatch.setenv("DATABASE_URL", PG)
+    with pytest.raises(SettingsError, match="UCMHA_SECRET_KEY"):
+        load_settings()
+
+
+def test_values_come_from_the_environment():
+    settings = load_settings({"UCMHA_ENV": "test", "DATABASE_URL": PG, "REDIS_URL": "redis://r:6379/0",
+                              "UCMHA_WEBHOOK_TOLERANCE_S": "120", "UCMHA_REPOINT_BASE_DELAY_S": "0.25",
+                              "UCMHA_UPSTREAM_BASE_URL": "https://gdms.example.com/", "UCMHA_SECRET_KEY": "x" * 32})
+    assert settings.env == "test"
+    assert settings.redis_url == "redis://r:6379/0" and settings.broker_url == "redis://r:6379/0"
+    assert settings.webhook_tolerance_s == 120 and settings.repoint_base_delay_s == 0.25
+    assert settings.upstream_base_url == "https://gdms.example.com"
+    assert settings.secret_key == "x" * 32
+
+
+def test_explicit_broker_url_wins_over_redis():
+    settings = load_settings({"REDIS_URL": "redis://r:6379/0", "UCMHA_BROKER_URL": "amqp://mq//"})
+    assert settings.broker_url == "amqp://mq//"
+
+
+@pytest.mark.parametrize("name", ["UCMHA_WEBHOOK_TOLERANCE_S", "UCMHA_NODE_SILENT_AFTER_S",
+                                  "UCMHA_REPOINT_FAILING_AFTER", "UCMHA_STATUS_LIVENESS_WINDOW_S"])
+@pytest.mark.parametrize("raw", ["abc", "1.5", "10s", "0x10"])
+def test_bad_integers_are_rejected(name, raw):
+    with pytest.raises(SettingsError) as caught:
+        load_settings({name: raw})
+    assert name in str(caught.value) and repr(raw) in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["UCMHA_REPOINT_BASE_DELAY_S", "UCMHA_UPSTREAM_READ_TIMEOUT_S"])
+def test_bad_numbers_are_rejected(name):
+    with pytest.raises(SettingsError, match=name):
+        load_settings({name: "soon"})
+
+
+def test_empty_numbers_fall_back_to_defaults():
+    assert load_settings({"UCMHA_WEBHOOK_TOLERANCE_S": ""}).webhook_tolerance_s == 300
+
+
+@pytest.mark.parametrize("mode", ["prod", "PRODUCTION", "staging"])
+def test_unknown_mode_is_rejected(mode):
+    with pytest.raises(SettingsError, match="UCMHA_ENV"):
+        load_settings({"UCMHA_ENV": mode})
+
+
+def test_settings_are_frozen_and_overridable():
+    settings = load_settings({})
+    with pytest.raises(AttributeError):
+        settings.env = "production"  # type: ignore[misc]
+    changed = settings.with_overrides(webhook_tolerance_s=5)
+    assert changed.webhook_tolerance_s == 5 and settings.webhook_tolerance_s == 300
