@@ -34,7 +34,7 @@ import threading
 import time
 import traceback
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -128,6 +128,39 @@ def drop_database(name: str) -> None:
 # --- the run ----------------------------------------------------------------------------------
 
 
+@dataclass
+class BenchStack(Stack):
+    """The harness's `Stack`, plus stopping the Redis server it really runs.
+
+    `Stack.start()` starts Redis (`start_redis`, which registers it in `procs`) and then starts
+    every entry of `procs`, "redis" included, once more: the second redis-server exits at once
+    (its port is taken) and `procs["redis"]` is left holding that dead one, so `Stack.stop()`
+    would leave the first, live Redis running. Keep every Redis this stack started and stop
+    the live ones too.
+    """
+
+    started_redis: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start_redis(self) -> None:
+        super().start_redis()
+        popen = self.procs["redis"].popen
+        if popen is not None:
+            self.started_redis.append(popen)
+
+    def stop(self) -> None:
+        try:
+            super().stop()
+        finally:
+            for popen in self.started_redis:
+                if popen.poll() is None:
+                    os.killpg(popen.pid, signal.SIGTERM)
+                    try:
+                        popen.wait(timeout=20)
+                    except subprocess.TimeoutExpired:
+                        os.killpg(popen.pid, signal.SIGKILL)
+                        popen.wait(timeout=10)
+
+
 class Bench:
     def __init__(self, sizes: Sizes, sweep_s: float, reconcile_s: float) -> None:
         self.sizes = sizes
@@ -135,7 +168,7 @@ class Bench:
         self.db_name: str | None = None
         self.db_url: str | None = None
         self.workdir: Path | None = None
-        self.stack: Stack | None = None
+        self.stack: BenchStack | None = None
         self.extra_procs: dict[str, Proc] = {}
         self.engine: sa.Engine | None = None
         self.monitor: CpuMonitor | None = None
@@ -148,7 +181,7 @@ class Bench:
         log(f"database {self.db_name}; migrating")
         migrate.upgrade(self.db_url)
         self.workdir = new_workdir()
-        self.stack = Stack(
+        self.stack = BenchStack(
             database_url=self.db_url, workdir=self.workdir, worker_concurrency=self.sizes.concurrency,
             # The service's own scheduler periods (service/settings.py), not the harness's test-speed
             # ones (sweep 1 s, reconcile 5 s): with thousands of pairs the latter is a different system.
