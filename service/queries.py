@@ -128,10 +128,15 @@ def open_alarms(session: Session, pair_id: int) -> list[Alarm]:
 
 
 def needs_attention_clause() -> Any:
+    """Split brain, replacing, Secondary Active, failing/blocked sync, or an open alarm.
+
+    Spelled with `IN (subquery)`, not correlated EXISTS: PostgreSQL plans each IN as one hashed
+    subplan, while the EXISTS form is estimated ~100x too expensive and switches on JIT
+    compilation at a few thousand pairs (100-400 ms per page for nothing).
+    """
+    sync_trouble = HaPair.id.in_(select(PairSync.pair_id).where(PairSync.state.in_(ATTENTION_SYNC_STATES)))
+    alarm_open = HaPair.id.in_(select(Alarm.pair_id).where(Alarm.closed_at.is_(None)))
     secondary_active = HaPair.active_device_id == HaPair.secondary_device_id
-    sync_trouble = select(PairSync.pair_id).where(
-        PairSync.pair_id == HaPair.id, PairSync.state.in_(ATTENTION_SYNC_STATES)).exists()
-    alarm_open = select(Alarm.id).where(Alarm.pair_id == HaPair.id, Alarm.closed_at.is_(None)).exists()
     return (HaPair.status != "dissolved") & or_(
         HaPair.status.in_(("split_brain", "replacing")), secondary_active, sync_trouble, alarm_open)
 
@@ -154,16 +159,20 @@ def pair_list_stmt(org_id: int, *, status: str | None = None, active_site: str |
     return stmt
 
 
+def mac_matches(column: Any, q: str) -> Any:
+    """A MAC column matching `q`, or part of it, in any spelling (compared without separators)."""
+    compact = q.strip().replace(":", "").replace("-", "").replace(".", "").upper()
+    compact = compact.replace("\\", "").replace("%", "").replace("_", "")
+    return func.replace(column, ":", "").like(f"%{compact}%")
+
+
 def search_clause(q: str) -> Any:
-    needle = q.strip()
-    compact = needle.replace(":", "").replace("-", "").replace(".", "").upper()
-    like = f"%{needle.lower()}%"
+    like = f"%{q.strip().lower()}%"
     member = aliased(Device)
-    mac_like = f"%{':'.join(compact[i:i + 2] for i in range(0, len(compact), 2))}%" if compact else like
     matching_device = select(member.id).where(
         member.org_id == HaPair.org_id,
         or_(member.id == HaPair.primary_device_id, member.id == HaPair.secondary_device_id),
-        or_(member.mac.like(mac_like), func.lower(member.name).like(like), func.lower(member.site).like(like)),
+        or_(mac_matches(member.mac, q), func.lower(member.name).like(like), func.lower(member.site).like(like)),
     ).exists()
     return or_(func.lower(HaPair.custom_domain).like(like), matching_device)
 
@@ -175,11 +184,8 @@ def events_stmt(org_id: int, pair_id: int) -> Select[Any]:
 def device_list_stmt(org_id: int, q: str | None) -> Select[Any]:
     stmt = select(Device).where(Device.org_id == org_id)
     if q:
-        needle = q.strip()
-        compact = needle.replace(":", "").replace("-", "").replace(".", "").upper()
-        mac_like = f"%{':'.join(compact[i:i + 2] for i in range(0, len(compact), 2))}%" if compact else "%"
-        like = f"%{needle.lower()}%"
-        stmt = stmt.where(or_(Device.mac.like(mac_like), func.lower(Device.name).like(like),
+        like = f"%{q.strip().lower()}%"
+        stmt = stmt.where(or_(mac_matches(Device.mac, q), func.lower(Device.name).like(like),
                               func.lower(Device.site).like(like)))
     return stmt
 

@@ -60,18 +60,7 @@ def _secondary_active() -> Any:
 
 
 def attention_clause() -> Any:
-    """`queries.needs_attention_clause()`, spelled with `IN (subquery)` instead of correlated EXISTS.
-
-    Same pairs (a test holds the two to that), but PostgreSQL plans each `IN` as one hashed
-    subplan with an honest cost; the EXISTS form is estimated ~100x too expensive, which at a few
-    thousand pairs switches on JIT compilation and costs 100-400 ms per page for nothing.
-    """
-    return and_(HaPair.status != "dissolved", or_(
-        HaPair.status.in_(("split_brain", "replacing")),
-        HaPair.active_device_id == HaPair.secondary_device_id,
-        _sync_in(queries.ATTENTION_SYNC_STATES),
-        _alarm_open(),
-    ))
+    return queries.needs_attention_clause()
 
 
 def rank_expr() -> Any:

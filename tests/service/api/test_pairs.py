@@ -546,3 +546,17 @@ def test_a_failing_broker_does_not_fail_the_request(settings, session_factory, m
     assert r.status_code == 200
     got = client.get(f"/api/v1/ha-pairs/{pair['id']}", headers=tenant.admin()).get_json()
     assert got["custom_domain"] == "outbox.example.com" and got["sync"]["remote_connect"]["state"] == "pending"
+
+
+def test_search_finds_a_pair_by_any_part_of_a_mac_in_any_spelling(client, tenant):
+    h = tenant.admin()
+    for mac in ("00:0B:82:A4:6E:BF", "C0:74:AD:45:3B:10"):
+        client.post("/api/v1/devices", json={"mac": mac, "model": "UCM6304", "firmware": "1.0.15.8"}, headers=h)
+        client.post("/api/v1/plans", json={"tier": "Pro", "ha": True, "cloud_im": False, "status": "active",
+                                           "device_mac": mac}, headers=h)
+    pair_id = client.post("/api/v1/ha-pairs", json={"primary_mac": "000b82a46ebf", "secondary_mac": "c074ad453b10"},
+                          headers=h).json["id"]
+    for q in ("B10", "3b1", "c0-74-ad", "AD:45", "000b82a46ebf"):
+        items = client.get("/api/v1/ha-pairs", query_string={"q": q}, headers=h).json["items"]
+        assert [p["id"] for p in items] == [pair_id], q
+    assert client.get("/api/v1/ha-pairs", query_string={"q": "FFEE"}, headers=h).json["items"] == []

@@ -191,35 +191,3 @@ def _row(html: str, pair_id: int) -> str:
     return html[start:html.index("</tr>", start)]
 
 
-def test_attention_clause_selects_what_queries_needs_attention_selects(tenant, db_session):
-    """listing.attention_clause() is queries.needs_attention_clause() in an IN-form; keep them equal."""
-    from sqlalchemy import select
-
-    from service import queries
-    from service.dashboard import listing
-    from service.models import Alarm, HaPair, PairSync, utcnow
-
-    ids = bulk_pairs(db_session, tenant.org_id, 12)
-    set_status(db_session, ids[0], "split_brain")
-    set_status(db_session, ids[1], "replacing")
-    set_status(db_session, ids[2], "standalone")
-    set_status(db_session, ids[3], "dissolved")
-    open_alarm(db_session, tenant.org_id, ids[3], "backup_overdue")  # dissolved: not attention
-    pair = db_session.get(HaPair, ids[4])
-    pair.active_device_id = pair.secondary_device_id
-    for pid, state in ((ids[5], "failing"), (ids[6], "blocked"), (ids[7], "pending"), (ids[8], "in_sync")):
-        db_session.add(PairSync(pair_id=pid, target="remote_connect", state=state, desired_epoch=1, violations=[]))
-    db_session.add(Alarm(org_id=tenant.org_id, pair_id=ids[9], kind="backup_failed", detail="x",
-                         opened_at=utcnow(), closed_at=utcnow()))  # closed: not attention
-    db_session.commit()
-    open_alarm(db_session, tenant.org_id, ids[10], "firmware_mismatch")
-
-    def chosen(clause) -> set[int]:  # type: ignore[no-untyped-def]
-        return set(db_session.execute(select(HaPair.id).where(HaPair.org_id == tenant.org_id, clause)).scalars())
-
-    expected = chosen(queries.needs_attention_clause())
-    assert expected == {ids[0], ids[1], ids[4], ids[5], ids[6], ids[10]}
-    assert chosen(listing.attention_clause()) == expected
-    ranks = dict(db_session.execute(select(HaPair.id, listing.rank_expr()).where(HaPair.org_id == tenant.org_id)).all())
-    assert ranks[ids[0]] == 0 and ranks[ids[5]] == 1 and ranks[ids[3]] == 4 and ranks[ids[11]] == 3
-    assert {pid for pid, r in ranks.items() if r <= 2} == expected
