@@ -148,6 +148,9 @@ def main() -> int:
     p_test = sub.add_parser("test", help="run the test suite (extra arguments go to pytest)")
     p_test.add_argument("pytest_args", nargs=argparse.REMAINDER)
     p_test.set_defaults(func=test)
+    if sys.argv[1:2] == ["test"]:
+        # Everything after `test` belongs to pytest, options included.
+        return test(argparse.Namespace(pytest_args=sys.argv[2:]))
     args = parser.parse_args()
     return args.func(args)
 
