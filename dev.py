@@ -49,7 +49,6 @@ def service_env() -> dict[str, str]:
     env = dict(os.environ)
     var = Path(env.setdefault("UCMHA_VAR_DIR", str(ROOT / "var")))
     var.mkdir(parents=True, exist_ok=True)
-    env.setdefault("UCMHA_UPSTREAM_BASE_URL", "http://127.0.0.1:8090")
     env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(var / "prometheus"))
     Path(env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
     for stale in Path(env["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
@@ -84,6 +83,7 @@ def bootstrap_token(env: dict[str, str]) -> str | None:
 def run(args: argparse.Namespace) -> int:
     ensure_installed()
     env = service_env()
+    env.setdefault("UCMHA_UPSTREAM_BASE_URL", f"http://127.0.0.1:{args.simulator_port}")
     sh(str(BIN / "ucmha"), "db", "upgrade", env=env)
     token = bootstrap_token(env)
     api = f"http://{args.host}:{args.port}"
@@ -91,8 +91,8 @@ def run(args: argparse.Namespace) -> int:
         "simulator": [str(PY), "-m", "simulator", "--host", "127.0.0.1", "--port", str(args.simulator_port), "--quiet"],
         "api": [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"{args.host}:{args.port}",
                 "service.wsgi:create_app()"],
-        "worker": [str(BIN / "celery"), "-A", "workers.worker", "worker", "--loglevel", "INFO", "--concurrency", "2"],
-        "scheduler": [str(BIN / "celery"), "-A", "workers.worker", "beat", "--loglevel", "INFO",
+        "worker": [str(BIN / "celery"), "-A", "workers.worker", "worker", "--loglevel", args.log_level, "--concurrency", "2"],
+        "scheduler": [str(BIN / "celery"), "-A", "workers.worker", "beat", "--loglevel", args.log_level,
                       "--schedule", str(Path(env["UCMHA_VAR_DIR"]) / "celerybeat-schedule")],
     }
     running: dict[str, subprocess.Popen[bytes]] = {}
@@ -144,6 +144,7 @@ def main() -> int:
     p_run.add_argument("--host", default="127.0.0.1")
     p_run.add_argument("--port", type=int, default=8000)
     p_run.add_argument("--simulator-port", type=int, default=8090)
+    p_run.add_argument("--log-level", default="WARNING", help="worker and scheduler log level (INFO shows every task)")
     p_run.set_defaults(func=run)
     p_test = sub.add_parser("test", help="run the test suite (extra arguments go to pytest)")
     p_test.add_argument("pytest_args", nargs=argparse.REMAINDER)
