@@ -132,7 +132,9 @@ class CpuMonitor:
             if secs <= 0:
                 continue
             busy = sum(d[1] for d in deltas) / HZ / secs
-            ours = sum(d[2] for d in deltas) / HZ / secs
+            # Per-process ticks and /proc/stat are sampled a moment apart; over very short spans
+            # "ours" can come out a little above the machine's total.
+            ours = min(busy, sum(d[2] for d in deltas) / HZ / secs)
             out[name] = {"seconds": round(secs, 1), "machine_busy_cores": round(busy, 2),
                          "ours_cores": round(ours, 2), "foreign_cores": round(max(0.0, busy - ours), 2)}
         return out

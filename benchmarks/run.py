@@ -75,7 +75,7 @@ class Sizes:
 
 
 FULL = Sizes(intake_requests=2000, intake_warmup=100, intake_pairs=100, clients=16, intake_rounds=4, failovers=30,
-             failover_warmup=3, storm_pairs=10_000, concurrency=8, storm_timeout_s=1200, run_limit_s=3600)
+             failover_warmup=3, storm_pairs=10_000, concurrency=8, storm_timeout_s=1800, run_limit_s=4500)
 QUICK = Sizes(intake_requests=300, intake_warmup=30, intake_pairs=100, clients=16, intake_rounds=2, failovers=8,
               failover_warmup=2, storm_pairs=500, concurrency=8, storm_timeout_s=300, run_limit_s=900)
 
@@ -101,7 +101,8 @@ def ms(seconds: float) -> float:
 
 
 def ratio(a: float, b: float) -> float | None:
-    return round(a / b, 2) if b else None
+    """a / b to three significant digits."""
+    return float(f"{a / b:.3g}") if b else None
 
 
 # --- databases --------------------------------------------------------------------------------
@@ -450,6 +451,7 @@ class Bench:
         log(f"storm: posting {n} role changes with {s.clients} clients (limit {s.storm_timeout_s:.0f} s)")
         samples: list[dict[str, float]] = []
         applied = 0
+        broker = redis.Redis.from_url(self.stack.redis_url)
         with self.monitor.span("storm.ucmha"):
             t0 = time.time()
             poster = threading.Thread(target=post_all, name="storm-post", daemon=True)
@@ -460,7 +462,12 @@ class Bench:
                 with self.engine.connect() as db:
                     applied = int(db.execute(count_sql, {"lo": lo, "hi": hi}).scalar_one())
                 elapsed = time.time() - t0
-                samples.append({"t_s": round(elapsed, 1), "webhooks_answered": posted[0], "rows_applied": applied})
+                try:
+                    queued = int(broker.llen("celery"))  # messages waiting in ucmha's Celery queue
+                except redis.RedisError:
+                    queued = -1
+                samples.append({"t_s": round(elapsed, 1), "webhooks_answered": posted[0], "rows_applied": applied,
+                                "broker_queue": queued})
                 if elapsed - last_log >= 30:
                     log(f"storm: {elapsed:.0f} s: {posted[0]}/{n} webhooks answered, {applied}/{2 * n} repoints applied")
                     last_log = elapsed
@@ -469,6 +476,7 @@ class Bench:
                 time.sleep(0.5)
             stopped_at = time.time() - t0
         poster.join(timeout=60)
+        broker.close()
         timed_out = applied < 2 * n
         with self.engine.connect() as db:
             last_applied = db.execute(sa.text(
@@ -501,7 +509,12 @@ class Bench:
                "webhook_p99_ms": ms(percentile(res.latencies_s, 99)) if res else None,
                "status_counts": res.status_counts() if res else {},
                "outcomes": _outcomes(res.bodies) if res else {},
-               "upstream_verified": verified, "worker_tasks": tasks, "progress": _thin(samples, 150)}
+               "broker_queue_max": max((x["broker_queue"] for x in samples), default=None),
+               "upstream_verified": verified, "worker_tasks": tasks,
+               # Share of the worker's slot-seconds (concurrency x storm duration) each task name used.
+               "worker_slot_share": {name: round(t["total_s"] / (s.concurrency * stopped_at), 3)
+                                     for name, t in tasks.items() if isinstance(t, dict) and stopped_at > 0},
+               "progress": _thin(samples, 150)}
         both = svc["all_applied_s"] and bare_result["all_done_s"]
         return {"pairs": n, "clients": s.clients, "worker_concurrency": s.concurrency,
                 "seed_db_s": round(t_db, 1), "seed_upstream_s": round(t_up, 1),
@@ -731,11 +744,22 @@ def table(results: dict[str, Any]) -> str:
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
     line = lambda r: "  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r))  # noqa
     out = [line(head), "  ".join("-" * w for w in widths), *(line(r) for r in rows)]
+    if st:
+        u = st["ucmha"]
+        tasks = u.get("worker_tasks") or {}
+        rep = tasks.get("ucmha.repoint") or {}
+        results_ = rep.get("results") or {}
+        out += ["", f"storm, ucmha worker: {rep.get('count', 0)} repoint tasks for {u['rows_expected']} owed repoints "
+                    f"({', '.join(f'{k} {v}' for k, v in results_.items())}); sweeper re-enqueued "
+                    f"{(tasks.get('ucmha.sweep') or {}).get('result_sum', 0)}; broker queue peaked at "
+                    f"{u.get('broker_queue_max')} messages",
+                "  share of worker slot-time: " + ", ".join(
+                    f"{k.removeprefix('ucmha.')} {v:.0%}" for k, v in (u.get("worker_slot_share") or {}).items())]
     cpu = results.get("cpu") or {}
     if cpu:
-        out += ["", "CPU during each side (cores of 2): machine busy / this benchmark / other processes"]
+        out += ["", f"CPU during each side (cores of {os.cpu_count()}): machine busy / this benchmark / other processes"]
         out += [f"  {name:<18} {c['machine_busy_cores']:.2f} / {c['ours_cores']:.2f} / {c['foreign_cores']:.2f}"
-                f"  over {c['seconds']:.0f} s" for name, c in cpu.items()]
+                f"  over {c['seconds']:.1f} s" for name, c in cpu.items()]
     return "\n".join(out)
 
 
@@ -751,7 +775,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--failovers", type=int, help="measured failovers (default 30, --quick 8)")
     parser.add_argument("--clients", type=int, help="concurrent HTTP clients (default 16)")
     parser.add_argument("--concurrency", type=int, help="Celery worker concurrency, ucmha and baseline (default 8)")
-    parser.add_argument("--storm-timeout", type=float, help="seconds each storm side may take (default 1200, quick 300)")
+    parser.add_argument("--storm-timeout", type=float, help="seconds each storm side may take (default 1800, quick 300)")
     parser.add_argument("--only", choices=("intake", "failover", "storm"), action="append",
                         help="run only these figures (repeatable)")
     parser.add_argument("--sweep-interval", type=float, default=2.0, help="UCMHA_SWEEP_INTERVAL_S (service default 2)")

@@ -80,7 +80,9 @@ def live_pair_of(session: Session, device_id: int, *, for_update: bool = False) 
         or_(HaPair.primary_device_id == device_id, HaPair.secondary_device_id == device_id),
     )
     if for_update:
-        stmt = stmt.with_for_update(of=HaPair, key_share=True)
+        # Once the pair is locked, its members' liveness must be read fresh, not from the
+        # identity map: a concurrent notification from the peer may just have changed it.
+        stmt = stmt.with_for_update(of=HaPair, key_share=True).execution_options(populate_existing=True)
     return session.execute(stmt).unique().scalars().first()
 
 

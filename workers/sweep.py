@@ -14,17 +14,21 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.db import is_postgresql, unit_of_work
 from service.models import PairSync, utcnow
 
-SWEEP_LEASE_S = 30
+SWEEP_LEASE_S = 60
+# Owed work is enqueued at commit and retried with a countdown; the sweeper only picks up what
+# has been overdue this long, so it never floods the broker with copies of healthy work.
+SWEEP_GRACE_S = 10
 REPOINT_TASK = "ucmha.repoint"
 
 
 def sweep(session_factory: sessionmaker[Session], enqueue: Callable[[str, tuple[object, ...], float], None],
-          batch: int = 1000) -> int:
+          batch: int = 1000, grace_s: float = SWEEP_GRACE_S) -> int:
     now = utcnow()
+    overdue = now - timedelta(seconds=grace_s)
     with unit_of_work(session_factory) as session:
         stmt = (
             select(PairSync)
-            .where(PairSync.state.in_(("pending", "failing")), PairSync.next_attempt_at <= now,
+            .where(PairSync.state.in_(("pending", "failing")), PairSync.next_attempt_at <= overdue,
                    or_(PairSync.lease_until.is_(None), PairSync.lease_until < now))
             .order_by(PairSync.next_attempt_at)
             .limit(batch)

@@ -26,6 +26,8 @@ class CommandContext:
     enqueue: Enqueue
     clock: Callable[[], datetime] = utcnow
     _after_commit: list[tuple[str, tuple[object, ...]]] = field(default_factory=list)
+    # Open alarm kinds per pair, read once per command (see timeline._open_kinds).
+    open_alarm_kinds: dict[int, set[str]] = field(default_factory=dict)
 
     def now(self) -> datetime:
         return self.clock()
@@ -33,6 +35,12 @@ class CommandContext:
     def enqueue_after_commit(self, task: str, *args: object) -> None:
         if (task, args) not in self._after_commit:
             self._after_commit.append((task, args))
+
+    def rollback(self) -> None:
+        """Abandon the transaction and everything derived from it, so a retry starts clean."""
+        self.session.rollback()
+        self._after_commit.clear()
+        self.open_alarm_kinds.clear()
 
     def commit(self) -> None:
         """Commit, then hand queued tasks to the broker.

@@ -43,11 +43,11 @@ def receive(ctx: CommandContext, device: Device, webhook_id: str, note: dict[str
             return _receive_once(ctx, device.id, webhook_id, note, source)
         except (failover.EpochConflict, IntegrityError):
             # A concurrent notification won the race for this pair or this webhook-id: start over.
-            ctx.session.rollback()
+            ctx.rollback()
         except OperationalError as exc:
             if not is_retryable(exc):
                 raise
-            ctx.session.rollback()
+            ctx.rollback()
     raise InvalidState("The pair changed too often while this notification was handled; retry.",
                        code="busy")
 
@@ -62,8 +62,6 @@ def _receive_once(ctx: CommandContext, device_id: int, webhook_id: str, note: di
     pair = queries.live_pair_of(ctx.session, device.id, for_update=True)
     if pair is None:
         raise InvalidState(f"Device {device.mac} is not in an HA pair.", code="device_not_paired")
-    ctx.session.refresh(pair.primary)
-    ctx.session.refresh(pair.secondary)
     device = pair.node(device.mac) or device
     peer = pair.secondary if device.id == pair.primary_device_id else pair.primary
     peer_mac = note["data"].get("peer_mac")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from service.models import Alarm, Event, HaPair
 
@@ -20,25 +20,37 @@ def record(ctx: CommandContext, pair: HaPair, kind: str, *, mac: str | None = No
 
 def open_alarm(ctx: CommandContext, pair: HaPair, kind: str, detail: str) -> bool:
     """Open an alarm unless one of that kind is open already; True when it was opened now."""
-    existing = ctx.session.execute(
-        select(Alarm).where(Alarm.pair_id == pair.id, Alarm.kind == kind, Alarm.closed_at.is_(None))
-    ).scalar_one_or_none()
-    if existing is not None:
+    kinds = _open_kinds(ctx, pair)
+    if kind in kinds:
         return False
     ctx.session.add(Alarm(org_id=pair.org_id, pair_id=pair.id, kind=kind, detail=detail, opened_at=ctx.now()))
+    kinds.add(kind)
     record(ctx, pair, "alarm_raised", alarm=kind, message=detail)
     return True
 
 
 def close_alarm(ctx: CommandContext, pair: HaPair, kind: str, why: str) -> bool:
-    existing = ctx.session.execute(
-        select(Alarm).where(Alarm.pair_id == pair.id, Alarm.kind == kind, Alarm.closed_at.is_(None))
-    ).scalar_one_or_none()
-    if existing is None:
+    kinds = _open_kinds(ctx, pair)
+    if kind not in kinds:
         return False
-    existing.closed_at = ctx.now()
+    ctx.session.execute(
+        update(Alarm).where(Alarm.pair_id == pair.id, Alarm.kind == kind, Alarm.closed_at.is_(None))
+        .values(closed_at=ctx.now()).execution_options(synchronize_session=False)
+    )
+    kinds.discard(kind)
     record(ctx, pair, "alarm_cleared", alarm=kind, message=why)
     return True
+
+
+def _open_kinds(ctx: CommandContext, pair: HaPair) -> set[str]:
+    """The pair's open alarm kinds, read once per command: most commands touch several."""
+    cache = ctx.open_alarm_kinds
+    if pair.id not in cache:
+        ctx.session.flush()
+        cache[pair.id] = set(ctx.session.execute(
+            select(Alarm.kind).where(Alarm.pair_id == pair.id, Alarm.closed_at.is_(None))
+        ).scalars())
+    return cache[pair.id]
 
 
 def _jsonable(value: Any) -> Any:

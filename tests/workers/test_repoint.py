@@ -132,9 +132,13 @@ def test_keeps_failing_turns_failing_and_opens_alarm(client, pair, session_facto
 
 def test_sweep_reenqueues_owed_rows_once_per_lease(client, pair, session_factory):
     queue: list = []
-    assert sweep.sweep(session_factory, lambda task, args, countdown: queue.append(args)) == 1
+    def collect(task, args, countdown):
+        queue.append(args)
+
+    assert sweep.sweep(session_factory, collect) == 0  # just enqueued at commit: not overdue yet
+    assert sweep.sweep(session_factory, collect, grace_s=0) == 1
     assert queue == [(pair["id"], "remote_connect")]
-    assert sweep.sweep(session_factory, lambda task, args, countdown: queue.append(args)) == 0
+    assert sweep.sweep(session_factory, collect, grace_s=0) == 0  # leased for SWEEP_LEASE_S
 
 
 def test_reconcile_repairs_drift(client, pair, session_factory, db_session, upstream_settings, sim):
