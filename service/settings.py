@@ -46,6 +46,7 @@ class Settings:
     repoint_failing_delay_s: float = 300.0
     sweep_interval_s: float = 2.0
     reconcile_interval_s: float = 60.0
+    alarm_check_interval_s: float = 60.0
     rate_limit_admin: str = "600/minute"
     rate_limit_webhook: str = "120/minute"
     rate_limit_alerts: str = "60/minute"
@@ -152,6 +153,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         repoint_failing_delay_s=_float(env, "UCMHA_REPOINT_FAILING_DELAY_S", defaults.repoint_failing_delay_s),
         sweep_interval_s=_float(env, "UCMHA_SWEEP_INTERVAL_S", defaults.sweep_interval_s),
         reconcile_interval_s=_float(env, "UCMHA_RECONCILE_INTERVAL_S", defaults.reconcile_interval_s),
+        alarm_check_interval_s=_float(env, "UCMHA_ALARM_CHECK_INTERVAL_S", defaults.alarm_check_interval_s),
         rate_limit_admin=env.get("UCMHA_RATE_LIMIT_ADMIN", defaults.rate_limit_admin),
         rate_limit_webhook=env.get("UCMHA_RATE_LIMIT_WEBHOOK", defaults.rate_limit_webhook),
         rate_limit_alerts=env.get("UCMHA_RATE_LIMIT_ALERTS", defaults.rate_limit_alerts),

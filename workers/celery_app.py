@@ -28,9 +28,13 @@ def make_celery(settings: Settings) -> Celery:
         broker_transport_options=_transport_options(settings.broker_url),
         worker_hijack_root_logger=False,
         beat_schedule={
-            "sweep-owed-repoints": {"task": "ucmha.sweep", "schedule": settings.sweep_interval_s},
-            "reconcile-upstream": {"task": "ucmha.reconcile", "schedule": settings.reconcile_interval_s},
-            "check-liveness-and-backups": {"task": "ucmha.check_alarms", "schedule": 30.0},
+            # A periodic run still queued when the next is due is dropped, not piled up.
+            "sweep-owed-repoints": {"task": "ucmha.sweep", "schedule": settings.sweep_interval_s,
+                                    "options": {"expires": settings.sweep_interval_s}},
+            "reconcile-upstream": {"task": "ucmha.reconcile", "schedule": settings.reconcile_interval_s,
+                                   "options": {"expires": settings.reconcile_interval_s}},
+            "check-liveness-and-backups": {"task": "ucmha.check_alarms", "schedule": settings.alarm_check_interval_s,
+                                           "options": {"expires": settings.alarm_check_interval_s}},
         },
     )
     # JSON logs via setup_logging, task_id in the log context, metrics of prefork children.
@@ -43,6 +47,17 @@ def _transport_options(broker_url: str) -> dict[str, object]:
         # Redelivery of a message a dead worker held; the sweeper covers losses sooner anyway.
         return {"visibility_timeout": 300, "socket_timeout": 3, "socket_connect_timeout": 2}
     return {}
+
+
+def broker_backlog(app: Celery) -> int | None:
+    """Messages waiting in the default queue (Redis brokers only; None when unknown)."""
+    if not str(app.conf.broker_url).startswith(("redis://", "rediss://")):
+        return None
+    try:
+        with app.connection_for_read() as conn:
+            return int(conn.default_channel.client.llen(app.conf.task_default_queue))
+    except (OperationalError, OSError):
+        return None
 
 
 def broker_status(app: Celery) -> str:

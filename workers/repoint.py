@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import select
+from sqlalchemy.orm import Session, lazyload, sessionmaker
 
-from service.commands import timeline
+from service.commands import sync, timeline
 from service.commands.context import CommandContext
 from service.db import unit_of_work
 from service.domain.backoff import BackoffPolicy, is_failing, next_delay
@@ -30,8 +31,6 @@ from workers.upstream import (StaleEpochError, TransientUpstreamError, UpstreamB
 log = logging.getLogger(__name__)
 
 LEASE_S = 60
-# FOR NO KEY UPDATE: serialises writers of the pair without blocking inserts that reference it.
-PAIR_LOCK = {"of": HaPair, "key_share": True}
 REPOINT_TASK = "ucmha.repoint"
 Enqueue = Callable[[str, tuple[object, ...], float], None]
 
@@ -53,7 +52,7 @@ def _policy(settings: Settings) -> BackoffPolicy:
 
 def _lease(session: Session, pair_id: int, target: str, owner: str, now: datetime) -> Owed | None:
     # Lock order is pair, then sync row, everywhere: the notification path does the same.
-    pair = session.get(HaPair, pair_id, with_for_update=PAIR_LOCK)
+    pair = _lock_pair(session, pair_id)
     row = session.get(PairSync, (pair_id, target), with_for_update=True, populate_existing=True)
     if pair is None or row is None or row.state not in ("pending", "failing"):
         return None
@@ -61,6 +60,14 @@ def _lease(session: Session, pair_id: int, target: str, owner: str, now: datetim
         return None
     row.lease_owner, row.lease_until = owner, now + timedelta(seconds=LEASE_S)
     return Owed(row.desired_key, row.desired_mac, row.desired_epoch, row.applied_key, pair.primary.mac)
+
+
+def _lock_pair(session: Session, pair_id: int) -> HaPair | None:
+    """FOR NO KEY UPDATE on the pair row alone: it serialises writers of the pair without blocking
+    inserts that reference it, and skips the eager loads a repoint does not need."""
+    return session.execute(
+        select(HaPair).options(lazyload("*")).where(HaPair.id == pair_id).with_for_update(key_share=True)
+    ).scalar_one_or_none()
 
 
 def _push(client: UpstreamClient, target: str, owed: Owed) -> None:
@@ -121,12 +128,12 @@ def _record(session_factory: sessionmaker[Session], settings: Settings, pair_id:
             rng: random.Random) -> str:
     after: list[tuple[str, tuple[object, ...], float]] = []
     with unit_of_work(session_factory) as session:
-        pair = session.get(HaPair, pair_id, with_for_update=PAIR_LOCK)
+        pair = _lock_pair(session, pair_id)
         row = session.get(PairSync, (pair_id, target), with_for_update=True, populate_existing=True)
         if row is None or pair is None:
             return "gone"
         ctx = CommandContext(session=session, settings=settings, org_id=pair.org_id, actor="worker",
-                             enqueue=lambda *_: None)
+                             enqueue=lambda task, args: after.append((task, tuple(args), 0.0)))
         now = utcnow()
         if row.lease_owner == owner:
             row.lease_owner, row.lease_until = None, None
@@ -135,8 +142,13 @@ def _record(session_factory: sessionmaker[Session], settings: Settings, pair_id:
             outcome = _applied(ctx, pair, row, owed, now, after)
             if outcome == "applied" and row.desired_at is not None:
                 latency = (now - row.desired_at).total_seconds()
+            if owed.key is None and owed.applied_key is not None:
+                # A domain was just released upstream (a procedure may be waiting for that):
+                # derive the desired state again now rather than at the next periodic check.
+                sync.plan_repoint(ctx, pair, why="released upstream")
         else:
             outcome = _failed(ctx, pair, row, owed, error, retry_after, settings, rng, now, after)
+        after.extend((task, args, 0.0) for task, args in ctx.take_after_commit())
     if latency is not None:  # observed once committed
         metrics.observe_repoint(target, latency)
     for task, args, countdown in after:

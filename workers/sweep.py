@@ -18,6 +18,8 @@ SWEEP_LEASE_S = 60
 # Owed work is enqueued at commit and retried with a countdown; the sweeper only picks up what
 # has been overdue this long, so it never floods the broker with copies of healthy work.
 SWEEP_GRACE_S = 10
+# Above this many queued messages the sweeper waits: the workers are behind, not losing work.
+MAX_BACKLOG = 500
 REPOINT_TASK = "ucmha.repoint"
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.db import make_engine, make_session_factory
 from service.settings import Settings, load_settings
 from workers import alarms, reconcile, repoint, sweep
+from workers.celery_app import broker_backlog
 from workers.observability import instrument_upstream
 from workers.upstream import UpstreamClient, get_client
 
@@ -40,6 +41,10 @@ def repoint_task(self, pair_id: int, target: str) -> str:  # type: ignore[no-unt
 @shared_task(name="ucmha.sweep", acks_late=True)
 def sweep_task() -> int:
     _settings, factory, _client = runtime()
+    backlog = broker_backlog(current_app)
+    if backlog is not None and backlog > sweep.MAX_BACKLOG:
+        # Workers are still catching up with what was enqueued; copies would only add to it.
+        return 0
     return sweep.sweep(factory, _enqueue)
 
 

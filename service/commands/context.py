@@ -36,6 +36,11 @@ class CommandContext:
         if (task, args) not in self._after_commit:
             self._after_commit.append((task, args))
 
+    def take_after_commit(self) -> list[tuple[str, tuple[object, ...]]]:
+        """Hand the queued tasks to a caller whose own transaction owns the commit."""
+        pending, self._after_commit = self._after_commit, []
+        return pending
+
     def rollback(self) -> None:
         """Abandon the transaction and everything derived from it, so a retry starts clean."""
         self.session.rollback()

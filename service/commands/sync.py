@@ -72,10 +72,12 @@ def plan_repoint(ctx: CommandContext, pair: HaPair, why: str) -> None:
             if previous in ("blocked", "not_applicable", "in_sync") or changed:
                 row.attempts = 0
                 row.next_attempt_at = ctx.now()
+                # Only newly owed work is enqueued; work already owed has its message (or its
+                # retry countdown), and the sweeper covers a lost one.
+                ctx.enqueue_after_commit(REPOINT_TASK, pair.id, target)
             if previous != "failing":
                 row.state = "pending"
             row.violations = []
-            ctx.enqueue_after_commit(REPOINT_TASK, pair.id, target)
         if row.state != previous:
             timeline.record(ctx, pair, "sync_state", target=target, state=row.state, previous=previous, why=why,
                             violations=row.violations or None)

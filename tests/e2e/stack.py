@@ -103,6 +103,7 @@ class Stack:
             "UCMHA_REPOINT_FAILING_DELAY_S": "3",
             "UCMHA_SWEEP_INTERVAL_S": "1",
             "UCMHA_RECONCILE_INTERVAL_S": "5",
+            "UCMHA_ALARM_CHECK_INTERVAL_S": "10",
             "UCMHA_RATE_LIMIT_ADMIN": "100000/minute",
             "UCMHA_RATE_LIMIT_WEBHOOK": "100000/minute",
             "UCMHA_VAR_DIR": str(self.workdir),
@@ -127,8 +128,8 @@ class Stack:
         self.procs["beat"] = Proc("beat", [str(BIN / "celery"), "-A", "workers.worker", "beat", "--loglevel", "INFO",
                                            "--schedule", str(self.workdir / "beat-schedule")],
                                   env, self.workdir / "beat.log")
-        for proc in self.procs.values():
-            proc.start()
+        for name in ("api", "worker", "beat"):  # Redis is already running
+            self.procs[name].start()
         wait_for(self._api_up, 60, "the API")
         wait_for(lambda: "ready." in self.procs["worker"].tail(200), 60, "the Celery worker")
         return self
