@@ -155,7 +155,8 @@ class Bench:
             # The service's own scheduler periods (service/settings.py), not the harness's test-speed
             # ones (sweep 1 s, reconcile 5 s): with thousands of pairs the latter is a different system.
             extra_env={"UCMHA_SWEEP_INTERVAL_S": str(self.sweep_s),
-                       "UCMHA_RECONCILE_INTERVAL_S": str(self.reconcile_s)},
+                       "UCMHA_RECONCILE_INTERVAL_S": str(self.reconcile_s),
+                       "UCMHA_ALARM_CHECK_INTERVAL_S": "60"},  # the service default
         )
         log(f"starting the stack (worker concurrency {self.sizes.concurrency}) in {self.workdir}")
         self.stack.start()

@@ -7,7 +7,9 @@ from service.domain.errors import Violation
 from service.models import Device, HaPair, PairSync
 from service.pair_rules import cloud_im_violations, remote_connect_violations
 
-from . import timeline
+# lifecycle drives the procedures on top of this module and calls back into it; both are
+# referenced as modules, so the import order does not matter.
+from . import lifecycle, timeline
 from .context import CommandContext
 
 REPOINT_TASK = "ucmha.repoint"
@@ -29,7 +31,6 @@ def _desired(pair: HaPair, target: str) -> tuple[str | None, str | None]:
     if target == "remote_connect":
         if not (pair.use_ucmrc and pair.custom_domain):
             return None, None
-        from . import lifecycle  # late: lifecycle imports this module
         if lifecycle.domain_withheld(pair):
             return None, None  # R12 case 2: the domain comes off the failed Primary first
         # After dissolution the domain stays with the former Primary and points at it (R13).
@@ -50,7 +51,6 @@ def _violations(pair: HaPair, target: str, ctx: CommandContext) -> list[Violatio
 def plan_repoint(ctx: CommandContext, pair: HaPair, why: str) -> None:
     """Bring the sync rows in line with the pair and enqueue the repoints they now owe."""
     ensure_syncs(pair)
-    from . import lifecycle  # late: lifecycle imports this module
     lifecycle.observe(ctx, pair)  # a running procedure (R11/R12) sees every change of the pair
     for target in TARGETS:
         row = pair.sync(target)
@@ -108,5 +108,4 @@ def request_resync(ctx: CommandContext, pair: HaPair) -> None:
 
 def note_firmware(ctx: CommandContext, pair: HaPair, device: Device, firmware: str, *, source: str) -> None:
     """A mismatch is fine only as a step of the R11 rolling upgrade; `lifecycle` decides."""
-    from . import lifecycle  # late: lifecycle imports this module
     lifecycle.firmware_changed(ctx, pair, device, firmware, source=source)
