@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.commands import lifecycle, sync, timeline
 from service.commands.context import CommandContext
 from service.db import unit_of_work
-from service.models import HaPair, utcnow
+from service.models import HaPair
 from service.settings import Settings
 
 

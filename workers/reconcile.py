@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.commands import failover, sync, timeline
 from service.commands.context import CommandContext
 from service.db import unit_of_work
-from service.models import HaPair, PairSync, utcnow
+from service.models import HaPair, PairSync
 from service.settings import Settings
 from workers.upstream import TransientUpstreamError, UpstreamBusinessError, UpstreamClient
 

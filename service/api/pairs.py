@@ -11,7 +11,7 @@ from .context import command_context, db, principal
 from .presenters import pair_view
 from .schemas.common import PageArgs, encode_cursor
 from .schemas.pairs import (CloudImSettingsSchema, CustomDomainSchema, EventPageSchema, PairCreateSchema,
-                            PairListArgs, PairPageSchema, PairSchema, PreflightSchema, ReplaceSchema,
+                            PairListArgs, PairPageSchema, PairSchema, PreflightSchema,
                             ResolveSchema)
 
 blp = Blueprint("pairs", __name__, url_prefix="/api/v1/ha-pairs", description="HA pairs")

@@ -8,7 +8,7 @@ import pytest
 
 from tests.e2e.client import PRIMARY, SECONDARY, Admin, upstream_of
 from tests.e2e.stack import wait_for
-from tests.webhook_helpers import role_changed, status
+from tests.webhook_helpers import role_changed
 
 pytestmark = pytest.mark.e2e
 

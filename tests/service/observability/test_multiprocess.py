@@ -14,7 +14,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Iterator
 
 import pytest
 import requests
@@ -23,22 +23,13 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from service import migrate
 from tests.simulator.sim_process import free_port
 
+from tests.e2e.stack import wait_for
+
 from .conftest import Scrape
 
 ROOT = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
 HEALTHZ = {"method": "GET", "route": "/healthz", "status": "200"}
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 class Server:
