@@ -15,6 +15,7 @@ from service.app import create_app
 from service.models import ApiToken, Organization
 from service.security import hash_token, new_api_token
 from service.settings import Settings
+from tests.simulator.sim_process import SimProcess, running_simulator
 
 ADMIN_URL = os.environ.get("UCMHA_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("UCMHA_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -170,3 +171,18 @@ def tenant(make_tenant) -> Tenant:  # type: ignore[no-untyped-def]
 @pytest.fixture
 def client(app):  # type: ignore[no-untyped-def]
     return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def sim_server() -> Iterator[SimProcess]:
+    """One upstream simulator process for the whole session."""
+    with running_simulator() as sim:
+        yield sim
+
+
+@pytest.fixture
+def sim(sim_server: SimProcess) -> SimProcess:
+    """The simulator, freshly reset (state, tokens and faults cleared) for this test."""
+    sim_server.reset()
+    sim_server.clear_faults()
+    return sim_server

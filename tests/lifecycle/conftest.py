@@ -2,28 +2,14 @@
 process, and the repoint worker run by hand for every repoint the service owes."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.lifecycle.helpers import Api
-from tests.simulator.sim_process import SimProcess, start_simulator
+from tests.simulator.sim_process import SimProcess
 from workers import alarms, repoint
 from workers.upstream import get_client
-
-
-@pytest.fixture(scope="session")
-def upstream_sim() -> Iterator[SimProcess]:
-    sim = start_simulator()
-    yield sim
-    sim.stop()
-
-
-@pytest.fixture
-def sim(upstream_sim: SimProcess) -> SimProcess:
-    upstream_sim.reset()
-    return upstream_sim
 
 
 @pytest.fixture

@@ -7,26 +7,11 @@ import pytest
 from sqlalchemy import select
 
 from service.models import PairSync
-from tests.simulator.sim_process import start_simulator
 from tests.webhook_helpers import role_changed, signed_headers
 from workers import reconcile, repoint, sweep
 from workers.upstream import get_client
 
 PRIMARY, SECONDARY = "00:0B:82:A4:6E:BF", "C0:74:AD:45:3B:10"
-
-
-@pytest.fixture(scope="module")
-def simulator():
-    sim = start_simulator()
-    yield sim
-    sim.stop()
-
-
-@pytest.fixture
-def sim(simulator):
-    simulator.reset()
-    simulator.clear_faults()
-    return simulator
 
 
 @pytest.fixture

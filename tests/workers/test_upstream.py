@@ -18,7 +18,6 @@ from tests.simulator.sim_process import (
     DEFAULT_CREDENTIALS,
     SimProcess,
     free_port,
-    running_simulator,
 )
 from workers import upstream
 from workers.upstream import (
@@ -48,16 +47,6 @@ class FakeClock:
         return self.now
 
 
-@pytest.fixture(scope="module")
-def sim_server() -> Iterator[SimProcess]:
-    with running_simulator() as sim:
-        yield sim
-
-
-@pytest.fixture
-def sim(sim_server: SimProcess) -> SimProcess:
-    sim_server.reset()
-    return sim_server
 
 
 @pytest.fixture

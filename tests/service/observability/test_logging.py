@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Iterator
 
 import pytest
 from celery import signals
@@ -10,7 +9,7 @@ from celery import signals
 from service.app import create_app
 from service.observability import context
 from service.observability.logging import configure_logging
-from tests.simulator.sim_process import DEFAULT_CREDENTIALS, SimProcess, running_simulator
+from tests.simulator.sim_process import DEFAULT_CREDENTIALS
 from workers import repoint
 from workers.celery_app import make_celery
 from workers.observability import instrument_upstream
@@ -137,11 +136,6 @@ def test_celery_setup_logging_signal_installs_the_json_handler(settings, logs):
     assert len(ours) == 1
     assert root.level == logging.INFO  # the more verbose of UCMHA_LOG_LEVEL and --loglevel
 
-
-@pytest.fixture(scope="module")
-def sim_server() -> Iterator[SimProcess]:
-    with running_simulator() as sim:
-        yield sim
 
 
 def test_repoint_lines_carry_pair_target_and_task(client, tenant, settings, session_factory, sim_server, logs):

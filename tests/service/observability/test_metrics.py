@@ -3,14 +3,13 @@ repoints happen (single-process mode; the multiprocess mode is tested with gunic
 from __future__ import annotations
 
 import json
-from typing import Iterator
 
 import pytest
 
 from service.app import create_app
 from service.observability.metrics import alarm_kind_label
 from tests.service.api.helpers import assert_problem
-from tests.simulator.sim_process import DEFAULT_CREDENTIALS, SimProcess, running_simulator
+from tests.simulator.sim_process import DEFAULT_CREDENTIALS, SimProcess
 from tests.webhook_helpers import notification, role_changed, signed_headers, status
 from workers import repoint
 from workers.observability import instrument_upstream, upstream_result
@@ -161,17 +160,6 @@ def test_metrics_can_be_switched_off(settings, session_factory, enqueued):
 # --- repoints and upstream calls (worker side, same process registry) -------------------------------
 
 
-@pytest.fixture(scope="module")
-def sim_server() -> Iterator[SimProcess]:
-    with running_simulator() as sim:
-        yield sim
-
-
-@pytest.fixture
-def sim(sim_server: SimProcess) -> SimProcess:
-    sim_server.reset()
-    sim_server.clear_faults()
-    return sim_server
 
 
 def upstream_client(sim: SimProcess) -> UpstreamClient:

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import logging
 import urllib.parse
-from typing import Iterator
 
 import pytest
 
 from service.observability.logging import REDACTED, redact
 from service.security import new_alert_token, new_api_token, new_webhook_secret
-from tests.simulator.sim_process import DEFAULT_CREDENTIALS, SimProcess, running_simulator
+from tests.simulator.sim_process import DEFAULT_CREDENTIALS
 from tests.webhook_helpers import role_changed, signed_headers
 from workers.observability import instrument_upstream
 from workers.upstream import UpstreamClient, password_digest
@@ -77,11 +76,6 @@ def test_filter_masks_message_args_extras_and_tracebacks(logs):
 
 # --- the real flows -----------------------------------------------------------------------------------
 
-
-@pytest.fixture(scope="module")
-def sim_server() -> Iterator[SimProcess]:
-    with running_simulator() as sim:
-        yield sim
 
 
 def test_no_secret_in_logs_across_the_flows(client, tenant, logs, sim_server):
