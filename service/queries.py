@@ -45,7 +45,10 @@ def _fits_id(value: int) -> bool:
 def device_by_mac(session: Session, org_id: int, mac: str, *, for_update: bool = False) -> Device:
     stmt = select(Device).where(Device.mac == mac, Device.org_id == org_id)
     if for_update:
-        stmt = stmt.with_for_update(of=Device, key_share=True)
+        # The row alone is locked (no joined plan in the locking statement, see _lock_pair_row).
+        session.execute(select(Device.id).where(Device.mac == mac, Device.org_id == org_id)
+                        .with_for_update(key_share=True))
+        stmt = stmt.execution_options(populate_existing=True)
     device = session.execute(stmt).unique().scalar_one_or_none()
     if device is None:
         raise NotFound(f"No device {mac} in this organization.", code="device_not_found")
@@ -64,9 +67,12 @@ def plan_by_id(session: Session, org_id: int, plan_id: int) -> Plan:
 def pair_by_id(session: Session, org_id: int, pair_id: int, *, for_update: bool = False) -> HaPair:
     if not _fits_id(pair_id):
         raise NotFound(f"No HA pair {pair_id} in this organization.", code="pair_not_found")
-    stmt = select(HaPair).where(HaPair.id == pair_id, HaPair.org_id == org_id)
+    where = (HaPair.id == pair_id, HaPair.org_id == org_id)
+    if for_update and _lock_pair_row(session, *where) is None:
+        raise NotFound(f"No HA pair {pair_id} in this organization.", code="pair_not_found")
+    stmt = select(HaPair).where(*where)
     if for_update:
-        stmt = stmt.with_for_update(of=HaPair, key_share=True)
+        stmt = stmt.execution_options(populate_existing=True)
     pair = session.execute(stmt).unique().scalar_one_or_none()
     if pair is None:
         raise NotFound(f"No HA pair {pair_id} in this organization.", code="pair_not_found")
@@ -75,15 +81,44 @@ def pair_by_id(session: Session, org_id: int, pair_id: int, *, for_update: bool 
 
 def live_pair_of(session: Session, device_id: int, *, for_update: bool = False) -> HaPair | None:
     """The pair a device belongs to now (dissolved pairs free their devices)."""
-    stmt = select(HaPair).where(
+    where = (
         HaPair.status != "dissolved",
         or_(HaPair.primary_device_id == device_id, HaPair.secondary_device_id == device_id),
     )
-    if for_update:
-        # Once the pair is locked, its members' liveness must be read fresh, not from the
-        # identity map: a concurrent notification from the peer may just have changed it.
-        stmt = stmt.with_for_update(of=HaPair, key_share=True).execution_options(populate_existing=True)
-    return session.execute(stmt).unique().scalars().first()
+    if not for_update:
+        return session.execute(select(HaPair).where(*where)).unique().scalars().first()
+    pair_id = _lock_pair_row(session, *where)
+    if pair_id is None:
+        return None
+    return _load_locked(session, pair_id)
+
+
+def lock_pair(session: Session, pair_id: int) -> HaPair | None:
+    """Lock one pair row (any organization: workers act on ids) and load it with its members."""
+    if _lock_pair_row(session, HaPair.id == pair_id) is None:
+        return None
+    return _load_locked(session, pair_id)
+
+
+def _lock_pair_row(session: Session, *where: Any) -> int | None:
+    """``SELECT id FROM ha_pairs WHERE ... FOR NO KEY UPDATE``: the pair row alone, no joins.
+
+    The lock serialises every writer of a pair. It is taken by a statement without joins on
+    purpose: when such a statement has to wait for the lock, PostgreSQL re-checks the locked row
+    against its new version but not the rows it was joined to, so a joined-eager-loaded Active
+    device read in the same statement can come back NULL once a concurrent failover commits.
+    ``NO KEY UPDATE`` (not ``UPDATE``) leaves inserts referencing the pair (events, alarms,
+    notifications) unblocked.
+    """
+    return session.execute(select(HaPair.id).where(*where).with_for_update(key_share=True)).scalars().first()
+
+
+def _load_locked(session: Session, pair_id: int) -> HaPair:
+    """The locked pair and its members, read fresh: a concurrent notification from the peer may
+    just have changed them, so nothing may come from the identity map."""
+    return session.execute(
+        select(HaPair).where(HaPair.id == pair_id).execution_options(populate_existing=True)
+    ).unique().scalar_one()
 
 
 def live_pair_ids(session: Session, device_ids: Sequence[int]) -> dict[int, int]:

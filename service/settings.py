@@ -33,7 +33,6 @@ class Settings:
     upstream_client_secret: str = "ucmha-dev-client-secret"
     upstream_connect_timeout_s: float = 3.0
     upstream_read_timeout_s: float = 5.0
-    webhook_tolerance_s: int = 300
     webhook_max_bytes: int = 64 * 1024
     api_max_bytes: int = 256 * 1024
     secret_rotation_overlap_s: int = 24 * 3600
@@ -143,7 +142,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         upstream_client_secret=secrets["upstream_client_secret"] or defaults.upstream_client_secret,
         upstream_connect_timeout_s=_float(env, "UCMHA_UPSTREAM_CONNECT_TIMEOUT_S", defaults.upstream_connect_timeout_s),
         upstream_read_timeout_s=_float(env, "UCMHA_UPSTREAM_READ_TIMEOUT_S", defaults.upstream_read_timeout_s),
-        webhook_tolerance_s=_int(env, "UCMHA_WEBHOOK_TOLERANCE_S", defaults.webhook_tolerance_s),
         status_liveness_window_s=_int(env, "UCMHA_STATUS_LIVENESS_WINDOW_S", defaults.status_liveness_window_s),
         node_silent_after_s=_int(env, "UCMHA_NODE_SILENT_AFTER_S", defaults.node_silent_after_s),
         backup_overdue_after_s=_int(env, "UCMHA_BACKUP_OVERDUE_AFTER_S", defaults.backup_overdue_after_s),

@@ -10,6 +10,7 @@ from typing import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from service import queries
 from service.commands import failover, sync, timeline
 from service.commands.context import CommandContext
 from service.db import unit_of_work
@@ -61,8 +62,9 @@ def _check_one(session_factory: sessionmaker[Session], client: UpstreamClient, s
             return 0
         if mac == row.applied_mac and epoch == row.applied_epoch:
             return 0
-        pair = session.get(HaPair, pair_id, with_for_update={"of": HaPair, "key_share": True})
-        assert pair is not None
+        pair = queries.lock_pair(session, pair_id)
+        if pair is None:
+            return 0
         ctx = CommandContext(session=session, settings=settings, org_id=pair.org_id, actor="reconciler",
                              enqueue=lambda task, args: enqueue(task, tuple(args)))
         timeline.record(ctx, pair, "drift_detected", mac=mac, target=target, upstream_epoch=epoch,

@@ -37,6 +37,18 @@ def pair_state(pair: HaPair) -> PairState:
     )
 
 
+def persist_liveness(pair: HaPair, state: PairState) -> None:
+    """Write back the liveness bookkeeping the domain derived from a decision (the one copy of it)."""
+    pair.newest_active_assertion_at = state.newest_active_assertion_at
+    for device in (pair.primary, pair.secondary):
+        node = state.nodes.get(device.mac)
+        if node is None:
+            continue
+        device.last_sequence = node.last_sequence
+        device.last_active_assertion_at = node.last_active_assertion_at
+        device.last_status_at, device.last_status_role = node.last_status_at, node.last_status_role
+
+
 def bump_epoch(ctx: CommandContext, pair: HaPair, *, above: int = 0) -> int:
     """Compare-and-swap the epoch to the next value (and past `above`); it only ever rises."""
     old = pair.epoch

@@ -12,7 +12,8 @@ from service import queries
 from service.db import is_retryable
 from service.domain.alerts import ParsedAlert
 from service.domain.claims import RoleClaim, StatusReport, decide_claim, decide_status, record_claim, record_status
-from service.domain.pair_state import PairState
+from service.domain.clock import CLOCK_TOLERANCE, bound_occurred_at
+from service.domain.pair_state import sequence_is_fresh, with_sequence
 from service.domain.errors import InvalidState, NotInPair
 from service.models import Device, HaPair, Notification
 
@@ -37,7 +38,16 @@ def _existing(ctx: CommandContext, device_id: int, webhook_id: str) -> Notificat
 
 def receive(ctx: CommandContext, device: Device, webhook_id: str, note: dict[str, Any], *,
             source: str = "webhook") -> Receipt:
-    """`note` is a validated notification: type, occurred_at, sequence, data."""
+    """`note` is a validated notification: type, occurred_at, sequence, data.
+
+    Its ``occurred_at`` is bounded by the receive time first (``domain.clock``): a node's clock
+    must never outrank ours. Native alerts (local time read as UTC) are clamped at any distance.
+    """
+    bounded = bound_occurred_at(note["occurred_at"], ctx.now(),
+                                tolerance=CLOCK_TOLERANCE if source == "webhook" else None)
+    if bounded.clamped:
+        note = {**note, "occurred_at": bounded.occurred_at, "clock_ahead_s": round(bounded.ahead_s, 3),
+                "sent_occurred_at": note["occurred_at"]}
     for _attempt in range(MAX_CAS_RETRIES):
         try:
             return _receive_once(ctx, device.id, webhook_id, note, source)
@@ -77,43 +87,38 @@ def _receive_once(ctx: CommandContext, device_id: int, webhook_id: str, note: di
     device.last_heard_at = ctx.now()
     outcome, detail = HANDLERS[note["type"]](ctx, pair, device, note, row.id)
     row.outcome, row.detail = outcome, detail
-    if outcome not in ("stale", "duplicate") and note["sequence"] is not None:
-        device.last_sequence = max(device.last_sequence or -1, note["sequence"])
     sync.plan_repoint(ctx, pair, why=f"{note['type']} from {device.mac}")
     ctx.commit()
     return Receipt(row.id, outcome, first_time=True)
 
 
 def _payload(note: dict[str, Any]) -> dict[str, Any]:
-    return {"type": note["type"], "occurred_at": note["occurred_at"].isoformat().replace("+00:00", "Z"),
+    """What the node sent (its own occurred_at, also when the decision used a clamped one)."""
+    sent = note.get("sent_occurred_at", note["occurred_at"])
+    return {"type": note["type"], "occurred_at": sent.isoformat().replace("+00:00", "Z"),
             "sequence": note["sequence"], "data": note["data"]}
 
 
-def _stale_by_sequence(device: Device, note: dict[str, Any]) -> bool:
-    return note["sequence"] is not None and device.last_sequence is not None and note["sequence"] <= device.last_sequence
-
-
-def _persist_liveness(pair: HaPair, state: PairState) -> None:
-    """Write back the liveness bookkeeping the domain derived from a decision."""
-    pair.newest_active_assertion_at = state.newest_active_assertion_at
-    for device in (pair.primary, pair.secondary):
-        node = state.nodes[device.mac]
-        device.last_active_assertion_at = node.last_active_assertion_at
-        device.last_status_at, device.last_status_role = node.last_status_at, node.last_status_role
+def _fresh_sequence(pair: HaPair, device: Device, note: dict[str, Any]) -> bool:
+    """For notifications outside the decision tables: fresh ones use up their sequence."""
+    state = failover.pair_state(pair)
+    if not sequence_is_fresh(state, device.mac, note["sequence"]):
+        return False
+    failover.persist_liveness(pair, with_sequence(state, device.mac, note["sequence"]))
+    return True
 
 
 def on_role_changed(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str, Any],
                     notification_id: int) -> tuple[str, str]:
     data, at = note["data"], note["occurred_at"]
     # Native alerts carry no sequence: they are ordered by occurred_at alone.
-    sequence = note["sequence"] if note["sequence"] is not None else (device.last_sequence or -1) + 1
-    claim = RoleClaim(mac=device.mac, reason=data["reason"], occurred_at=at, sequence=sequence)
+    claim = RoleClaim(mac=device.mac, reason=data["reason"], occurred_at=at, sequence=note["sequence"])
     state = failover.pair_state(pair)
     decision = decide_claim(state, claim)
-    _persist_liveness(pair, record_claim(state, claim, decision))
+    failover.persist_liveness(pair, record_claim(state, claim, decision))
     timeline.record(ctx, pair, "role_claim", mac=device.mac, notification_id=notification_id,
                     decision=decision.kind, row=decision.row, reason=data["reason"], why=decision.reason,
-                    occurred_at=at, sequence=note["sequence"])
+                    occurred_at=at, sequence=note["sequence"], clock_ahead_s=note.get("clock_ahead_s"))
     if decision.kind in ("applied", "confirmed", "split_brain"):
         failover.apply_decision(ctx, pair, decision, switch_reason=data["reason"], at=at)
     return decision.kind, decision.reason
@@ -122,13 +127,12 @@ def on_role_changed(ctx: CommandContext, pair: HaPair, device: Device, note: dic
 def on_status(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str, Any],
               notification_id: int) -> tuple[str, str]:
     data, at = note["data"], note["occurred_at"]
-    sequence = note["sequence"] if note["sequence"] is not None else (device.last_sequence or -1) + 1
     report = StatusReport(mac=device.mac, role=data["role"], work_status=data["work_status"],
                           backup_status=data["backup_status"], firmware=data["firmware"], occurred_at=at,
-                          sequence=sequence)
+                          sequence=note["sequence"])
     state = failover.pair_state(pair)
     decision = decide_status(state, report, ctx.settings.status_liveness_window_s)
-    if decision.kind in ("stale", "duplicate"):
+    if decision.kind == "stale":
         timeline.record(ctx, pair, "status_report", mac=device.mac, notification_id=notification_id,
                         decision=decision.kind, why=decision.reason)
         return decision.kind, decision.reason
@@ -137,7 +141,7 @@ def on_status(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str,
                         decision=decision.kind, row=decision.row, why=decision.reason, role=data["role"],
                         work_status=data["work_status"])
     newest_report = device.last_status_at is None or at >= device.last_status_at
-    _persist_liveness(pair, record_status(state, report, decision))
+    failover.persist_liveness(pair, record_status(state, report, decision))
     failover.apply_decision(ctx, pair, decision, switch_reason=decision.row, at=at)
     if newest_report:
         device.last_work_status, device.last_backup_status = data["work_status"], data["backup_status"]
@@ -152,7 +156,7 @@ def on_status(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str,
 def on_fault(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str, Any],
              notification_id: int) -> tuple[str, str]:
     data = note["data"]
-    if _stale_by_sequence(device, note):
+    if not _fresh_sequence(pair, device, note):
         return "stale", "sequence not above the node's last"
     timeline.record(ctx, pair, "fault", mac=device.mac, notification_id=notification_id, source=data["source"],
                     state=data["state"], occurred_at=note["occurred_at"])
@@ -167,7 +171,7 @@ def on_fault(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str, 
 def on_backup(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str, Any],
               notification_id: int) -> tuple[str, str]:
     data, at = note["data"], note["occurred_at"]
-    if _stale_by_sequence(device, note):
+    if not _fresh_sequence(pair, device, note):
         return "stale", "sequence not above the node's last"
     timeline.record(ctx, pair, "backup", mac=device.mac, notification_id=notification_id, backup_kind=data["kind"],
                     result=data["result"], occurred_at=at)

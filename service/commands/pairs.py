@@ -7,6 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from service import queries
+from service.domain.claims import record_resolve
 from service.domain.claims import resolve as resolve_decision
 from service.domain.errors import Conflict, InvalidState, RuleViolation
 from service.domain.plans import cloud_im_gdms_rule
@@ -143,7 +144,9 @@ def set_cloud_im(ctx: CommandContext, pair_id: int, enabled: bool, server: str) 
 
 def resolve(ctx: CommandContext, pair_id: int, active_mac: str, reason: str) -> HaPair:
     pair = _writable_pair(ctx, pair_id)
-    decision = resolve_decision(failover.pair_state(pair), active_mac)
+    state = failover.pair_state(pair)
+    decision = resolve_decision(state, active_mac)
+    failover.persist_liveness(pair, record_resolve(state, decision, ctx.now()))
     failover.apply_decision(ctx, pair, decision, switch_reason="admin_resolve")
     timeline.record(ctx, pair, "admin_resolve", mac=active_mac, reason=reason, actor=ctx.actor)
     timeline.close_alarm(ctx, pair, "split_brain", f"resolved by an admin: {reason}")

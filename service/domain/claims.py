@@ -7,7 +7,6 @@ arrive late and out of order, and both nodes can claim at once, so every claim g
 =====================================  ===========  ==========================================
 row                                    kind         effect
 =====================================  ===========  ==========================================
-``duplicate``                          duplicate    none (same webhook-id seen before)
 ``stale_sequence``                     stale        none (sequence not above the node's last)
 ``stale_occurred_at``                  stale        none (older than the newest accepted
                                                     Active assertion of the pair)
@@ -26,7 +25,13 @@ Decisions where api.md is silent:
 
 * A reason the table does not know takes the ``heart_beat_lost`` rows: they are the only
   ones that ask whether the current Active is still alive, so they are the safe guess (the
-  native alarm "HA switch occurred" carries no reason either).
+  native alarm "HA switch occurred" carries no reason either). The reason as the node sent it
+  is kept in the decision's sentence and in the timeline.
+* A repeated webhook-id never reaches the table: the notification store answers it with the
+  first outcome. A claim without a sequence (a native alert) skips the sequence row and does not
+  move the node's sequence.
+* A stale claim still uses up its sequence: a second claim with the same sequence is stale by
+  sequence, whatever its webhook-id.
 * ``already_active`` changes nothing, not even the work status: a repeated claim says the
   node became Active, not whether its peer is back; status reports say that.
 * A pair in ``replacing`` keeps that status through claims and ``resolve``: the
@@ -45,6 +50,7 @@ from .errors import NotInPair
 from .pair_state import (
     NodeLiveness,
     PairState,
+    advance_sequence,
     after_outcome,
     asserted_active_since,
     ensure_not_dissolved,
@@ -54,11 +60,11 @@ from .pair_state import (
     with_liveness,
 )
 from .status import StatusDecision, StatusKind, StatusReport, decide_status, record_status
-from .timeutil import as_utc, latest
+from .timeutil import as_utc, latest, not_after
 
 Reason = Literal["heart_beat_lost", "network_port_disconnect", "force_switch"]
 REASONS: tuple[str, ...] = ("heart_beat_lost", "network_port_disconnect", "force_switch")
-DecisionKind = Literal["duplicate", "stale", "confirmed", "applied", "split_brain"]
+DecisionKind = Literal["stale", "confirmed", "applied", "split_brain"]
 
 # Kinds after which the claim is evidence of who is Active; the others are ignored.
 _ACCEPTED_KINDS = frozenset({"confirmed", "applied", "split_brain"})
@@ -71,8 +77,7 @@ class RoleClaim:
     mac: str
     reason: str
     occurred_at: datetime
-    sequence: int
-    duplicate: bool = False
+    sequence: int | None  # None: a native alert, ordered by time alone
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,8 @@ def decide_claim(pair: PairState, claim: RoleClaim) -> ClaimDecision:
     said = (
         f"{claimant} claims Active ({claim.reason}, sequence {claim.sequence}, at {occurred_at.isoformat()})"
     )
+    if claim.reason not in REASONS:
+        said = f"{said} [unknown reason: decided as heart_beat_lost]"
 
     def unchanged(kind: DecisionKind, row: str, why: str) -> ClaimDecision:
         return ClaimDecision(kind, active, pair.status, False, f"{said}: {why}", row)
@@ -111,11 +118,8 @@ def decide_claim(pair: PairState, claim: RoleClaim) -> ClaimDecision:
         status = _status_after_switch(pair, work_status)
         return ClaimDecision("applied", claimant, status, True, f"{said}: {why}", row)
 
-    if claim.duplicate:
-        return unchanged("duplicate", "duplicate", "a repeat of a notification already handled; no effect")
-
     last_sequence = liveness_of(pair, claimant).last_sequence
-    if last_sequence is not None and claim.sequence <= last_sequence:
+    if claim.sequence is not None and last_sequence is not None and claim.sequence <= last_sequence:
         return unchanged(
             "stale",
             "stale_sequence",
@@ -183,16 +187,17 @@ def resolve(pair: PairState, active_mac: str, note: str | None = None) -> ClaimD
 
 
 def record_claim(pair: PairState, claim: RoleClaim, decision: ClaimDecision) -> PairState:
-    """The pair once ``decision`` (from :func:`decide_claim` on ``claim``) is taken."""
-    if decision.row in ("duplicate", "stale_sequence"):
+    """The pair once ``decision`` (from :func:`decide_claim` on ``claim``) is taken.
+
+    Every claim past the sequence row uses up its sequence, a stale one too.
+    """
+    if decision.row == "stale_sequence":
         return pair
     occurred_at = as_utc(claim.occurred_at)
     node = liveness_of(pair, claim.mac)
     node = replace(
         node,
-        last_sequence=claim.sequence
-        if node.last_sequence is None
-        else max(node.last_sequence, claim.sequence),
+        last_sequence=advance_sequence(node.last_sequence, claim.sequence),
         last_active_assertion_at=latest(node.last_active_assertion_at, occurred_at),
     )
     updated = with_liveness(pair, node)
@@ -203,9 +208,25 @@ def record_claim(pair: PairState, claim: RoleClaim, decision: ClaimDecision) -> 
     return after_outcome(updated, decision.active_mac, decision.status, decision.epoch_bump)
 
 
-def record_resolve(pair: PairState, decision: ClaimDecision) -> PairState:
-    """The pair once an admin ruling from :func:`resolve` is taken."""
-    return after_outcome(pair, decision.active_mac, decision.status, decision.epoch_bump)
+def record_resolve(pair: PairState, decision: ClaimDecision, at: datetime) -> PairState:
+    """The pair once an admin ruling from :func:`resolve`, made at ``at``, is taken.
+
+    The ruling overrides what the nodes asserted before it, so it resets that bookkeeping: the
+    pair's newest accepted Active assertion becomes the ruling's time (a claim made before the
+    ruling is old news, one made after it is judged afresh), and no node keeps an assertion time
+    later than the ruling (a node whose clock ran ahead cannot keep looking alive, or keep every
+    later claim stale, past an admin's decision).
+    """
+    moment = as_utc(at)
+    updated = pair
+    for node in list(pair.nodes.values()):
+        updated = with_liveness(updated, replace(
+            node,
+            last_active_assertion_at=not_after(node.last_active_assertion_at, moment),
+            last_status_at=not_after(node.last_status_at, moment),
+        ))
+    updated = replace(updated, newest_active_assertion_at=moment)
+    return after_outcome(updated, decision.active_mac, decision.status, decision.epoch_bump)
 
 
 __all__ = [

@@ -119,6 +119,25 @@ def asserted_active_since(liveness: NodeLiveness, since: datetime) -> bool:
     )
 
 
+def advance_sequence(last: int | None, sequence: int | None) -> int | None:
+    """A node's sequence high-water mark after a notification with ``sequence`` (None: none given)."""
+    if sequence is None:
+        return last
+    return sequence if last is None else max(last, sequence)
+
+
+def sequence_is_fresh(pair: PairState, mac: str, sequence: int | None) -> bool:
+    """Whether ``sequence`` is above the node's last; a notification without one always is."""
+    last = liveness_of(pair, mac).last_sequence
+    return sequence is None or last is None or sequence > last
+
+
+def with_sequence(pair: PairState, mac: str, sequence: int | None) -> PairState:
+    """The pair once a notification of node ``mac`` with ``sequence`` is taken."""
+    node = liveness_of(pair, mac)
+    return with_liveness(pair, replace(node, last_sequence=advance_sequence(node.last_sequence, sequence)))
+
+
 def with_liveness(pair: PairState, liveness: NodeLiveness) -> PairState:
     """The pair with one node's liveness replaced (keys in canonical spelling)."""
     canonical = _canonical(liveness.mac)

@@ -7,7 +7,6 @@ split brain starts or ends. Rows, first match wins:
 ==================================  ==================  ======================================
 row                                 kind                effect
 ==================================  ==================  ======================================
-``duplicate``                       duplicate           none
 ``stale_sequence``                  stale               none
 ``split_brain_standby_report``      split_brain_ended   during split brain a node reports
                                                         standby: the other node is Active,
@@ -48,6 +47,7 @@ from .errors import InvalidInput
 from .pair_state import (
     WORK_STATUSES,
     PairState,
+    advance_sequence,
     after_outcome,
     asserted_active_since,
     ensure_not_dissolved,
@@ -61,7 +61,7 @@ from .timeutil import as_utc, latest
 
 Role = Literal["active", "standby"]
 ROLES: tuple[str, ...] = ("active", "standby")
-StatusKind = Literal["duplicate", "stale", "recorded", "split_brain", "split_brain_ended"]
+StatusKind = Literal["stale", "recorded", "split_brain", "split_brain_ended"]
 
 # Rows in which a report with role active counts as an accepted Active assertion.
 _ACCEPTED_ACTIVE_ROWS = frozenset({"active_status", "both_active", "during_split_brain"})
@@ -77,8 +77,7 @@ class StatusReport:
     backup_status: str
     firmware: str
     occurred_at: datetime
-    sequence: int
-    duplicate: bool = False
+    sequence: int | None  # None: no sequence given, ordered by time alone
 
 
 @dataclass(frozen=True)
@@ -111,11 +110,8 @@ def decide_status(pair: PairState, report: StatusReport, liveness_window_s: int)
     ) -> StatusDecision:
         return StatusDecision(kind, active_mac, status, active_mac != active, f"{said}: {why}", row)
 
-    if report.duplicate:
-        return decision("duplicate", "duplicate", "a repeat of a notification already handled; no effect")
-
     last_sequence = liveness_of(pair, reporter).last_sequence
-    if last_sequence is not None and report.sequence <= last_sequence:
+    if report.sequence is not None and last_sequence is not None and report.sequence <= last_sequence:
         return decision(
             "stale", "stale_sequence", f"sequence is not above the node's last ({last_sequence}); no effect"
         )
@@ -182,15 +178,13 @@ def decide_status(pair: PairState, report: StatusReport, liveness_window_s: int)
 
 def record_status(pair: PairState, report: StatusReport, decision: StatusDecision) -> PairState:
     """The pair once ``decision`` (from :func:`decide_status` on ``report``) is taken."""
-    if decision.row in ("duplicate", "stale_sequence"):
+    if decision.row == "stale_sequence":
         return pair
     occurred_at = as_utc(report.occurred_at)
     node = liveness_of(pair, report.mac)
     node = replace(
         node,
-        last_sequence=report.sequence
-        if node.last_sequence is None
-        else max(node.last_sequence, report.sequence),
+        last_sequence=advance_sequence(node.last_sequence, report.sequence),
         last_status_at=occurred_at,
         last_status_role=report.role,
         last_active_assertion_at=(

@@ -22,3 +22,8 @@ def latest(*moments: datetime | None) -> datetime | None:
     """The newest of the given instants, ignoring ``None``; ``None`` when all are ``None``."""
     known = [as_utc(m) for m in moments if m is not None]
     return max(known) if known else None
+
+
+def not_after(moment: datetime | None, bound: datetime) -> datetime | None:
+    """``moment``, but no later than ``bound`` (``None`` stays ``None``: nothing was heard)."""
+    return None if moment is None else min(as_utc(moment), as_utc(bound))

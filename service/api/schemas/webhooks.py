@@ -3,9 +3,13 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import validate
 
+from service.domain.claims import REASONS
+
 from .common import Mac
 
-REASONS = ("heart_beat_lost", "network_port_disconnect", "force_switch")
+# The reasons the decision table knows are listed in the OpenAPI document; any other reason
+# (a newer firmware) is accepted and decided the cautious way (heart_beat_lost), not refused:
+# refusing it would lose the failover.
 
 
 class _Data(ma.Schema):
@@ -15,7 +19,11 @@ class _Data(ma.Schema):
 
 class RoleChangedData(_Data):
     role = ma.fields.String(required=True, validate=validate.Equal("active"))
-    reason = ma.fields.String(required=True, validate=validate.OneOf(REASONS))
+    reason = ma.fields.String(
+        required=True,
+        validate=validate.Regexp(r"^[^\x00-\x1f\x7f]{1,64}$", error="reason must be 1 to 64 printable characters"),
+        metadata={"description": "why the node became Active; known: " + ", ".join(REASONS)
+                  + ". Any other reason is decided as heart_beat_lost.", "example": "heart_beat_lost"})
     peer_mac = Mac(load_default=None)
 
 

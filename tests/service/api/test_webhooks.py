@@ -169,7 +169,7 @@ def test_oversize_body_is_413_before_signature(client, pair):
     (json.dumps({"type": "ha.role_changed", "occurred_at": "yesterday", "sequence": 1,
                  "data": {"role": "active", "reason": "force_switch"}}), 422),
     (json.dumps({"type": "ha.role_changed", "occurred_at": "2026-11-24T09:00:00Z", "sequence": 1,
-                 "data": {"role": "active", "reason": "bored"}}), 422),
+                 "data": {"role": "active", "reason": "x" * 65}}), 422),
     (json.dumps([1, 2, 3]), 422),
 ])
 def test_bad_content_after_good_signature(client, pair, db_session, body, status_code):
@@ -203,3 +203,112 @@ def test_status_and_fault_and_backup_reach_the_timeline(client, pair, db_session
     post(client, PRIMARY, s, notification("ha.backup", "2026-11-24T09:02:00Z", 3, kind="full", result="success"))
     kinds = {e.kind for e in db_session.execute(select(Event).where(Event.pair_id == pair["id"])).scalars()}
     assert {"fault", "alarm_raised", "alarm_cleared", "backup"} <= kinds
+
+
+# --- the failover path under real clocks and retries (issue: defects 2, 3, 4) --------------------
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def timeline(client, pair):
+    return client.get(f"/api/v1/ha-pairs/{pair['id']}/events?limit=200", headers=pair["headers"]).json["items"]
+
+
+def test_a_claim_from_the_far_future_is_refused_and_changes_nothing(client, pair, db_session):
+    before = count(db_session, Notification)
+    body = role_changed("2030-01-01T00:00:00Z", 1, "force_switch")
+    r = post(client, SECONDARY, pair["secrets"][SECONDARY], body)
+    assert r.status_code == 422 and r.json["type"].endswith("/occurred-at-in-future"), r.json
+    assert count(db_session, Notification) == before
+    view = get_pair(client, pair)
+    assert (view["active_mac"], view["epoch"]) == (PRIMARY, 1)
+    # The real failover that follows is decided on its merits.
+    now = datetime.now(timezone.utc)
+    r = post(client, SECONDARY, pair["secrets"][SECONDARY], role_changed(_iso(now), 1, "force_switch"))
+    assert r.status_code == 202 and r.json["outcome"] == "applied"
+
+
+def test_a_node_slightly_ahead_is_clamped_to_the_receive_time(client, pair, db_session):
+    """Within the 300 s tolerance a fast clock still fails over, but cannot occupy the future:
+    the peer's genuine claim a moment later is not stale."""
+    now = datetime.now(timezone.utc)
+    ahead = _iso(now + timedelta(seconds=240))
+    r = post(client, SECONDARY, pair["secrets"][SECONDARY], role_changed(ahead, 1, "force_switch"))
+    assert r.status_code == 202 and r.json["outcome"] == "applied", r.json
+    claim = next(e for e in timeline(client, pair) if e["kind"] == "role_claim")
+    assert 200 < claim["detail"]["clock_ahead_s"] <= 240
+    stored = db_session.execute(select(Notification).order_by(Notification.id.desc())).scalars().first()
+    assert stored.payload["occurred_at"] == ahead  # what the node sent is kept
+    back = _iso(datetime.now(timezone.utc))
+    r = post(client, PRIMARY, pair["secrets"][PRIMARY], role_changed(back, 1, "force_switch"))
+    assert r.status_code == 202 and r.json["outcome"] == "applied", r.json
+    view = get_pair(client, pair)
+    assert (view["active_mac"], view["epoch"]) == (PRIMARY, 3)
+
+
+def test_resolve_resets_assertions_a_bad_clock_left_in_the_future(client, pair, db_session):
+    """Bookkeeping from before the bound (or any clock accident) is overridden by an admin ruling."""
+    from service.models import Device, HaPair
+    future = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    row = db_session.get(HaPair, pair["id"])
+    row.newest_active_assertion_at = future
+    db_session.execute(Device.__table__.update().where(Device.mac == PRIMARY)
+                       .values(last_active_assertion_at=future, last_status_at=future, last_status_role="active"))
+    db_session.commit()
+    now = datetime.now(timezone.utc)
+    r = post(client, SECONDARY, pair["secrets"][SECONDARY], role_changed(_iso(now), 1, "force_switch"))
+    assert r.json["outcome"] == "stale"  # the frozen state the defect left behind
+    r = client.post(f"/api/v1/ha-pairs/{pair['id']}/resolve", json={"active_mac": PRIMARY, "reason": "clock fixed"},
+                    headers=pair["headers"])
+    assert r.status_code == 200, r.json
+    r = post(client, SECONDARY, pair["secrets"][SECONDARY],
+             role_changed(_iso(datetime.now(timezone.utc)), 2, "force_switch"))
+    assert r.status_code == 202 and r.json["outcome"] == "applied", r.json
+    assert get_pair(client, pair)["active_mac"] == SECONDARY
+
+
+def test_a_stale_claim_uses_up_its_sequence(client, pair):
+    now = datetime.now(timezone.utc)
+    # The Primary asserts itself Active now; the Secondary's claim dated before that is stale...
+    r = post(client, PRIMARY, pair["secrets"][PRIMARY], role_changed(_iso(now), 1, "force_switch"))
+    assert r.json["outcome"] == "confirmed"
+    old = _iso(now - timedelta(seconds=30))
+    r = post(client, SECONDARY, pair["secrets"][SECONDARY], role_changed(old, 5, "force_switch"))
+    assert r.json["outcome"] == "stale"
+    # ...and its sequence is used up: the same sequence under a new webhook-id has no effect.
+    r = post(client, SECONDARY, pair["secrets"][SECONDARY], role_changed(_iso(now + timedelta(seconds=1)), 5,
+                                                                          "force_switch"))
+    assert r.status_code == 202 and r.json["outcome"] == "stale", r.json
+    view = get_pair(client, pair)
+    assert (view["active_mac"], view["epoch"]) == (PRIMARY, 1)
+
+
+def test_a_stale_fault_or_backup_does_not_move_the_sequence_and_a_fresh_one_does(client, pair):
+    from tests.webhook_helpers import notification
+    now = _iso(datetime.now(timezone.utc))
+    fault = notification("ha.fault", now, 3, source="heartbeat", state="raised")
+    assert post(client, PRIMARY, pair["secrets"][PRIMARY], fault).json["outcome"] == "recorded"
+    again = notification("ha.backup", now, 3, kind="full", result="success")
+    assert post(client, PRIMARY, pair["secrets"][PRIMARY], again).json["outcome"] == "stale"
+    r = post(client, PRIMARY, pair["secrets"][PRIMARY], status(now, 2, "active"))
+    assert r.json["outcome"] == "stale"
+
+
+@pytest.mark.parametrize("active_alive, outcome, status_after", [(False, "applied", "standalone"),
+                                                                  (True, "split_brain", "split_brain")])
+def test_an_unknown_reason_is_decided_as_heart_beat_lost(client, pair, active_alive, outcome, status_after):
+    now = datetime.now(timezone.utc)
+    if active_alive:
+        r = post(client, PRIMARY, pair["secrets"][PRIMARY], status(_iso(now - timedelta(seconds=2)), 1, "active"))
+        assert r.status_code == 202
+    r = post(client, SECONDARY, pair["secrets"][SECONDARY], role_changed(_iso(now), 1, "ha_process_restarted"))
+    assert r.status_code == 202, r.json
+    assert r.json["outcome"] == outcome
+    view = get_pair(client, pair)
+    assert view["status"] == status_after
+    claim = next(e for e in timeline(client, pair) if e["kind"] == "role_claim")
+    assert claim["detail"]["reason"] == "ha_process_restarted"
+    assert "unknown reason" in claim["detail"]["why"]
+    if not active_alive:
+        assert view["active_mac"] == SECONDARY and view["last_switch"]["reason"] == "ha_process_restarted"

@@ -48,17 +48,16 @@ def pair(
     )
 
 
-def claim(mac: str, reason: str, when: datetime, sequence: int, duplicate: bool = False) -> RoleClaim:
-    return RoleClaim(mac=mac, reason=reason, occurred_at=when, sequence=sequence, duplicate=duplicate)
+def claim(mac: str, reason: str, when: datetime, sequence: int | None) -> RoleClaim:
+    return RoleClaim(mac=mac, reason=reason, occurred_at=when, sequence=sequence)
 
 
 def report(
     mac: str,
     role: str,
     when: datetime,
-    sequence: int,
+    sequence: int | None,
     work_status: str = "paired",
-    duplicate: bool = False,
 ) -> StatusReport:
     return StatusReport(
         mac=mac,
@@ -68,5 +67,4 @@ def report(
         firmware="1.0.15.8",
         occurred_at=when,
         sequence=sequence,
-        duplicate=duplicate,
     )

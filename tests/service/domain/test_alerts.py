@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 import pytest
 
 from service.domain.alerts import SCAN_LIMIT, ParsedAlert, parse_alert
-from service.domain.replay import GUIDE_ALARMS, GUIDE_SWITCH_LOG, GUIDE_SWITCH_LOG_LINES
+from tests.guide_history import GUIDE_ALARMS, GUIDE_SWITCH_LOG, GUIDE_SWITCH_LOG_LINES
 
 PRIMARY = "00:0B:82:A4:6E:BF"
 SECONDARY = "C0:74:AD:45:3B:10"

@@ -22,13 +22,6 @@ QUIET_PRIMARY = live(PRIMARY, 4, at(-600))
 # -- one test per row of the table, in table order -------------------------------------------
 
 
-def test_row_duplicate():
-    state = pair(PRIMARY)
-    decision = decide_claim(state, claim(SECONDARY, "force_switch", at(0), 1, duplicate=True))
-    assert decision == ClaimDecision("duplicate", PRIMARY, "paired", False, decision.reason, "duplicate")
-    assert "repeat" in decision.reason
-
-
 def test_row_stale_sequence():
     state = pair(PRIMARY, "paired", 1, 7, None, live(SECONDARY, 5))
     for sequence in (5, 4, 0):
@@ -108,9 +101,22 @@ def test_row_admin_resolve():
 # -- edges ---------------------------------------------------------------------------------
 
 
-def test_rows_are_tried_in_order_duplicate_before_stale():
-    state = pair(PRIMARY, "paired", 1, 7, at(100), live(SECONDARY, 5))
-    assert decide_claim(state, claim(SECONDARY, "force_switch", at(0), 1, duplicate=True)).row == "duplicate"
+def test_a_claim_without_a_sequence_skips_the_sequence_row_and_keeps_the_sequence():
+    state = pair(PRIMARY, "paired", 1, 7, None, live(SECONDARY, 5))
+    role_claim = claim(SECONDARY, "heart_beat_lost", at(0), None)
+    decision = decide_claim(state, role_claim)
+    assert decision.row == "heart_beat_lost"
+    assert record_claim(state, role_claim, decision).nodes[SECONDARY].last_sequence == 5
+
+
+def test_an_unknown_reason_takes_the_heart_beat_lost_rows_and_is_named():
+    quiet = pair(PRIMARY, "paired", 1, 7, at(-600), live(PRIMARY, 4, at(-600)))
+    decision = decide_claim(quiet, claim(SECONDARY, "ha_link_flap", at(0), 1))
+    assert (decision.kind, decision.row, decision.status) == ("applied", "heart_beat_lost", "standalone")
+    assert "ha_link_flap" in decision.reason and "unknown reason" in decision.reason
+    alive = pair(PRIMARY, "paired", 1, 7, at(-3), live(PRIMARY, 4, at(-3)))
+    decision = decide_claim(alive, claim(SECONDARY, "ha_link_flap", at(0), 1))
+    assert (decision.kind, decision.row) == ("split_brain", "heart_beat_lost_active_alive")
 
 
 def test_rows_are_tried_in_order_stale_sequence_before_stale_occurred_at():
@@ -300,11 +306,10 @@ def test_a_claim_from_outside_the_pair_raises_not_in_pair(mac):
     assert caught.value.http_status == 422
 
 
-def test_a_claim_on_a_dissolved_pair_raises_invalid_state_even_if_duplicate():
-    for duplicate in (False, True):
-        with pytest.raises(InvalidState) as caught:
-            decide_claim(pair(PRIMARY, "dissolved"), claim(SECONDARY, "force_switch", at(0), 0, duplicate))
-        assert caught.value.http_status == 409
+def test_a_claim_on_a_dissolved_pair_raises_invalid_state():
+    with pytest.raises(InvalidState) as caught:
+        decide_claim(pair(PRIMARY, "dissolved"), claim(SECONDARY, "force_switch", at(0), 0))
+    assert caught.value.http_status == 409
 
 
 def test_the_reason_sentence_names_claimant_reason_and_sequence():
@@ -344,16 +349,10 @@ def test_recording_an_applied_claim_moves_the_active_and_bumps_the_epoch():
     assert after.nodes[SECONDARY] == live(SECONDARY, 2, at(30))
 
 
-@pytest.mark.parametrize(
-    "role_claim",
-    [
-        claim(SECONDARY, "force_switch", at(50), 1, duplicate=True),
-        claim(SECONDARY, "force_switch", at(50), 3),
-    ],
-)
-def test_recording_a_duplicate_or_stale_sequence_changes_nothing(role_claim):
+@pytest.mark.parametrize("sequence", [1, 3])
+def test_recording_a_stale_sequence_changes_nothing(sequence):
     state = pair(PRIMARY, "paired", 4, 7, at(0), live(SECONDARY, 3, at(-5)))
-    _, after = decide_and_record(state, role_claim)
+    _, after = decide_and_record(state, claim(SECONDARY, "force_switch", at(50), sequence))
     assert after == state
 
 
@@ -400,7 +399,7 @@ def test_the_newest_assertion_never_goes_back():
 
 def test_resolve_during_split_brain_ends_it():
     state = pair(PRIMARY, "split_brain", 5, 7, at(0))
-    after = record_resolve(state, resolve(state, SECONDARY))
+    after = record_resolve(state, resolve(state, SECONDARY), at(60))
     assert (after.active_mac, after.status, after.epoch) == (SECONDARY, "paired", 6)
 
 
@@ -408,7 +407,7 @@ def test_resolve_always_bumps_the_epoch_even_without_a_move():
     state = pair(PRIMARY, "paired", 5)
     decision = resolve(state, "000b82a46ebf")
     assert (decision.active_mac, decision.epoch_bump) == (PRIMARY, True)
-    assert record_resolve(state, decision).epoch == 6
+    assert record_resolve(state, decision, at(60)).epoch == 6
 
 
 def test_resolve_keeps_a_replacement_going():
@@ -430,10 +429,23 @@ def test_resolve_on_a_dissolved_pair_raises():
         resolve(pair(PRIMARY, "dissolved"), PRIMARY)
 
 
-def test_resolve_does_not_touch_liveness():
+def test_resolve_keeps_past_liveness_and_dates_the_newest_assertion_at_the_ruling():
     state = pair(PRIMARY, "split_brain", 5, 7, at(9), live(PRIMARY, 3, at(9)))
-    after = record_resolve(state, resolve(state, SECONDARY))
-    assert after.nodes == state.nodes and after.newest_active_assertion_at == at(9)
+    after = record_resolve(state, resolve(state, SECONDARY), at(60))
+    assert after.nodes[PRIMARY] == state.nodes[PRIMARY] and after.newest_active_assertion_at == at(60)
+
+
+def test_resolve_resets_assertions_from_the_future():
+    """A claim dated years ahead must not keep every later claim stale after an admin ruling."""
+    future = at(10**8)
+    state = pair(PRIMARY, "paired", 5, 7, future, live(PRIMARY, 3, future, future, "active"))
+    after = record_resolve(state, resolve(state, SECONDARY), at(60))
+    assert after.newest_active_assertion_at == at(60)
+    assert after.nodes[PRIMARY].last_active_assertion_at == at(60)
+    assert after.nodes[PRIMARY].last_status_at == at(60) and after.nodes[PRIMARY].last_sequence == 3
+    # The Primary's claim after the ruling is judged afresh (its Active, the Secondary, is silent).
+    decision = decide_claim(after, claim(PRIMARY, "heart_beat_lost", at(120), 4))
+    assert (decision.kind, decision.active_mac) == ("applied", PRIMARY)
 
 
 def test_role_claims_of_a_status_module_are_reexported_here():

@@ -9,7 +9,7 @@ import pytest
 from service.domain.claims import REASONS, RoleClaim, decide_claim, record_claim
 from service.domain.mac import normalize_mac
 from service.domain.pair_state import PairState
-from service.domain.replay import (
+from tests.guide_history import (
     GUIDE_ALARMS,
     GUIDE_FINAL_ACTIVE_MAC,
     GUIDE_PRIMARY_MAC,
@@ -113,7 +113,6 @@ def test_each_nodes_claims_are_numbered_from_zero_in_time_order():
 def test_guide_role_claims_match_the_facts():
     claims = guide_role_claims()
     assert [(c.occurred_at, c.mac, c.reason, c.sequence) for c in claims] == list(guide_claim_facts())
-    assert not any(c.duplicate for c in claims)
 
 
 # -- replays ---------------------------------------------------------------------------------
@@ -155,13 +154,13 @@ def test_replaying_the_log_as_the_guide_prints_it_newest_first():
 
 
 def redeliveries(claims: tuple[RoleClaim, ...], rng: random.Random) -> list[RoleClaim]:
-    """Each claim once or more: redelivered with its webhook-id (flagged duplicate) or
-    re-sent under a new id with the same sequence (not flagged)."""
+    """Each claim once or more, re-sent under a new webhook-id with the same sequence (a copy with
+    the same webhook-id never reaches the decision table: the notification store answers it)."""
     out: list[RoleClaim] = []
     for role_claim in claims:
         out.append(role_claim)
         for _ in range(rng.choice([0, 0, 1, 2])):
-            out.append(replace(role_claim, duplicate=rng.random() < 0.5))
+            out.append(replace(role_claim))
     rng.shuffle(out)
     return out
 
@@ -169,15 +168,7 @@ def redeliveries(claims: tuple[RoleClaim, ...], rng: random.Random) -> list[Role
 @pytest.mark.parametrize("seed", range(200))
 def test_shuffled_replays_with_repeats_end_the_same(seed):
     rng = random.Random(seed)
-    deliveries = redeliveries(guide_role_claims(), rng)
-    # A flagged duplicate that overtakes its original would be a redelivery of something
-    # never delivered; keep the first copy of each claim unflagged.
-    seen: set[tuple[str, int]] = set()
-    ordered = []
-    for role_claim in deliveries:
-        key = (role_claim.mac, role_claim.sequence)
-        ordered.append(role_claim if key in seen else replace(role_claim, duplicate=False))
-        seen.add(key)
+    ordered = redeliveries(guide_role_claims(), rng)
     state, decisions = replay(ordered)
     assert state.active_mac == GUIDE_SECONDARY_MAC
     assert state.status != "split_brain"
@@ -186,12 +177,12 @@ def test_shuffled_replays_with_repeats_end_the_same(seed):
     last = guide_role_claims()[-1]
     first_newest = next(i for i, c in enumerate(ordered) if (c.mac, c.sequence) == (last.mac, last.sequence))
     assert decisions[first_newest].kind in ("applied", "confirmed")
-    assert all(d.kind in ("stale", "duplicate") for d in decisions[first_newest + 1 :])
+    assert all(d.kind == "stale" for d in decisions[first_newest + 1 :])
 
 
 def test_the_shuffles_really_vary_the_order():
     orders = {
-        tuple((c.mac, c.sequence, c.duplicate) for c in redeliveries(guide_role_claims(), random.Random(s)))
+        tuple((c.mac, c.sequence) for c in redeliveries(guide_role_claims(), random.Random(s)))
         for s in range(50)
     }
     assert len(orders) == 50

@@ -1,4 +1,4 @@
-"""Real HA history from the vendor guide, as fixture data for tests and demos.
+"""Real HA history from the vendor guide, as fixture data for the tests (not product code).
 
 ``GUIDE_SWITCH_LOG`` is the guide's HA switch log (图表 17): 18 role changes between the
 Primary ``00:0B:82:A4:6E:BF`` and the Secondary ``C0:74:AD:45:3B:10`` from 2023-06-26 to
@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime
 
-from .claims import RoleClaim
+from service.domain.claims import RoleClaim
 
 GUIDE_PRIMARY_MAC = "00:0B:82:A4:6E:BF"
 GUIDE_SECONDARY_MAC = "C0:74:AD:45:3B:10"

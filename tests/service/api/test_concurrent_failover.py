@@ -1,0 +1,164 @@
+"""Both nodes of many pairs talking at once, through the real app on real PostgreSQL.
+
+Not the savepoint fixture: every request runs in its own session on its own connection, so the
+row locks and PostgreSQL's re-check of a locked row after a wait are the real ones. The pattern is
+the one of a failover: the new Active claims (force switch) while the old Active reports standby,
+and each node retries its webhook-id (three copies at once, then a resend).
+"""
+from __future__ import annotations
+
+import random
+import threading
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from service import migrate
+from service.app import create_app
+from service.db import make_engine, make_session_factory
+from service.models import ApiToken, HaPair, Organization
+from service.security import hash_token, new_api_token
+from service.settings import Settings
+from tests.service.api.helpers import create_pair, new_mac, ready_device
+from tests.webhook_helpers import role_changed, signed_headers, status
+from workers import repoint
+from workers.upstream import get_client
+
+PAIRS = 24
+COPIES = 3  # copies of one webhook-id posted at the same time
+THREADS = 16
+
+
+class ThreadSafeEnqueued:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[object, ...]]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, task: str, args) -> None:  # type: ignore[no-untyped-def]
+        with self._lock:
+            self.calls.append((task, tuple(args)))
+
+
+@pytest.fixture
+def real_app(fresh_database, sim):  # type: ignore[no-untyped-def]
+    url = fresh_database()
+    migrate.upgrade(url)
+    engine = make_engine(url, pool_size=THREADS, max_overflow=4)
+    factory = make_session_factory(engine)
+    settings = Settings(env="test", database_url=url, broker_url="memory://", redis_url=None,
+                        upstream_base_url=sim.base_url, upstream_read_timeout_s=5.0,
+                        rate_limit_webhook="10000/minute", rate_limit_admin="100000/minute")
+    enqueued = ThreadSafeEnqueued()
+    app = create_app(settings, session_factory=factory, enqueue=enqueued, broker_check=lambda: "ok")
+    # Not testing mode: an exception must show as the 500 a node would get, not propagate.
+    app.testing = False
+    yield app, factory, settings, enqueued
+    engine.dispose()
+
+
+class _Tenant:
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def _tenant(factory) -> _Tenant:  # type: ignore[no-untyped-def]
+    with factory() as session:
+        org = Organization(name=f"org-{uuid.uuid4().hex[:8]}")
+        session.add(org)
+        session.flush()
+        token = new_api_token()
+        session.add(ApiToken(org_id=org.id, role="admin", token_hash=hash_token(token), prefix=token[:12]))
+        session.commit()
+    return _Tenant(token)
+
+
+def _drain_repoints(factory, settings, enqueued: ThreadSafeEnqueued) -> None:  # type: ignore[no-untyped-def]
+    """Run every enqueued repoint (several at once), until nothing more is owed."""
+    client = get_client(settings)
+    while True:
+        with enqueued._lock:
+            tasks, enqueued.calls = [args for task, args in enqueued.calls if task == "ucmha.repoint"], []
+        if not tasks:
+            return
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda args: repoint.run_repoint(
+                factory, client, settings, args[0], args[1], f"w-{uuid.uuid4().hex[:6]}",
+                lambda task, a, countdown: enqueued(task, a), random.Random(1)), tasks))
+
+
+def test_both_nodes_at_once_with_retries_never_500_and_switch_once(real_app, sim):
+    app, factory, settings, enqueued = real_app
+    admin = app.test_client()
+    tenant = _tenant(factory)
+    pairs = []
+    for n in range(PAIRS):
+        secrets = {}
+        macs = []
+        for _ in range(2):
+            mac = new_mac()
+            created = admin.post("/api/v1/devices", json={"mac": mac, "model": "UCM6304", "firmware": "1.0.15.8"},
+                                 headers=tenant.admin())
+            assert created.status_code == 201
+            secrets[mac] = created.get_json()["webhook_secret"]
+            assert admin.post("/api/v1/plans", json={"tier": "Pro", "ha": True, "cloud_im": True,
+                                                     "status": "active", "device_mac": mac},
+                              headers=tenant.admin()).status_code == 201
+            macs.append(mac)
+        pair = create_pair(admin, tenant, macs[0], macs[1])
+        domain = f"pbx{n}-{uuid.uuid4().hex[:6]}.example.com"
+        assert admin.put(f"/api/v1/ha-pairs/{pair['id']}/custom-domain", json={"domain": domain},
+                         headers=tenant.admin()).status_code == 200
+        pairs.append({"id": pair["id"], "primary": macs[0], "secondary": macs[1], "secrets": secrets,
+                      "domain": domain})
+    _drain_repoints(factory, settings, enqueued)  # epoch 1 upstream, to the Primary
+
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    at = (now - timedelta(seconds=2)).isoformat().replace("+00:00", "Z")
+    later = (now - timedelta(seconds=1)).isoformat().replace("+00:00", "Z")
+    requests = []
+    for pair in pairs:
+        claim = role_changed(at, 1, "force_switch")
+        standby = status(later, 1, "standby")
+        for mac, body in ((pair["secondary"], claim), (pair["primary"], standby)):
+            headers = signed_headers(pair["secrets"][mac], body)
+            requests += [(mac, body, headers)] * (COPIES + 1)
+    # Waves of PAIRS_PER_WAVE pairs, all their requests released at the same instant, so that
+    # requests of one pair really wait on each other's row lock.
+    per_wave = THREADS // (2 * (COPIES + 1))
+    waves = [requests[i:i + THREADS] for i in range(0, len(requests), THREADS)]
+    assert per_wave >= 1 and all(len(w) == THREADS for w in waves)
+    clients = [app.test_client() for _ in range(THREADS)]
+    codes: Counter[int] = Counter()
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        for wave in waves:
+            random.Random(len(codes)).shuffle(wave)
+            barrier = threading.Barrier(THREADS)
+
+            def post(i: int, wave=wave, barrier=barrier) -> int:  # type: ignore[no-untyped-def]
+                mac, body, headers = wave[i]
+                barrier.wait(timeout=30)
+                return clients[i].post(f"/api/v1/webhooks/ucm/{mac}", data=body, headers=headers).status_code
+
+            codes.update(pool.map(post, range(THREADS)))
+    assert set(codes) <= {200, 202}, codes
+    # Exactly one first-time answer per notification, the rest are repeats of it.
+    assert codes[202] == 2 * PAIRS, codes
+
+    with factory() as session:
+        for pair in pairs:
+            row = session.execute(sa.select(HaPair).where(HaPair.id == pair["id"])).unique().scalar_one()
+            assert (row.active.mac, row.epoch, row.status) == (pair["secondary"], 2, "paired"), pair
+
+    _drain_repoints(factory, settings, enqueued)
+    applied = sim.state()["applied_counts"]["remote_connect"]
+    for pair in pairs:
+        assert applied[pair["domain"]] == {"1": 1, "2": 1}, (pair["domain"], applied.get(pair["domain"]))
+    detail = get_client(settings).connection_detail(pairs[0]["domain"])
+    assert (detail["active_mac"], detail["epoch"]) == (pairs[0]["secondary"], 2)
