@@ -13,11 +13,11 @@ from service.api import auth, devices, health, lifecycle, pairs, plans, webhooks
 from service.api.context import close_db
 from service.api.converters import MacConverter
 from service.api.problems import ProblemApi, problem
+from service.broker import celery_enqueue
 from service.db import make_engine, make_session_factory
 from service.observability import ratelimit, web
 from service.observability.logging import configure_logging
 from service.settings import Settings, load_settings
-from workers.celery_app import broker_status, make_celery
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -28,15 +28,6 @@ class Extension:
     session_factory: sessionmaker[Session]
     enqueue: Callable[[str, Sequence[object]], None]
     broker_check: Callable[[], str]
-
-
-def _celery_enqueue(settings: Settings) -> tuple[Callable[[str, Sequence[object]], None], Callable[[], str]]:
-    celery = make_celery(settings)
-
-    def enqueue(task: str, args: Sequence[object]) -> None:
-        celery.send_task(task, args=list(args))
-
-    return enqueue, lambda: broker_status(celery)
 
 
 def create_app(settings: Settings | None = None, *, session_factory: sessionmaker[Session] | None = None,
@@ -69,7 +60,7 @@ def create_app(settings: Settings | None = None, *, session_factory: sessionmake
     if session_factory is None:
         session_factory = make_session_factory(make_engine(settings.database_url))
     if enqueue is None or broker_check is None:
-        default_enqueue, default_check = _celery_enqueue(settings)
+        default_enqueue, default_check = celery_enqueue(settings)
         enqueue = enqueue or default_enqueue
         broker_check = broker_check or default_check
     app.extensions["ucmha"] = Extension(settings, session_factory, enqueue, broker_check)

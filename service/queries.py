@@ -9,6 +9,7 @@ from sqlalchemy import BigInteger, Select, func, literal, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from service.domain.errors import NotFound
+from service.domain.node_rules import StorageItem
 from service.domain.plans import PlanFacts, plan_counts_for_ha
 from service.models import Alarm, Device, Event, HaPair, PairSync, Plan
 
@@ -142,6 +143,11 @@ def plan_facts(plan: Plan | None) -> PlanFacts | None:
         return None
     return PlanFacts(id=plan.id, tier=plan.tier, ha=plan.ha, cloud_im=plan.cloud_im, status=plan.status,
                      expires_at=plan.expires_at)
+
+
+def storage_items(device: Device) -> tuple[StorageItem, ...]:
+    """A device's storage as the R9 rule reads it (one reading for preflight and replacement)."""
+    return tuple(StorageItem(str(s.get("kind", "")), float(s.get("size_gb") or 0)) for s in device.storage or [])
 
 
 def plan_counts(plan: Plan, now: datetime) -> bool:

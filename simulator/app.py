@@ -20,7 +20,8 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
-from simulator import codes, payloads
+from simulator import payloads
+from workers import upstream_protocol as codes
 from simulator.auth import (
     TokenStore,
     expected_signature,

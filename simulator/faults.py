@@ -21,7 +21,7 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from simulator import codes
+from workers import upstream_protocol as codes
 
 KINDS = ("latency", "http_5xx", "http_429", "timeout", "drop", "business_error")
 

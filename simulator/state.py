@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from simulator import codes
+from workers import upstream_protocol as codes
 
 REMOTE_CONNECT = "remote_connect"
 CLOUD_IM = "cloud_im"

@@ -7,7 +7,8 @@ from typing import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.commands import lifecycle, sync, timeline
+from service.commands import lifecycle, timeline
+from service.commands.settle import settle
 from service.commands.context import CommandContext
 from service.db import unit_of_work
 from service.models import HaPair
@@ -54,4 +55,4 @@ def check_pair(ctx: CommandContext, pair: HaPair, settings: Settings) -> None:
     else:
         timeline.close_alarm(ctx, pair, "backup_overdue", "a full backup is recent")
     # Plans lapse with time alone; re-evaluating blocks or releases the withheld repoints.
-    sync.plan_repoint(ctx, pair, why="periodic rule check")
+    settle(ctx, pair, why="periodic rule check")

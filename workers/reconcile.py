@@ -11,7 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service import queries
-from service.commands import failover, sync, timeline
+from service.commands import failover, timeline
+from service.commands.settle import settle
 from service.commands.context import CommandContext
 from service.db import unit_of_work
 from service.models import HaPair, PairSync
@@ -74,6 +75,6 @@ def _check_one(session_factory: sessionmaker[Session], client: UpstreamClient, s
             failover.bump_epoch(ctx, pair, above=epoch)
         else:
             row.applied_epoch = None
-        sync.plan_repoint(ctx, pair, why="drift repaired")
+        settle(ctx, pair, why="drift repaired")
         ctx.commit()
         return 1

@@ -16,7 +16,8 @@ from typing import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session, lazyload, sessionmaker
 
-from service.commands import sync, timeline
+from service.commands import timeline
+from service.commands.settle import settle
 from service.commands.context import CommandContext
 from service.db import unit_of_work
 from service.domain.backoff import BackoffPolicy, is_failing, next_delay
@@ -24,7 +25,7 @@ from service.models import HaPair, PairSync, utcnow
 from service.observability import metrics
 from service.observability.context import bind_args
 from service.settings import Settings
-from simulator import codes
+from workers import upstream_protocol as codes
 from workers.upstream import (StaleEpochError, TransientUpstreamError, UpstreamBusinessError, UpstreamClient,
                               UpstreamError)
 
@@ -145,7 +146,7 @@ def _record(session_factory: sessionmaker[Session], settings: Settings, pair_id:
             if owed.key is None and owed.applied_key is not None:
                 # A domain was just released upstream (a procedure may be waiting for that):
                 # derive the desired state again now rather than at the next periodic check.
-                sync.plan_repoint(ctx, pair, why="released upstream")
+                settle(ctx, pair, why="released upstream")
         else:
             outcome = _failed(ctx, pair, row, owed, error, retry_after, settings, rng, now, after)
         after.extend((task, args, 0.0) for task, args in ctx.take_after_commit())

@@ -36,7 +36,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-from simulator import codes
+from workers import upstream_protocol as codes
 
 log = logging.getLogger(__name__)
 

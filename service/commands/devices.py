@@ -13,7 +13,7 @@ from service.domain.errors import Conflict, InvalidState, RuleViolation, Violati
 from service.models import Device, HaPair
 from service.security import SecretBox, hash_token, new_alert_token, new_webhook_secret
 
-from . import sync
+from . import lifecycle
 from .context import CommandContext
 
 
@@ -59,7 +59,7 @@ def update_device(ctx: CommandContext, mac: str, changes: dict[str, Any]) -> Dev
     for field, value in changes.items():
         setattr(device, field, value)
     if pair is not None and "firmware" in changes:
-        sync.note_firmware(ctx, pair, device, changes["firmware"], source="api")
+        lifecycle.firmware_changed(ctx, pair, device, changes["firmware"], source="api")
     ctx.commit()
     return device
 

@@ -5,9 +5,9 @@ The rules are in `service.domain.lifecycle`; this module loads facts, applies wh
 return (procedure document, pair status, alarms, timeline) and owes the repoints.
 
 Hooks (called by other commands, so every path that changes a pair is observed):
-- `observe(ctx, pair)`: from `sync.plan_repoint`, before the desired state is computed.
-- `domain_withheld(pair)`: from `sync._desired`; case 2 of R12 releases the domain upstream first.
-- `firmware_changed(...)`: from `sync.note_firmware` (ha.status and PATCH /devices).
+- `observe(ctx, pair)`: from `settle.settle` (every command and task that changes a pair), before
+  the outbox follows the pair.
+- `firmware_changed(...)`: from `notifications` (ha.status) and `devices` (PATCH /devices).
 - `on_status(...)` / `peer_tolerated(...)`: from `notifications` (the survivor's peer MAC).
 - `joined_at(...)`: from `workers.alarms` (a replacement node's silence counts from its joining).
 """
@@ -19,9 +19,10 @@ from typing import Any
 from sqlalchemy import select
 
 from service import queries
+from service.queries import storage_items
 from service.domain import lifecycle as rules
 from service.domain.lifecycle import (FIRMWARE_UPGRADE, REPLACE, Candidate, FirmwareOutcome, PairFacts,
-                                      ReplacementFacts, StorageUnit)
+                                      ReplacementFacts)
 from service.models import Alarm, Device, HaPair
 
 from . import failover, sync, timeline
@@ -44,7 +45,7 @@ def _candidate(ctx: CommandContext, device: Device, pair_id: int) -> Candidate:
     other = queries.live_pair_of(ctx.session, device.id)
     return Candidate(
         mac=device.mac, model=device.model, firmware=device.firmware, cloud_im_enabled=device.cloud_im_enabled,
-        storage=tuple(StorageUnit(str(s.get("kind", "")), float(s.get("size_gb") or 0)) for s in device.storage or []),
+        storage=storage_items(device),
         plan=queries.plan_facts(device.plan), in_other_pair=other is not None and other.id != pair_id,
     )
 
@@ -96,6 +97,7 @@ def replace_node(ctx: CommandContext, pair_id: int, failed_mac: str, new_mac: st
         timeline.record(ctx, pair, "custom_domain_moving", mac=new.mac, domain=doc["domain"]["name"],
                         from_mac=failed.mac, to_mac=new.mac)
     _close_alarms_of(ctx, pair, failed.mac, f"{failed.mac} was replaced by {new.mac}")
+    observe(ctx, pair)
     sync.plan_repoint(ctx, pair, why=f"{failed.mac} replaced by {new.mac}")
     ctx.commit()
     return pair
@@ -149,11 +151,6 @@ def _observe_replacement(ctx: CommandContext, pair: HaPair) -> None:
     if progress.completed:
         timeline.record(ctx, pair, "replacement_completed", mac=new.mac, failed_mac=doc["failed_mac"],
                         new_mac=new.mac, case=doc["case"], warnings=progress.procedure["warnings"] or None)
-
-
-def domain_withheld(pair: HaPair) -> bool:
-    """True while the custom domain must stay unbound upstream (R12 case 2, before the move)."""
-    return rules.domain_release_pending(pair.procedure, pair.custom_domain)
 
 
 def peer_tolerated(pair: HaPair, device: Device, peer_mac: str) -> bool:
@@ -246,6 +243,7 @@ def dissolve(ctx: CommandContext, pair_id: int, *, release_domain: bool = False)
                         actor=ctx.actor, why="released at dissolution")
         pair.custom_domain = None
         released = True
+    observe(ctx, pair)
     sync.plan_repoint(ctx, pair, why="pair dissolved" if not released else "custom domain released")
     ctx.commit()
     return pair, rules.dissolve_notice(facts, cloud_im_enabled=pair.cloud_im_enabled, domain_released=released)

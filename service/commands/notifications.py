@@ -17,7 +17,8 @@ from service.domain.pair_state import sequence_is_fresh, with_sequence
 from service.domain.errors import InvalidState, NotInPair
 from service.models import Device, HaPair, Notification
 
-from . import failover, lifecycle, sync, timeline
+from . import failover, lifecycle, timeline
+from .settle import settle
 from .context import CommandContext
 
 MAX_CAS_RETRIES = 5
@@ -87,7 +88,7 @@ def _receive_once(ctx: CommandContext, device_id: int, webhook_id: str, note: di
     device.last_heard_at = ctx.now()
     outcome, detail = HANDLERS[note["type"]](ctx, pair, device, note, row.id)
     row.outcome, row.detail = outcome, detail
-    sync.plan_repoint(ctx, pair, why=f"{note['type']} from {device.mac}")
+    settle(ctx, pair, why=f"{note['type']} from {device.mac}")
     ctx.commit()
     return Receipt(row.id, outcome, first_time=True)
 
@@ -147,7 +148,7 @@ def on_status(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str,
         device.last_work_status, device.last_backup_status = data["work_status"], data["backup_status"]
     if data["firmware"] != device.firmware:
         device.firmware = data["firmware"]
-        sync.note_firmware(ctx, pair, device, data["firmware"], source="ha.status")
+        lifecycle.firmware_changed(ctx, pair, device, data["firmware"], source="ha.status")
     timeline.close_alarm(ctx, pair, f"node_silent_{device.mac.replace(':', '')}", f"{device.mac} reports again")
     lifecycle.on_status(ctx, pair, device, data)  # R12: the survivor reporting its new peer
     return decision.kind, decision.reason

@@ -11,12 +11,13 @@ from service.domain.claims import record_resolve
 from service.domain.claims import resolve as resolve_decision
 from service.domain.errors import Conflict, InvalidState, RuleViolation
 from service.domain.plans import cloud_im_gdms_rule
-from service.domain.preflight import (Check, HaSettings, NodeFacts, PairRequest, SiteNetwork, StorageItem, failed,
+from service.domain.preflight import (Check, HaSettings, NodeFacts, PairRequest, SiteNetwork, failed,
                                       preflight)
 from service.models import Device, HaPair
-from service.queries import plan_facts
+from service.queries import plan_facts, storage_items
 
 from . import failover, sync, timeline
+from .settle import settle
 from .context import CommandContext
 
 
@@ -28,7 +29,7 @@ def _node_facts(ctx: CommandContext, mac: str) -> tuple[Device | None, NodeFacts
         return None, None
     facts = NodeFacts(
         mac=device.mac, model=device.model, firmware=device.firmware, cloud_im_enabled=device.cloud_im_enabled,
-        storage=tuple(StorageItem(kind=s["kind"], size_gb=float(s["size_gb"])) for s in device.storage or []),
+        storage=storage_items(device),
         plan=plan_facts(device.plan), in_pair=queries.live_pair_of(ctx.session, device.id) is not None,
     )
     return device, facts
@@ -79,7 +80,7 @@ def create_pair(ctx: CommandContext, data: dict[str, Any]) -> HaPair:
     ctx.session.refresh(pair)
     timeline.record(ctx, pair, "pair_created", mac=primary.mac, actor=ctx.actor,
                     primary_mac=primary.mac, secondary_mac=secondary.mac)
-    sync.plan_repoint(ctx, pair, why="pair created")
+    settle(ctx, pair, why="pair created")
     ctx.commit()
     return pair
 
@@ -107,7 +108,7 @@ def set_custom_domain(ctx: CommandContext, pair_id: int, domain: str) -> HaPair:
         ctx.session.rollback()
         raise Conflict(f"The domain {domain} is already in use.", code="domain_taken") from exc
     timeline.record(ctx, pair, "custom_domain_set", mac=pair.primary.mac, domain=domain, previous=old, actor=ctx.actor)
-    sync.plan_repoint(ctx, pair, why="custom domain set")
+    settle(ctx, pair, why="custom domain set")
     ctx.commit()
     return pair
 
@@ -118,7 +119,7 @@ def delete_custom_domain(ctx: CommandContext, pair_id: int) -> HaPair:
         raise InvalidState("The pair has no custom domain.", code="no_custom_domain")
     timeline.record(ctx, pair, "custom_domain_removed", domain=pair.custom_domain, actor=ctx.actor)
     pair.custom_domain = None
-    sync.plan_repoint(ctx, pair, why="custom domain removed")
+    settle(ctx, pair, why="custom domain removed")
     ctx.commit()
     return pair
 
@@ -137,7 +138,7 @@ def set_cloud_im(ctx: CommandContext, pair_id: int, enabled: bool, server: str) 
     pair.active.cloud_im_enabled = enabled
     pair.standby.cloud_im_enabled = False
     timeline.record(ctx, pair, "cloud_im_set", enabled=enabled, server=server, actor=ctx.actor)
-    sync.plan_repoint(ctx, pair, why="cloud im changed")
+    settle(ctx, pair, why="cloud im changed")
     ctx.commit()
     return pair
 
@@ -150,7 +151,7 @@ def resolve(ctx: CommandContext, pair_id: int, active_mac: str, reason: str) -> 
     failover.apply_decision(ctx, pair, decision, switch_reason="admin_resolve")
     timeline.record(ctx, pair, "admin_resolve", mac=active_mac, reason=reason, actor=ctx.actor)
     timeline.close_alarm(ctx, pair, "split_brain", f"resolved by an admin: {reason}")
-    sync.plan_repoint(ctx, pair, why="admin resolve")
+    settle(ctx, pair, why="admin resolve")
     ctx.commit()
     return pair
 

@@ -7,7 +7,7 @@ from service import queries
 from service.domain.errors import Conflict
 from service.models import Plan
 
-from . import sync
+from .settle import settle
 from .context import CommandContext
 
 
@@ -34,7 +34,7 @@ def _recheck_pairs(ctx: CommandContext, device_ids: list[int]) -> None:
             seen.add(pair.id)
             ctx.session.refresh(pair.primary)
             ctx.session.refresh(pair.secondary)
-            sync.plan_repoint(ctx, pair, why="plan changed")
+            settle(ctx, pair, why="plan changed")
 
 
 def create_plan(ctx: CommandContext, data: dict[str, Any]) -> Plan:

@@ -7,9 +7,9 @@ from service.domain.errors import Violation
 from service.models import Device, HaPair, PairSync
 from service.pair_rules import cloud_im_violations, remote_connect_violations
 
-# lifecycle drives the procedures on top of this module and calls back into it; both are
-# referenced as modules, so the import order does not matter.
-from . import lifecycle, timeline
+from service.domain.lifecycle import domain_release_pending
+
+from . import timeline
 from .context import CommandContext
 
 REPOINT_TASK = "ucmha.repoint"
@@ -31,7 +31,7 @@ def _desired(pair: HaPair, target: str) -> tuple[str | None, str | None]:
     if target == "remote_connect":
         if not (pair.use_ucmrc and pair.custom_domain):
             return None, None
-        if lifecycle.domain_withheld(pair):
+        if domain_release_pending(pair.procedure, pair.custom_domain):
             return None, None  # R12 case 2: the domain comes off the failed Primary first
         # After dissolution the domain stays with the former Primary and points at it (R13).
         mac = pair.primary.mac if pair.status == "dissolved" else pair.active.mac
@@ -51,7 +51,6 @@ def _violations(pair: HaPair, target: str, ctx: CommandContext) -> list[Violatio
 def plan_repoint(ctx: CommandContext, pair: HaPair, why: str) -> None:
     """Bring the sync rows in line with the pair and enqueue the repoints they now owe."""
     ensure_syncs(pair)
-    lifecycle.observe(ctx, pair)  # a running procedure (R11/R12) sees every change of the pair
     for target in TARGETS:
         row = pair.sync(target)
         assert row is not None
@@ -104,8 +103,3 @@ def request_resync(ctx: CommandContext, pair: HaPair) -> None:
             row.next_attempt_at = ctx.now()
             ctx.enqueue_after_commit(REPOINT_TASK, pair.id, row.target)
     timeline.record(ctx, pair, "resync_requested", actor=ctx.actor)
-
-
-def note_firmware(ctx: CommandContext, pair: HaPair, device: Device, firmware: str, *, source: str) -> None:
-    """A mismatch is fine only as a step of the R11 rolling upgrade; `lifecycle` decides."""
-    lifecycle.firmware_changed(ctx, pair, device, firmware, source=source)

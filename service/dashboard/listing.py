@@ -17,6 +17,7 @@ from sqlalchemy import Select, and_, case, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from service import queries
+from service.domain import alarms as alarm_kinds
 from service.api.presenters import pair_view
 from service.models import Alarm, HaPair, PairSync
 
@@ -238,33 +239,22 @@ def open_alarm_kinds(session: Session, org_id: int, pair_ids: Sequence[int]) -> 
 TARGET_LABELS = {"remote_connect": "RemoteConnect", "cloud_im": "Cloud IM"}
 
 
-def _mac_from_kind(suffix: str) -> str:
-    compact = suffix.upper()
-    if re.fullmatch(r"[0-9A-F]{12}", compact):
-        return ":".join(compact[i:i + 2] for i in range(0, 12, 2))
-    return suffix
-
-
 def alarm_label(kind: str, sites: dict[str, str] | None = None) -> tuple[str, str]:
     """(short label, tone) of an alarm kind, for badges; `sites` names a node MAC Primary/Secondary."""
-    def node(suffix: str) -> str:
-        mac = _mac_from_kind(suffix)
-        return (sites or {}).get(mac, mac)
-
-    if kind == "split_brain":
+    if kind == alarm_kinds.SPLIT_BRAIN:
         return "Split brain", "red"
     for target, label in TARGET_LABELS.items():
-        if kind == f"{target}_failing":
+        if kind == alarm_kinds.sync_failing(target):
             return f"{label} failing", "red"
-        if kind == f"{target}_blocked":
+        if kind == alarm_kinds.sync_blocked(target):
             return f"{label} blocked", "amber"
-    prefixes = (("node_silent_", "Silent node"), ("fault_wan_lan_", "WAN/LAN fault"),
-                ("fault_heartbeat_", "Heartbeat fault"))
-    for prefix, label in prefixes:
-        if kind.startswith(prefix):
-            return f"{label}: {node(kind[len(prefix):])}", "amber"
-    named = {"backup_overdue": "Backup overdue", "backup_failed": "Backup failed",
-             "firmware_mismatch": "Firmware mismatch"}
+    parsed = alarm_kinds.parse_kind(kind)
+    families = {alarm_kinds.NODE_SILENT: "Silent node", "fault_wan_lan": "WAN/LAN fault",
+                "fault_heartbeat": "Heartbeat fault"}
+    if parsed.mac is not None and parsed.family in families:
+        return f"{families[parsed.family]}: {(sites or {}).get(parsed.mac, parsed.mac)}", "amber"
+    named = {alarm_kinds.BACKUP_OVERDUE: "Backup overdue", alarm_kinds.BACKUP_FAILED: "Backup failed",
+             alarm_kinds.FIRMWARE_MISMATCH: "Firmware mismatch"}
     return named.get(kind, kind.replace("_", " ").capitalize()), "amber"
 
 

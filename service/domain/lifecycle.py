@@ -27,13 +27,14 @@ Decisions where the guide is silent are listed in each section.
 from __future__ import annotations
 
 import copy
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from .alarms import FIRMWARE_INCOMPLETE, FIRMWARE_MISMATCH, AlarmChange
 from .errors import InvalidState, NotInPair, RuleViolation, Violation
+from .node_rules import StorageItem, describe_storage, same_firmware, same_model, storage_profile
 from .plans import PlanFacts, node_plan_ha_violations, plan_is_usable, same_spec
 from .timeutil import as_utc
 
@@ -52,8 +53,6 @@ CASE_NO_UCMRC = "no_ucmrc"
 # one maintenance window (two reboots and a full backup); six hours leaves room for a slow backup.
 FIRMWARE_UPGRADE_DEADLINE = timedelta(hours=6)
 
-FIRMWARE_MISMATCH = "firmware_mismatch"
-FIRMWARE_INCOMPLETE = "firmware_upgrade_incomplete"
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -133,12 +132,6 @@ def abandon(doc: Mapping[str, Any], now: datetime, why: str) -> Doc:
 
 
 @dataclass(frozen=True)
-class StorageUnit:
-    kind: str
-    size_gb: float
-
-
-@dataclass(frozen=True)
 class Candidate:
     """A node as the replacement rules see it."""
 
@@ -146,7 +139,7 @@ class Candidate:
     model: str
     firmware: str
     cloud_im_enabled: bool
-    storage: tuple[StorageUnit, ...] = ()
+    storage: tuple[StorageItem, ...] = ()
     plan: PlanFacts | None = None
     in_other_pair: bool = False
 
@@ -182,20 +175,6 @@ def replacement_case(use_ucmrc: bool, failed_site: str) -> str:
     return CASE_UCMRC_2 if failed_site == "primary" else CASE_UCMRC_1
 
 
-def _storage_profile(items: Sequence[StorageUnit]) -> Counter[tuple[str, float]]:
-    # Cloud storage is a service the node may use, not a medium with a size worth comparing.
-    kinds = [s.kind.strip().lower() for s in items]
-    return Counter((kind, 0.0 if kind == "gdms_cloud" else round(float(s.size_gb), 1)) for kind, s in zip(kinds, items))
-
-
-def _describe(profile: Counter[tuple[str, float]]) -> str:
-    parts = []
-    for (kind, size), n in sorted(profile.items()):
-        text = kind if kind == "gdms_cloud" else f"{kind} {size:g} GB"
-        parts.append(text if n == 1 else f"{n}x {text}")
-    return ", ".join(parts) or "none"
-
-
 def replacement_violations(survivor: Candidate, new: Candidate | None, new_mac: str, *, use_ucmrc: bool,
                            cloud_im_gdms: bool, member_macs: Sequence[str], now: datetime) -> list[Violation]:
     """Why ``new`` cannot take the failed node's place next to ``survivor`` (empty when it can)."""
@@ -206,10 +185,10 @@ def replacement_violations(survivor: Candidate, new: Candidate | None, new_mac: 
         found.append(Violation("membership", "new_is_member", f"{new.mac} is already a node of this pair"))
     elif new.in_other_pair:
         found.append(Violation("membership", "new_in_pair", f"{new.mac} is already in another HA pair"))
-    if new.model.strip().casefold() != survivor.model.strip().casefold():
+    if not same_model(new.model, survivor.model):
         found.append(Violation("R1", "model_mismatch",
                                f"{new.mac} is a {new.model}, the surviving node {survivor.mac} a {survivor.model}"))
-    if new.firmware.strip() != survivor.firmware.strip():
+    if not same_firmware(new.firmware, survivor.firmware):
         found.append(Violation("R1", "firmware_mismatch",
                                f"{new.mac} runs {new.firmware}, the surviving node {survivor.mac} {survivor.firmware}; "
                                "upgrade the new node first"))
@@ -232,10 +211,11 @@ def replacement_violations(survivor: Candidate, new: Candidate | None, new_mac: 
                                    f"Cloud IM runs on the GDMS server, so the plan of {new.mac} needs the Cloud IM permission"))
         elif not use_ucmrc and not plan_is_usable(new.plan, now):
             found.append(Violation("R3", "new_plan_not_usable", f"the plan of {new.mac} is not running (trial or active)"))
-    ours, theirs = _storage_profile(survivor.storage), _storage_profile(new.storage)
+    ours, theirs = storage_profile(survivor.storage), storage_profile(new.storage)
     if ours != theirs:
         found.append(Violation("R9", "storage_mismatch",
-                               f"storage differs: the surviving node has {_describe(ours)}, {new.mac} has {_describe(theirs)}"))
+                               f"storage differs: the surviving node has {describe_storage(ours) or 'none'}, "
+                               f"{new.mac} has {describe_storage(theirs) or 'none'}"))
     return found
 
 
@@ -467,13 +447,6 @@ def dissolve_notice(pair: PairFacts, *, cloud_im_enabled: bool, domain_released:
 # End state checked on completion: Primary Active, Secondary Standby, both on ``to``, paired.
 
 STAGES = ("standby_upgraded", "switched", "other_upgraded", "backed_up", "completed")
-
-
-@dataclass(frozen=True)
-class AlarmChange:
-    kind: str
-    open: bool
-    text: str
 
 
 @dataclass(frozen=True)

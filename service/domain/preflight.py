@@ -17,7 +17,6 @@ where the guide leaves room:
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +25,7 @@ from ipaddress import IPv4Interface
 from .errors import Violation
 from .mac import normalize_mac
 from .network import host_interface, parse_host, parse_netmask
+from .node_rules import StorageItem, describe_storage, same_firmware, same_model, storage_profile
 from .plans import (
     PlanFacts,
     cloud_im_gdms_rule,
@@ -36,7 +36,6 @@ from .plans import (
 HEARTBEAT_PORT_RANGE = (0, 65535)
 HEARTBEAT_TIMEOUT_RANGE_S = (7, 45)
 # Cloud storage is a service the node may use, not a medium with a size worth comparing.
-SIZELESS_STORAGE_KINDS = frozenset({"gdms_cloud"})
 
 CHECK_ORDER: tuple[tuple[str, str], ...] = (
     ("membership", "primary_exists"),
@@ -63,12 +62,6 @@ CHECK_ORDER: tuple[tuple[str, str], ...] = (
 )
 
 SITES = ("primary", "secondary")
-
-
-@dataclass(frozen=True)
-class StorageItem:
-    kind: str
-    size_gb: float
 
 
 @dataclass(frozen=True)
@@ -223,7 +216,7 @@ def _r1_checks(primary: NodeFacts | None, secondary: NodeFacts | None) -> list[C
         return [_not_found("R1", "same_model", missing), _not_found("R1", "same_firmware", missing)]
     # Model names are product names (UCM6304 = ucm6304); firmware versions are compared
     # exactly because the guide requires the very same build.
-    if primary.model.strip().casefold() == secondary.model.strip().casefold():
+    if same_model(primary.model, secondary.model):
         model = _passed("R1", "same_model", f"both nodes are {primary.model}")
     else:
         model = _fail(
@@ -232,7 +225,7 @@ def _r1_checks(primary: NodeFacts | None, secondary: NodeFacts | None) -> list[C
             "model_mismatch",
             f"models differ: primary {primary.model}, secondary {secondary.model}",
         )
-    if primary.firmware.strip() == secondary.firmware.strip():
+    if same_firmware(primary.firmware, secondary.firmware):
         firmware = _passed("R1", "same_firmware", f"both nodes run firmware {primary.firmware}")
     else:
         firmware = _fail(
@@ -463,37 +456,17 @@ def _r8_checks(settings: HaSettings | None) -> list[Check]:
     ]
 
 
-def _storage_profile(items: Iterable[StorageItem]) -> Counter[tuple[str, float | None]]:
-    profile: Counter[tuple[str, float | None]] = Counter()
-    for item in items:
-        kind = item.kind.strip().casefold()
-        if kind in SIZELESS_STORAGE_KINDS:
-            profile[(kind, None)] = 1
-        else:
-            # Rounded so that sizes that went through float arithmetic still compare equal.
-            profile[(kind, round(float(item.size_gb), 2))] += 1
-    return profile
-
-
-def _describe(profile: Counter[tuple[str, float | None]]) -> str:
-    parts = []
-    for (kind, size), count in sorted(profile.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0.0)):
-        label = kind if size is None else f"{kind} {size:g} GB"
-        parts.append(label if count == 1 else f"{count} x {label}")
-    return ", ".join(parts)
-
-
 def _r9_check(primary: NodeFacts | None, secondary: NodeFacts | None) -> Check:
     missing = _missing(primary, secondary)
     if missing:
         return _not_found("R9", "storage_match", missing)
     assert primary is not None and secondary is not None
-    ours = _storage_profile(primary.storage)
-    theirs = _storage_profile(secondary.storage)
+    ours = storage_profile(primary.storage)
+    theirs = storage_profile(secondary.storage)
     if ours == theirs:
-        return _passed("R9", "storage_match", f"same storage on both nodes: {_describe(ours) or 'none'}")
-    only_primary = _describe(ours - theirs) or "nothing"
-    only_secondary = _describe(theirs - ours) or "nothing"
+        return _passed("R9", "storage_match", f"same storage on both nodes: {describe_storage(ours) or 'none'}")
+    only_primary = describe_storage(ours - theirs) or "nothing"
+    only_secondary = describe_storage(theirs - ours) or "nothing"
     return _failed(
         "R9",
         "storage_match",

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -25,6 +24,8 @@ from prometheus_client.exposition import choose_encoder
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+
+from service.domain import alarms as alarm_kinds
 
 log = logging.getLogger(__name__)
 
@@ -134,13 +135,10 @@ def count_upstream_call(endpoint: str, result: str, seconds: float) -> None:
 
 # --- the database gauges ------------------------------------------------------------------------
 
-# Alarm kinds carry the node's MAC for per-node alarms (node_silent_C074AD453B10): drop it so the
-# label has a few values, not one per device.
-_MAC_SUFFIX = re.compile(r"_[0-9A-Fa-f]{12}$")
-
-
 def alarm_kind_label(kind: str) -> str:
-    return _MAC_SUFFIX.sub("", kind)
+    """Per-node kinds (node_silent_C074AD453B10) count under their family, so the label has a few
+    values, not one per device."""
+    return alarm_kinds.parse_kind(kind).family
 
 
 class DatabaseCollector:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from simulator import codes
+from workers import upstream_protocol as codes
 from tests.simulator.raw_api import RawApi
 from tests.simulator.sim_process import SimProcess, running_simulator
 

@@ -9,7 +9,7 @@ from email.utils import parsedate_to_datetime
 import pytest
 import requests
 
-from simulator import codes
+from workers import upstream_protocol as codes
 from tests.simulator.raw_api import RawApi
 from tests.simulator.sim_process import SimProcess
 

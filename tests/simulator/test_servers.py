@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from simulator import codes
+from workers import upstream_protocol as codes
 from tests.simulator.raw_api import RawApi
 from tests.simulator.sim_process import running_simulator
 

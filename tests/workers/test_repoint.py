@@ -78,16 +78,37 @@ def test_leased_row_is_left_to_its_holder(client, pair, session_factory, db_sess
     assert run(session_factory, upstream_settings, pair["id"], owner="w1") == "nothing_owed"
 
 
-def test_newer_desired_state_found_after_the_call_is_owed_again(client, pair, session_factory, db_session,
-                                                               upstream_settings, sim):
+def test_a_failover_landing_during_the_upstream_call_is_owed_again(client, pair, session_factory, db_session,
+                                                                   upstream_settings, sim):
+    """The worker leased epoch 1 for the Primary; while its switch call is in flight the Secondary
+    takes over (epoch 2). The call's success must not be mistaken for the new state: the row stays
+    owed and a new repoint is enqueued at once."""
+    upstream = get_client(upstream_settings)
+    landed = []
+
+    class FailoverDuringCall:
+        def __getattr__(self, name):
+            return getattr(upstream, name)
+
+        def switch_connection(self, domain, mac, epoch):
+            failover(client, pair)  # committed while the worker holds no lock, between lease and record
+            landed.append(sync_row(db_session, pair["id"]).desired_epoch)
+            return upstream.switch_connection(domain, mac, epoch)
+
     queue: list = []
-    # Simulate a failover landing while the worker was talking to upstream: lease, then change desired.
-    failover(client, pair)
+    outcome = repoint.run_repoint(session_factory, FailoverDuringCall(), upstream_settings, pair["id"],
+                                  "remote_connect", "w1", enqueue=lambda task, args, countdown: queue.append(args),
+                                  rng=random.Random(1))
+    assert landed == [2]
+    assert outcome == "applied_newer_owed"
     row = sync_row(db_session, pair["id"])
-    assert row.desired_epoch == 2
-    assert run(session_factory, upstream_settings, pair["id"], queue=queue) == "applied"
+    assert (row.applied_mac, row.applied_epoch) == (PRIMARY, 1)
+    assert (row.desired_mac, row.desired_epoch, row.state) == (SECONDARY, 2, "pending")
+    assert (pair["id"], "remote_connect") in queue
+    assert run(session_factory, upstream_settings, pair["id"]) == "applied"
     row = sync_row(db_session, pair["id"])
     assert (row.applied_mac, row.applied_epoch, row.state) == (SECONDARY, 2, "in_sync")
+    assert sim.state()["applied_counts"]["remote_connect"]["pbx.example.com"] == {"1": 1, "2": 1}
 
 
 def test_older_epoch_never_overwrites_newer(client, pair, session_factory, db_session, upstream_settings, sim):

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from simulator import codes
+from workers import upstream_protocol as codes
 from tests.simulator.sim_process import (
     DEFAULT_CREDENTIALS,
     SimProcess,

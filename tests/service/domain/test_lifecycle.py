@@ -7,7 +7,7 @@ import pytest
 
 from service.domain import lifecycle as lc
 from service.domain.errors import InvalidState, NotInPair, RuleViolation
-from service.domain.lifecycle import Candidate, PairFacts, ReplacementFacts, StorageUnit
+from service.domain.lifecycle import Candidate, PairFacts, ReplacementFacts, StorageItem
 from service.domain.plans import PlanFacts
 
 P, S, C, X = "00:0B:82:A4:6E:BF", "C0:74:AD:45:3B:10", "C0:74:AD:00:00:0C", "C0:74:AD:00:00:99"
@@ -24,7 +24,7 @@ def plan(tier: str = "Pro", ha: bool = True, cloud_im: bool = True, status: str 
 
 
 def node(mac: str, **kw) -> Candidate:
-    base = dict(mac=mac, model="UCM6304", firmware=V0, cloud_im_enabled=False, storage=(StorageUnit("sd", 32),),
+    base = dict(mac=mac, model="UCM6304", firmware=V0, cloud_im_enabled=False, storage=(StorageItem("sd", 32),),
                 plan=plan(), in_other_pair=False)
     base.update(kw)
     return Candidate(**base)
@@ -126,7 +126,7 @@ def test_a_finished_procedure_does_not_block_a_new_replacement():
     (node(C, plan=plan(status="pending_delivery")), ["new_plan_not_usable"]),
     (node(C, plan=plan(status="expired")), ["new_plan_not_usable"]),
     (node(C, plan=plan(tier="Business")), ["plan_spec_mismatch"]),
-    (node(C, storage=(StorageUnit("usb", 64),)), ["storage_mismatch"]),
+    (node(C, storage=(StorageItem("usb", 64),)), ["storage_mismatch"]),
 ])
 def test_new_node_checks(new, expected):
     with pytest.raises(RuleViolation) as err:
@@ -151,8 +151,8 @@ def test_cloud_im_on_the_gdms_server_needs_the_permission_on_the_new_plan():
 
 
 def test_spec_is_compared_case_insensitively_and_gdms_cloud_storage_has_no_size():
-    survivor = node(P, storage=(StorageUnit("gdms_cloud", 0), StorageUnit("sd", 32)))
-    new = node(C, plan=plan(tier="pro"), storage=(StorageUnit("SD", 32), StorageUnit("gdms_cloud", 5)))
+    survivor = node(P, storage=(StorageItem("gdms_cloud", 0), StorageItem("sd", 32)))
+    new = node(C, plan=plan(tier="pro"), storage=(StorageItem("SD", 32), StorageItem("gdms_cloud", 5)))
     assert lc.start_replacement(facts(), None, S, C, survivor, new, T0)["new_mac"] == C
 
 

@@ -1,7 +1,8 @@
-"""retCode values of the upstream envelope `{"retCode", "msg", "data"}`.
+"""The upstream's protocol: retCode values of its envelope `{"retCode", "msg", "data"}`.
 
-Shared by the simulator and by `workers.upstream`, so both sides agree on what a
-code means. When the real upstream publishes its codes, only this table changes.
+Owned by the upstream client (`workers.upstream`); the simulator imports it from here, so both
+sides agree on what a code means and production code never imports the simulator. When the real
+upstream publishes its codes, only this table changes.
 """
 
 from __future__ import annotations

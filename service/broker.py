@@ -1,0 +1,62 @@
+"""The web side's handle on the task broker: publish tasks by name, and tell whether the broker answers.
+
+The web app only sends messages (by task name, e.g. ``ucmha.repoint``); it never imports the
+worker package. The worker's own Celery app (``workers.celery_app``) is built from the same
+publishing options, so both sides talk to the broker the same way.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from celery import Celery
+from kombu.exceptions import OperationalError
+
+from service.settings import Settings
+
+
+def transport_options(broker_url: str) -> dict[str, object]:
+    if broker_url.startswith(("redis://", "rediss://")):
+        # Redelivery of a message a dead worker held; the sweeper covers losses sooner anyway.
+        return {"visibility_timeout": 300, "socket_timeout": 3, "socket_connect_timeout": 2}
+    return {}
+
+
+def publishing_conf(settings: Settings) -> dict[str, Any]:
+    return {
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        # Fail fast when the broker is down: the database already holds the owed work.
+        "task_publish_retry": True,
+        "task_publish_retry_policy": {"max_retries": 1, "interval_start": 0, "interval_step": 0.2,
+                                      "interval_max": 0.5},
+        "broker_connection_timeout": 2,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": transport_options(settings.broker_url),
+    }
+
+
+def make_publisher(settings: Settings) -> Celery:
+    """A Celery app that only publishes (no task modules, no worker signals)."""
+    app = Celery("ucmha", broker=settings.broker_url)
+    app.conf.update(publishing_conf(settings))
+    return app
+
+
+def broker_status(app: Celery) -> str:
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        return "ok"
+    except (OperationalError, OSError) as exc:
+        return f"unreachable: {type(exc).__name__}"
+
+
+def celery_enqueue(settings: Settings) -> tuple[Callable[[str, Sequence[object]], None], Callable[[], str]]:
+    """(enqueue by task name, broker check) for the web app."""
+    publisher = make_publisher(settings)
+
+    def enqueue(task: str, args: Sequence[object]) -> None:
+        publisher.send_task(task, args=list(args))
+
+    return enqueue, lambda: broker_status(publisher)

@@ -1,0 +1,18 @@
+"""After any change of a pair, in the same transaction: a running procedure (R11/R12) sees the pair
+as it is now, then the outbox (pair_syncs) follows the pair.
+
+Called explicitly by every command and task that changed a pair, so nothing is advanced as a
+hidden side effect of planning a repoint. ``lifecycle`` drives procedures on top of ``sync``;
+``sync`` knows nothing of procedures (no import cycle).
+"""
+from __future__ import annotations
+
+from service.models import HaPair
+
+from . import lifecycle, sync
+from .context import CommandContext
+
+
+def settle(ctx: CommandContext, pair: HaPair, why: str) -> None:
+    lifecycle.observe(ctx, pair)
+    sync.plan_repoint(ctx, pair, why=why)
