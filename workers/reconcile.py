@@ -11,11 +11,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service import queries
-from service.commands import failover, timeline
+from service.commands import failover, sync, timeline
 from service.commands.settle import settle
 from service.commands.context import CommandContext
 from service.db import unit_of_work
-from service.models import HaPair, PairSync
+from service.domain import outbox
+from service.models import PairSync
 from service.settings import Settings
 from workers.upstream import TransientUpstreamError, UpstreamBusinessError, UpstreamClient
 
@@ -74,7 +75,7 @@ def _check_one(session_factory: sessionmaker[Session], client: UpstreamClient, s
             # Someone moved the upstream at our epoch or past it: outrank it with a new epoch.
             failover.bump_epoch(ctx, pair, above=epoch)
         else:
-            row.applied_epoch = None
+            row.applied_epoch = outbox.forget_applied(sync.snapshot(row)).applied_epoch
         settle(ctx, pair, why="drift repaired")
         ctx.commit()
         return 1

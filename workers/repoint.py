@@ -10,17 +10,20 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, lazyload, sessionmaker
 
-from service.commands import timeline
-from service.commands.settle import settle
+from service import queries
+from service.commands import sync
 from service.commands.context import CommandContext
+from service.commands.settle import settle
 from service.db import unit_of_work
-from service.domain.backoff import BackoffPolicy, is_failing, next_delay
+from service.domain import outbox
+from service.domain.backoff import BackoffPolicy
+from service.domain.outbox import Desired
 from service.models import HaPair, PairSync, utcnow
 from service.observability import metrics
 from service.observability.context import bind_args
@@ -55,11 +58,11 @@ def _lease(session: Session, pair_id: int, target: str, owner: str, now: datetim
     # Lock order is pair, then sync row, everywhere: the notification path does the same.
     pair = _lock_pair(session, pair_id)
     row = session.get(PairSync, (pair_id, target), with_for_update=True, populate_existing=True)
-    if pair is None or row is None or row.state not in ("pending", "failing"):
+    if pair is None or row is None or not outbox.is_owed(sync.snapshot(row)):
         return None
     if row.lease_until is not None and row.lease_until > now and row.lease_owner != owner:
         return None
-    row.lease_owner, row.lease_until = owner, now + timedelta(seconds=LEASE_S)
+    row.lease_owner, row.lease_until = owner, outbox.lease_until(now, LEASE_S)
     return Owed(row.desired_key, row.desired_mac, row.desired_epoch, row.applied_key, pair.primary.mac)
 
 
@@ -129,7 +132,7 @@ def _record(session_factory: sessionmaker[Session], settings: Settings, pair_id:
             rng: random.Random) -> str:
     after: list[tuple[str, tuple[object, ...], float]] = []
     with unit_of_work(session_factory) as session:
-        pair = _lock_pair(session, pair_id)
+        pair = queries.lock_pair(session, pair_id)
         row = session.get(PairSync, (pair_id, target), with_for_update=True, populate_existing=True)
         if row is None or pair is None:
             return "gone"
@@ -138,58 +141,25 @@ def _record(session_factory: sessionmaker[Session], settings: Settings, pair_id:
         now = utcnow()
         if row.lease_owner == owner:
             row.lease_owner, row.lease_until = None, None
-        latency: float | None = None
+        went_up = Desired(owed.key, owed.mac, owed.epoch)
         if error is None:
-            outcome = _applied(ctx, pair, row, owed, now, after)
-            if outcome == "applied" and row.desired_at is not None:
-                latency = (now - row.desired_at).total_seconds()
-            if owed.key is None and owed.applied_key is not None:
-                # A domain was just released upstream (a procedure may be waiting for that):
-                # derive the desired state again now rather than at the next periodic check.
-                settle(ctx, pair, why="released upstream")
+            change = outbox.on_applied(sync.snapshot(row), went_up, owed.applied_key, now)
         else:
-            outcome = _failed(ctx, pair, row, owed, error, retry_after, settings, rng, now, after)
+            delay = outbox.retry_delay_s(row.attempts + 1, _policy(settings), retry_after, rng)
+            change = outbox.on_failed(sync.snapshot(row), went_up, error, delay, settings.repoint_failing_after, now)
+            log.warning("repoint failed", extra={"pair_id": pair.id, "target": target, "attempt": change.after.attempts,
+                                                  "retry_in_s": round(delay, 2)})
+        sync.persist_change(ctx, pair, row, change,
+                            enqueue=lambda delay_s: after.append((REPOINT_TASK, (pair_id, target), delay_s)))
+        latency = (now - row.desired_at).total_seconds() \
+            if change.outcome == "applied" and row.desired_at is not None else None
+        if error is None and owed.key is None and owed.applied_key is not None:
+            # A domain was just released upstream (a procedure may be waiting for that):
+            # derive the desired state again now rather than at the next periodic check.
+            settle(ctx, pair, why="released upstream")
         after.extend((task, args, 0.0) for task, args in ctx.take_after_commit())
     if latency is not None:  # observed once committed
         metrics.observe_repoint(target, latency)
     for task, args, countdown in after:
         enqueue(task, args, countdown)
-    return outcome
-
-
-def _applied(ctx: CommandContext, pair: HaPair, row: PairSync, owed: Owed, now: datetime,
-             after: list[tuple[str, tuple[object, ...], float]]) -> str:
-    # An older epoch never overwrites a newer one, here as upstream.
-    if row.applied_epoch is None or owed.epoch >= row.applied_epoch or owed.key != row.applied_key:
-        row.applied_key, row.applied_mac, row.applied_epoch, row.applied_at = owed.key, owed.mac, owed.epoch, now
-    row.attempts, row.last_error = 0, None
-    latency = (now - row.desired_at).total_seconds() if row.desired_at else None
-    timeline.record(ctx, pair, "sync_applied", mac=owed.mac, target=row.target, key=owed.key,
-                    applied_epoch=owed.epoch, latency_s=round(latency, 3) if latency is not None else None)
-    timeline.close_alarm(ctx, pair, f"{row.target}_failing", "the repoint went through")
-    if (row.desired_key, row.desired_mac, row.desired_epoch) == (owed.key, owed.mac, owed.epoch):
-        row.state = "in_sync" if owed.key is not None else "not_applicable"
-        return "applied"
-    row.next_attempt_at = now
-    after.append((REPOINT_TASK, (pair.id, row.target), 0.0))
-    return "applied_newer_owed"
-
-
-def _failed(ctx: CommandContext, pair: HaPair, row: PairSync, owed: Owed, error: str, retry_after: float | None,
-            settings: Settings, rng: random.Random, now: datetime,
-            after: list[tuple[str, tuple[object, ...], float]]) -> str:
-    policy = _policy(settings)
-    row.attempts += 1
-    row.last_error = error[:2000]
-    delay = next_delay(row.attempts, policy, retry_after, rng)
-    row.next_attempt_at = now + timedelta(seconds=delay)
-    timeline.record(ctx, pair, "sync_failed", mac=owed.mac, target=row.target, attempt=row.attempts,
-                    error=row.last_error, retry_in_s=round(delay, 2))
-    if is_failing(row.attempts, policy.failing_threshold) and row.state != "failing":
-        row.state = "failing"
-        timeline.open_alarm(ctx, pair, f"{row.target}_failing",
-                            f"repointing {row.target} to {owed.mac} keeps failing: {row.last_error}")
-    after.append((REPOINT_TASK, (pair.id, row.target), delay))
-    log.warning("repoint failed", extra={"pair_id": pair.id, "target": row.target, "attempt": row.attempts,
-                                          "retry_in_s": round(delay, 2)})
-    return "failed"
+    return change.outcome

@@ -12,6 +12,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db import is_postgresql, unit_of_work
+from service.domain.outbox import OWED_STATES
 from service.models import PairSync, utcnow
 
 SWEEP_LEASE_S = 60
@@ -30,7 +31,7 @@ def sweep(session_factory: sessionmaker[Session], enqueue: Callable[[str, tuple[
     with unit_of_work(session_factory) as session:
         stmt = (
             select(PairSync)
-            .where(PairSync.state.in_(("pending", "failing")), PairSync.next_attempt_at <= overdue,
+            .where(PairSync.state.in_(sorted(OWED_STATES)), PairSync.next_attempt_at <= overdue,
                    or_(PairSync.lease_until.is_(None), PairSync.lease_until < now))
             .order_by(PairSync.next_attempt_at)
             .limit(batch)

@@ -1,16 +1,13 @@
-"""Apply the domain's decisions to a pair: the epoch is a fencing token changed by compare-and-swap."""
+"""The pair as the domain sees it, and its epoch: a fencing token changed only by compare-and-swap."""
 from __future__ import annotations
 
-from datetime import datetime
 
 from sqlalchemy import update
 from sqlalchemy.orm.attributes import set_committed_value
 
-from service.domain.claims import ClaimDecision
 from service.domain.pair_state import NodeLiveness, PairState
 from service.models import Device, HaPair
 
-from . import timeline
 from .context import CommandContext
 
 
@@ -29,24 +26,14 @@ def _liveness(device: Device) -> NodeLiveness:
 
 
 def pair_state(pair: HaPair) -> PairState:
+    """The domain's snapshot of a (locked, freshly loaded) pair."""
     return PairState(
         primary_mac=pair.primary.mac, secondary_mac=pair.secondary.mac, active_mac=pair.active.mac,
         status=pair.status, epoch=pair.epoch, heartbeat_timeout_s=heartbeat_timeout_s(pair),
         newest_active_assertion_at=pair.newest_active_assertion_at,
         nodes={d.mac: _liveness(d) for d in (pair.primary, pair.secondary)},
+        last_full_backup_at=pair.last_full_backup_at,
     )
-
-
-def persist_liveness(pair: HaPair, state: PairState) -> None:
-    """Write back the liveness bookkeeping the domain derived from a decision (the one copy of it)."""
-    pair.newest_active_assertion_at = state.newest_active_assertion_at
-    for device in (pair.primary, pair.secondary):
-        node = state.nodes.get(device.mac)
-        if node is None:
-            continue
-        device.last_sequence = node.last_sequence
-        device.last_active_assertion_at = node.last_active_assertion_at
-        device.last_status_at, device.last_status_role = node.last_status_at, node.last_status_role
 
 
 def bump_epoch(ctx: CommandContext, pair: HaPair, *, above: int = 0) -> int:
@@ -61,29 +48,3 @@ def bump_epoch(ctx: CommandContext, pair: HaPair, *, above: int = 0) -> int:
         raise EpochConflict(f"pair {pair.id} epoch moved past {old}")
     set_committed_value(pair, "epoch", new)
     return new
-
-
-def apply_decision(ctx: CommandContext, pair: HaPair, decision: ClaimDecision, *, switch_reason: str,
-                   at: datetime | None = None) -> bool:
-    """Make the pair reflect a decision; True when the Active moved."""
-    new_active = pair.node(decision.active_mac)
-    assert new_active is not None, "the domain only names members of the pair"
-    moved = new_active.id != pair.active_device_id
-    if decision.epoch_bump:
-        bump_epoch(ctx, pair)
-    if moved:
-        pair.active_device_id = new_active.id
-        pair.active = new_active
-        pair.last_switch_at = at or ctx.now()
-        pair.last_switch_to_mac = new_active.mac
-        pair.last_switch_reason = switch_reason
-        timeline.record(ctx, pair, "switch", mac=new_active.mac, reason=switch_reason, row=decision.row)
-    if decision.status != pair.status:
-        previous = pair.status
-        pair.status = decision.status
-        timeline.record(ctx, pair, "status_changed", status=decision.status, previous=previous)
-        if decision.status == "split_brain":
-            timeline.open_alarm(ctx, pair, "split_brain", decision.reason)
-        elif previous == "split_brain":
-            timeline.close_alarm(ctx, pair, "split_brain", decision.reason)
-    return moved

@@ -189,11 +189,7 @@ def _apply_firmware(ctx: CommandContext, pair: HaPair, outcome: FirmwareOutcome)
         pair.procedure = outcome.procedure
     for kind, detail in outcome.events:
         timeline.record(ctx, pair, kind, **detail)
-    for change in outcome.alarms:
-        if change.open:
-            timeline.open_alarm(ctx, pair, change.kind, change.text)
-        else:
-            timeline.close_alarm(ctx, pair, change.kind, change.text)
+    timeline.apply_alarms(ctx, pair, outcome.alarms)
 
 
 # --- every path ------------------------------------------------------------------------------------

@@ -11,13 +11,14 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from service import queries
 from service.db import is_retryable
 from service.domain.alerts import ParsedAlert
-from service.domain.claims import RoleClaim, StatusReport, decide_claim, decide_status, record_claim, record_status
+from service.domain import transition
+from service.domain.claims import RoleClaim, StatusReport
 from service.domain.clock import CLOCK_TOLERANCE, bound_occurred_at
-from service.domain.pair_state import sequence_is_fresh, with_sequence
+from service.domain.transition import PairTransition
 from service.domain.errors import InvalidState, NotInPair
 from service.models import Device, HaPair, Notification
 
-from . import failover, lifecycle, timeline
+from . import failover, lifecycle, timeline, transitions
 from .settle import settle
 from .context import CommandContext
 
@@ -86,8 +87,12 @@ def _receive_once(ctx: CommandContext, device_id: int, webhook_id: str, note: di
     ctx.session.add(row)
     ctx.session.flush()
     device.last_heard_at = ctx.now()
-    outcome, detail = HANDLERS[note["type"]](ctx, pair, device, note, row.id)
-    row.outcome, row.detail = outcome, detail
+    change = HANDLERS[note["type"]](ctx, pair, device, note, row.id)
+    transitions.persist(ctx, pair, change, notification_id=row.id)
+    if note["type"] == "ha.status" and change.outcome != "stale":
+        after_status(ctx, pair, device, note)
+    row.outcome, row.detail = change.outcome, change.why
+    outcome = change.outcome
     settle(ctx, pair, why=f"{note['type']} from {device.mac}")
     ctx.commit()
     return Receipt(row.id, outcome, first_time=True)
@@ -100,90 +105,45 @@ def _payload(note: dict[str, Any]) -> dict[str, Any]:
             "sequence": note["sequence"], "data": note["data"]}
 
 
-def _fresh_sequence(pair: HaPair, device: Device, note: dict[str, Any]) -> bool:
-    """For notifications outside the decision tables: fresh ones use up their sequence."""
-    state = failover.pair_state(pair)
-    if not sequence_is_fresh(state, device.mac, note["sequence"]):
-        return False
-    failover.persist_liveness(pair, with_sequence(state, device.mac, note["sequence"]))
-    return True
-
-
 def on_role_changed(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str, Any],
-                    notification_id: int) -> tuple[str, str]:
-    data, at = note["data"], note["occurred_at"]
+                    notification_id: int) -> PairTransition:
     # Native alerts carry no sequence: they are ordered by occurred_at alone.
-    claim = RoleClaim(mac=device.mac, reason=data["reason"], occurred_at=at, sequence=note["sequence"])
-    state = failover.pair_state(pair)
-    decision = decide_claim(state, claim)
-    failover.persist_liveness(pair, record_claim(state, claim, decision))
-    timeline.record(ctx, pair, "role_claim", mac=device.mac, notification_id=notification_id,
-                    decision=decision.kind, row=decision.row, reason=data["reason"], why=decision.reason,
-                    occurred_at=at, sequence=note["sequence"], clock_ahead_s=note.get("clock_ahead_s"))
-    if decision.kind in ("applied", "confirmed", "split_brain"):
-        failover.apply_decision(ctx, pair, decision, switch_reason=data["reason"], at=at)
-    return decision.kind, decision.reason
+    claim = RoleClaim(mac=device.mac, reason=note["data"]["reason"], occurred_at=note["occurred_at"],
+                      sequence=note["sequence"])
+    return transition.on_claim(failover.pair_state(pair), claim, clock_ahead_s=note.get("clock_ahead_s"))
 
 
 def on_status(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str, Any],
-              notification_id: int) -> tuple[str, str]:
-    data, at = note["data"], note["occurred_at"]
+              notification_id: int) -> PairTransition:
+    data = note["data"]
     report = StatusReport(mac=device.mac, role=data["role"], work_status=data["work_status"],
-                          backup_status=data["backup_status"], firmware=data["firmware"], occurred_at=at,
-                          sequence=note["sequence"])
-    state = failover.pair_state(pair)
-    decision = decide_status(state, report, ctx.settings.status_liveness_window_s)
-    if decision.kind == "stale":
-        timeline.record(ctx, pair, "status_report", mac=device.mac, notification_id=notification_id,
-                        decision=decision.kind, why=decision.reason)
-        return decision.kind, decision.reason
-    if decision.kind != "recorded" or decision.status != pair.status or decision.active_mac != pair.active.mac:
-        timeline.record(ctx, pair, "status_report", mac=device.mac, notification_id=notification_id,
-                        decision=decision.kind, row=decision.row, why=decision.reason, role=data["role"],
-                        work_status=data["work_status"])
-    newest_report = device.last_status_at is None or at >= device.last_status_at
-    failover.persist_liveness(pair, record_status(state, report, decision))
-    failover.apply_decision(ctx, pair, decision, switch_reason=decision.row, at=at)
-    if newest_report:
-        device.last_work_status, device.last_backup_status = data["work_status"], data["backup_status"]
+                          backup_status=data["backup_status"], firmware=data["firmware"],
+                          occurred_at=note["occurred_at"], sequence=note["sequence"])
+    return transition.on_status(failover.pair_state(pair), report, ctx.settings.status_liveness_window_s)
+
+
+def after_status(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str, Any]) -> None:
+    """What a fresh status report tells the procedures: the node's firmware (R11) and, from the
+    survivor of a replacement, its new peer (R12). Their rules live in ``domain.lifecycle``."""
+    data = note["data"]
     if data["firmware"] != device.firmware:
         device.firmware = data["firmware"]
         lifecycle.firmware_changed(ctx, pair, device, data["firmware"], source="ha.status")
-    timeline.close_alarm(ctx, pair, f"node_silent_{device.mac.replace(':', '')}", f"{device.mac} reports again")
-    lifecycle.on_status(ctx, pair, device, data)  # R12: the survivor reporting its new peer
-    return decision.kind, decision.reason
+    lifecycle.on_status(ctx, pair, device, data)
 
 
 def on_fault(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str, Any],
-             notification_id: int) -> tuple[str, str]:
+             notification_id: int) -> PairTransition:
     data = note["data"]
-    if not _fresh_sequence(pair, device, note):
-        return "stale", "sequence not above the node's last"
-    timeline.record(ctx, pair, "fault", mac=device.mac, notification_id=notification_id, source=data["source"],
-                    state=data["state"], occurred_at=note["occurred_at"])
-    kind = f"fault_{data['source']}_{device.mac.replace(':', '')}"
-    if data["state"] == "raised":
-        timeline.open_alarm(ctx, pair, kind, f"{device.mac} reports a {data['source']} fault")
-    else:
-        timeline.close_alarm(ctx, pair, kind, f"{device.mac} reports the {data['source']} fault cleared")
-    return "recorded", f"{data['source']} fault {data['state']}"
+    return transition.on_fault(failover.pair_state(pair), device.mac, data["source"], data["state"],
+                               note["occurred_at"], note["sequence"])
 
 
 def on_backup(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str, Any],
-              notification_id: int) -> tuple[str, str]:
-    data, at = note["data"], note["occurred_at"]
-    if not _fresh_sequence(pair, device, note):
-        return "stale", "sequence not above the node's last"
-    timeline.record(ctx, pair, "backup", mac=device.mac, notification_id=notification_id, backup_kind=data["kind"],
-                    result=data["result"], occurred_at=at)
-    if data["kind"] == "full":
-        if data["result"] == "success":
-            pair.last_full_backup_at = max(filter(None, (pair.last_full_backup_at, at)))
-            timeline.close_alarm(ctx, pair, "backup_failed", "a full backup succeeded")
-            timeline.close_alarm(ctx, pair, "backup_overdue", "a full backup succeeded")
-        else:
-            timeline.open_alarm(ctx, pair, "backup_failed", f"the full backup on {device.mac} failed")
-    return "recorded", f"{data['kind']} backup {data['result']}"
+              notification_id: int) -> PairTransition:
+    data = note["data"]
+    return transition.on_backup(failover.pair_state(pair), device.mac, data["kind"], data["result"],
+                                note["occurred_at"], note["sequence"])
 
 
 HANDLERS = {

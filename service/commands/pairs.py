@@ -7,8 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from service import queries
-from service.domain.claims import record_resolve
-from service.domain.claims import resolve as resolve_decision
+from service.domain.transition import on_resolve
 from service.domain.errors import Conflict, InvalidState, RuleViolation
 from service.domain.plans import cloud_im_gdms_rule
 from service.domain.preflight import (Check, HaSettings, NodeFacts, PairRequest, SiteNetwork, failed,
@@ -16,7 +15,7 @@ from service.domain.preflight import (Check, HaSettings, NodeFacts, PairRequest,
 from service.models import Device, HaPair
 from service.queries import plan_facts, storage_items
 
-from . import failover, sync, timeline
+from . import failover, sync, timeline, transitions
 from .settle import settle
 from .context import CommandContext
 
@@ -145,12 +144,7 @@ def set_cloud_im(ctx: CommandContext, pair_id: int, enabled: bool, server: str) 
 
 def resolve(ctx: CommandContext, pair_id: int, active_mac: str, reason: str) -> HaPair:
     pair = _writable_pair(ctx, pair_id)
-    state = failover.pair_state(pair)
-    decision = resolve_decision(state, active_mac)
-    failover.persist_liveness(pair, record_resolve(state, decision, ctx.now()))
-    failover.apply_decision(ctx, pair, decision, switch_reason="admin_resolve")
-    timeline.record(ctx, pair, "admin_resolve", mac=active_mac, reason=reason, actor=ctx.actor)
-    timeline.close_alarm(ctx, pair, "split_brain", f"resolved by an admin: {reason}")
+    transitions.persist(ctx, pair, on_resolve(failover.pair_state(pair), active_mac, ctx.now(), reason, ctx.actor))
     settle(ctx, pair, why="admin resolve")
     ctx.commit()
     return pair

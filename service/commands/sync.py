@@ -1,19 +1,26 @@
-"""Desired upstream state of a pair: derive it, record it durably, and owe a repoint."""
+"""The outbox rows of a pair (pair_syncs): load them, let ``domain.outbox`` decide, persist that.
+
+``plan_repoint`` brings both rows in line with the pair and enqueues the repoints that are newly
+owed; workers persist their upstream outcomes through :func:`persist_change` too, so every state
+change of a row is decided by the domain and written here.
+"""
 from __future__ import annotations
 
 import secrets
+from typing import Callable
 
+from service.domain import outbox
 from service.domain.errors import Violation
-from service.models import Device, HaPair, PairSync
-from service.pair_rules import cloud_im_violations, remote_connect_violations
-
 from service.domain.lifecycle import domain_release_pending
+from service.domain.outbox import OutboxChange, Routing, SyncRow
+from service.models import HaPair, PairSync
+from service.pair_rules import cloud_im_violations, remote_connect_violations
 
 from . import timeline
 from .context import CommandContext
 
 REPOINT_TASK = "ucmha.repoint"
-TARGETS = ("remote_connect", "cloud_im")
+TARGETS = outbox.TARGETS
 
 
 def ensure_syncs(pair: HaPair) -> None:
@@ -26,19 +33,45 @@ def new_binding_id() -> str:
     return "im-" + secrets.token_hex(8)
 
 
-def _desired(pair: HaPair, target: str) -> tuple[str | None, str | None]:
-    """(key, mac) the upstream should hold for this target, or (None, None) when none is owed."""
-    if target == "remote_connect":
-        if not (pair.use_ucmrc and pair.custom_domain):
-            return None, None
-        if domain_release_pending(pair.procedure, pair.custom_domain):
-            return None, None  # R12 case 2: the domain comes off the failed Primary first
-        # After dissolution the domain stays with the former Primary and points at it (R13).
-        mac = pair.primary.mac if pair.status == "dissolved" else pair.active.mac
-        return pair.custom_domain, mac
-    if not (pair.cloud_im_enabled and pair.cloud_im_binding_id):
-        return None, None
-    return pair.cloud_im_binding_id, pair.active.mac
+def routing(pair: HaPair) -> Routing:
+    return Routing(
+        primary_mac=pair.primary.mac, active_mac=pair.active.mac, status=pair.status, epoch=pair.epoch,
+        use_ucmrc=pair.use_ucmrc, custom_domain=pair.custom_domain,
+        domain_withheld=domain_release_pending(pair.procedure, pair.custom_domain),
+        cloud_im_binding=pair.cloud_im_binding_id if pair.cloud_im_enabled else None,
+    )
+
+
+def snapshot(row: PairSync) -> SyncRow:
+    return SyncRow(
+        target=row.target, state=row.state, desired_key=row.desired_key, desired_mac=row.desired_mac,
+        desired_epoch=row.desired_epoch or 0, desired_at=row.desired_at, applied_key=row.applied_key,
+        applied_mac=row.applied_mac, applied_epoch=row.applied_epoch, applied_at=row.applied_at,
+        attempts=row.attempts or 0, last_error=row.last_error, violations=tuple(row.violations or ()),
+        next_attempt_at=row.next_attempt_at,
+    )
+
+
+def persist_change(ctx: CommandContext, pair: HaPair, row: PairSync, change: OutboxChange, *,
+                   enqueue: Callable[[float], None] | None = None) -> None:
+    """Write the row as the domain left it, its timeline lines and alarms, and owe the repoint."""
+    after = change.after
+    for name in ("state", "desired_key", "desired_mac", "desired_epoch", "desired_at", "applied_key", "applied_mac",
+                 "applied_epoch", "applied_at", "attempts", "last_error", "next_attempt_at"):
+        value = getattr(after, name)
+        if getattr(row, name) != value:
+            setattr(row, name, value)
+    violations = [dict(v) for v in after.violations]
+    if (row.violations or []) != violations:
+        row.violations = violations
+    for line in change.timeline:
+        timeline.record(ctx, pair, line.kind, mac=line.mac, epoch=line.epoch, **dict(line.detail))
+    timeline.apply_alarms(ctx, pair, change.alarms)
+    if change.enqueue:
+        if enqueue is not None:
+            enqueue(change.delay_s)
+        else:
+            ctx.enqueue_after_commit(REPOINT_TASK, pair.id, row.target)
 
 
 def _violations(pair: HaPair, target: str, ctx: CommandContext) -> list[Violation]:
@@ -51,55 +84,17 @@ def _violations(pair: HaPair, target: str, ctx: CommandContext) -> list[Violatio
 def plan_repoint(ctx: CommandContext, pair: HaPair, why: str) -> None:
     """Bring the sync rows in line with the pair and enqueue the repoints they now owe."""
     ensure_syncs(pair)
+    desired = outbox.desired_targets(routing(pair))
     for target in TARGETS:
         row = pair.sync(target)
         assert row is not None
-        key, mac = _desired(pair, target)
-        violations = _violations(pair, target, ctx) if key else []
-        changed = (row.desired_key, row.desired_mac, row.desired_epoch) != (key, mac, pair.epoch)
-        if changed:
-            row.desired_key, row.desired_mac, row.desired_epoch = key, mac, pair.epoch
-            row.desired_at = ctx.now()
-        previous = row.state
-        if key is None and row.applied_key is None:
-            row.state, row.violations = "not_applicable", []
-        elif violations:
-            row.state, row.violations = "blocked", [v.as_dict() for v in violations]
-        elif _applied(row):
-            row.state, row.violations = "in_sync", []
-        else:
-            if previous in ("blocked", "not_applicable", "in_sync") or changed:
-                row.attempts = 0
-                row.next_attempt_at = ctx.now()
-                # Only newly owed work is enqueued; work already owed has its message (or its
-                # retry countdown), and the sweeper covers a lost one.
-                ctx.enqueue_after_commit(REPOINT_TASK, pair.id, target)
-            if previous != "failing":
-                row.state = "pending"
-            row.violations = []
-        if row.state != previous:
-            timeline.record(ctx, pair, "sync_state", target=target, state=row.state, previous=previous, why=why,
-                            violations=row.violations or None)
-        if row.state == "blocked":
-            timeline.open_alarm(ctx, pair, f"{target}_blocked",
-                                "; ".join(f"{v['rule']} {v['code']}: {v['detail']}" for v in row.violations))
-        else:
-            timeline.close_alarm(ctx, pair, f"{target}_blocked", "the rule holds again")
-
-
-def _applied(row: PairSync) -> bool:
-    return (row.applied_key, row.applied_mac, row.applied_epoch) == (row.desired_key, row.desired_mac, row.desired_epoch) \
-        or (row.desired_key is None and row.applied_key is None)
+        wanted = desired[target]
+        violations = _violations(pair, target, ctx) if wanted.key else []
+        persist_change(ctx, pair, row, outbox.plan(snapshot(row), wanted, violations, ctx.now(), why))
 
 
 def request_resync(ctx: CommandContext, pair: HaPair) -> None:
     ensure_syncs(pair)
     for row in pair.syncs:
-        if row.state in ("pending", "failing", "in_sync"):
-            # Forget what we believe is applied so the worker pushes it again.
-            row.applied_epoch = None if row.state == "in_sync" else row.applied_epoch
-            row.state = "pending"
-            row.attempts = 0
-            row.next_attempt_at = ctx.now()
-            ctx.enqueue_after_commit(REPOINT_TASK, pair.id, row.target)
+        persist_change(ctx, pair, row, outbox.resync(snapshot(row), ctx.now()))
     timeline.record(ctx, pair, "resync_requested", actor=ctx.actor)

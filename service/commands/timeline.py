@@ -1,18 +1,21 @@
 """Timeline lines and alarms; the caller's transaction carries them."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 from sqlalchemy import select, update
 
+from service.domain.alarms import AlarmChange
 from service.models import Alarm, Event, HaPair
 
 from .context import CommandContext
 
 
 def record(ctx: CommandContext, pair: HaPair, kind: str, *, mac: str | None = None,
-           notification_id: int | None = None, **detail: Any) -> Event:
-    event = Event(org_id=pair.org_id, pair_id=pair.id, kind=kind, mac=mac, epoch=pair.epoch,
+           notification_id: int | None = None, epoch: int | None = None, **detail: Any) -> Event:
+    """One timeline line; ``epoch`` defaults to the pair's epoch now."""
+    event = Event(org_id=pair.org_id, pair_id=pair.id, kind=kind, mac=mac,
+                  epoch=pair.epoch if epoch is None else epoch,
                   notification_id=notification_id, detail=_jsonable(detail), at=ctx.now())
     ctx.session.add(event)
     return event
@@ -40,6 +43,16 @@ def close_alarm(ctx: CommandContext, pair: HaPair, kind: str, why: str) -> bool:
     kinds.discard(kind)
     record(ctx, pair, "alarm_cleared", alarm=kind, message=why)
     return True
+
+
+def apply_alarms(ctx: CommandContext, pair: HaPair, changes: Iterable[AlarmChange]) -> None:
+    """Open or close alarms as the domain asked (an open of an open kind, or a close of a closed
+    one, changes nothing)."""
+    for change in changes:
+        if change.open:
+            open_alarm(ctx, pair, change.kind, change.text)
+        else:
+            close_alarm(ctx, pair, change.kind, change.text)
 
 
 def _open_kinds(ctx: CommandContext, pair: HaPair) -> set[str]:

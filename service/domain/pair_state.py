@@ -52,6 +52,7 @@ class PairState:
     # not count: they would otherwise make a delayed but genuine role claim look stale.
     newest_active_assertion_at: datetime | None = None
     nodes: Mapping[str, NodeLiveness] = field(default_factory=dict)
+    last_full_backup_at: datetime | None = None
 
     @property
     def standby_mac(self) -> str:
