@@ -1,7 +1,6 @@
 """Periodic rule checks over time: silent nodes, overdue backups, plans that lapse (R2/R3)."""
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Callable
 
 from sqlalchemy import select
@@ -11,6 +10,7 @@ from service.commands import lifecycle, timeline
 from service.commands.settle import settle
 from service.commands.context import CommandContext
 from service.db import unit_of_work
+from service.domain.periodic import NodeHeard, periodic_alarms
 from service.models import HaPair
 from service.settings import Settings
 
@@ -36,23 +36,10 @@ def check_pairs(session_factory: sessionmaker[Session], settings: Settings,
 
 
 def check_pair(ctx: CommandContext, pair: HaPair, settings: Settings) -> None:
-    now = ctx.now()
-    silent_after = timedelta(seconds=settings.node_silent_after_s)
-    for node in (pair.primary, pair.secondary):
-        kind = f"node_silent_{node.mac.replace(':', '')}"
-        heard = node.last_status_at or node.last_heard_at
-        # A replacement node's silence counts from when it joined the pair (R12), not from its creation.
-        reference = max(filter(None, (heard or pair.created_at, lifecycle.joined_at(pair, node))))
-        if now - reference > silent_after:
-            timeline.open_alarm(ctx, pair, kind, f"{node.mac} has sent no ha.status since "
-                                f"{reference.isoformat()} ({settings.node_silent_after_s} s allowed)")
-        else:
-            timeline.close_alarm(ctx, pair, kind, f"{node.mac} reports again")
-    last_backup = pair.last_full_backup_at or pair.created_at
-    if now - last_backup > timedelta(seconds=settings.backup_overdue_after_s):
-        timeline.open_alarm(ctx, pair, "backup_overdue",
-                            f"no successful full backup since {last_backup.isoformat()} (the daily 03:00 run was missed)")
-    else:
-        timeline.close_alarm(ctx, pair, "backup_overdue", "a full backup is recent")
+    nodes = [NodeHeard(node.mac, node.last_status_at or node.last_heard_at, lifecycle.joined_at(pair, node))
+             for node in (pair.primary, pair.secondary)]
+    timeline.apply_alarms(ctx, pair, periodic_alarms(
+        nodes, pair.created_at, pair.last_full_backup_at, ctx.now(),
+        silent_after_s=settings.node_silent_after_s, backup_overdue_after_s=settings.backup_overdue_after_s))
     # Plans lapse with time alone; re-evaluating blocks or releases the withheld repoints.
     settle(ctx, pair, why="periodic rule check")

@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from service import queries
 from service.queries import storage_items
+from service.domain import alarms as alarm_kinds
 from service.domain import lifecycle as rules
 from service.domain.lifecycle import (FIRMWARE_UPGRADE, REPLACE, Candidate, FirmwareOutcome, PairFacts,
                                       ReplacementFacts)
@@ -48,10 +49,6 @@ def _candidate(ctx: CommandContext, device: Device, pair_id: int) -> Candidate:
         storage=storage_items(device),
         plan=queries.plan_facts(device.plan), in_other_pair=other is not None and other.id != pair_id,
     )
-
-
-def _compact(mac: str) -> str:
-    return mac.replace(":", "")
 
 
 # --- R12: replace a failed node --------------------------------------------------------------------
@@ -104,13 +101,12 @@ def replace_node(ctx: CommandContext, pair_id: int, failed_mac: str, new_mac: st
 
 
 def _close_alarms_of(ctx: CommandContext, pair: HaPair, mac: str, why: str) -> None:
-    """Close the alarms about one node (node_silent_<MAC>, fault_*_<MAC>)."""
-    suffix = _compact(mac)
+    """Close the alarms about one node (silent node, its faults)."""
     kinds = ctx.session.execute(
         select(Alarm.kind).where(Alarm.pair_id == pair.id, Alarm.closed_at.is_(None))
     ).scalars().all()
     for kind in kinds:
-        if kind.endswith("_" + suffix):
+        if alarm_kinds.is_about(kind, mac):
             timeline.close_alarm(ctx, pair, kind, why)
 
 

@@ -8,6 +8,7 @@ from sqlalchemy.exc import IntegrityError
 
 from service import queries
 from service.domain.transition import on_resolve
+from service.domain.epoch import FIRST_EPOCH
 from service.domain.errors import Conflict, InvalidState, RuleViolation
 from service.domain.plans import cloud_im_gdms_rule
 from service.domain.preflight import (Check, HaSettings, NodeFacts, PairRequest, SiteNetwork, failed,
@@ -69,7 +70,7 @@ def create_pair(ctx: CommandContext, data: dict[str, Any]) -> HaPair:
     im_enabled = primary.cloud_im_enabled or secondary.cloud_im_enabled
     pair = HaPair(
         org_id=ctx.org_id, primary_device_id=primary.id, secondary_device_id=secondary.id,
-        active_device_id=primary.id, status="paired", epoch=1, use_ucmrc=data.get("use_ucmrc", True),
+        active_device_id=primary.id, status="paired", epoch=FIRST_EPOCH, use_ucmrc=data.get("use_ucmrc", True),
         ha_settings=data.get("ha_settings") or {"heartbeat_port": 9527, "heartbeat_timeout_s": 7},
         cloud_im_enabled=im_enabled, cloud_im_server="gdms" if im_enabled else None,
         cloud_im_binding_id=sync.new_binding_id() if im_enabled else None,

@@ -17,7 +17,7 @@ from .claims import (
     record_resolve,
     resolve,
 )
-from .epoch import FIRST_EPOCH, is_superseded, next_epoch, should_apply_upstream
+from .epoch import FIRST_EPOCH, next_epoch
 from .errors import (
     Conflict,
     DomainError,
@@ -44,6 +44,7 @@ from .preflight import (
     preflight,
 )
 from .status import StatusDecision, StatusKind, StatusReport, decide_status, record_status
+from .transition import NodeReport, PairTransition, Switch, on_claim, on_backup, on_fault, on_resolve, on_status
 from .timeutil import as_utc
 
 __all__ = [
@@ -64,6 +65,9 @@ __all__ = [
     "InvalidState",
     "NodeFacts",
     "NodeLiveness",
+    "NodeReport",
+    "PairTransition",
+    "Switch",
     "NotFound",
     "NotInPair",
     "PairRequest",
@@ -87,10 +91,14 @@ __all__ = [
     "failed",
     "is_failing",
     "is_mac",
-    "is_superseded",
     "next_delay",
     "next_epoch",
     "normalize_mac",
+    "on_backup",
+    "on_claim",
+    "on_fault",
+    "on_resolve",
+    "on_status",
     "parse_alert",
     "plan_counts_for_ha",
     "plan_is_usable",
@@ -100,7 +108,6 @@ __all__ = [
     "record_status",
     "resolve",
     "retry_delay",
-    "should_apply_upstream",
     "slow_retry_delay",
     "two_plan_rule",
 ]
