@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, lazyload, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from service import queries
 from service.commands import sync
@@ -24,7 +23,7 @@ from service.db import unit_of_work
 from service.domain import outbox
 from service.domain.backoff import BackoffPolicy
 from service.domain.outbox import Desired
-from service.models import HaPair, PairSync, utcnow
+from service.models import PairSync, utcnow
 from service.observability import metrics
 from service.observability.context import bind_args
 from service.settings import Settings
@@ -56,7 +55,7 @@ def _policy(settings: Settings) -> BackoffPolicy:
 
 def _lease(session: Session, pair_id: int, target: str, owner: str, now: datetime) -> Owed | None:
     # Lock order is pair, then sync row, everywhere: the notification path does the same.
-    pair = _lock_pair(session, pair_id)
+    pair = queries.lock_pair(session, pair_id)
     row = session.get(PairSync, (pair_id, target), with_for_update=True, populate_existing=True)
     if pair is None or row is None or not outbox.is_owed(sync.snapshot(row)):
         return None
@@ -64,14 +63,6 @@ def _lease(session: Session, pair_id: int, target: str, owner: str, now: datetim
         return None
     row.lease_owner, row.lease_until = owner, outbox.lease_until(now, LEASE_S)
     return Owed(row.desired_key, row.desired_mac, row.desired_epoch, row.applied_key, pair.primary.mac)
-
-
-def _lock_pair(session: Session, pair_id: int) -> HaPair | None:
-    """FOR NO KEY UPDATE on the pair row alone: it serialises writers of the pair without blocking
-    inserts that reference it, and skips the eager loads a repoint does not need."""
-    return session.execute(
-        select(HaPair).options(lazyload("*")).where(HaPair.id == pair_id).with_for_update(key_share=True)
-    ).scalar_one_or_none()
 
 
 def _push(client: UpstreamClient, target: str, owed: Owed) -> None:
