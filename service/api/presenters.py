@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from service.domain.procedures import procedure_of
 from service.models import HaPair, PairSync
 from service.pair_rules import current_violations
 
@@ -50,7 +51,7 @@ def pair_view(pair: HaPair, alarms_open: int, now: datetime) -> dict[str, Any]:
         ),
         "alarms_open": alarms_open,
         "ha_settings": pair.ha_settings,
-        "procedure": pair.procedure,
+        "procedure": procedure_of(pair.procedure),
         "violations": [v.as_dict() for v in current_violations(pair, now)],
         "created_at": pair.created_at,
         "updated_at": pair.updated_at,

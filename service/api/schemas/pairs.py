@@ -75,6 +75,55 @@ class LastSwitchSchema(ma.Schema):
     reason = ma.fields.String()
 
 
+class ProcedureStepSchema(ma.Schema):
+    name = ma.fields.String(metadata={"description": "stable id of the step"})
+    title = ma.fields.String(metadata={"description": "what to do, in the guide's words"})
+    done = ma.fields.Boolean()
+    at = ma.fields.DateTime(allow_none=True)
+    how = ma.fields.String(allow_none=True, validate=validate.OneOf(("service", "observed", "inferred", "skipped")),
+                           metadata={"description": "how the service knows the step is done (or that it was skipped)"})
+    note = ma.fields.String(allow_none=True)
+
+
+class DomainMoveSchema(ma.Schema):
+    name = ma.fields.String()
+    released = ma.fields.Boolean(metadata={"description": "the domain came off the failed Primary upstream"})
+
+
+class ProcedureSchema(ma.Schema):
+    """A running or finished procedure: node replacement (R12) or rolling firmware upgrade (R11)."""
+
+    kind = ma.fields.String(validate=validate.OneOf(("replace", "firmware_upgrade")))
+    state = ma.fields.String(validate=validate.OneOf(("in_progress", "completed", "abandoned")))
+    started_at = ma.fields.DateTime(allow_none=True)
+    completed_at = ma.fields.DateTime(allow_none=True)
+    abandoned_at = ma.fields.DateTime(allow_none=True)
+    abandoned_because = ma.fields.String(allow_none=True)
+    steps = ma.fields.List(ma.fields.Nested(ProcedureStepSchema))
+    next_step = ma.fields.String(allow_none=True, metadata={"description": "name of the next step to do"})
+    warnings = ma.fields.List(ma.fields.String())
+    # kind replace
+    case = ma.fields.String(validate=validate.OneOf(("ucmrc_case_1", "ucmrc_case_2", "no_ucmrc")),
+                            metadata={"description": "replace only: R12's variant"})
+    failed_site = ma.fields.String(validate=validate.OneOf(("primary", "secondary")),
+                                   metadata={"description": "replace only"})
+    failed_mac = ma.fields.String(metadata={"description": "replace only"})
+    new_mac = ma.fields.String(metadata={"description": "replace only"})
+    survivor_mac = ma.fields.String(metadata={"description": "replace only"})
+    domain = ma.fields.Nested(DomainMoveSchema, allow_none=True,
+                              metadata={"description": "replace only: the custom domain moving (case 2)"})
+    # kind firmware_upgrade
+    stage = ma.fields.String(validate=validate.OneOf(("standby_upgraded", "switched", "other_upgraded", "backed_up",
+                                                      "completed")),
+                             metadata={"description": "firmware_upgrade only: the last stage reached"})
+    from_version = ma.fields.String(data_key="from", metadata={"description": "firmware_upgrade only"})
+    to_version = ma.fields.String(data_key="to", metadata={"description": "firmware_upgrade only"})
+    upgraded_first = ma.fields.String(metadata={"description": "firmware_upgrade only: the node upgraded first"})
+    other_mac = ma.fields.String(metadata={"description": "firmware_upgrade only"})
+    backup_marker = ma.fields.DateTime(allow_none=True, metadata={
+        "description": "firmware_upgrade only: a full backup must be newer than this"})
+
+
 class PairSchema(ma.Schema):
     id = ma.fields.Integer()
     primary_mac = ma.fields.String()
@@ -90,7 +139,7 @@ class PairSchema(ma.Schema):
     last_switch = ma.fields.Nested(LastSwitchSchema, allow_none=True)
     alarms_open = ma.fields.Integer()
     ha_settings = ma.fields.Dict(allow_none=True)
-    procedure = ma.fields.Dict(allow_none=True)
+    procedure = ma.fields.Nested(ProcedureSchema, allow_none=True)
     violations = ma.fields.List(ma.fields.Dict(), metadata={"description": "rules the pair breaks now (R2, R3)"})
     created_at = ma.fields.DateTime()
     updated_at = ma.fields.DateTime()

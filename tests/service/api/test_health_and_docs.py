@@ -190,3 +190,13 @@ def test_database_in_readyz_is_the_apps(database_url, settings, enqueued):
         assert app.test_client().get("/readyz").status_code == 200
     finally:
         engine.dispose()
+
+
+def test_the_pair_documents_its_procedure(client):
+    spec = client.get("/api/v1/openapi.json").get_json()
+    schemas = spec["components"]["schemas"]
+    procedure = schemas["Pair"]["properties"]["procedure"]
+    ref = procedure.get("$ref") or next(p["$ref"] for p in procedure.get("allOf", []) + procedure.get("anyOf", [])
+                                        if "$ref" in p)
+    documented = schemas[ref.rsplit("/", 1)[1]]["properties"]
+    assert {"kind", "state", "steps", "next_step", "case", "stage", "from", "to"} <= set(documented)
