@@ -62,20 +62,23 @@ def _check_one(session_factory: sessionmaker[Session], client: UpstreamClient, s
         except TransientUpstreamError as exc:
             log.info("reconcile skipped a pair: upstream unavailable", extra={"pair_id": pair_id, "error": str(exc)})
             return 0
-        if mac == row.applied_mac and epoch == row.applied_epoch:
+        if outbox.on_upstream_view(sync.snapshot(row), mac, epoch) is None:
             return 0
+        # Lock order: the pair, then its sync row (read again under the lock).
         pair = queries.lock_pair(session, pair_id)
-        if pair is None:
+        row = session.get(PairSync, (pair_id, target), with_for_update=True, populate_existing=True)
+        if pair is None or row is None or row.state != "in_sync":
+            return 0
+        repair = outbox.on_upstream_view(sync.snapshot(row), mac, epoch)
+        if repair is None:
             return 0
         ctx = CommandContext(session=session, settings=settings, org_id=pair.org_id, actor="reconciler",
                              enqueue=lambda task, args: enqueue(task, tuple(args)))
-        timeline.record(ctx, pair, "drift_detected", mac=mac, target=target, upstream_epoch=epoch,
-                        expected_mac=row.applied_mac, expected_epoch=row.applied_epoch)
-        if epoch is not None and epoch >= row.applied_epoch and mac != row.applied_mac:
-            # Someone moved the upstream at our epoch or past it: outrank it with a new epoch.
-            failover.bump_epoch(ctx, pair, above=epoch)
+        timeline.record(ctx, pair, repair.line.kind, mac=repair.line.mac, **dict(repair.line.detail))
+        if repair.outrank_above is not None:
+            failover.bump_epoch(ctx, pair, above=repair.outrank_above)
         else:
-            row.applied_epoch = outbox.forget_applied(sync.snapshot(row)).applied_epoch
+            row.applied_epoch = repair.row.applied_epoch
         settle(ctx, pair, why="drift repaired")
         ctx.commit()
         return 1

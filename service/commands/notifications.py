@@ -87,15 +87,15 @@ def _receive_once(ctx: CommandContext, device_id: int, webhook_id: str, note: di
     ctx.session.add(row)
     ctx.session.flush()
     device.last_heard_at = ctx.now()
-    change = HANDLERS[note["type"]](ctx, pair, device, note, row.id)
+    # Lock, snapshot, let the domain decide, persist exactly that.
+    change = HANDLERS[note["type"]](ctx, pair, device, note)
     transitions.persist(ctx, pair, change, notification_id=row.id)
     if note["type"] == "ha.status" and change.outcome != "stale":
         after_status(ctx, pair, device, note)
     row.outcome, row.detail = change.outcome, change.why
-    outcome = change.outcome
     settle(ctx, pair, why=f"{note['type']} from {device.mac}")
     ctx.commit()
-    return Receipt(row.id, outcome, first_time=True)
+    return Receipt(row.id, change.outcome, first_time=True)
 
 
 def _payload(note: dict[str, Any]) -> dict[str, Any]:
@@ -105,16 +105,14 @@ def _payload(note: dict[str, Any]) -> dict[str, Any]:
             "sequence": note["sequence"], "data": note["data"]}
 
 
-def on_role_changed(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str, Any],
-                    notification_id: int) -> PairTransition:
+def on_role_changed(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str, Any]) -> PairTransition:
     # Native alerts carry no sequence: they are ordered by occurred_at alone.
     claim = RoleClaim(mac=device.mac, reason=note["data"]["reason"], occurred_at=note["occurred_at"],
                       sequence=note["sequence"])
     return transition.on_claim(failover.pair_state(pair), claim, clock_ahead_s=note.get("clock_ahead_s"))
 
 
-def on_status(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str, Any],
-              notification_id: int) -> PairTransition:
+def on_status(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str, Any]) -> PairTransition:
     data = note["data"]
     report = StatusReport(mac=device.mac, role=data["role"], work_status=data["work_status"],
                           backup_status=data["backup_status"], firmware=data["firmware"],
@@ -132,15 +130,13 @@ def after_status(ctx: CommandContext, pair: HaPair, device: Device, note: dict[s
     lifecycle.on_status(ctx, pair, device, data)
 
 
-def on_fault(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str, Any],
-             notification_id: int) -> PairTransition:
+def on_fault(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str, Any]) -> PairTransition:
     data = note["data"]
     return transition.on_fault(failover.pair_state(pair), device.mac, data["source"], data["state"],
                                note["occurred_at"], note["sequence"])
 
 
-def on_backup(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str, Any],
-              notification_id: int) -> PairTransition:
+def on_backup(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str, Any]) -> PairTransition:
     data = note["data"]
     return transition.on_backup(failover.pair_state(pair), device.mac, data["kind"], data["result"],
                                 note["occurred_at"], note["sequence"])

@@ -218,6 +218,34 @@ def forget_applied(row: SyncRow) -> SyncRow:
     return replace(row, applied_epoch=None)
 
 
+@dataclass(frozen=True)
+class DriftRepair:
+    """What the reconciler does about an in-sync row whose upstream no longer matches.
+
+    ``outrank_above``: someone moved the upstream to another MAC at our epoch or past it, so the
+    pair's epoch must go above that one for the repair to be accepted; otherwise ``row`` forgets
+    what it applied and is owed again at the same epoch.
+    """
+
+    row: SyncRow
+    outrank_above: int | None
+    line: TimelineLine
+
+
+def on_upstream_view(row: SyncRow, upstream_mac: str | None, upstream_epoch: int | None) -> DriftRepair | None:
+    """Compare what the upstream holds with what the row says was applied; ``None``: no drift."""
+    if (upstream_mac, upstream_epoch) == (row.applied_mac, row.applied_epoch):
+        return None
+    line = TimelineLine("drift_detected", upstream_mac, None, {
+        "target": row.target, "upstream_epoch": upstream_epoch, "expected_mac": row.applied_mac,
+        "expected_epoch": row.applied_epoch})
+    moved_past_us = (upstream_epoch is not None and row.applied_epoch is not None
+                     and upstream_epoch >= row.applied_epoch and upstream_mac != row.applied_mac)
+    if moved_past_us:
+        return DriftRepair(row, upstream_epoch, line)
+    return DriftRepair(forget_applied(row), None, line)
+
+
 def is_owed(row: SyncRow) -> bool:
     return row.state in OWED_STATES
 
