@@ -3,7 +3,7 @@
 
 Envelope: every upstream answer, the token endpoint included, is
 `{"retCode": int, "msg": str, "data": {...}}` with HTTP 200; a non-zero retCode is an error
-(codes in `simulator.codes`). Only an unknown endpoint (HTTP 404) and injected faults use
+(codes in `workers.upstream_protocol`). Only an unknown endpoint (HTTP 404) and injected faults use
 other HTTP statuses.
 
 State lives in this process's memory: run it as one process (werkzeug threaded, or gunicorn

@@ -28,8 +28,10 @@ class CommandContext:
     _after_commit: list[tuple[str, tuple[object, ...]]] = field(default_factory=list)
     # Open alarm kinds per pair, read once per command (see timeline._open_kinds).
     open_alarm_kinds: dict[int, set[str]] = field(default_factory=dict)
-    # Called with (ctx, pair, transition) for every pair transition persisted, in its transaction
-    # (see commands.transitions.persist): where an event recorder hooks in.
+    # Called with (ctx, pair, change) in the same transaction for every pair transition
+    # (`domain.transition.PairTransition`, from commands.transitions.persist) and every outbox
+    # change (`domain.outbox.OutboxChange`, from commands.sync.persist_change): where an event
+    # recorder hooks in.
     transition_hooks: list[Callable[..., None]] = field(default_factory=list)
 
     def now(self) -> datetime:

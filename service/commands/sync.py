@@ -67,6 +67,9 @@ def persist_change(ctx: CommandContext, pair: HaPair, row: PairSync, change: Out
     for line in change.timeline:
         timeline.record(ctx, pair, line.kind, mac=line.mac, epoch=line.epoch, **dict(line.detail))
     timeline.apply_alarms(ctx, pair, change.alarms)
+    if change.after != change.before:
+        for hook in ctx.transition_hooks:  # event recorders see outbox changes in the same transaction
+            hook(ctx, pair, change)
     if change.enqueue:
         if enqueue is not None:
             enqueue(change.delay_s)
