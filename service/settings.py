@@ -41,9 +41,9 @@ class Settings:
     node_silent_after_s: int = 300
     backup_overdue_after_s: int = 26 * 3600
     repoint_base_delay_s: float = 1.0
-    repoint_max_delay_s: float = 60.0
+    # Capped backoff, failing or not: remote users wait at most about this long after the upstream is back.
+    repoint_max_delay_s: float = 10.0
     repoint_failing_after: int = 5
-    repoint_failing_delay_s: float = 300.0
     sweep_interval_s: float = 2.0
     reconcile_interval_s: float = 60.0
     alarm_check_interval_s: float = 60.0
@@ -150,7 +150,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         repoint_base_delay_s=_float(env, "UCMHA_REPOINT_BASE_DELAY_S", defaults.repoint_base_delay_s),
         repoint_max_delay_s=_float(env, "UCMHA_REPOINT_MAX_DELAY_S", defaults.repoint_max_delay_s),
         repoint_failing_after=_int(env, "UCMHA_REPOINT_FAILING_AFTER", defaults.repoint_failing_after),
-        repoint_failing_delay_s=_float(env, "UCMHA_REPOINT_FAILING_DELAY_S", defaults.repoint_failing_delay_s),
         sweep_interval_s=_float(env, "UCMHA_SWEEP_INTERVAL_S", defaults.sweep_interval_s),
         reconcile_interval_s=_float(env, "UCMHA_RECONCILE_INTERVAL_S", defaults.reconcile_interval_s),
         alarm_check_interval_s=_float(env, "UCMHA_ALARM_CHECK_INTERVAL_S", defaults.alarm_check_interval_s),

@@ -51,6 +51,8 @@ def sweep_task() -> int:
 @shared_task(name="ucmha.reconcile", acks_late=True)
 def reconcile_task() -> int:
     settings, factory, client = runtime()
+    # The reconciler steps in for repoints waiting out a backoff: each pass retries them now.
+    sweep.wake_waiting(factory, _enqueue)
     return reconcile.reconcile(factory, client, settings, _enqueue)
 
 

@@ -100,7 +100,6 @@ class Stack:
             "UCMHA_REPOINT_BASE_DELAY_S": "0.2",
             "UCMHA_REPOINT_MAX_DELAY_S": "2",
             "UCMHA_REPOINT_FAILING_AFTER": "4",
-            "UCMHA_REPOINT_FAILING_DELAY_S": "3",
             "UCMHA_SWEEP_INTERVAL_S": "1",
             "UCMHA_RECONCILE_INTERVAL_S": "5",
             "UCMHA_ALARM_CHECK_INTERVAL_S": "10",
