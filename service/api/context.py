@@ -1,13 +1,17 @@
 """Per-request state: the database session and the authenticated principal."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from flask import current_app, g, request
 from flask_smorest import abort
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from service.commands.context import CommandContext
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -29,8 +33,18 @@ def db() -> Session:
 
 def close_db(_exc: BaseException | None = None) -> None:
     session = g.pop("db", None)
-    if session is not None:
+    if session is None:
+        return
+    try:
         session.close()  # rolls back anything a command did not commit
+    except SQLAlchemyError as exc:
+        # The connection died (database restarted): the answer is already decided, and raising
+        # here would replace it -- even a 202 for a committed notification -- with an error page.
+        log.warning("closing the request's database session failed", extra={"error": type(exc).__name__})
+        try:
+            session.invalidate()
+        except SQLAlchemyError:
+            pass  # nothing left to release
 
 
 def principal() -> Principal:
