@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service import dashboard
 from service.api import auth, devices, health, lifecycle, pairs, plans, webhooks
-from service.api.context import close_db
+from service.api.context import close_db, drain_unread_body
 from service.api.converters import MacConverter
 from service.api.problems import ProblemApi, problem
 from service.db import make_engine, make_session_factory
@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None, *, session_factory: sessionmake
     app.extensions["ucmha"] = Extension(settings, session_factory, enqueue, broker_check)
     web.init_app(app, settings, session_factory)  # first hooks: request id, access log, metrics; /metrics
     app.teardown_appcontext(close_db)
+    app.teardown_request(drain_unread_body)
     app.before_request(_require_json_body)
 
     api = ProblemApi(app)

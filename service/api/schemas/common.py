@@ -6,13 +6,32 @@ import binascii
 import marshmallow as ma
 from marshmallow import validate
 
+from service.api.jsonbody import contains_nul
 from service.domain.mac import InvalidMac, normalize_mac
 
 
 MAX_ID = 2**63 - 1  # ids are at most BIGINT
 
 
-class StrictSchema(ma.Schema):
+NUL_MESSAGE = "Must not contain NUL characters."
+
+
+class NoNulSchema(ma.Schema):
+    """Refuses NUL characters anywhere in the input (422): the database cannot store or search them."""
+
+    @ma.pre_load
+    def refuse_nul(self, data, **_kwargs):  # type: ignore[no-untyped-def]
+        if hasattr(data, "getlist"):  # query arguments: every value of every key
+            items = [(key, value) for key in data for value in data.getlist(key)]
+        else:
+            items = list(data.items()) if isinstance(data, dict) else []
+        bad = sorted({str(key) for key, value in items if contains_nul(key) or contains_nul(value)})
+        if bad:
+            raise ma.ValidationError({key.replace("\x00", "?"): [NUL_MESSAGE] for key in bad})
+        return data
+
+
+class StrictSchema(NoNulSchema):
     class Meta:
         unknown = ma.RAISE
 

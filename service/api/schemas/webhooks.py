@@ -3,7 +3,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import validate
 
-from .common import Mac
+from .common import Mac, NoNulSchema
 
 REASONS = ("heart_beat_lost", "network_port_disconnect", "force_switch")
 
@@ -45,7 +45,7 @@ DATA_SCHEMAS: dict[str, type[ma.Schema]] = {
 }
 
 
-class NotificationSchema(ma.Schema):
+class NotificationSchema(NoNulSchema):
     class Meta:
         unknown = ma.RAISE
 
