@@ -24,13 +24,13 @@ class Settings:
     database_url: str = "sqlite:///var/ucmha.db"
     broker_url: str = "sqla+sqlite:///var/celery-broker.db"
     redis_url: str | None = None  # rate limits and metrics coordination; None -> in-memory
-    secret_key: str = DEV_SECRET
-    encryption_key: str = DEV_ENCRYPTION_KEY
+    secret_key: str = field(default=DEV_SECRET, repr=False)
+    encryption_key: str = field(default=DEV_ENCRYPTION_KEY, repr=False)
     upstream_base_url: str = "http://127.0.0.1:8090"
     upstream_username: str = "ucmha"
-    upstream_password: str = "ucmha-dev-password"
+    upstream_password: str = field(default="ucmha-dev-password", repr=False)
     upstream_client_id: str = "ucmha"
-    upstream_client_secret: str = "ucmha-dev-client-secret"
+    upstream_client_secret: str = field(default="ucmha-dev-client-secret", repr=False)
     upstream_connect_timeout_s: float = 3.0
     upstream_read_timeout_s: float = 5.0
     webhook_tolerance_s: int = 300
