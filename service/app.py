@@ -12,6 +12,7 @@ from service import dashboard
 from service.api import auth, devices, health, lifecycle, pairs, plans, webhooks
 from service.api.context import close_db, drain_unread_body
 from service.api.converters import MacConverter
+from service.api.schemas.common import MAC_PATTERN
 from service.api.problems import ProblemApi, problem
 from service.db import make_engine, make_session_factory
 from service.observability import ratelimit, web
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None, *, session_factory: sessionmake
     app.before_request(_require_json_body)
 
     api = ProblemApi(app)
+    api.register_converter(MacConverter, lambda _converter: {"type": "string", "pattern": MAC_PATTERN})
     for module in (devices, plans, pairs, lifecycle, webhooks):
         api.register_blueprint(module.blp)
     app.register_blueprint(health.blp)

@@ -88,6 +88,8 @@ class ProblemApi(Api):
         errors = data.get("errors") or data.get("messages")
         if isinstance(errors, dict) and set(errors) == {"json"}:
             errors = errors["json"]
+        if isinstance(errors, list):  # e.g. a body that is not JSON at all: not about one field
+            errors = {"_schema": errors}
         detail = data.get("message") or error.description or error.name
         if errors and not data.get("message"):
             detail = "The request is not valid; see errors."

@@ -95,7 +95,19 @@ def validation_failed(exc: ma.ValidationError) -> None:
     abort(422, errors=exc.messages)
 
 
+SIGNATURE_HEADERS = [
+    {"in": "header", "name": "webhook-id", "required": True, "description": "Standard Webhooks message id; "
+     "a repeat answers 200 with the first outcome", "schema": {"type": "string", "maxLength": MAX_WEBHOOK_ID}},
+    {"in": "header", "name": "webhook-timestamp", "required": True, "description": "Unix seconds, within the "
+     "tolerance of the server's clock", "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+    {"in": "header", "name": "webhook-signature", "required": True, "description": "space-separated "
+     "`v1,<base64 HMAC-SHA256>` of `{id}.{timestamp}.{raw body}` with the device's webhook secret",
+     "schema": {"type": "string"}},
+]
+
+
 @blp.post("/ucm/<mac:mac>")
+@blp.doc(security=[], parameters=SIGNATURE_HEADERS)
 @rate_limited("rate_limit_webhook", _device_key, count_if=_counts_for_device)
 @blp.response(202, ReceiptSchema)
 @blp.alt_response(200, schema=ReceiptSchema, description="a repeated webhook-id: the first outcome, no effect")
@@ -122,6 +134,7 @@ def _alert_device(alert_token: str) -> Device:
 
 
 @blp.post("/ucm-alerts/<string(maxlength=128):alert_token>")
+@blp.doc(security=[])  # the alert token in the path is the credential
 @rate_limited("rate_limit_alerts", _alert_key)
 @blp.response(202, ReceiptSchema)
 @blp.alt_response(200, schema=ReceiptSchema, description="the same alert text again: no second effect")

@@ -36,8 +36,17 @@ class StrictSchema(NoNulSchema):
         unknown = ma.RAISE
 
 
+# Every spelling normalize_mac accepts: colons, hyphens, Cisco dots, bare hex (one separator style).
+MAC_PATTERN = (r"^(?:[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}|[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){5}"
+               r"|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}|[0-9A-Fa-f]{12})$")
+
+
 class Mac(ma.fields.String):
     """A MAC address in any common spelling, always given back as C0:74:AD:45:3B:10."""
+
+    def __init__(self, **kwargs):  # type: ignore[no-untyped-def]
+        kwargs["metadata"] = {"pattern": MAC_PATTERN, "example": "C0:74:AD:45:3B:10", **kwargs.get("metadata", {})}
+        super().__init__(**kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):  # type: ignore[no-untyped-def]
         raw = super()._deserialize(value, attr, data, **kwargs)

@@ -111,3 +111,23 @@ def test_a_correctly_signed_non_utf8_body_is_400_after_the_signature(client, dev
                     headers={"webhook-id": "msg_2", "webhook-timestamp": ts, "webhook-signature": f"v1,{sig}"})
     assert_problem(r, 400)
     assert "UTF-8" in r.json["detail"]
+
+
+@pytest.mark.parametrize("method, path", [("POST", "/api/v1/devices"), ("POST", "/api/v1/plans"),
+                                          ("POST", "/api/v1/ha-pairs")])
+def test_malformed_json_errors_are_an_object_as_the_problem_schema_says(client, tenant, method, path):
+    r = client.open(path, method=method, data="{not json", content_type="application/json", headers=tenant.admin())
+    assert_problem(r, 400)
+    assert isinstance(r.json["errors"], dict) and r.json["errors"]["_schema"]
+
+
+def test_the_openapi_document_gives_macs_a_pattern_and_webhooks_no_bearer(client):
+    spec = client.get("/api/v1/openapi.json").json
+    assert spec["components"]["schemas"]["DeviceCreate"]["properties"]["mac"]["pattern"]
+    hook = spec["paths"]["/api/v1/webhooks/ucm/{mac}"]
+    mac_param = next(p for p in hook["parameters"] if p["name"] == "mac")
+    assert mac_param["schema"]["pattern"]
+    post = hook["post"]
+    assert post["security"] == []
+    assert {"webhook-id", "webhook-timestamp", "webhook-signature"} <= {p["name"] for p in post["parameters"]}
+    assert spec["paths"]["/api/v1/webhooks/ucm-alerts/{alert_token}"]["post"]["security"] == []
