@@ -20,7 +20,8 @@ from service.security import SecretBox, hash_token, webhook_signature_valid
 from .context import command_context, db, read_body
 from .jsonbody import MAX_JSON_DEPTH, JsonTooDeep, contains_nul, loads_bounded
 from .schemas.common import NUL_MESSAGE
-from .schemas.webhooks import NativeAlertSchema, NotificationSchema, ReceiptSchema
+from .problems import PROBLEM_JSON, ProblemSchema
+from .schemas.webhooks import NOTIFICATION_DOCS, NativeAlertSchema, NotificationSchema, ReceiptSchema
 
 blp = Blueprint("webhooks", __name__, url_prefix="/api/v1/webhooks",
                 description="Signed notifications from UCM nodes (Standard Webhooks)")
@@ -106,8 +107,31 @@ SIGNATURE_HEADERS = [
 ]
 
 
+def _problems(*outcomes: tuple[int, str]):  # type: ignore[no-untyped-def]
+    """Document each refusal of a webhook operation as an RFC 9457 problem."""
+    def decorate(view):  # type: ignore[no-untyped-def]
+        for status, description in outcomes:
+            view = blp.alt_response(status, schema=ProblemSchema, content_type=PROBLEM_JSON,
+                                    description=description)(view)
+        return view
+    return decorate
+
+
+REFUSALS = (
+    (400, "bad webhook-id, body not UTF-8, not JSON, or nested too deeply (after the signature)"),
+    (413, "the body exceeds the size limit (checked first)"),
+    (429, "too many notifications for this device; see Retry-After"),
+    (503, "the database or broker is unreachable; retry after Retry-After, with the same webhook-id"),
+)
+
+
 @blp.post("/ucm/<mac:mac>")
-@blp.doc(security=[], parameters=SIGNATURE_HEADERS)
+@blp.doc(security=[], parameters=SIGNATURE_HEADERS, requestBody={
+    "required": True, "description": "One notification, signed (Standard Webhooks); the type selects `data`.",
+    "content": {"application/json": {"schema": {"oneOf": NOTIFICATION_DOCS}}}})
+@_problems(*REFUSALS, (401, "unknown device, or the signature or timestamp is not valid"),
+           (409, "the device is in no live HA pair: nothing stored"),
+           (422, "the notification does not validate (see errors), contains NUL, or names the wrong peer"))
 @rate_limited("rate_limit_webhook", _device_key, count_if=_counts_for_device)
 @blp.response(202, ReceiptSchema)
 @blp.alt_response(200, schema=ReceiptSchema, description="a repeated webhook-id: the first outcome, no effect")
@@ -134,7 +158,12 @@ def _alert_device(alert_token: str) -> Device:
 
 
 @blp.post("/ucm-alerts/<string(maxlength=128):alert_token>")
-@blp.doc(security=[])  # the alert token in the path is the credential
+@blp.doc(security=[], requestBody={  # the alert token in the path is the credential
+    "required": True, "description": "The UCM's alert template; a body that is not JSON is kept as an "
+                                     "unclassified event.",
+    "content": {"application/json": {"schema": NativeAlertSchema}}})
+@_problems(*REFUSALS, (401, "unknown alert token"), (409, "the device is in no live HA pair: nothing stored"),
+           (422, "the body contains NUL characters"))
 @rate_limited("rate_limit_alerts", _alert_key)
 @blp.response(202, ReceiptSchema)
 @blp.alt_response(200, schema=ReceiptSchema, description="the same alert text again: no second effect")

@@ -131,3 +131,15 @@ def test_the_openapi_document_gives_macs_a_pattern_and_webhooks_no_bearer(client
     assert post["security"] == []
     assert {"webhook-id", "webhook-timestamp", "webhook-signature"} <= {p["name"] for p in post["parameters"]}
     assert spec["paths"]["/api/v1/webhooks/ucm-alerts/{alert_token}"]["post"]["security"] == []
+
+
+def test_the_webhook_operations_document_their_bodies_and_outcomes(client):
+    spec = client.get("/api/v1/openapi.json").json
+    post = spec["paths"]["/api/v1/webhooks/ucm/{mac}"]["post"]
+    bodies = post["requestBody"]["content"]["application/json"]["schema"]["oneOf"]
+    names = {ref["$ref"].rsplit("/", 1)[1] for ref in bodies}
+    assert names == {"HaRoleChangedNotification", "HaStatusNotification", "HaFaultNotification",
+                     "HaBackupNotification"}
+    assert {"200", "202", "400", "401", "409", "413", "422", "429", "503"} <= set(post["responses"])
+    alert = spec["paths"]["/api/v1/webhooks/ucm-alerts/{alert_token}"]["post"]
+    assert "requestBody" in alert and {"202", "401", "503"} <= set(alert["responses"])
