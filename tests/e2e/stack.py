@@ -16,6 +16,8 @@ from typing import Any, Callable
 import requests
 import sqlalchemy as sa
 
+from service.db import is_retryable
+
 from tests.simulator.sim_process import SimProcess, free_port, start_simulator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -181,10 +183,18 @@ class Stack:
 
     def truncate(self) -> None:
         engine = sa.create_engine(self.database_url)
-        with engine.begin() as conn:
-            tables = [r[0] for r in conn.execute(sa.text(
-                "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename <> 'alembic_version'"))]
-            conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        for attempt in range(5):
+            try:
+                with engine.begin() as conn:
+                    tables = [r[0] for r in conn.execute(sa.text(
+                        "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename <> 'alembic_version'"))]
+                    conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+                break
+            except sa.exc.OperationalError as exc:
+                # The running workers and schedulers lock rows table by table: a deadlock with the
+                # TRUNCATE is theirs to lose or ours; ours is safe to run again.
+                if not is_retryable(exc) or attempt == 4:
+                    raise
         engine.dispose()
         assert self.sim is not None
         self.sim.reset()
