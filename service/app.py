@@ -68,7 +68,8 @@ def create_app(settings: Settings | None = None, *, session_factory: sessionmake
     )
     app.url_map.converters["mac"] = MacConverter
     if session_factory is None:
-        session_factory = make_session_factory(make_engine(settings.database_url, hide_parameters=settings.is_production))
+        engine = make_engine(settings.database_url, hide_parameters=settings.is_production)
+        session_factory = make_session_factory(engine)
     if enqueue is None or broker_check is None:
         default_enqueue, default_check = _celery_enqueue(settings)
         enqueue = enqueue or default_enqueue

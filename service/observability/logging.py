@@ -51,7 +51,8 @@ _TEXT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # (*_enc) or a hash (*_hash).
     (re.compile(
         r"(?i)(\b(?:[a-z0-9_.-]*(?:token|secret|password|passwd|signature|api[_-]?key|authorization|cookie)"
-        r"(?:_enc|_hash)?|[a-z0-9_.-]*_(?:enc|hash))(?:\\?[\"'])?\s*[=:]\s*(?:\\?[\"'])?)(?![^\s\"'&}\]\\]*\s?\[REDACTED\])([^\s\"'&}\]\\]+)"),
+        r"(?:_enc|_hash)?|[a-z0-9_.-]*_(?:enc|hash))"
+        r"(?:\\?[\"'])?\s*[=:]\s*(?:\\?[\"'])?)(?![^\s\"'&}\]\\]*\s?\[REDACTED\])([^\s\"'&}\]\\]+)"),
      r"\1" + REDACTED),
     # Session cookies (the dashboard's signed cookie is a credential).
     (re.compile(r"(?i)\b(session=)(?!\[REDACTED\])[^;\s\"'\\]+"), r"\1" + REDACTED),

@@ -187,7 +187,8 @@ class Stack:
             try:
                 with engine.begin() as conn:
                     tables = [r[0] for r in conn.execute(sa.text(
-                        "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename <> 'alembic_version'"))]
+                        "SELECT tablename FROM pg_tables WHERE schemaname='public' "
+                        "AND tablename <> 'alembic_version'"))]
                     conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
                 break
             except sa.exc.OperationalError as exc:

@@ -52,7 +52,7 @@ def test_nul_in_a_search_is_422(client, tenant, path):
 
 
 @pytest.mark.parametrize("method, path", [
-    ("POST", "/api/v1/devices"), (f"PATCH", f"/api/v1/devices/{PRIMARY}"), ("POST", "/api/v1/plans"),
+    ("POST", "/api/v1/devices"), ("PATCH", f"/api/v1/devices/{PRIMARY}"), ("POST", "/api/v1/plans"),
     ("POST", "/api/v1/ha-pairs"), ("PUT", "/api/v1/ha-pairs/1/custom-domain"),
 ])
 def test_json_nested_5000_deep_on_admin_routes_is_400(client, tenant, device, method, path):
@@ -71,7 +71,8 @@ def test_json_nested_5000_deep_on_webhooks_is_400(client, tenant, device, db_ses
 
 def test_nul_in_notifications_and_alerts_is_422(client, tenant, device, db_session):
     body = '{"type": "ha.status", "occurred_at": "2026-11-24T09:30:00Z", "sequence": 1, "data": {"x": "\\u0000"}}'
-    r = client.post(f"/api/v1/webhooks/ucm/{PRIMARY}", data=body, headers=signed_headers(device["webhook_secret"], body))
+    r = client.post(f"/api/v1/webhooks/ucm/{PRIMARY}", data=body,
+                    headers=signed_headers(device["webhook_secret"], body))
     assert_problem(r, 422)
     alert = '{"action": "HA", "mac": "000B82A46EBF", "content": "switch\\u0000"}'
     assert_problem(client.post(device["alert_url"].split("localhost", 1)[1], data=alert,

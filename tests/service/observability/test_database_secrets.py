@@ -4,7 +4,6 @@ from __future__ import annotations
 import logging
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
