@@ -5,10 +5,12 @@ import pytest
 from flask import g
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 
 from service.app import create_app
 from service.api.context import close_db
 from service.db import make_engine, make_session_factory
+from tests.service.api.test_webhooks import SECONDARY, pair, post  # noqa: F401  (pair is a fixture)
 from tests.simulator.sim_process import free_port
 from tests.webhook_helpers import role_changed, signed_headers
 
@@ -69,3 +71,21 @@ def test_closing_a_session_whose_connection_died_does_not_raise(app):
         g.db = session = DeadSession()
         close_db(None)  # must not raise: the answer (maybe a 202 for a committed notification) stands
         assert session.invalidated
+
+
+def test_a_committed_notification_is_answered_even_if_the_connection_dies_before_teardown(
+        app, client, connection, pair):
+    died: list[bool] = []
+
+    class DyingSession(Session):
+        def close(self) -> None:  # the database restarted after the commit
+            super().close()
+            died.append(True)
+            raise OperationalError("ROLLBACK", {}, Exception("server closed the connection unexpectedly"))
+
+    app.extensions["ucmha"].session_factory = sessionmaker(bind=connection, class_=DyingSession,
+                                                           join_transaction_mode="create_savepoint",
+                                                           expire_on_commit=False)
+    body = role_changed("2026-11-24T09:30:00Z", 1, "force_switch")
+    r = post(client, SECONDARY, pair["secrets"][SECONDARY], body)
+    assert died and r.status_code == 202 and r.json["outcome"] == "applied"
