@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -13,7 +13,7 @@ from service.db import is_retryable
 from service.domain.alerts import ParsedAlert
 from service.domain import transition
 from service.domain.claims import RoleClaim, StatusReport
-from service.domain.clock import CLOCK_TOLERANCE, bound_occurred_at
+from service.domain.clock import bound_occurred_at
 from service.domain.transition import PairTransition
 from service.domain.errors import InvalidState, NotInPair
 from service.models import Device, HaPair, Notification
@@ -45,8 +45,8 @@ def receive(ctx: CommandContext, device: Device, webhook_id: str, note: dict[str
     Its ``occurred_at`` is bounded by the receive time first (``domain.clock``): a node's clock
     must never outrank ours. Native alerts (local time read as UTC) are clamped at any distance.
     """
-    bounded = bound_occurred_at(note["occurred_at"], ctx.now(),
-                                tolerance=CLOCK_TOLERANCE if source == "webhook" else None)
+    tolerance = timedelta(seconds=ctx.settings.webhook_tolerance_s) if source == "webhook" else None
+    bounded = bound_occurred_at(note["occurred_at"], ctx.now(), tolerance=tolerance)
     if bounded.clamped:
         note = {**note, "occurred_at": bounded.occurred_at, "clock_ahead_s": round(bounded.ahead_s, 3),
                 "sent_occurred_at": note["occurred_at"]}

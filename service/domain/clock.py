@@ -5,10 +5,10 @@ future would outrank every real one that follows (and keep the pair's newest Act
 in the future, making every genuine claim look stale). A node's clock is therefore trusted only
 as far as ours allows:
 
-* more than :data:`CLOCK_TOLERANCE` ahead of the receive time: refused (422
-  ``occurred_at_in_future``), nothing is stored. It is the same five minutes the Standard
-  Webhooks library allows the ``webhook-timestamp`` header; the library fixes that window, so
-  the service has no setting for it.
+* more than the tolerance ahead of the receive time: refused (422 ``occurred_at_in_future``),
+  nothing is stored. The tolerance is the one the ``webhook-timestamp`` header is checked with
+  (``UCMHA_WEBHOOK_TOLERANCE_S``, 300 s by default): a node whose clock is further off could not
+  have signed a valid notification either.
 * ahead, but within the tolerance: taken as happening when it was received (clamped). A node
   whose clock runs a little fast still fails over, but it cannot occupy the future: nothing it
   sends can outrank a notification that arrives after it. The timeline says by how much the
@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from .errors import InvalidInput
 from .timeutil import as_utc
 
-CLOCK_TOLERANCE = timedelta(seconds=300)
+DEFAULT_TOLERANCE = timedelta(seconds=300)
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class BoundedTime:
 
 
 def bound_occurred_at(occurred_at: datetime, received_at: datetime, *,
-                      tolerance: timedelta | None = CLOCK_TOLERANCE) -> BoundedTime:
+                      tolerance: timedelta | None = DEFAULT_TOLERANCE) -> BoundedTime:
     """Clamp ``occurred_at`` to ``received_at``; beyond ``tolerance`` ahead refuse it (None: never)."""
     said, now = as_utc(occurred_at), as_utc(received_at)
     if said <= now:

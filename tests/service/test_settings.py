@@ -68,9 +68,7 @@ def test_development_defaults(tmp_path: Path):
     assert settings.database_url == f"sqlite:///{tmp_path / 'ucmha.db'}"
     assert settings.broker_url == f"sqla+sqlite:///{tmp_path / 'celery-broker.db'}"
     defaults = Settings()
-    assert settings.node_silent_after_s == defaults.node_silent_after_s == 300
-    # The webhook-timestamp window is the library's fixed 5 minutes: no setting pretends otherwise.
-    assert not hasattr(settings, "webhook_tolerance_s")
+    assert settings.webhook_tolerance_s == defaults.webhook_tolerance_s == 300
     assert settings.webhook_max_bytes == 64 * 1024
     assert settings.secret_rotation_overlap_s == 24 * 3600
     assert settings.repoint_base_delay_s == defaults.repoint_base_delay_s
@@ -94,11 +92,11 @@ def test_load_settings_reads_the_process_environment_by_default(monkeypatch: pyt
 
 def test_values_come_from_the_environment():
     settings = load_settings({"UCMHA_ENV": "test", "DATABASE_URL": PG, "REDIS_URL": "redis://r:6379/0",
-                              "UCMHA_NODE_SILENT_AFTER_S": "120", "UCMHA_REPOINT_BASE_DELAY_S": "0.25",
+                              "UCMHA_WEBHOOK_TOLERANCE_S": "120", "UCMHA_REPOINT_BASE_DELAY_S": "0.25",
                               "UCMHA_UPSTREAM_BASE_URL": "https://gdms.example.com/", "UCMHA_SECRET_KEY": "x" * 32})
     assert settings.env == "test"
     assert settings.redis_url == "redis://r:6379/0" and settings.broker_url == "redis://r:6379/0"
-    assert settings.node_silent_after_s == 120 and settings.repoint_base_delay_s == 0.25
+    assert settings.webhook_tolerance_s == 120 and settings.repoint_base_delay_s == 0.25
     assert settings.upstream_base_url == "https://gdms.example.com"
     assert settings.secret_key == "x" * 32
 
@@ -108,7 +106,7 @@ def test_explicit_broker_url_wins_over_redis():
     assert settings.broker_url == "amqp://mq//"
 
 
-@pytest.mark.parametrize("name", ["UCMHA_BACKUP_OVERDUE_AFTER_S", "UCMHA_NODE_SILENT_AFTER_S",
+@pytest.mark.parametrize("name", ["UCMHA_WEBHOOK_TOLERANCE_S", "UCMHA_NODE_SILENT_AFTER_S",
                                   "UCMHA_REPOINT_FAILING_AFTER", "UCMHA_STATUS_LIVENESS_WINDOW_S"])
 @pytest.mark.parametrize("raw", ["abc", "1.5", "10s", "0x10"])
 def test_bad_integers_are_rejected(name, raw):
@@ -124,7 +122,7 @@ def test_bad_numbers_are_rejected(name):
 
 
 def test_empty_numbers_fall_back_to_defaults():
-    assert load_settings({"UCMHA_NODE_SILENT_AFTER_S": ""}).node_silent_after_s == 300
+    assert load_settings({"UCMHA_WEBHOOK_TOLERANCE_S": ""}).webhook_tolerance_s == 300
 
 
 @pytest.mark.parametrize("mode", ["prod", "PRODUCTION", "staging"])
@@ -137,5 +135,5 @@ def test_settings_are_frozen_and_overridable():
     settings = load_settings({})
     with pytest.raises(AttributeError):
         settings.env = "production"  # type: ignore[misc]
-    changed = settings.with_overrides(node_silent_after_s=5)
-    assert changed.node_silent_after_s == 5 and settings.node_silent_after_s == 300
+    changed = settings.with_overrides(webhook_tolerance_s=5)
+    assert changed.webhook_tolerance_s == 5 and settings.webhook_tolerance_s == 300
