@@ -128,7 +128,10 @@ def _record(session_factory: sessionmaker[Session], settings: Settings, claim: C
             owner: str, rng: random.Random, now: datetime, enqueue: Enqueue) -> tuple[str, float | None]:
     after: list[tuple[str, tuple[object, ...]]] = []
     with unit_of_work(session_factory) as session:
-        delivery = session.get(EventDelivery, claim.delivery_id, with_for_update=True, populate_existing=True)
+        delivery = session.execute(
+            select(EventDelivery).where(EventDelivery.id == claim.delivery_id).with_for_update(of=EventDelivery)
+            .execution_options(populate_existing=True)
+        ).unique().scalar_one_or_none()
         if delivery is None:
             return "gone", None
         subscription = session.get(EventSubscription, delivery.subscription_id)

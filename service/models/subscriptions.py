@@ -82,7 +82,7 @@ class EventDelivery(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
-    event: Mapped[OutboundEvent] = relationship(lazy="joined")
+    event: Mapped[OutboundEvent] = relationship(lazy="joined", innerjoin=True)
     attempt_log: Mapped[list["DeliveryAttempt"]] = relationship(
         lazy="selectin", order_by="DeliveryAttempt.id", cascade="all, delete-orphan", back_populates="delivery")
 
