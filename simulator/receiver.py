@@ -38,6 +38,7 @@ class Receiver:
     secrets: list[str] = field(default_factory=list)
     responses: list[ScriptedResponse] = field(default_factory=list)
     arrivals: list[dict[str, Any]] = field(default_factory=list)
+    started: int = 0  # requests begun (an arrival is recorded once answered)
 
 
 class ConfigError(ValueError):
@@ -73,13 +74,15 @@ class Receivers:
     def view(self, name: str) -> dict[str, Any]:
         with self._lock:
             receiver = self._by_name.get(name) or Receiver()
-            return {"arrivals": list(receiver.arrivals), "pending_responses": len(receiver.responses)}
+            return {"arrivals": list(receiver.arrivals), "pending_responses": len(receiver.responses),
+                    "started": receiver.started}
 
     def receive(self, name: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str]]:
         with self._lock:
             receiver = self._by_name.setdefault(name, Receiver())
             secrets = list(receiver.secrets)
             scripted = receiver.responses.pop(0) if receiver.responses else ScriptedResponse()
+            receiver.started += 1
         verified = [i for i, secret in enumerate(secrets) if _verifies(secret, headers, body)]
         status = scripted.status if verified else 401
         try:

@@ -60,7 +60,8 @@ def sender_for(settings: Settings) -> EventSender:
 
 
 def lease_s(settings: Settings) -> float:
-    return settings.event_connect_timeout_s + settings.event_read_timeout_s + 30
+    """Long enough for one call (both timeouts) and its recording; a dead worker's lease ends soon after."""
+    return settings.event_connect_timeout_s + settings.event_read_timeout_s + 10
 
 
 def _lane(subscription_id: int, pair_id: int | None):  # type: ignore[no-untyped-def]
