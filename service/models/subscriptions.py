@@ -83,6 +83,7 @@ class EventDelivery(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
     event: Mapped[OutboundEvent] = relationship(lazy="joined", innerjoin=True)
+    subscription: Mapped[EventSubscription] = relationship(lazy="select")
     attempt_log: Mapped[list["DeliveryAttempt"]] = relationship(
         lazy="selectin", order_by="DeliveryAttempt.id", cascade="all, delete-orphan", back_populates="delivery")
 
