@@ -223,3 +223,29 @@ def test_openapi_documents_every_event_payload(client):
         ref = callback["{$request.body#/url}"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
         schema = spec["components"]["schemas"][ref.rsplit("/", 1)[-1]]
         assert {"id", "type", "occurred_at", "pair_id", "data"} <= set(schema["properties"]), event_type
+
+
+def test_a_lapsed_plan_blocks_the_repoint_and_says_which_rule(client, tenant, pair, db_session):
+    subscribe(client, tenant, ["sync.blocked", "sync.recovered"])
+    plans = client.get("/api/v1/plans", headers=tenant.admin()).get_json()["items"]
+    primary_plan = next(p for p in plans if p["device_mac"] == PRIMARY)
+    r = client.patch(f"/api/v1/plans/{primary_plan['id']}", json={"status": "expired"}, headers=tenant.admin())
+    assert r.status_code == 200, r.get_json()
+    rows = db_session.execute(select(OutboundEvent).where(OutboundEvent.org_id == tenant.org_id)).scalars().all()
+    blocked = [e.payload["data"] for e in rows if e.type == "sync.blocked"]
+    assert blocked and blocked[0]["target"] == "remote_connect" and blocked[0]["rule"] == "R2"
+    assert blocked[0]["violations"][0]["rule"] == "R2" and blocked[0]["custom_domain"] == "pbx.example.com"
+    r = client.patch(f"/api/v1/plans/{primary_plan['id']}", json={"status": "active"}, headers=tenant.admin())
+    assert r.status_code == 200
+    rows = db_session.execute(select(OutboundEvent).where(OutboundEvent.org_id == tenant.org_id)).scalars().all()
+    recovered = [e.payload["data"] for e in rows if e.type == "sync.recovered"]
+    assert recovered and recovered[0]["previous_state"] == "blocked"
+
+
+def test_a_firmware_upgrade_step_is_a_procedure_event(client, tenant, pair, db_session):
+    subscribe(client, tenant, ["procedure.step"])
+    r = client.patch(f"/api/v1/devices/{SECONDARY}", json={"firmware": "1.0.16.2"}, headers=tenant.admin())
+    assert r.status_code == 200, r.get_json()
+    rows = db_session.execute(select(OutboundEvent).where(OutboundEvent.org_id == tenant.org_id)).scalars().all()
+    steps = [(e.payload["data"]["procedure"], e.payload["data"]["step"]) for e in rows]
+    assert ("firmware_upgrade", "started") in steps
