@@ -18,7 +18,7 @@ def subscription_by_id(session: Session, org_id: int, subscription_id: int, *,
     stmt = select(EventSubscription).where(EventSubscription.id == subscription_id,
                                            EventSubscription.org_id == org_id)
     if for_update:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update(key_share=True)  # NO KEY UPDATE: events may still reference it meanwhile
     found = session.execute(stmt).scalar_one_or_none()
     if found is None:
         raise missing

@@ -81,7 +81,8 @@ def signatures(subscription: EventSubscription, box: SecretBox, msg_id: str, at:
 def _lease_head(session: Session, settings: Settings, subscription_id: int, pair_id: int | None, owner: str,
                 now: datetime) -> Claim | float | None:
     """The lane's head, leased and signed; or seconds until it is due; or None (nothing to do now)."""
-    subscription = session.get(EventSubscription, subscription_id, with_for_update=True, populate_existing=True)
+    subscription = session.get(EventSubscription, subscription_id, with_for_update={"key_share": True},
+                               populate_existing=True)
     if subscription is None or not subscription.enabled:
         return None
     head = session.execute(

@@ -44,8 +44,11 @@ def record_events(ctx: CommandContext, pair: HaPair, events: Sequence[Subscripti
         return
     # Read per call: events are rare (a switch, an alarm), and a subscription changed earlier in
     # this transaction must count.
+    # FOR KEY SHARE: a subscription deleted meanwhile waits for this commit instead of failing
+    # the decision's transaction on the deliveries' foreign key (PATCH does not conflict).
     wanting = list(ctx.session.execute(
         select(EventSubscription).where(EventSubscription.org_id == pair.org_id, EventSubscription.enabled.is_(True))
+        .with_for_update(read=True, key_share=True)
     ).scalars())
     now = ctx.now()
     give_up_at = now + timedelta(seconds=ctx.settings.event_give_up_after_s)
