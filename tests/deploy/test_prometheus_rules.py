@@ -6,8 +6,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import unavailable
 
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"

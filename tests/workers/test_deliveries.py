@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select, update
 from standardwebhooks import Webhook
 
-from service.models import Alarm, DeliveryAttempt, EventDelivery, EventSubscription, OutboundEvent, utcnow
+from service.models import Alarm, EventDelivery, EventSubscription, utcnow
 from service.security import SecretBox
 from tests.webhook_helpers import role_changed, signed_headers
 from workers import deliveries
