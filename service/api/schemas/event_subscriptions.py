@@ -10,14 +10,18 @@ from service.models import utcnow
 from .common import PageArgs, StrictSchema
 
 EVENT_CHOICES = ("*", *EVENT_TYPES)
-_events_field = dict(validate=validate.And(validate.Length(min=1, max=len(EVENT_CHOICES)),
-                                           lambda v: all(t in EVENT_CHOICES for t in v) or _bad_types(v)),
-                     metadata={"description": "event types to receive; `*` for all: " + ", ".join(EVENT_TYPES)})
 
 
-def _bad_types(values: list[str]) -> bool:
+def _known_types(values: list[str]) -> None:
+    if not values:
+        raise ma.ValidationError("name at least one event type, or \"*\" for all")
     unknown = sorted({v for v in values if v not in EVENT_CHOICES})
-    raise ma.ValidationError(f"unknown event types: {', '.join(unknown)}; known: {', '.join(EVENT_CHOICES)}")
+    if unknown:
+        raise ma.ValidationError(f"unknown event types: {', '.join(unknown)}; known: {', '.join(EVENT_CHOICES)}")
+
+
+_events_field = dict(validate=[validate.Length(max=len(EVENT_CHOICES) * 2), _known_types],
+                     metadata={"description": "event types to receive; `*` for all: " + ", ".join(EVENT_TYPES)})
 
 
 class SubscriptionCreateSchema(StrictSchema):
