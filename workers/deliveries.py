@@ -38,6 +38,10 @@ SWEEPER = "sweeper"
 SWEEP_LEASE_S = 60
 SWEEP_GRACE_S = 10
 MAX_PER_RUN = 50  # deliveries one task sends before handing the lane to a fresh task
+# A retry further away than this is left to the sweeper (at most a sweep interval plus its grace
+# late): a long countdown would sit in a worker's memory, and Redis redelivers unacknowledged
+# messages after its visibility timeout, so long countdowns turn into duplicates.
+MAX_COUNTDOWN_S = 60.0
 Enqueue = Callable[[str, tuple[object, ...], float], None]
 
 
@@ -113,13 +117,14 @@ def run_lane(session_factory: sessionmaker[Session], settings: Settings, sender:
         if claim is None:
             return "idle"
         if isinstance(claim, float):
-            enqueue(DELIVER_TASK, (subscription_id, pair_id), claim)
+            # Not due: the failed attempt's own retry message (or the sweeper) comes back for it.
+            # Re-enqueueing here would multiply the messages of a lane that has many events.
             return "waiting"
         sent = sender.send(claim.url, claim.headers, claim.body, clock())
         state, retry_in = _record(session_factory, settings, claim, sent, owner, rng, clock(), enqueue)
         metrics.count_event_delivery(state if not sent.refused else "refused", sent.result.status)
         if state != "delivered":
-            if state == "pending" and retry_in is not None:
+            if state == "pending" and retry_in is not None and retry_in <= MAX_COUNTDOWN_S:
                 enqueue(DELIVER_TASK, (subscription_id, pair_id), retry_in)
             return state
     enqueue(DELIVER_TASK, (subscription_id, pair_id), 0.0)  # more owed: let other lanes have a turn
