@@ -45,6 +45,7 @@ class EventSender:
     read_timeout_s: float
     allow_loopback: bool
     resolver: Resolver = resolve
+    ca_certs: str | None = None  # None: the system's trust store
 
     def send(self, url: str, headers: dict[str, str], body: bytes, now: datetime) -> SentAttempt:
         try:
@@ -62,7 +63,7 @@ class EventSender:
         if destination.scheme == "https":
             pool: urllib3.HTTPConnectionPool = urllib3.HTTPSConnectionPool(
                 address, server_hostname=destination.host, assert_hostname=destination.host,
-                cert_reqs="CERT_REQUIRED", **common)
+                cert_reqs="CERT_REQUIRED", ca_certs=self.ca_certs, **common)
         else:
             pool = urllib3.HTTPConnectionPool(address, **common)
         request_headers = {**headers, "Host": destination.host_header, "User-Agent": USER_AGENT,

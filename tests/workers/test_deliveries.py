@@ -333,3 +333,64 @@ def test_a_slow_receiver_times_out(sim):
     sender = EventSender(1.0, 0.3, allow_loopback=True)
     sent = sender.send(sim.receiver_url("slow"), {}, b"{}", utcnow())
     assert sent.result.status is None and "Timeout" in sent.result.error
+
+
+def _self_signed(tmp_path, name):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = utcnow()
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(hours=1))
+            .not_valid_after(now + timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_file), str(key_file)
+
+
+class _Ok(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):  # noqa: N802 - http.server's name
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.hosts.append(self.headers["Host"])
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_https_goes_to_the_vetted_address_and_checks_the_certificate_against_the_name(tmp_path):
+    import ssl
+
+    cert, key = _self_signed(tmp_path, "hooks.example.test")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
+    server.hosts = []
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_port
+    try:
+        resolver = {"hooks.example.test": ["127.0.0.1"], "other.example.test": ["127.0.0.1"]}
+        sender = EventSender(1.0, 2.0, allow_loopback=True, resolver=lambda h, p: resolver[h], ca_certs=cert)
+        sent = sender.send(f"https://hooks.example.test:{port}/in", {}, b"{}", utcnow())
+        assert sent.result.status == 204, sent.result.error
+        assert server.hosts == [f"hooks.example.test:{port}"]
+        # the same address under a name the certificate does not cover: refused by TLS, nothing sent
+        wrong = sender.send(f"https://other.example.test:{port}/in", {}, b"{}", utcnow())
+        assert wrong.result.status is None and "SSL" in wrong.result.error and len(server.hosts) == 1
+        # and without our CA (the system trust store), the self-signed certificate is refused
+        untrusted = EventSender(1.0, 2.0, allow_loopback=True, resolver=lambda h, p: resolver[h])
+        assert untrusted.send(f"https://hooks.example.test:{port}/in", {}, b"{}", utcnow()).result.status is None
+    finally:
+        server.shutdown()
+        server.server_close()
