@@ -47,7 +47,7 @@ class SubscriptionSchema(ma.Schema):
     disabled_at = ma.fields.DateTime(allow_none=True)
     disabled_reason = ma.fields.String(allow_none=True)
     previous_secret_valid_until = ma.fields.Function(
-        lambda s: s.previous_secret_valid_until.isoformat().replace("+00:00", "Z")
+        lambda s: s.previous_secret_valid_until.isoformat()
         if s.previous_secret_valid_until is not None and s.previous_secret_valid_until > utcnow() else None,
         allow_none=True, metadata={"description": "while in the future, two signatures are sent"})
     created_at = ma.fields.DateTime()
