@@ -1,7 +1,6 @@
 """The pair as the domain sees it, and its epoch: a fencing token changed only by compare-and-swap."""
 from __future__ import annotations
 
-
 from sqlalchemy import update
 from sqlalchemy.orm.attributes import set_committed_value
 

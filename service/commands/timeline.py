@@ -8,6 +8,7 @@ from sqlalchemy import select, update
 from service.domain.alarms import AlarmChange
 from service.models import Alarm, Event, HaPair
 
+from . import events
 from .context import CommandContext
 
 
@@ -18,6 +19,7 @@ def record(ctx: CommandContext, pair: HaPair, kind: str, *, mac: str | None = No
                   epoch=pair.epoch if epoch is None else epoch,
                   notification_id=notification_id, detail=_jsonable(detail), at=ctx.now())
     ctx.session.add(event)
+    events.record_events(ctx, pair, events.of_line(pair, kind, mac, detail))  # subscribers are told (outbox)
     return event
 
 

@@ -17,6 +17,7 @@ FIRMWARE_MISMATCH = "firmware_mismatch"
 FIRMWARE_INCOMPLETE = "firmware_upgrade_incomplete"
 
 NODE_SILENT = "node_silent"
+SUBSCRIPTION_DISABLED = "event_subscription_disabled"
 FAULT_SOURCES = ("wan_lan", "heartbeat")
 SYNC_TARGETS = ("remote_connect", "cloud_im")
 SYNC_PROBLEMS = ("failing", "blocked")
@@ -34,7 +35,8 @@ class AlarmChange:
 @dataclass(frozen=True)
 class AlarmKind:
     """A kind read back: its family (``node_silent``, ``fault_heartbeat``, ``remote_connect_failing``,
-    ``split_brain``...) and the node it is about, if any (canonical colon spelling)."""
+    ``event_subscription_disabled``, ``split_brain``...) and the node it is about, if any
+    (canonical colon spelling)."""
 
     family: str
     mac: str | None = None
@@ -72,6 +74,11 @@ def _sync(target: str, problem: str) -> str:
     return f"{target}_{problem}"
 
 
+def subscription_disabled(subscription_id: int) -> str:
+    """An event subscription switched itself off (its deliveries kept failing)."""
+    return f"{SUBSCRIPTION_DISABLED}_{int(subscription_id)}"
+
+
 def node_families() -> tuple[str, ...]:
     """Families of the per-node kinds (their kind is ``<family>_<MAC>``)."""
     return (NODE_SILENT, *(f"fault_{source}" for source in FAULT_SOURCES))
@@ -84,6 +91,9 @@ def parse_kind(kind: str) -> AlarmKind:
         suffix = kind[len(prefix):]
         if kind.startswith(prefix) and len(suffix) == 12 and all(c in "0123456789ABCDEFabcdef" for c in suffix):
             return AlarmKind(family, _colon(suffix))
+    prefix = SUBSCRIPTION_DISABLED + "_"
+    if kind.startswith(prefix) and kind[len(prefix):].isdigit():
+        return AlarmKind(SUBSCRIPTION_DISABLED)
     return AlarmKind(kind)
 
 

@@ -85,10 +85,11 @@ def _consequences(before: PairState, after: PairState, why: str, row: str, switc
     alarms: list[AlarmChange] = []
     if after.active_mac != member_mac(before, before.active_mac):
         switch = Switch(member_mac(before, before.active_mac), after.active_mac, switch_reason, row, as_utc(at))
-        lines.append(TimelineLine("switch", after.active_mac, after.epoch, {"reason": switch_reason, "row": row}))
+        lines.append(TimelineLine("switch", after.active_mac, after.epoch,
+                                  {"reason": switch_reason, "row": row, "from_mac": switch.from_mac}))
     if after.status != before.status:
         lines.append(TimelineLine("status_changed", None, after.epoch,
-                                  {"status": after.status, "previous": before.status}))
+                                  {"status": after.status, "previous": before.status, "reason": why, "row": row}))
         if after.status == "split_brain":
             alarms.append(AlarmChange(alarm_kinds.SPLIT_BRAIN, True, why))
         elif before.status == "split_brain":
