@@ -126,19 +126,29 @@ class Processes:
                 raise ChildDied(f"{name} exited with status {proc.returncode}")
 
     def stop_all(self, timeout_s: float = 20.0) -> None:
-        """SIGTERM every group, wait for each leader, then SIGKILL whatever is left of any group."""
-        for proc in self.running.values():
-            _signal_group(proc.pid, signal.SIGTERM)
+        """SIGTERM every group, wait for each leader, then SIGKILL whatever is left of any group.
+
+        The fleet goes first, so the simulated nodes do not post into an API that is going away.
+        """
+        order = sorted(self.running.items(), key=lambda item: item[0] != "fleet")
         end = time.monotonic() + timeout_s
-        for proc in self.running.values():
-            try:
-                proc.wait(timeout=max(0.1, end - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-        for proc in self.running.values():
+        for name, proc in order:
+            _signal_group(proc.pid, signal.SIGTERM)
+            if name == "fleet":
+                _wait(proc, min(10.0, timeout_s))
+        for _name, proc in order:
+            _wait(proc, end - time.monotonic())
+        for _name, proc in order:
             # Also reaps a group whose leader is gone but whose children (a worker) are not.
             _signal_group(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def _wait(proc: "subprocess.Popen[bytes]", timeout_s: float) -> None:
+    try:
+        proc.wait(timeout=max(0.1, timeout_s))
+    except subprocess.TimeoutExpired:
+        pass
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -221,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
             procs.check()
             time.sleep(0.5)
     except Stop as stop:
-        print(f"\ndev.py: {stop} received, stopping everything", file=sys.stderr, flush=True)
+        print(f"\ndev.py: {stop} received, stopping everything (up to 30 s)", file=sys.stderr, flush=True)
         return 0 if stop.signum == signal.SIGINT else 128 + stop.signum
     except ChildDied as died:
         print(f"dev.py: {died}; stopping everything", file=sys.stderr, flush=True)
@@ -288,4 +298,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C while installing, before any process was started
+        sys.exit(130)

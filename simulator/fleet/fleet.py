@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from .guide_log import GUIDE_SWITCH_LOG
+from .guide_log import GUIDE_PRIMARY_MAC, GUIDE_SECONDARY_MAC, GUIDE_SWITCH_LOG
 from .load import LoadSummary, post_concurrently
 from .node import Delivery, NodeIdentity, Poster
 from .pair import PairSpec, SimPair, Timing
@@ -37,6 +37,7 @@ from .pair import PairSpec, SimPair, Timing
 log = logging.getLogger(__name__)
 
 SCENARIOS = ("rotate", "replay", "split", "quiet", "none")
+GUIDE_MACS = {GUIDE_PRIMARY_MAC, GUIDE_SECONDARY_MAC}
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,9 @@ class FleetConfig:
         for p in raw["pairs"]:
             if p.get("scenario", "rotate") not in SCENARIOS:
                 raise ValueError(f"pair {p['id']}: unknown scenario {p['scenario']!r}")
+            if p.get("scenario") == "replay" and {p["primary"]["mac"], p["secondary"]["mac"]} != GUIDE_MACS:
+                raise ValueError(f"pair {p['id']}: only the guide's pair ({', '.join(sorted(GUIDE_MACS))}) "
+                                 "can replay the guide's switch log")
             pairs.append(PairSpec(pair_id=int(p["id"]), name=p.get("name", ""), primary=node(p["primary"]),
                                   secondary=node(p["secondary"]), scenario=p.get("scenario", "rotate"),
                                   heartbeat_timeout_s=float(p.get("heartbeat_timeout_s", 7.0)),
@@ -142,10 +146,10 @@ class PairRunner(threading.Thread):
                 except ValueError as exc:  # a request the pair cannot carry out (unknown reason, ...)
                     future.set_exception(exc)
 
-    def sleep(self, seconds: float) -> None:
-        """A pause inside a step that ends early when the fleet stops."""
+    def sleep(self, seconds: float) -> bool:
+        """A pause inside a step; False when it ended early because the fleet is stopping."""
         with self._wake:
-            self._wake.wait_for(lambda: self._stopping, timeout=seconds)
+            return not self._wake.wait_for(lambda: self._stopping, timeout=seconds)
 
 
 class Fleet:

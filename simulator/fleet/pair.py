@@ -57,7 +57,7 @@ class SimPair:
     """The two nodes of a pair. Not thread-safe by itself: a `PairRunner` serializes its steps."""
 
     def __init__(self, spec: PairSpec, poster: Poster, timing: Timing, schedule: Schedule,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], bool | None] = time.sleep) -> None:
         self.spec = spec
         self.poster = poster
         self.timing = timing
@@ -161,8 +161,10 @@ class SimPair:
             self.silent.add(old)
             quiet_since = self.last_asserted_active.get(old, 0.0)
             wait = quiet_since + self.spec.heartbeat_timeout_s + 1.0 - time.monotonic()
-            if wait > 0:
-                self._sleep(wait)
+            if wait > 0 and self._sleep(wait) is False:
+                # The fleet is stopping: a claim now would come too early (a false split brain).
+                self._record(f"{reason}: stopped before {new} claimed", out)
+                return out
         self.believes_active = {new}
         out.append(self._claim(new, reason))
         out.extend(self.report_status())

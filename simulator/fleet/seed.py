@@ -66,7 +66,7 @@ class AdminClient:
 
 
 def _device(api: AdminClient, demo: DemoPair, mac: str, site: str, primary: bool) -> NodeIdentity:
-    body = {"mac": mac, "model": demo.model, "firmware": demo.firmware, "name": f"{demo.name} {site}",
+    body = {"mac": mac, "model": demo.model, "firmware": demo.firmware, "name": f"{demo.name}, {'primary' if primary else 'secondary'} node",
             "site": site, "cloud_im_enabled": demo.cloud_im and primary,
             "storage": [{"kind": "sd", "size_gb": 32}]}
     resp = api.call("POST", "/devices", ok=(201, 409), json=body)

@@ -140,3 +140,21 @@ def test_signature_verifies_with_the_standard_library():
     body = notification_body("ha.status", 5, {"role": "active"})
     headers = sign(P.secret, "msg_1", body)
     assert Webhook(P.secret).verify(body, headers) is not None
+
+
+def test_a_stop_during_the_heartbeat_wait_does_not_claim(make):
+    """Found in a demo run: SIGTERM ended the wait and the claim went out early, a false split brain."""
+    h = make()
+    h.pair._sleep = lambda seconds: False  # the runner's sleep answers False when the fleet stops
+    h.pair.report_status()
+    h.poster.sent.clear()
+    h.pair.failover("heart_beat_lost")
+    assert h.poster.sent == []
+
+
+def test_only_the_guides_pair_can_replay_the_guides_log():
+    from simulator.fleet.fleet import FleetConfig
+    node = {"mac": "C0:74:AD:10:00:01", "secret": "whsec_x"}
+    with pytest.raises(ValueError, match="only the guide's pair"):
+        FleetConfig.from_json({"api_url": "http://x", "pairs": [
+            {"id": 1, "scenario": "replay", "primary": node, "secondary": dict(node, mac="C0:74:AD:10:00:02")}]})
