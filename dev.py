@@ -221,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
         wait_http(f"http://127.0.0.1:{args.simulator_port}/_sim/health", procs)
         wait_http(f"{api_local}/healthz", procs)
         if args.fleet:
-            if not fleet_file.exists():
+            if token or not fleet_file.exists():  # a new demo organization has none of the file's pairs
                 seed_demo(env, api_local, fleet_file)
             procs.start("fleet", [str(PY), "-m", "simulator.fleet", "--log-level", log_level, "run", "--config",
                                   str(fleet_file), "--api", api_local, "--control-port", str(args.fleet_port)], env)
@@ -276,9 +276,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="run API, worker, scheduler, upstream simulator and the demo node fleet")
-    p_run.add_argument("--host", default="127.0.0.1")
-    p_run.add_argument("--port", type=int, default=8000)
-    p_run.add_argument("--simulator-port", type=int, default=8090)
+    p_run.add_argument("--host", default="127.0.0.1", help="address the API listens on")
+    p_run.add_argument("--port", type=int, default=8000, help="the API's port (dashboard, API, metrics)")
+    p_run.add_argument("--simulator-port", type=int, default=8090, help="the upstream simulator's port (loopback)")
     p_run.add_argument("--fleet-port", type=int, default=8091, help="the node fleet's control endpoint (loopback)")
     p_run.add_argument("--no-fleet", dest="fleet", action="store_false",
                        help="do not seed demo pairs nor run the simulated nodes")
