@@ -47,7 +47,8 @@ class Runtime:
 
     def sessions(self) -> sessionmaker[Session]:
         if self._factory is None:
-            self._factory = make_session_factory(make_engine(self.settings.database_url))
+            self._factory = make_session_factory(
+                make_engine(self.settings.database_url, hide_parameters=self.settings.is_production))
         return self._factory
 
     def context(self, session: Session, org_id: int | None = None) -> CommandContext:
