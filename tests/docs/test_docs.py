@@ -19,8 +19,8 @@ from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", ROOT / "simulator" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-CODE = [*(ROOT / d for d in ("service", "workers", "simulator", "harness")), ROOT / "gunicorn.conf.py",
-        ROOT / "dev.py"]
+# The product's code (the tests and their harness document their own few variables in prose).
+CODE = [*(ROOT / d for d in ("service", "workers", "simulator")), ROOT / "gunicorn.conf.py", ROOT / "dev.py"]
 # How the code reads the environment: os.environ.get("X"), env.get("X"), env["X"], getenv("X"),
 # _int(env, "X", ...), env.setdefault("X", ...), click's envvar="X".
 ENV_READ = re.compile(r"""(?:environ\.get|getenv|environ\[|\benv\.get|\benv\[|\benv,\s*|setdefault\(|envvar=)\s*\(?\s*["']([A-Z][A-Z0-9_]{2,})["']""")
