@@ -2,12 +2,14 @@
 
     echo "$ADMIN_TOKEN" | python -m simulator.fleet seed --api http://127.0.0.1:8000 --org demo --out var/fleet.json
     python -m simulator.fleet run --config var/fleet.json --control-port 8091
+    python -m simulator.fleet load --config var/fleet.json --count 1000 --concurrency 16
 
 The admin token is read from standard input so that it never shows in a process list.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -73,6 +75,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_load(args: argparse.Namespace) -> int:
+    """Post N notifications concurrently from the fleet file's nodes and print the summary (JSON)."""
+    config = FleetConfig.load(Path(args.config))
+    if args.api:
+        config = FleetConfig(api_url=args.api, org=config.org, pairs=config.pairs)
+    fleet = Fleet(config)  # no runners started: only the nodes' identities and sequences are used
+    try:
+        summary = fleet.post_many(args.count, args.concurrency, args.type)
+    finally:
+        fleet.poster.close()
+    print(json.dumps(summary.as_dict()), flush=True)
+    return 0 if summary.delivered == summary.sent else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m simulator.fleet", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -96,6 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--failover-interval", type=float, default=Timing.failover_interval_s)
     p_run.add_argument("--replay-interval", type=float, default=Timing.replay_interval_s)
     p_run.set_defaults(func=cmd_run)
+    p_load = sub.add_parser("load", help="post N notifications concurrently (a load generator for benchmarks)")
+    p_load.add_argument("--config", required=True)
+    p_load.add_argument("--api", default=None)
+    p_load.add_argument("--count", type=int, required=True)
+    p_load.add_argument("--concurrency", type=int, default=8)
+    p_load.add_argument("--type", default="ha.status", choices=("ha.status", "ha.backup", "ha.fault"))
+    p_load.set_defaults(func=cmd_load)
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="fleet %(levelname)s %(message)s")
     logging.getLogger("werkzeug").setLevel(max(logging.WARNING, logging.getLogger().level))

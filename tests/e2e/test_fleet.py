@@ -131,3 +131,15 @@ def test_load_api_posts_many_signed_notifications_at_once(fleet):
     assert summary["sent"] == 60 and summary["delivered"] == 60, summary
     assert summary["latency_ms"]["p50"] > 0 and summary["per_s"] > 0
     assert requests.post(f"{url}/_fleet/load", json={"count": 0}, timeout=30).status_code == 422
+
+
+def test_load_command_for_benchmarks(fresh_stack, tmp_path):
+    admin = Admin.bootstrap(fresh_stack)
+    config = tmp_path / "fleet.json"
+    seed(fresh_stack, admin, config)
+    done = subprocess.run([str(BIN / "python"), "-m", "simulator.fleet", "load", "--config", str(config), "--count",
+                           "40", "--concurrency", "4"], cwd=ROOT, env=fresh_stack.env(), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["sent"] == summary["delivered"] == 40 and summary["statuses"] == {"202": 40}
