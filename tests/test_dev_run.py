@@ -136,6 +136,14 @@ def test_sigterm_stops_everything_after_the_fleet_made_a_failover(dev_run, tmp_p
                                         for step in p["recent"] for d in step["deliveries"])],
                         60, "a failover decided by the service within the first minute")
     assert switched
+    # ... and the service shows it: a pair whose last switch went upstream (what the dashboard shows).
+    token = re.search(r"\(shown once\): (\S+)", out).group(1)  # type: ignore[union-attr]
+    api = f"http://127.0.0.1:{run.ports['api']}/api/v1/ha-pairs"
+
+    def repointed() -> list[dict]:
+        items = requests.get(api, headers={"Authorization": f"Bearer {token}"}, timeout=5).json()["items"]
+        return [p for p in items if p["last_switch"] and p["sync"]["remote_connect"]["applied_epoch"] == p["epoch"] > 1]
+    assert wait_for(repointed, 60, "a switch repointed upstream")
     # The level asked for on the command line wins over UCMHA_LOG_LEVEL=DEBUG in the environment:
     # no DEBUG or INFO lines from the service's processes.
     assert not re.search(r'"level": ?"(DEBUG|INFO)"', run.output), run.output[-2000:]
