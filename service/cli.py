@@ -239,7 +239,7 @@ def _org_id(session: Session, org_name: str | None) -> int:
 
 org_option = click.option("--org", "org_name", default=None,
                           help="organization name (may be left out when there is only one)")
-json_option = click.option("--json", "as_json", is_flag=True, help="the API's JSON representation")
+json_option = click.option("--json", "as_json", is_flag=True, help="JSON instead of a table")
 
 
 def _pair_json(session: Session, pair: HaPair, counts: dict[int, int]) -> dict[str, Any]:
@@ -361,7 +361,8 @@ def demo() -> None:
 @click.option("--to", "to_mac", default=None, help="the node that takes over (default: the Standby)")
 @click.option("--fleet", "fleet_url", envvar="UCMHA_FLEET_URL", default=DEFAULT_FLEET_URL, show_default=True,
               help="the fleet's control endpoint")
-def demo_failover(pair_id: int, reason: str, to_mac: str | None, fleet_url: str) -> None:
+@json_option
+def demo_failover(pair_id: int, reason: str, to_mac: str | None, fleet_url: str, as_json: bool) -> None:
     """Make the simulated nodes of PAIR_ID fail over now; prints what the service answered."""
     try:
         resp = requests.post(f"{fleet_url.rstrip('/')}/_fleet/pairs/{pair_id}/failover",
@@ -374,7 +375,11 @@ def demo_failover(pair_id: int, reason: str, to_mac: str | None, fleet_url: str)
         answer = {"detail": resp.text[:200]}
     if resp.status_code != 200:
         raise click.ClickException(f"fleet: {answer.get('detail') or resp.status_code}")
-    _echo_json(answer)
+    if as_json:
+        _echo_json(answer)
+    else:
+        for d in answer.get("deliveries", []):
+            click.echo(f"{d['type']:<16} from {d['mac']}  HTTP {d['status']}  {d.get('outcome') or d.get('error') or ''}")
     if not answer.get("delivered"):
         sys.exit(1)
 

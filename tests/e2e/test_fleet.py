@@ -83,7 +83,7 @@ def test_demo_failover_command_moves_the_pair_and_upstream(fleet):
     spec = next(p for p in config["pairs"] if p["scenario"] == "rotate")
     before = admin.converged(spec["id"])
     done = subprocess.run([str(BIN / "ucmha"), "demo", "failover", str(spec["id"]), "--reason",
-                           "network_port_disconnect", "--fleet", url], cwd=ROOT, env=stack.env(),
+                           "network_port_disconnect", "--fleet", url, "--json"], cwd=ROOT, env=stack.env(),
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout)
@@ -100,6 +100,11 @@ def test_demo_failover_command_moves_the_pair_and_upstream(fleet):
     assert r.status_code == 200 and r.json()["delivered"], r.text
     final = admin.converged(spec["id"])
     assert final["active_mac"] == before["active_mac"] and final["status"] != "split_brain"
+
+    human = subprocess.run([str(BIN / "ucmha"), "demo", "failover", str(spec["id"]), "--fleet", url], cwd=ROOT,
+                           env=stack.env(), capture_output=True, text=True, timeout=120)
+    assert human.returncode == 0 and "ha.role_changed" in human.stdout and "HTTP 202  applied" in human.stdout
+    admin.converged(spec["id"])
 
     bad = requests.post(f"{url}/_fleet/pairs/{spec['id']}/failover", json={"reason": "lightning"}, timeout=30)
     assert bad.status_code == 422
