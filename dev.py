@@ -251,6 +251,8 @@ def summary(args: argparse.Namespace, env: dict[str, str], api: str, token: str 
         f"  API        {api}/api/v1   (docs {api}/api/v1/docs, OpenAPI {api}/api/v1/openapi.json)",
         f"  metrics    {api}/metrics",
         f"  upstream simulator  http://127.0.0.1:{args.simulator_port}/_sim/state",
+        f"  event receiver      subscribe http://127.0.0.1:{args.simulator_port}/receiver/demo, then see "
+        f"/_sim/receivers/demo (docs/events.md)",
         f"  database   {env.get('DATABASE_URL', 'SQLite in ' + env['UCMHA_VAR_DIR'])}",
     ]
     if args.fleet:

@@ -1,15 +1,15 @@
 """api_tokens.last_used_at: when a token last authenticated a request (for `ucmha token list`)
 
-Revision ID: 0002_i11a_token_last_used
-Revises: 0001
+Revision ID: 0003_i11a_token_last_used
+Revises: 0002_i12_event_subscriptions
 """
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_i11a_token_last_used"
-down_revision = "0001"
+revision = "0003_i11a_token_last_used"
+down_revision = "0002_i12_event_subscriptions"
 branch_labels = None
 depends_on = None
 
