@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.run            # full sizes
     .venv/bin/python -m benchmarks.run --quick    # small sizes, a couple of minutes
 
-Starts the stack with the end-to-end harness (`tests.e2e.stack.Stack`: gunicorn API, Celery worker
+Starts the stack with the end-to-end harness (`harness.stack.Stack`: gunicorn API, Celery worker
 and beat, its own Redis, the upstream simulator) on a fresh PostgreSQL database of its own, then:
 
 1. intake    signed `ha.status` webhooks, N concurrent clients, versus a bare Flask route (202)
@@ -50,9 +50,9 @@ from benchmarks.load import Job, LoadResult, percentile, run_load, signed_header
 from benchmarks.seed import SeededPair, create_org, seed_pairs, seed_upstream
 from service import migrate
 from service.settings import load_settings
-from tests.e2e.stack import BIN, ROOT, Proc, Stack, new_workdir, remove_workdir, wait_for
-from tests.simulator.sim_process import free_port
-from tests.webhook_helpers import role_changed, status
+from harness.stack import BIN, ROOT, Proc, Stack, new_workdir, remove_workdir, wait_for
+from harness.simulator import free_port
+from harness.webhooks import role_changed, status
 from workers.upstream import UpstreamSettings, client_from_settings
 
 RESULTS = ROOT / "benchmarks" / "results" / "latest.json"
