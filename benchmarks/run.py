@@ -46,6 +46,7 @@ from standardwebhooks import Webhook
 
 from benchmarks import bare_tasks
 from benchmarks.cpu import CpuMonitor
+from benchmarks.db import ADMIN_URL, create_database, drop_database
 from benchmarks.load import Job, LoadResult, percentile, run_load, signed_headers
 from benchmarks.seed import SeededPair, create_org, seed_pairs, seed_upstream
 from service import migrate
@@ -56,7 +57,6 @@ from harness.webhooks import role_changed, status
 from workers.upstream import UpstreamSettings, client_from_settings
 
 RESULTS = ROOT / "benchmarks" / "results" / "latest.json"
-ADMIN_URL = os.environ.get("UCMHA_BENCH_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
 @dataclass(frozen=True)
@@ -103,27 +103,6 @@ def ms(seconds: float) -> float:
 def ratio(a: float, b: float) -> float | None:
     """a / b to three significant digits."""
     return float(f"{a / b:.3g}") if b else None
-
-
-# --- databases --------------------------------------------------------------------------------
-
-
-def create_database() -> tuple[str, str]:
-    name = f"ucmha_bench_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return name, ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-
-
-def drop_database(name: str) -> None:
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
 
 
 # --- the run ----------------------------------------------------------------------------------

@@ -35,6 +35,9 @@ class Settings:
     upstream_read_timeout_s: float = 5.0
     webhook_tolerance_s: int = 300
     webhook_max_bytes: int = 64 * 1024
+    # Per-process cache of device lookups for the webhook intake (service/webhook_keys.py); 0 turns it off.
+    webhook_key_cache_size: int = 10_000
+    webhook_key_cache_ttl_s: float = 300.0
     api_max_bytes: int = 256 * 1024
     secret_rotation_overlap_s: int = 24 * 3600
     status_liveness_window_s: int = 60
@@ -144,6 +147,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         upstream_connect_timeout_s=_float(env, "UCMHA_UPSTREAM_CONNECT_TIMEOUT_S", defaults.upstream_connect_timeout_s),
         upstream_read_timeout_s=_float(env, "UCMHA_UPSTREAM_READ_TIMEOUT_S", defaults.upstream_read_timeout_s),
         webhook_tolerance_s=_int(env, "UCMHA_WEBHOOK_TOLERANCE_S", defaults.webhook_tolerance_s),
+        webhook_key_cache_size=_int(env, "UCMHA_WEBHOOK_KEY_CACHE_SIZE", defaults.webhook_key_cache_size),
+        webhook_key_cache_ttl_s=_float(env, "UCMHA_WEBHOOK_KEY_CACHE_TTL_S", defaults.webhook_key_cache_ttl_s),
         status_liveness_window_s=_int(env, "UCMHA_STATUS_LIVENESS_WINDOW_S", defaults.status_liveness_window_s),
         node_silent_after_s=_int(env, "UCMHA_NODE_SILENT_AFTER_S", defaults.node_silent_after_s),
         backup_overdue_after_s=_int(env, "UCMHA_BACKUP_OVERDUE_AFTER_S", defaults.backup_overdue_after_s),

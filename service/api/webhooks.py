@@ -11,12 +11,14 @@ from flask_smorest import Blueprint, abort
 from sqlalchemy import select
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
+from werkzeug.exceptions import Unauthorized
 
 from service.commands import notifications
 from service.models import Device
 from service.domain.alerts import parse_alert
 from service.observability.ratelimit import rate_limited
 from service.security import SecretBox, hash_token
+from service.webhook_keys import WebhookKey, WebhookKeys
 
 from .context import command_context, db, read_body
 from .schemas.webhooks import NativeAlertSchema, NotificationSchema, ReceiptSchema
@@ -40,16 +42,41 @@ def _counts_for_device(response) -> bool:  # type: ignore[no-untyped-def]
     return response.status_code not in (401, 413, 429)
 
 
-def _secrets(device: Device, now: datetime) -> list[str]:
-    box = SecretBox(current_app.extensions["ucmha"].settings.encryption_key)
-    secrets = [box.open(device.webhook_secret_enc)]
-    if device.previous_webhook_secret_enc and device.previous_secret_valid_until and \
-            device.previous_secret_valid_until > now:
-        secrets.append(box.open(device.previous_webhook_secret_enc))
-    return secrets
+def webhook_keys() -> WebhookKeys:
+    """This process's cache of device lookups (one per app; see service/webhook_keys.py)."""
+    keys = current_app.extensions.get("ucmha.webhook_keys")
+    if keys is None:
+        settings = current_app.extensions["ucmha"].settings
+        keys = current_app.extensions.setdefault("ucmha.webhook_keys", WebhookKeys(
+            SecretBox(settings.encryption_key), size=settings.webhook_key_cache_size,
+            ttl_s=settings.webhook_key_cache_ttl_s))
+    return keys
 
 
-def verify_signature(device: Device | None, body: bytes) -> None:
+def signing_device(mac: str, body: bytes) -> WebhookKey:
+    """The device whose signature `body` carries (401 otherwise), from the per-process cache.
+
+    A cached entry vouches for the current secret only; a signature it does not verify is
+    checked against a fresh load: another process may have rotated the secret since.
+    """
+    keys = webhook_keys()
+    device, cached = keys.get(db(), mac)
+    if cached and device is not None:
+        try:
+            verify_signature(device.current_only(), body)
+            return device  # type: ignore[return-value]
+        except Unauthorized:
+            device = keys.reload(db(), mac)
+    verify_signature(device, body)
+    assert device is not None  # verify_signature refuses None
+    return device
+
+
+def _secrets(device: WebhookKey, now: datetime) -> list[str]:
+    return device.secrets(now)
+
+
+def verify_signature(device: WebhookKey | None, body: bytes) -> None:
     unauthorized = "The webhook signature, timestamp or device is not valid."
     if device is None:
         abort(401, message=unauthorized)
@@ -84,8 +111,7 @@ def validation_failed(exc: ma.ValidationError) -> None:
 @blp.alt_response(200, schema=ReceiptSchema, description="a repeated webhook-id: the first outcome, no effect")
 def node_notification(mac):
     body = read_body(current_app.extensions["ucmha"].settings.webhook_max_bytes)
-    device = db().execute(select(Device).where(Device.mac == mac)).unique().scalar_one_or_none()
-    verify_signature(device, body)
+    device = signing_device(mac, body)
     try:
         note = NotificationSchema().load(parse_json(body))
     except ma.ValidationError as exc:

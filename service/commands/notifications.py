@@ -55,7 +55,8 @@ def receive(ctx: CommandContext, device: Device, webhook_id: str, note: dict[str
 def _receive_once(ctx: CommandContext, device_id: int, webhook_id: str, note: dict[str, Any],
                   source: str) -> Receipt:
     device = ctx.session.get(Device, device_id, populate_existing=True)
-    assert device is not None
+    if device is None:  # deleted since the intake's (cached) lookup: it was in no pair, store nothing
+        raise InvalidState("The device is not in an HA pair.", code="device_not_paired")
     existing = _existing(ctx, device.id, webhook_id)
     if existing is not None:
         return Receipt(existing.id, existing.outcome, first_time=False)
