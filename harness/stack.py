@@ -113,7 +113,8 @@ class Stack:
         env.update(self.extra_env)
         return env
 
-    def start(self) -> "Stack":
+    def start(self, services: tuple[str, ...] = ("api", "worker", "beat")) -> "Stack":
+        """Start the simulator, Redis and `services` (any of api, worker, beat)."""
         (self.workdir / "prom").mkdir(parents=True, exist_ok=True)
         self.sim = start_simulator()
         self.start_redis()
@@ -128,10 +129,12 @@ class Stack:
         self.procs["beat"] = Proc("beat", [str(BIN / "celery"), "-A", "workers.worker", "beat", "--loglevel", "INFO",
                                            "--schedule", str(self.workdir / "beat-schedule")],
                                   env, self.workdir / "beat.log")
-        for name in ("api", "worker", "beat"):  # Redis is already running
+        for name in services:  # Redis is already running
             self.procs[name].start()
-        wait_for(self._api_up, 60, "the API")
-        wait_for(lambda: "ready." in self.procs["worker"].tail(200), 60, "the Celery worker")
+        if "api" in services:
+            wait_for(self._api_up, 60, "the API")
+        if "worker" in services:
+            wait_for(lambda: "ready." in self.procs["worker"].tail(200), 60, "the Celery worker")
         return self
 
     def _api_up(self) -> bool:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from flask_smorest import Blueprint
 
-from service import queries
+from service import pair_pages, queries
 from service.commands import pairs as commands
 from service.models import Event, HaPair, utcnow
 
@@ -43,10 +43,9 @@ def create_pair(data):
 def list_pairs(args):
     stmt = queries.pair_list_stmt(principal().org_id, status=args["status"], active_site=args["active_site"],
                                   needs_attention=args["needs_attention"], q=args["q"])
-    page = queries.paginate(db(), stmt, HaPair.id, args["limit"], args["after_id"])
-    counts = queries.open_alarm_counts(db(), [p.id for p in page.items])
+    page = pair_pages.pair_page(db(), stmt, args["limit"], args["after_id"])
     now = utcnow()
-    return {"items": [pair_view(p, counts.get(p.id, 0), now) for p in page.items],
+    return {"items": [pair_view(p, page.alarm_counts.get(p.id, 0), now) for p in page.items],  # type: ignore[arg-type]
             "next_cursor": encode_cursor(page.next_id) if page.next_id else None}
 
 
