@@ -27,6 +27,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import Session
 
 from benchmarks.cpu import CpuMonitor
 from benchmarks.db import create_database, drop_database
@@ -49,7 +50,7 @@ class Query:
     params: dict[str, str]
 
 
-def queries_to_run(search_mac: str, search_site: str, search_domain: str) -> list[Query]:
+def queries_to_run(search_mac: str, search_site: str, search_domain: str, search_name: str) -> list[Query]:
     return [
         Query("all", {}),
         Query("status=paired", {"status": "paired"}),
@@ -62,15 +63,24 @@ def queries_to_run(search_mac: str, search_site: str, search_domain: str) -> lis
         Query("q=<MAC fragment>", {"q": search_mac}),
         Query("q=<site>", {"q": search_site}),
         Query("q=<domain>", {"q": search_domain}),
-        Query("q=bench (matches all)", {"q": "bench"}),
+        Query("q=<device name>", {"q": search_name}),
+        Query("q=<city> (a twentieth)", {"q": search_site.split()[0]}),
+        Query("q=.com (matches all)", {"q": ".com"}),
     ]
 
 
 def shape_fleet(engine: sa.Engine, org_id: int, lo: int, hi: int) -> dict[str, int]:
     """Give a uniformly seeded fleet the mix of a real one (by pair id modulo, so it is repeatable)."""
     statements = [
-        # Device names and sites to search in: 1,000 sites, a name per device.
-        "UPDATE devices SET name = 'ucm-' || id, site = 'site-' || (id % 1000) WHERE org_id = :org",
+        # Names, sites and domains to search in, as varied as a real fleet's: a name per device,
+        # 20 cities with up to 500 sites each, one customer domain per pair. (The seed's
+        # `p{i}.bench.example` would share 15 of its ~20 trigrams with every other pair.)
+        "UPDATE devices SET name = 'ucm-' || id, site = (ARRAY['berlin', 'hamburg', 'munich', 'cologne', "
+        "'frankfurt', 'stuttgart', 'leipzig', 'dresden', 'hanover', 'bremen', 'vienna', 'zurich', 'paris', "
+        "'lyon', 'madrid', 'milan', 'rome', 'warsaw', 'prague', 'oslo'])[id % 20 + 1] || ' ' || (id % 500) "
+        "WHERE org_id = :org",
+        "UPDATE ha_pairs SET custom_domain = 'pbx' || (id % 10) || '.' || substr(md5(id::text), 1, 10) || '.com' "
+        "WHERE id BETWEEN :lo AND :hi",
         "UPDATE ha_pairs SET status = 'split_brain' WHERE id BETWEEN :lo AND :hi AND id % 1000 = 7",
         "UPDATE ha_pairs SET status = 'replacing' WHERE id BETWEEN :lo AND :hi AND id % 2000 = 11",
         "UPDATE ha_pairs SET status = 'standalone' WHERE id BETWEEN :lo AND :hi AND id % 20 = 3",
@@ -109,21 +119,28 @@ def create_token(engine: sa.Engine, org_id: int) -> str:
     return token
 
 
-def list_statement(org_id: int, params: dict[str, str], after_id: int | None) -> sa.Select[Any]:
-    """The statement the view runs for these query parameters (queries.pair_list_stmt + paginate)."""
+def filter_statement(engine: sa.Engine, org_id: int, params: dict[str, str]) -> sa.Select[Any]:
+    """The filter the view builds for these query parameters (with its search hint)."""
     na = params.get("needs_attention")
-    stmt = queries.pair_list_stmt(org_id, status=params.get("status"), active_site=params.get("active_site"),
-                                  needs_attention=None if na is None else na == "true", q=params.get("q"))
+    q = params.get("q")
+    hint = None
+    if q:
+        with Session(engine) as session:
+            hint = queries.devices_matching(session, org_id, q)
+    return queries.pair_list_stmt(org_id, status=params.get("status"), active_site=params.get("active_site"),
+                                  needs_attention=None if na is None else na == "true", q=q, q_device_ids=hint)
+
+
+def list_statement(engine: sa.Engine, org_id: int, params: dict[str, str], after_id: int | None) -> sa.Select[Any]:
+    """The page's id statement as the view runs it (service/pair_pages.page_ids)."""
+    stmt = filter_statement(engine, org_id, params).with_only_columns(HaPair.id)
     if after_id is not None:
         stmt = stmt.where(HaPair.id > after_id)
     return stmt.order_by(HaPair.id).limit(LIMIT + 1)
 
 
 def matching_ids(engine: sa.Engine, org_id: int, params: dict[str, str]) -> list[int]:
-    na = params.get("needs_attention")
-    stmt = queries.pair_list_stmt(org_id, status=params.get("status"), active_site=params.get("active_site"),
-                                  needs_attention=None if na is None else na == "true", q=params.get("q"))
-    stmt = stmt.with_only_columns(HaPair.id).order_by(HaPair.id)
+    stmt = filter_statement(engine, org_id, params).with_only_columns(HaPair.id).order_by(HaPair.id)
     with engine.connect() as conn:
         return [int(r[0]) for r in conn.execute(stmt)]
 
@@ -180,9 +197,12 @@ def main(argv: list[str] | None = None) -> int:
         token = create_token(engine, org_id)
         probe = pairs[len(pairs) // 2]
         with engine.connect() as conn:
-            site = conn.execute(sa.text("SELECT site FROM devices WHERE mac = :m"), {"m": probe.primary_mac}).scalar()
+            site, name = conn.execute(sa.text("SELECT site, name FROM devices WHERE mac = :m"),
+                                      {"m": probe.primary_mac}).one()
+            domain = conn.execute(sa.text("SELECT custom_domain FROM ha_pairs WHERE id = :id"),
+                                  {"id": probe.id}).scalar_one()
         mac_fragment = probe.secondary_mac.replace(":", "")[-6:]
-        todo = queries_to_run(mac_fragment, site, probe.domain)
+        todo = queries_to_run(mac_fragment, site, domain, name)
 
         stack = Stack(database_url=url, workdir=workdir)
         stack.start(services=("api",))
@@ -208,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                         latencies.append(elapsed)
                         statuses.add(code)
                         items = len(body.get("items", []))
-                plan = explain(engine, list_statement(org_id, query.params, after_id))
+                plan = explain(engine, list_statement(engine, org_id, query.params, after_id))
                 fig = {"query": query.name, "params": query.params, "page": page, "matches": len(matches),
                        "after_id": after_id, "items": items, "statuses": sorted(statuses),
                        "p50_ms": round(percentile(latencies, 50) * 1000, 2),

@@ -16,10 +16,11 @@ representation is the one the single-pair endpoints produce.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 from datetime import datetime
 from typing import Any, Sequence
 
-from sqlalchemy import BigInteger, Select, literal, select
+from sqlalchemy import BigInteger, Select, bindparam, literal, select
 from sqlalchemy.orm import Session, aliased
 
 from service import queries
@@ -126,29 +127,38 @@ def _node(row: Any, prefix: str) -> NodeRow:
     return NodeRow(id=getattr(row, f"{prefix}_device_id"), mac=getattr(row, f"{prefix}_mac"), plan=plan)
 
 
-def pairs_by_id(session: Session, ids: Sequence[int]) -> list[PairRow]:
-    """The pairs `ids` (already scoped to an organization by the caller), in `ids` order."""
-    if not ids:
-        return []
+@cache
+def _pairs_stmt() -> Select[Any]:
+    """Built once: constructing ~40 labelled columns per request cost more CPU than running it."""
     primary, secondary = aliased(Device), aliased(Device)
     p_plan, s_plan = aliased(Plan), aliased(Plan)
     columns = [getattr(HaPair, c) for c in _PAIR_COLUMNS]
     columns += [primary.mac.label("primary_mac"), secondary.mac.label("secondary_mac")]
     columns += [getattr(p_plan, c).label(f"primary_plan_{c}") for c in _PLAN_COLUMNS]
     columns += [getattr(s_plan, c).label(f"secondary_plan_{c}") for c in _PLAN_COLUMNS]
-    stmt = (select(*columns)
+    return (select(*columns)
             .join(primary, primary.id == HaPair.primary_device_id)
             .join(secondary, secondary.id == HaPair.secondary_device_id)
             .outerjoin(p_plan, p_plan.device_id == HaPair.primary_device_id)
             .outerjoin(s_plan, s_plan.device_id == HaPair.secondary_device_id)
-            .where(HaPair.id.in_(ids)))
+            .where(HaPair.id.in_(bindparam("ids", expanding=True))))
+
+
+@cache
+def _syncs_stmt() -> Select[Any]:
+    return select(PairSync.pair_id, *[getattr(PairSync, c) for c in _SYNC_COLUMNS]) \
+        .where(PairSync.pair_id.in_(bindparam("ids", expanding=True))).order_by(PairSync.pair_id, PairSync.target)
+
+
+def pairs_by_id(session: Session, ids: Sequence[int]) -> list[PairRow]:
+    """The pairs `ids` (already scoped to an organization by the caller), in `ids` order."""
+    if not ids:
+        return []
     by_id: dict[int, PairRow] = {}
-    for row in session.execute(stmt):
+    for row in session.execute(_pairs_stmt(), {"ids": list(ids)}):
         by_id[row.id] = PairRow(**{c: getattr(row, c) for c in _PAIR_COLUMNS},
                                 primary=_node(row, "primary"), secondary=_node(row, "secondary"))
-    sync_stmt = select(PairSync.pair_id, *[getattr(PairSync, c) for c in _SYNC_COLUMNS]) \
-        .where(PairSync.pair_id.in_(ids)).order_by(PairSync.pair_id, PairSync.target)
-    for row in session.execute(sync_stmt):
+    for row in session.execute(_syncs_stmt(), {"ids": list(ids)}):
         pair = by_id.get(row.pair_id)
         if pair is not None:
             pair.syncs.append(SyncRow(**{c: getattr(row, c) for c in _SYNC_COLUMNS}))

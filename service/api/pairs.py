@@ -41,8 +41,10 @@ def create_pair(data):
 @blp.arguments(PairListArgs, location="query")
 @blp.response(200, PairPageSchema)
 def list_pairs(args):
-    stmt = queries.pair_list_stmt(principal().org_id, status=args["status"], active_site=args["active_site"],
-                                  needs_attention=args["needs_attention"], q=args["q"])
+    org_id = principal().org_id
+    hint = queries.devices_matching(db(), org_id, args["q"]) if args["q"] else None
+    stmt = queries.pair_list_stmt(org_id, status=args["status"], active_site=args["active_site"],
+                                  needs_attention=args["needs_attention"], q=args["q"], q_device_ids=hint)
     page = pair_pages.pair_page(db(), stmt, args["limit"], args["after_id"])
     now = utcnow()
     return {"items": [pair_view(p, page.alarm_counts.get(p.id, 0), now) for p in page.items],  # type: ignore[arg-type]
