@@ -24,6 +24,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -218,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                 params = dict(query.params, limit=str(LIMIT))
                 if after_id is not None:
                     params["cursor"] = encode_cursor(after_id)
-                path = "/api/v1/ha-pairs?" + "&".join(f"{k}={v}" for k, v in params.items())
+                path = "/api/v1/ha-pairs?" + urlencode(params)
                 for _ in range(args.warmup):
                     timed_get(conn, path, token)
                 latencies, statuses, items = [], set(), 0

@@ -456,11 +456,11 @@ class Bench:
                 # periodic scans (reconcile, check_alarms) longer than the size being measured.
                 self.stack.truncate()
                 self.org_id = create_org(self.engine, f"bench-{uuid.uuid4().hex[:8]}")
-                for name in ("worker", "beat"):
-                    self.stack.procs[name].start()
-                wait_for(lambda: "ready." in self.stack.procs["worker"].tail(200), 60, "the restarted worker")
+                self.stack.start_again("worker", "beat")
             log(f"=== storm at {n} pairs ===")
             runs.append(self._storm_once(n))
+        # The baseline stopped ucmha's worker and scheduler: bring them back for later phases.
+        self.stack.start_again("worker", "beat")
         per_pair = []
         for run in runs:
             u, b = run["ucmha"]["all_applied_s"], run["baseline"]["all_done_s"]
@@ -698,8 +698,12 @@ def task_stats(log_text: str) -> dict[str, Any]:
         entry["total_s"] = round(entry["total_s"] + secs, 2)
         entry["max_s"] = round(max(entry["max_s"], secs), 2)
         if name == "ucmha.repoint":
+            # "<outcome of the message's row> +<rows taken along>" (workers/repoint_batch.py)
+            own, _, along = result.partition(" +")
             results = entry.setdefault("results", {})
-            results[result] = results.get(result, 0) + 1
+            results[own] = results.get(own, 0) + 1
+            if along.isdigit():
+                entry["rows_taken_along"] = entry.get("rows_taken_along", 0) + int(along)
         elif result.isdigit():
             entry["result_sum"] = entry.get("result_sum", 0) + int(result)
     raised = len(re.findall(r"Task ucmha\.[a-z_]+\[[^\]]+\] raised", log_text))

@@ -161,6 +161,17 @@ class Stack:
         worker.start()
         wait_for(lambda: "ready." in worker.tail(20), 60, "the restarted worker")
 
+    def start_again(self, *names: str) -> None:
+        """Start stopped processes (worker, beat) again and wait until a worker is ready."""
+        for name in names:
+            proc = self.procs[name]
+            with proc.log.open("a") as handle:
+                handle.write("\n--- started again ---\n")
+            proc.start()
+            if name == "worker":
+                wait_for(lambda: "ready." in proc.log.read_text(errors="replace").rsplit("--- started again ---", 1)[-1],
+                         60, "the worker started again")
+
     def logs(self) -> str:
         return "\n".join(f"===== {name} =====\n{proc.tail()}" for name, proc in self.procs.items())
 

@@ -47,6 +47,10 @@ class Settings:
     repoint_max_delay_s: float = 60.0
     repoint_failing_after: int = 5
     repoint_failing_delay_s: float = 300.0
+    # A repoint task takes up to this many due rows along and makes their upstream calls on this
+    # many threads (workers/repoint_batch.py); 1 and 1 repoint one row per task.
+    repoint_batch_size: int = 50
+    repoint_batch_threads: int = 16
     sweep_interval_s: float = 2.0
     reconcile_interval_s: float = 60.0
     alarm_check_interval_s: float = 60.0
@@ -156,6 +160,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         repoint_max_delay_s=_float(env, "UCMHA_REPOINT_MAX_DELAY_S", defaults.repoint_max_delay_s),
         repoint_failing_after=_int(env, "UCMHA_REPOINT_FAILING_AFTER", defaults.repoint_failing_after),
         repoint_failing_delay_s=_float(env, "UCMHA_REPOINT_FAILING_DELAY_S", defaults.repoint_failing_delay_s),
+        repoint_batch_size=max(1, _int(env, "UCMHA_REPOINT_BATCH_SIZE", defaults.repoint_batch_size)),
+        repoint_batch_threads=max(1, _int(env, "UCMHA_REPOINT_BATCH_THREADS", defaults.repoint_batch_threads)),
         sweep_interval_s=_float(env, "UCMHA_SWEEP_INTERVAL_S", defaults.sweep_interval_s),
         reconcile_interval_s=_float(env, "UCMHA_RECONCILE_INTERVAL_S", defaults.reconcile_interval_s),
         alarm_check_interval_s=_float(env, "UCMHA_ALARM_CHECK_INTERVAL_S", defaults.alarm_check_interval_s),

@@ -105,22 +105,25 @@ def run_repoint(session_factory: sessionmaker[Session], client: UpstreamClient, 
     if owed is None:
         metrics.count_repoint(target, "nothing_owed")
         return "nothing_owed"
-    error: str | None = None
-    retry_after: float | None = None
-    try:
-        _push(client, target, owed)
-    except StaleEpochError as exc:
-        if exc.current_mac == owed.mac:
-            pass  # upstream is already where we want it
-        else:
-            error = f"upstream holds a newer epoch ({exc.current_epoch}) for {exc.current_mac}"
-    except TransientUpstreamError as exc:
-        error, retry_after = str(exc), exc.retry_after
-    except UpstreamError as exc:  # business errors: permanent per call, but the desired state still holds
-        error = str(exc)
+    error, retry_after = attempt(client, target, owed)
     outcome = _record(session_factory, settings, pair_id, target, owner, owed, error, retry_after, enqueue, rng)
     metrics.count_repoint(target, outcome)
     return outcome
+
+
+def attempt(client: UpstreamClient, target: str, owed: Owed) -> tuple[str | None, float | None]:
+    """Make the upstream calls owed; returns (error or None, the upstream's retry-after if any)."""
+    try:
+        _push(client, target, owed)
+    except StaleEpochError as exc:
+        if exc.current_mac != owed.mac:
+            return f"upstream holds a newer epoch ({exc.current_epoch}) for {exc.current_mac}", None
+        # else: upstream is already where we want it
+    except TransientUpstreamError as exc:
+        return str(exc), exc.retry_after
+    except UpstreamError as exc:  # business errors: permanent per call, but the desired state still holds
+        return str(exc), None
+    return None, None
 
 
 def _record(session_factory: sessionmaker[Session], settings: Settings, pair_id: int, target: str, owner: str,
@@ -132,28 +135,37 @@ def _record(session_factory: sessionmaker[Session], settings: Settings, pair_id:
         row = session.get(PairSync, (pair_id, target), with_for_update=True, populate_existing=True)
         if row is None or pair is None:
             return "gone"
-        ctx = CommandContext(session=session, settings=settings, org_id=pair.org_id, actor="worker",
-                             enqueue=lambda task, args: after.append((task, tuple(args), 0.0)))
-        now = utcnow()
-        if row.lease_owner == owner:
-            row.lease_owner, row.lease_until = None, None
-        latency: float | None = None
-        if error is None:
-            outcome = _applied(ctx, pair, row, owed, now, after)
-            if outcome == "applied" and row.desired_at is not None:
-                latency = (now - row.desired_at).total_seconds()
-            if owed.key is None and owed.applied_key is not None:
-                # A domain was just released upstream (a procedure may be waiting for that):
-                # derive the desired state again now rather than at the next periodic check.
-                sync.plan_repoint(ctx, pair, why="released upstream")
-        else:
-            outcome = _failed(ctx, pair, row, owed, error, retry_after, settings, rng, now, after)
-        after.extend((task, args, 0.0) for task, args in ctx.take_after_commit())
+        outcome, latency = record_outcome(session, settings, pair, row, owner, owed, error, retry_after, rng, after)
     if latency is not None:  # observed once committed
         metrics.observe_repoint(target, latency)
     for task, args, countdown in after:
         enqueue(task, args, countdown)
     return outcome
+
+
+def record_outcome(session: Session, settings: Settings, pair: HaPair, row: PairSync, owner: str, owed: Owed,
+                   error: str | None, retry_after: float | None, rng: random.Random,
+                   after: list[tuple[str, tuple[object, ...], float]]) -> tuple[str, float | None]:
+    """Record one attempt on a locked pair and sync row; follow-up tasks go to `after` (to send
+    once the caller has committed). Returns the outcome and, when applied, the repoint latency."""
+    ctx = CommandContext(session=session, settings=settings, org_id=pair.org_id, actor="worker",
+                         enqueue=lambda task, args: after.append((task, tuple(args), 0.0)))
+    now = utcnow()
+    if row.lease_owner == owner:
+        row.lease_owner, row.lease_until = None, None
+    latency: float | None = None
+    if error is None:
+        outcome = _applied(ctx, pair, row, owed, now, after)
+        if outcome == "applied" and row.desired_at is not None:
+            latency = (now - row.desired_at).total_seconds()
+        if owed.key is None and owed.applied_key is not None:
+            # A domain was just released upstream (a procedure may be waiting for that):
+            # derive the desired state again now rather than at the next periodic check.
+            sync.plan_repoint(ctx, pair, why="released upstream")
+    else:
+        outcome = _failed(ctx, pair, row, owed, error, retry_after, settings, rng, now, after)
+    after.extend((task, args, 0.0) for task, args in ctx.take_after_commit())
+    return outcome, latency
 
 
 def _applied(ctx: CommandContext, pair: HaPair, row: PairSync, owed: Owed, now: datetime,
