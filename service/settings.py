@@ -24,13 +24,13 @@ class Settings:
     database_url: str = "sqlite:///var/ucmha.db"
     broker_url: str = "sqla+sqlite:///var/celery-broker.db"
     redis_url: str | None = None  # rate limits and metrics coordination; None -> in-memory
-    secret_key: str = DEV_SECRET
-    encryption_key: str = DEV_ENCRYPTION_KEY
+    secret_key: str = field(default=DEV_SECRET, repr=False)
+    encryption_key: str = field(default=DEV_ENCRYPTION_KEY, repr=False)
     upstream_base_url: str = "http://127.0.0.1:8090"
     upstream_username: str = "ucmha"
-    upstream_password: str = "ucmha-dev-password"
+    upstream_password: str = field(default="ucmha-dev-password", repr=False)
     upstream_client_id: str = "ucmha"
-    upstream_client_secret: str = "ucmha-dev-client-secret"
+    upstream_client_secret: str = field(default="ucmha-dev-client-secret", repr=False)
     upstream_connect_timeout_s: float = 3.0
     upstream_read_timeout_s: float = 5.0
     webhook_tolerance_s: int = 300
@@ -44,9 +44,9 @@ class Settings:
     node_silent_after_s: int = 300
     backup_overdue_after_s: int = 26 * 3600
     repoint_base_delay_s: float = 1.0
-    repoint_max_delay_s: float = 60.0
+    # Capped backoff, failing or not: remote users wait at most about this long after the upstream is back.
+    repoint_max_delay_s: float = 10.0
     repoint_failing_after: int = 5
-    repoint_failing_delay_s: float = 300.0
     # A repoint task takes up to this many due rows along and makes their upstream calls on this
     # many threads (workers/repoint_batch.py); 1 and 1 repoint one row per task.
     repoint_batch_size: int = 50
@@ -159,7 +159,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         repoint_base_delay_s=_float(env, "UCMHA_REPOINT_BASE_DELAY_S", defaults.repoint_base_delay_s),
         repoint_max_delay_s=_float(env, "UCMHA_REPOINT_MAX_DELAY_S", defaults.repoint_max_delay_s),
         repoint_failing_after=_int(env, "UCMHA_REPOINT_FAILING_AFTER", defaults.repoint_failing_after),
-        repoint_failing_delay_s=_float(env, "UCMHA_REPOINT_FAILING_DELAY_S", defaults.repoint_failing_delay_s),
         repoint_batch_size=max(1, _int(env, "UCMHA_REPOINT_BATCH_SIZE", defaults.repoint_batch_size)),
         repoint_batch_threads=max(1, _int(env, "UCMHA_REPOINT_BATCH_THREADS", defaults.repoint_batch_threads)),
         sweep_interval_s=_float(env, "UCMHA_SWEEP_INTERVAL_S", defaults.sweep_interval_s),

@@ -132,7 +132,7 @@ def test_rows_leased_by_another_worker_or_not_yet_due_are_left_alone(fleet, sess
 
 def test_a_lease_left_by_a_killed_worker_runs_out_and_the_rows_are_claimed_again(fleet, session_factory, db_session,
                                                                                  upstream_settings):
-    claimed = repoint_batch.claim(session_factory, "killed-worker", None, 50)
+    claimed = repoint_batch.claim(session_factory, "killed-worker", None, 50, lease_s=30)
     assert claimed
     assert batch(session_factory, upstream_settings, get_client(upstream_settings)) == "nothing_owed"
     db_session.execute(update(PairSync).where(PairSync.lease_owner == "killed-worker")
