@@ -114,7 +114,7 @@ def page_ids(session: Session, stmt: Select[Any], limit: int, after_id: int | No
     if after_id is not None:
         # Bound as BIGINT: a cursor above the column's INTEGER range must compare, not overflow.
         ids_stmt = ids_stmt.where(HaPair.id > literal(after_id, BigInteger))
-    ids = list(session.execute(ids_stmt.order_by(HaPair.id).limit(limit + 1)).scalars())
+    ids = list(session.connection().execute(ids_stmt.order_by(HaPair.id).limit(limit + 1)).scalars())
     more = len(ids) > limit
     ids = ids[:limit]
     return ids, (ids[-1] if more and ids else None)
@@ -155,10 +155,12 @@ def pairs_by_id(session: Session, ids: Sequence[int]) -> list[PairRow]:
     if not ids:
         return []
     by_id: dict[int, PairRow] = {}
-    for row in session.execute(_pairs_stmt(), {"ids": list(ids)}):
+    # Core execution on the session's connection: these are plain rows, the ORM layer adds nothing.
+    conn = session.connection()
+    for row in conn.execute(_pairs_stmt(), {"ids": list(ids)}):
         by_id[row.id] = PairRow(**{c: getattr(row, c) for c in _PAIR_COLUMNS},
                                 primary=_node(row, "primary"), secondary=_node(row, "secondary"))
-    for row in session.execute(_syncs_stmt(), {"ids": list(ids)}):
+    for row in conn.execute(_syncs_stmt(), {"ids": list(ids)}):
         pair = by_id.get(row.pair_id)
         if pair is not None:
             pair.syncs.append(SyncRow(**{c: getattr(row, c) for c in _SYNC_COLUMNS}))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from flask import jsonify
 from flask_smorest import Blueprint
 
 from service import pair_pages, queries
@@ -8,7 +9,7 @@ from service.models import Event, HaPair, utcnow
 
 from .auth import require_token
 from .context import command_context, db, principal
-from .presenters import pair_view
+from .presenters import pair_json, pair_view
 from .schemas.common import PageArgs, encode_cursor
 from .schemas.pairs import (CloudImSettingsSchema, CustomDomainSchema, EventPageSchema, PairCreateSchema,
                             PairListArgs, PairPageSchema, PairSchema, PreflightSchema,
@@ -47,8 +48,10 @@ def list_pairs(args):
                                   needs_attention=args["needs_attention"], q=args["q"], q_device_ids=hint)
     page = pair_pages.pair_page(db(), stmt, args["limit"], args["after_id"])
     now = utcnow()
-    return {"items": [pair_view(p, page.alarm_counts.get(p.id, 0), now) for p in page.items],  # type: ignore[arg-type]
-            "next_cursor": encode_cursor(page.next_id) if page.next_id else None}
+    # Serialized here rather than by PairPageSchema (which still documents it): see pair_json.
+    return jsonify({"items": [pair_json(pair_view(p, page.alarm_counts.get(p.id, 0), now))  # type: ignore[arg-type]
+                              for p in page.items],
+                    "next_cursor": encode_cursor(page.next_id) if page.next_id else None})
 
 
 @blp.get("/<int:pair_id>")
