@@ -7,7 +7,7 @@ import os
 from datetime import datetime, timezone
 
 import marshmallow as ma
-from flask import current_app, request
+from flask import current_app, g, request
 from flask_smorest import Blueprint, abort
 from sqlalchemy import select
 from werkzeug.exceptions import Unauthorized
@@ -171,6 +171,7 @@ def node_notification(mac):
     except ma.ValidationError as exc:
         validation_failed(exc)
     receipt = notifications.receive(command_context(), device, webhook_id, note)
+    g.webhook_receipt = receipt  # metrics and the access line read it (observability/web.py), not the database
     return {"event_id": receipt.event_id, "status": "accepted", "outcome": receipt.outcome}, (
         202 if receipt.first_time else 200)
 

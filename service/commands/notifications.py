@@ -27,6 +27,8 @@ class Receipt:
     event_id: int
     outcome: str
     first_time: bool
+    pair_id: int | None = None
+    type: str | None = None  # the stored notification's type
 
 
 def _existing(ctx: CommandContext, device_id: int, webhook_id: str) -> Notification | None:
@@ -59,7 +61,7 @@ def _receive_once(ctx: CommandContext, device_id: int, webhook_id: str, note: di
         raise InvalidState("The device is not in an HA pair.", code="device_not_paired")
     existing = _existing(ctx, device.id, webhook_id)
     if existing is not None:
-        return Receipt(existing.id, existing.outcome, first_time=False)
+        return Receipt(existing.id, existing.outcome, first_time=False, pair_id=existing.pair_id, type=existing.type)
     pair = queries.live_pair_of(ctx.session, device.id, for_update=True)
     if pair is None:
         raise InvalidState(f"Device {device.mac} is not in an HA pair.", code="device_not_paired")
@@ -82,7 +84,7 @@ def _receive_once(ctx: CommandContext, device_id: int, webhook_id: str, note: di
         device.last_sequence = max(device.last_sequence or -1, note["sequence"])
     sync.plan_repoint(ctx, pair, why=f"{note['type']} from {device.mac}")
     ctx.commit()
-    return Receipt(row.id, outcome, first_time=True)
+    return Receipt(row.id, outcome, first_time=True, pair_id=pair.id, type=row.type)
 
 
 def _payload(note: dict[str, Any]) -> dict[str, Any]:
@@ -215,7 +217,7 @@ def _store_unclassified(ctx: CommandContext, device: Device, alert_id: str, raw:
                         received_at: datetime) -> Receipt:
     existing = _existing(ctx, device.id, alert_id)
     if existing is not None:
-        return Receipt(existing.id, existing.outcome, first_time=False)
+        return Receipt(existing.id, existing.outcome, first_time=False, pair_id=existing.pair_id, type=existing.type)
     pair = queries.live_pair_of(ctx.session, device.id)
     row = Notification(org_id=device.org_id, device_id=device.id, pair_id=pair.id if pair else None, source="alert",
                        webhook_id=alert_id, type="unclassified", occurred_at=received_at, sequence=None,
