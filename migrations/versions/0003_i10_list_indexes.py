@@ -1,7 +1,7 @@
 """indexes for the pair list at fleet scale: trigram search, Secondary-Active pairs
 
-Revision ID: 0002_i10_list_indexes
-Revises: 0001
+Revision ID: 0003_i10_list_indexes
+Revises: 0002_i12_event_subscriptions
 Create Date: 2026-12-01 16:50:00
 
 PostgreSQL: the pg_trgm extension (a trusted extension: the database owner may create it) and
@@ -15,8 +15,8 @@ from __future__ import annotations
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0002_i10_list_indexes"
-down_revision = "0001"
+revision = "0003_i10_list_indexes"
+down_revision = "0002_i12_event_subscriptions"
 branch_labels = None
 depends_on = None
 
