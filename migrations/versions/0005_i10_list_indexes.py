@@ -1,7 +1,7 @@
 """indexes for the pair list at fleet scale: trigram search, Secondary-Active pairs
 
-Revision ID: 0003_i10_list_indexes
-Revises: 0002_i12_event_subscriptions
+Revision ID: 0005_i10_list_indexes
+Revises: 0004_sequence_bigint
 Create Date: 2026-12-01 16:50:00
 
 PostgreSQL: the pg_trgm extension (a trusted extension: the database owner may create it) and
@@ -15,8 +15,8 @@ from __future__ import annotations
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0003_i10_list_indexes"
-down_revision = "0002_i12_event_subscriptions"
+revision = "0005_i10_list_indexes"
+down_revision = "0004_sequence_bigint"
 branch_labels = None
 depends_on = None
 
