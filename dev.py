@@ -31,7 +31,7 @@ def sh(*args: str, env: dict[str, str] | None = None, check: bool = True) -> sub
 
 
 def ensure_installed() -> None:
-    """Create the virtualenv and install the project with its test extras, once per pyproject change."""
+    """Create the virtualenv and install the project with its test and bench extras, once per pyproject change."""
     if sys.version_info < (3, 11):
         sys.exit("ucmha needs Python 3.11 or newer")
     if not PY.exists():
@@ -43,7 +43,7 @@ def ensure_installed() -> None:
         return
     print("installing ucmha and its dependencies (first run only)", flush=True)
     sh(str(PY), "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    sh(str(PY), "-m", "pip", "install", "--quiet", "-e", ".[test]")
+    sh(str(PY), "-m", "pip", "install", "--quiet", "-e", ".[test,bench]")  # bench: the benchmark smoke test
     stamp.write_text(digest)
 
 

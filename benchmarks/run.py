@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.run            # full sizes
     .venv/bin/python -m benchmarks.run --quick    # small sizes, a couple of minutes
 
-Starts the stack with the end-to-end harness (`tests.e2e.stack.Stack`: gunicorn API, Celery worker
+Starts the stack with the end-to-end harness (`harness.stack.Stack`: gunicorn API, Celery worker
 and beat, its own Redis, the upstream simulator) on a fresh PostgreSQL database of its own, then:
 
 1. intake    signed `ha.status` webhooks, N concurrent clients, versus a bare Flask route (202)
@@ -46,17 +46,17 @@ from standardwebhooks import Webhook
 
 from benchmarks import bare_tasks
 from benchmarks.cpu import CpuMonitor
+from benchmarks.db import ADMIN_URL, create_database, drop_database
 from benchmarks.load import Job, LoadResult, percentile, run_load, signed_headers
 from benchmarks.seed import SeededPair, create_org, seed_pairs, seed_upstream
 from service import migrate
 from service.settings import load_settings
-from tests.e2e.stack import BIN, ROOT, Proc, Stack, new_workdir, remove_workdir, wait_for
-from tests.simulator.sim_process import free_port
-from tests.webhook_helpers import role_changed, status
+from harness.stack import BIN, ROOT, Proc, Stack, new_workdir, remove_workdir, wait_for
+from harness.simulator import free_port
+from harness.webhooks import role_changed, status
 from workers.upstream import UpstreamSettings, client_from_settings
 
 RESULTS = ROOT / "benchmarks" / "results" / "latest.json"
-ADMIN_URL = os.environ.get("UCMHA_BENCH_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
 @dataclass(frozen=True)
@@ -68,16 +68,19 @@ class Sizes:
     intake_rounds: int
     failovers: int
     failover_warmup: int
-    storm_pairs: int
+    storm_sizes: tuple[int, ...]
     concurrency: int
     storm_timeout_s: float
     run_limit_s: float
+    soak_notifications: int
 
 
 FULL = Sizes(intake_requests=2000, intake_warmup=100, intake_pairs=100, clients=16, intake_rounds=4, failovers=30,
-             failover_warmup=3, storm_pairs=10_000, concurrency=8, storm_timeout_s=1800, run_limit_s=4500)
+             failover_warmup=3, storm_sizes=(1_000, 3_000, 10_000), concurrency=8, storm_timeout_s=1800,
+             run_limit_s=5400, soak_notifications=100_000)
 QUICK = Sizes(intake_requests=300, intake_warmup=30, intake_pairs=100, clients=16, intake_rounds=2, failovers=8,
-              failover_warmup=2, storm_pairs=500, concurrency=8, storm_timeout_s=300, run_limit_s=900)
+              failover_warmup=2, storm_sizes=(200, 500), concurrency=8, storm_timeout_s=300, run_limit_s=900,
+              soak_notifications=3_000)
 
 
 class RunTimeout(Exception):
@@ -103,27 +106,6 @@ def ms(seconds: float) -> float:
 def ratio(a: float, b: float) -> float | None:
     """a / b to three significant digits."""
     return float(f"{a / b:.3g}") if b else None
-
-
-# --- databases --------------------------------------------------------------------------------
-
-
-def create_database() -> tuple[str, str]:
-    name = f"ucmha_bench_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return name, ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-
-
-def drop_database(name: str) -> None:
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -399,13 +381,99 @@ class Bench:
                 "AND applied_epoch = :epoch AND desired_epoch = :epoch"), {"id": pair_id, "epoch": epoch}))
         return rows if len(rows) == 2 else None
 
+    # -- 4. memory soak --
+
+    def soak(self) -> dict[str, Any]:
+        """RSS of every API and worker process while the fleet's status reports keep coming."""
+        s = self.sizes
+        assert self.stack is not None and self.monitor is not None
+        pairs, _, _ = self.seed([f"soak{i}.bench.example" for i in range(100)], "im-bench-soak-")
+        nodes = [(p.primary_mac, Webhook(p.primary_secret), "active") for p in pairs] + \
+                [(p.secondary_mac, Webhook(p.secondary_secret), "standby") for p in pairs]
+        base = datetime.now(timezone.utc) - timedelta(minutes=2)
+        total = s.soak_notifications
+        jobs = []
+        for i in range(total):
+            mac, signer, role = nodes[i % len(nodes)]
+            seq = i // len(nodes) + 1
+            jobs.append(Job(f"/api/v1/webhooks/ucm/{mac}", signer, status(iso(base + timedelta(milliseconds=seq)),
+                                                                          seq, role)))
+        chunks = 20
+        size = -(-total // chunks)
+        samples: list[dict[str, Any]] = [{"sent": 0, "rss_mb": self._rss()}]
+        accepted = 0
+        t0 = time.time()
+        with self.monitor.span("soak"):
+            for k in range(0, total, size):
+                res = run_load("127.0.0.1", self.api_port, jobs[k:k + size], s.clients, deadline_s=1800)
+                accepted += res.accepted
+                samples.append({"sent": min(total, k + size), "t_s": round(time.time() - t0, 1),
+                                "accepted_per_s": round(res.accepted / res.wall_s, 1) if res.wall_s else None,
+                                "rss_mb": self._rss()})
+                log(f"soak: {samples[-1]['sent']}/{total} sent; RSS MB {samples[-1]['rss_mb']}")
+        # "start" is after the first chunk: imports, pools and caches warmed up by then.
+        warm, end = samples[1]["rss_mb"], samples[-1]["rss_mb"]
+        rss: dict[str, dict[str, Any]] = {}
+        for proc in end:
+            series = [smp["rss_mb"].get(proc) for smp in samples[1:] if smp["rss_mb"].get(proc) is not None]
+            if not series or proc not in warm:
+                continue
+            rss[proc] = {"start_mb": warm[proc], "max_mb": max(series), "end_mb": end[proc],
+                         "growth_pct": round((end[proc] - warm[proc]) / warm[proc] * 100, 1)}
+        return {"notifications": total, "accepted": accepted, "seconds": round(time.time() - t0, 1),
+                "limit_mb": 150, "flat_within_pct": 10,
+                "within_limits": all(m["max_mb"] <= 150 and abs(m["growth_pct"]) <= 10 for m in rss.values()),
+                "rss": rss, "samples": samples}
+
+    def _rss(self) -> dict[str, float]:
+        """RSS in MB of the API's gunicorn master and workers and the Celery worker's processes."""
+        import psutil
+
+        assert self.stack is not None
+        out: dict[str, float] = {}
+        for role in ("api", "worker"):
+            popen = self.stack.procs[role].popen
+            if popen is None or popen.poll() is not None:
+                continue
+            try:
+                main_proc = psutil.Process(popen.pid)
+                procs = [("main", main_proc)] + [(f"child{c.pid}", c) for c in main_proc.children(recursive=True)]
+                for name, proc in procs:
+                    out[f"{role}.{name}"] = round(proc.memory_info().rss / 2**20, 1)
+            except psutil.Error:
+                continue
+        return out
+
     # -- 3. storm --
 
     def storm(self) -> dict[str, Any]:
+        """The storm at every size, smallest first; seconds per pair show whether the cost is linear."""
+        assert self.stack is not None and self.engine is not None
+        runs: list[dict[str, Any]] = []
+        for k, n in enumerate(self.sizes.storm_sizes):
+            if k > 0:
+                # A clean slate for the next size: the previous storm's pairs would otherwise make the
+                # periodic scans (reconcile, check_alarms) longer than the size being measured.
+                self.stack.truncate()
+                self.org_id = create_org(self.engine, f"bench-{uuid.uuid4().hex[:8]}")
+                self.stack.start_again("worker", "beat")
+            log(f"=== storm at {n} pairs ===")
+            runs.append(self._storm_once(n))
+        # The baseline stopped ucmha's worker and scheduler: bring them back for later phases.
+        self.stack.start_again("worker", "beat")
+        per_pair = []
+        for run in runs:
+            u, b = run["ucmha"]["all_applied_s"], run["baseline"]["all_done_s"]
+            per_pair.append({"pairs": run["pairs"],
+                             "ucmha_ms_per_pair": round(u / run["pairs"] * 1000, 2) if u else None,
+                             "baseline_ms_per_pair": round(b / run["pairs"] * 1000, 2) if b else None,
+                             "ratio": run["ratio"]["time"]})
+        return {"sizes": runs, "per_pair": per_pair}
+
+    def _storm_once(self, n: int) -> dict[str, Any]:
         s = self.sizes
         assert self.engine is not None and self.stack is not None and self.stack.sim is not None
         assert self.monitor is not None
-        n = s.storm_pairs
         pairs, t_db, t_up = self.seed([f"p{i}.bench.example" for i in range(n)], "im-bench-p")
         log(f"storm: seeded {n} pairs (db {t_db:.1f} s, upstream {3 * n} calls in {t_up:.1f} s)")
         ids = [p.id for p in pairs]
@@ -428,7 +496,7 @@ class Bench:
         samples: list[dict[str, float]] = []
         applied = 0
         broker = redis.Redis.from_url(self.stack.redis_url)
-        with self.monitor.span("storm.ucmha"):
+        with self.monitor.span(f"storm{n}.ucmha"):
             t0 = time.time()
             poster = threading.Thread(target=post_all, name="storm-post", daemon=True)
             poster.start()
@@ -517,7 +585,7 @@ class Bench:
         log(f"storm baseline: enqueueing {n} bare tasks (worker concurrency {concurrency})")
         done = 0
         samples: list[dict[str, float]] = []
-        with self.monitor.span("storm.baseline"):
+        with self.monitor.span(f"storm{n}.baseline"):
             t0 = time.time()
             with bare_tasks.app.producer_or_acquire() as producer:
                 for p in pairs:  # back to the Primary at epoch 3: every call is a real, applied switch
@@ -630,8 +698,12 @@ def task_stats(log_text: str) -> dict[str, Any]:
         entry["total_s"] = round(entry["total_s"] + secs, 2)
         entry["max_s"] = round(max(entry["max_s"], secs), 2)
         if name == "ucmha.repoint":
+            # "<outcome of the message's row> +<rows taken along>" (workers/repoint_batch.py)
+            own, _, along = result.partition(" +")
             results = entry.setdefault("results", {})
-            results[result] = results.get(result, 0) + 1
+            results[own] = results.get(own, 0) + 1
+            if along.isdigit():
+                entry["rows_taken_along"] = entry.get("rows_taken_along", 0) + int(along)
         elif result.isdigit():
             entry["result_sum"] = entry.get("result_sum", 0) + int(result)
     raised = len(re.findall(r"Task ucmha\.[a-z_]+\[[^\]]+\] raised", log_text))
@@ -710,25 +782,36 @@ def table(results: dict[str, Any]) -> str:
              f"{r['p99']}x"),
         ]
     st = results.get("storm")
-    if st:
-        u, b = st["ucmha"], st["baseline"]
-        rows.append((f"storm: {st['pairs']} pairs, all repoints applied (s)",
+    for run in (st or {}).get("sizes", []):
+        u, b = run["ucmha"], run["baseline"]
+        rows.append((f"storm: {run['pairs']} pairs, all repoints applied (s)",
                      "timeout" if u["all_applied_s"] is None else f"{u['all_applied_s']}",
                      "timeout" if b["all_done_s"] is None else f"{b['all_done_s']}",
-                     f"{st['ratio']['time']}x" if st["ratio"]["time"] else "-"))
-        rows.append(("storm: webhooks accepted /s (ucmha intake during the storm)", f"{u['webhooks_per_s']}", "", ""))
+                     f"{run['ratio']['time']}x" if run["ratio"]["time"] else "-"))
+    for pp in (st or {}).get("per_pair", []):
+        rows.append((f"storm: {pp['pairs']} pairs, ms per pair", f"{pp['ucmha_ms_per_pair']}",
+                     f"{pp['baseline_ms_per_pair']}", ""))
+    for run in (st or {}).get("sizes", []):
+        rows.append((f"storm: {run['pairs']} pairs, webhooks accepted /s during it", f"{run['ucmha']['webhooks_per_s']}",
+                     "", ""))
+    soak = results.get("soak")
+    if soak:
+        for role, mem in soak["rss"].items():
+            rows.append((f"soak: {role} RSS MB start/max/end ({soak['notifications']} notifications)",
+                         f"{mem['start_mb']}/{mem['max_mb']}/{mem['end_mb']}", "",
+                         f"{mem['growth_pct']:+.1f}%"))
     if not rows:
         return "(no figures)"
     head = ("figure", "ucmha", "baseline", "ratio")
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
     line = lambda r: "  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r))  # noqa
     out = [line(head), "  ".join("-" * w for w in widths), *(line(r) for r in rows)]
-    if st:
-        u = st["ucmha"]
+    for run in (st or {}).get("sizes", []):
+        u = run["ucmha"]
         tasks = u.get("worker_tasks") or {}
         rep = tasks.get("ucmha.repoint") or {}
         results_ = rep.get("results") or {}
-        out += ["", f"storm, ucmha worker: {rep.get('count', 0)} repoint tasks for {u['rows_expected']} owed repoints "
+        out += ["", f"storm {run['pairs']}, ucmha worker: {rep.get('count', 0)} repoint tasks for {u['rows_expected']} owed repoints "
                     f"({', '.join(f'{k} {v}' for k, v in results_.items())}); sweeper re-enqueued "
                     f"{(tasks.get('ucmha.sweep') or {}).get('result_sum', 0)}; broker queue peaked at "
                     f"{u.get('broker_queue_max')} messages",
@@ -749,13 +832,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes (300 webhooks, 8 failovers, 500 pairs)")
-    parser.add_argument("--storm-pairs", type=int, help="pairs in the storm (default 10000, --quick 500)")
+    parser.add_argument("--storm-pairs", help="storm sizes, comma-separated (default 1000,3000,10000; --quick 200,500)")
+    parser.add_argument("--soak-notifications", type=int,
+                        help="ha.status notifications of the memory soak (default 100000, --quick 3000)")
     parser.add_argument("--intake-requests", type=int, help="measured webhooks (default 2000, --quick 300)")
     parser.add_argument("--failovers", type=int, help="measured failovers (default 30, --quick 8)")
     parser.add_argument("--clients", type=int, help="concurrent HTTP clients (default 16)")
     parser.add_argument("--concurrency", type=int, help="Celery worker concurrency, ucmha and baseline (default 8)")
     parser.add_argument("--storm-timeout", type=float, help="seconds each storm side may take (default 1800, quick 300)")
-    parser.add_argument("--only", choices=("intake", "failover", "storm"), action="append",
+    parser.add_argument("--only", choices=("intake", "failover", "storm", "soak"), action="append",
                         help="run only these figures (repeatable)")
     parser.add_argument("--sweep-interval", type=float, default=2.0, help="UCMHA_SWEEP_INTERVAL_S (service default 2)")
     parser.add_argument("--reconcile-interval", type=float, default=60.0,
@@ -766,12 +851,14 @@ def main(argv: list[str] | None = None) -> int:
 
     base = QUICK if args.quick else FULL
     overrides = {k: v for k, v in {
-        "storm_pairs": args.storm_pairs, "intake_requests": args.intake_requests, "failovers": args.failovers,
+        "storm_sizes": tuple(int(v) for v in args.storm_pairs.split(",")) if args.storm_pairs else None,
+        "soak_notifications": args.soak_notifications, "intake_requests": args.intake_requests, "failovers": args.failovers,
         "clients": args.clients, "concurrency": args.concurrency, "storm_timeout_s": args.storm_timeout}.items()
         if v is not None}
     sizes = Sizes(**{**asdict(base), **overrides})
-    if sizes.storm_timeout_s * 2 + 900 > sizes.run_limit_s:
-        sizes = Sizes(**{**asdict(sizes), "run_limit_s": sizes.storm_timeout_s * 2 + 900})
+    needed = sizes.storm_timeout_s * 2 * len(sizes.storm_sizes) + 900
+    if needed > sizes.run_limit_s:
+        sizes = Sizes(**{**asdict(sizes), "run_limit_s": needed})
     if shutil.which("redis-server") is None:
         print("redis-server is not on the PATH", file=sys.stderr)
         return 2
@@ -786,8 +873,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.alarm(int(sizes.run_limit_s))
 
     phases: list[tuple[str, Callable[[Bench], dict[str, Any]]]] = [
-        ("intake", Bench.intake), ("failover", Bench.failover), ("storm", Bench.storm)]
-    wanted = set(args.only or [p for p, _ in phases])
+        ("intake", Bench.intake), ("failover", Bench.failover), ("storm", Bench.storm), ("soak", Bench.soak)]
+    # The soak is long (100,000 notifications): only when asked for.
+    wanted = set(args.only or [p for p, _ in phases if p != "soak"])
     results: dict[str, Any] = {
         "generated_at": iso(datetime.now(timezone.utc).replace(microsecond=0)),
         "command": " ".join([".venv/bin/python -m benchmarks.run", *(argv if argv is not None else sys.argv[1:])]),
@@ -825,6 +913,14 @@ def main(argv: list[str] | None = None) -> int:
     results["duration_s"] = round(time.monotonic() - started, 1)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
+    if results.get("storm"):
+        try:
+            from benchmarks.chart import storm_chart
+
+            chart = storm_chart(results, args.output.with_name(args.output.stem + "-storm.png"))
+            print(f"storm progress chart: {chart}")
+        except ImportError as exc:  # matplotlib is in the bench extra
+            print(f"no chart ({exc}); pip install -e '.[bench]'")
     print()
     print(table(results))
     print(f"\nwritten {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}"

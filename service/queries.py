@@ -185,7 +185,9 @@ def needs_attention_clause() -> Any:
 
 
 def pair_list_stmt(org_id: int, *, status: str | None = None, active_site: str | None = None,
-                   needs_attention: bool | None = None, q: str | None = None) -> Select[Any]:
+                   needs_attention: bool | None = None, q: str | None = None,
+                   q_device_ids: Sequence[int] | None = None) -> Select[Any]:
+    """The org's pairs matching the filters; `q_device_ids` is `devices_matching(q)` when known."""
     stmt = select(HaPair).where(HaPair.org_id == org_id)
     if status:
         stmt = stmt.where(HaPair.status == status)
@@ -198,7 +200,7 @@ def pair_list_stmt(org_id: int, *, status: str | None = None, active_site: str |
     elif needs_attention is False:
         stmt = stmt.where(~needs_attention_clause())
     if q:
-        stmt = stmt.where(search_clause(q))
+        stmt = stmt.where(search_clause(org_id, q, q_device_ids))
     return stmt
 
 
@@ -209,15 +211,44 @@ def mac_matches(column: Any, q: str) -> Any:
     return func.replace(column, ":", "").like(f"%{compact}%")
 
 
-def search_clause(q: str) -> Any:
+def device_matches(q: str) -> Any:
+    """A device whose MAC (any spelling, any fragment), name or site contains `q`."""
     like = f"%{q.strip().lower()}%"
+    return or_(mac_matches(Device.mac, q), func.lower(Device.name).like(like), func.lower(Device.site).like(like))
+
+
+SEARCH_DEVICE_CAP = 2000
+
+
+def devices_matching(session: Session, org_id: int, q: str, cap: int = SEARCH_DEVICE_CAP) -> list[int] | None:
+    """Ids of the org's devices `q` matches (trigram indexes), or None when more than `cap` do."""
+    ids = list(session.execute(select(Device.id).where(Device.org_id == org_id, device_matches(q))
+                               .limit(cap + 1)).scalars())
+    return None if len(ids) > cap else ids
+
+
+def search_clause(org_id: int, q: str, device_ids: Sequence[int] | None = None) -> Any:
+    """Pairs whose custom domain, or one of whose nodes (`device_matches`), contains `q`.
+
+    Two shapes, for the two kinds of search (measured at 100,000 pairs, docs/benchmarks.md):
+    - `device_ids` given (`devices_matching`: few devices match, e.g. a MAC or a device name):
+      each arm is an index condition and PostgreSQL combines them (BitmapOr), then sorts the
+      few matches;
+    - otherwise (many match, e.g. a city): matches are dense, so pairs are walked in id order
+      and each checks its two nodes by primary key until the page is full. Collecting every
+      matching device first would fetch thousands of device rows per page.
+    """
+    like = f"%{q.strip().lower()}%"
+    domain = func.lower(HaPair.custom_domain).like(like)
+    if device_ids is not None:
+        return or_(domain, HaPair.primary_device_id.in_(device_ids), HaPair.secondary_device_id.in_(device_ids))
     member = aliased(Device)
-    matching_device = select(member.id).where(
-        member.org_id == HaPair.org_id,
+    matching_member = select(member.id).where(
+        member.org_id == org_id,
         or_(member.id == HaPair.primary_device_id, member.id == HaPair.secondary_device_id),
         or_(mac_matches(member.mac, q), func.lower(member.name).like(like), func.lower(member.site).like(like)),
     ).exists()
-    return or_(func.lower(HaPair.custom_domain).like(like), matching_device)
+    return or_(domain, matching_member)
 
 
 def events_stmt(org_id: int, pair_id: int) -> Select[Any]:
@@ -227,9 +258,7 @@ def events_stmt(org_id: int, pair_id: int) -> Select[Any]:
 def device_list_stmt(org_id: int, q: str | None) -> Select[Any]:
     stmt = select(Device).where(Device.org_id == org_id)
     if q:
-        like = f"%{q.strip().lower()}%"
-        stmt = stmt.where(or_(mac_matches(Device.mac, q), func.lower(Device.name).like(like),
-                              func.lower(Device.site).like(like)))
+        stmt = stmt.where(device_matches(q))
     return stmt
 
 

@@ -36,6 +36,9 @@ class Settings:
     # How far webhook-timestamp may be from our clock, and how far ahead a node's occurred_at may be.
     webhook_tolerance_s: int = 300
     webhook_max_bytes: int = 64 * 1024
+    # Per-process cache of device lookups for the webhook intake (service/webhook_keys.py); 0 turns it off.
+    webhook_key_cache_size: int = 10_000
+    webhook_key_cache_ttl_s: float = 300.0
     api_max_bytes: int = 256 * 1024
     secret_rotation_overlap_s: int = 24 * 3600
     status_liveness_window_s: int = 60
@@ -45,6 +48,10 @@ class Settings:
     # Capped backoff, failing or not: remote users wait at most about this long after the upstream is back.
     repoint_max_delay_s: float = 10.0
     repoint_failing_after: int = 5
+    # A repoint task takes up to this many due rows along and makes their upstream calls on this
+    # many threads (workers/repoint_batch.py); 1 and 1 repoint one row per task.
+    repoint_batch_size: int = 50
+    repoint_batch_threads: int = 16
     sweep_interval_s: float = 2.0
     reconcile_interval_s: float = 60.0
     alarm_check_interval_s: float = 60.0
@@ -167,12 +174,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         upstream_connect_timeout_s=_float(env, "UCMHA_UPSTREAM_CONNECT_TIMEOUT_S", defaults.upstream_connect_timeout_s),
         upstream_read_timeout_s=_float(env, "UCMHA_UPSTREAM_READ_TIMEOUT_S", defaults.upstream_read_timeout_s),
         webhook_tolerance_s=_int(env, "UCMHA_WEBHOOK_TOLERANCE_S", defaults.webhook_tolerance_s),
+        webhook_key_cache_size=_int(env, "UCMHA_WEBHOOK_KEY_CACHE_SIZE", defaults.webhook_key_cache_size),
+        webhook_key_cache_ttl_s=_float(env, "UCMHA_WEBHOOK_KEY_CACHE_TTL_S", defaults.webhook_key_cache_ttl_s),
         status_liveness_window_s=_int(env, "UCMHA_STATUS_LIVENESS_WINDOW_S", defaults.status_liveness_window_s),
         node_silent_after_s=_int(env, "UCMHA_NODE_SILENT_AFTER_S", defaults.node_silent_after_s),
         backup_overdue_after_s=_int(env, "UCMHA_BACKUP_OVERDUE_AFTER_S", defaults.backup_overdue_after_s),
         repoint_base_delay_s=_float(env, "UCMHA_REPOINT_BASE_DELAY_S", defaults.repoint_base_delay_s),
         repoint_max_delay_s=_float(env, "UCMHA_REPOINT_MAX_DELAY_S", defaults.repoint_max_delay_s),
         repoint_failing_after=_int(env, "UCMHA_REPOINT_FAILING_AFTER", defaults.repoint_failing_after),
+        repoint_batch_size=max(1, _int(env, "UCMHA_REPOINT_BATCH_SIZE", defaults.repoint_batch_size)),
+        repoint_batch_threads=max(1, _int(env, "UCMHA_REPOINT_BATCH_THREADS", defaults.repoint_batch_threads)),
         sweep_interval_s=_float(env, "UCMHA_SWEEP_INTERVAL_S", defaults.sweep_interval_s),
         reconcile_interval_s=_float(env, "UCMHA_RECONCILE_INTERVAL_S", defaults.reconcile_interval_s),
         alarm_check_interval_s=_float(env, "UCMHA_ALARM_CHECK_INTERVAL_S", defaults.alarm_check_interval_s),

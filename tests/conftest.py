@@ -15,7 +15,7 @@ from service.app import create_app
 from service.models import ApiToken, Organization
 from service.security import hash_token, new_api_token
 from service.settings import Settings
-from tests.simulator.sim_process import SimProcess, running_simulator
+from harness.simulator import SimProcess, running_simulator
 
 ADMIN_URL = os.environ.get("UCMHA_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("UCMHA_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")

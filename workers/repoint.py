@@ -27,7 +27,7 @@ from service.db import unit_of_work
 from service.domain import outbox
 from service.domain.backoff import BackoffPolicy
 from service.domain.outbox import Desired
-from service.models import PairSync, utcnow
+from service.models import HaPair, PairSync, utcnow
 from service.observability import metrics
 from service.observability.context import bind_args
 from service.settings import Settings
@@ -145,26 +145,29 @@ def run_repoint(session_factory: sessionmaker[Session], client: UpstreamClient, 
     if owed is None:
         metrics.count_repoint(target, "nothing_owed")
         return "nothing_owed"
-    error: str | None = None
-    retry_after: float | None = None
-    try:
-        with lease_renewed(session_factory, settings, pair_id, target, owner):
-            _push(client, target, owed)
-    except StaleEpochError as exc:
-        if exc.current_mac == owed.mac:
-            pass  # upstream is already where we want it
-        else:
-            error = f"upstream holds a newer epoch ({exc.current_epoch}) for {exc.current_mac}"
-    except TransientUpstreamError as exc:
-        error, retry_after = str(exc), exc.retry_after
-    except UpstreamError as exc:  # business errors: permanent per call, but the desired state still holds
-        error = str(exc)
+    with lease_renewed(session_factory, settings, pair_id, target, owner):
+        error, retry_after = attempt(client, target, owed)
     outcome = _record(session_factory, settings, pair_id, target, owner, owed, error, retry_after, enqueue, rng)
     metrics.count_repoint(target, outcome)
     if owed.had_failed and error is None:
         # The upstream takes calls again: the other repoints waiting out a backoff go now.
         sweep.wake_waiting(session_factory, enqueue)
     return outcome
+
+
+def attempt(client: UpstreamClient, target: str, owed: Owed) -> tuple[str | None, float | None]:
+    """Make the upstream calls owed; returns (error or None, the upstream's retry-after if any)."""
+    try:
+        _push(client, target, owed)
+    except StaleEpochError as exc:
+        if exc.current_mac != owed.mac:
+            return f"upstream holds a newer epoch ({exc.current_epoch}) for {exc.current_mac}", None
+        # else: upstream is already where we want it
+    except TransientUpstreamError as exc:
+        return str(exc), exc.retry_after
+    except UpstreamError as exc:  # business errors: permanent per call, but the desired state still holds
+        return str(exc), None
+    return None, None
 
 
 def _record(session_factory: sessionmaker[Session], settings: Settings, pair_id: int, target: str, owner: str,
@@ -176,34 +179,46 @@ def _record(session_factory: sessionmaker[Session], settings: Settings, pair_id:
         row = session.get(PairSync, (pair_id, target), with_for_update=True, populate_existing=True)
         if row is None or pair is None:
             return "gone"
-        ctx = CommandContext(session=session, settings=settings, org_id=pair.org_id, actor="worker",
-                             enqueue=lambda task, args: after.append((task, tuple(args), 0.0)))
-        now = utcnow()
-        if row.lease_owner == owner:
-            row.lease_owner, row.lease_until = None, None
-        went_up = Desired(owed.key, owed.mac, owed.epoch)
-        if error is None:
-            change = outbox.on_applied(sync.snapshot(row), went_up, owed.applied_key, now)
-        else:
-            delay = outbox.retry_delay_s(row.attempts + 1, _policy(settings), retry_after, rng)
-            change = outbox.on_failed(sync.snapshot(row), went_up, error, delay, settings.repoint_failing_after, now)
-            log.warning("repoint failed", extra={"pair_id": pair.id, "target": target, "attempt": change.after.attempts,
-                                                  "retry_in_s": round(delay, 2)})
-        sync.persist_change(ctx, pair, row, change,
-                            enqueue=lambda delay_s: after.append((REPOINT_TASK, (pair_id, target), delay_s)))
-        if error is not None and retry_after:
-            # The upstream said when: an ownerless lease until then keeps the sweeper and the wake-up
-            # (sweep.wake_waiting) from retrying any sooner.
-            row.lease_owner, row.lease_until = None, row.next_attempt_at
-        latency = (now - row.desired_at).total_seconds() \
-            if change.outcome == "applied" and row.desired_at is not None else None
-        if error is None and owed.key is None and owed.applied_key is not None:
-            # A domain was just released upstream (a procedure may be waiting for that):
-            # derive the desired state again now rather than at the next periodic check.
-            settle(ctx, pair, why="released upstream")
-        after.extend((task, args, 0.0) for task, args in ctx.take_after_commit())
+        outcome, latency = record_outcome(session, settings, pair, row, owner, owed, error, retry_after, rng, after)
     if latency is not None:  # observed once committed
         metrics.observe_repoint(target, latency)
     for task, args, countdown in after:
         enqueue(task, args, countdown)
-    return change.outcome
+    return outcome
+
+
+def record_outcome(session: Session, settings: Settings, pair: HaPair, row: PairSync, owner: str, owed: Owed,
+                   error: str | None, retry_after: float | None, rng: random.Random,
+                   after: list[tuple[str, tuple[object, ...], float]]) -> tuple[str, float | None]:
+    """Record one attempt on a locked pair and sync row: the domain's outbox decides, this persists.
+
+    Follow-up tasks go to `after` (sent once the caller has committed). Returns the outcome and,
+    when applied, the repoint latency. Used by a single repoint and by a batch alike.
+    """
+    ctx = CommandContext(session=session, settings=settings, org_id=pair.org_id, actor="worker",
+                         enqueue=lambda task, args: after.append((task, tuple(args), 0.0)))
+    now = utcnow()
+    if row.lease_owner == owner:
+        row.lease_owner, row.lease_until = None, None
+    went_up = Desired(owed.key, owed.mac, owed.epoch)
+    if error is None:
+        change = outbox.on_applied(sync.snapshot(row), went_up, owed.applied_key, now)
+    else:
+        delay = outbox.retry_delay_s(row.attempts + 1, _policy(settings), retry_after, rng)
+        change = outbox.on_failed(sync.snapshot(row), went_up, error, delay, settings.repoint_failing_after, now)
+        log.warning("repoint failed", extra={"pair_id": pair.id, "target": row.target,
+                                              "attempt": change.after.attempts, "retry_in_s": round(delay, 2)})
+    sync.persist_change(ctx, pair, row, change,
+                        enqueue=lambda delay_s: after.append((REPOINT_TASK, (pair.id, row.target), delay_s)))
+    if error is not None and retry_after:
+        # The upstream said when: an ownerless lease until then keeps the sweeper and the wake-up
+        # (sweep.wake_waiting) from retrying any sooner.
+        row.lease_owner, row.lease_until = None, row.next_attempt_at
+    latency = (now - row.desired_at).total_seconds() \
+        if change.outcome == "applied" and row.desired_at is not None else None
+    if error is None and owed.key is None and owed.applied_key is not None:
+        # A domain was just released upstream (a procedure may be waiting for that):
+        # derive the desired state again now rather than at the next periodic check.
+        settle(ctx, pair, why="released upstream")
+    after.extend((task, args, 0.0) for task, args in ctx.take_after_commit())
+    return change.outcome, latency

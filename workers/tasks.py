@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.db import make_engine, make_session_factory
 from service.settings import Settings, load_settings
-from workers import alarms, deliveries, reconcile, repoint, sweep
+from workers import alarms, deliveries, reconcile, repoint_batch, sweep
 from workers.celery_app import broker_backlog
 from workers.observability import instrument_upstream
 from workers.upstream import UpstreamClient, get_client
@@ -35,7 +35,8 @@ def _enqueue(task: str, args: tuple[object, ...], countdown: float = 0.0) -> Non
 def repoint_task(self, pair_id: int, target: str) -> str:  # type: ignore[no-untyped-def]
     settings, factory, client = runtime()
     owner = f"{self.request.hostname}:{self.request.id}"
-    return repoint.run_repoint(factory, client, settings, pair_id, target, owner, _enqueue)
+    # Takes other due rows along (workers/repoint_batch.py): a storm drains in batches.
+    return repoint_batch.run_batch(factory, client, settings, owner, _enqueue, first=(pair_id, target))
 
 
 @shared_task(name="ucmha.sweep", acks_late=True)

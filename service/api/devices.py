@@ -10,6 +10,7 @@ from service.models import Device
 from .auth import require_token
 from .context import command_context, db, principal
 from .schemas.common import encode_cursor
+from .webhooks import webhook_keys
 from .schemas.devices import (AlertTokenSchema, DeviceCreatedSchema, DeviceCreateSchema, DeviceListArgs,
                               DevicePageSchema, DeviceSchema, DeviceUpdateSchema, WebhookSecretSchema)
 
@@ -67,12 +68,14 @@ def update_device(changes, mac):
 @blp.response(204)
 def delete_device(mac):
     commands.delete_device(command_context(), mac)
+    webhook_keys().invalidate(mac)  # this process at once; others within their TTL (webhook_keys.py)
 
 
 @blp.post("/<mac:mac>/webhook-secret")
 @blp.response(200, WebhookSecretSchema)
 def rotate_webhook_secret(mac):
     device, secret = commands.rotate_webhook_secret(command_context(), mac)
+    webhook_keys().invalidate(mac)  # others reload on the first signature their cached key refuses
     return {"mac": device.mac, "webhook_secret": secret,
             "previous_secret_valid_until": device.previous_secret_valid_until}
 

@@ -1,14 +1,15 @@
 from __future__ import annotations
 
+from flask import jsonify
 from flask_smorest import Blueprint
 
-from service import queries
+from service import pair_pages, queries
 from service.commands import pairs as commands
 from service.models import Event, HaPair, utcnow
 
 from .auth import require_token
 from .context import command_context, db, principal
-from .presenters import pair_view
+from .presenters import pair_json, pair_view
 from .schemas.common import PageArgs, encode_cursor
 from .schemas.pairs import (CloudImSettingsSchema, CustomDomainSchema, EventPageSchema, PairCreateSchema,
                             PairListArgs, PairPageSchema, PairSchema, PreflightSchema,
@@ -41,13 +42,16 @@ def create_pair(data):
 @blp.arguments(PairListArgs, location="query")
 @blp.response(200, PairPageSchema)
 def list_pairs(args):
-    stmt = queries.pair_list_stmt(principal().org_id, status=args["status"], active_site=args["active_site"],
-                                  needs_attention=args["needs_attention"], q=args["q"])
-    page = queries.paginate(db(), stmt, HaPair.id, args["limit"], args["after_id"])
-    counts = queries.open_alarm_counts(db(), [p.id for p in page.items])
+    org_id = principal().org_id
+    hint = queries.devices_matching(db(), org_id, args["q"]) if args["q"] else None
+    stmt = queries.pair_list_stmt(org_id, status=args["status"], active_site=args["active_site"],
+                                  needs_attention=args["needs_attention"], q=args["q"], q_device_ids=hint)
+    page = pair_pages.pair_page(db(), stmt, args["limit"], args["after_id"])
     now = utcnow()
-    return {"items": [pair_view(p, counts.get(p.id, 0), now) for p in page.items],
-            "next_cursor": encode_cursor(page.next_id) if page.next_id else None}
+    # Serialized here rather than by PairPageSchema (which still documents it): see pair_json.
+    return jsonify({"items": [pair_json(pair_view(p, page.alarm_counts.get(p.id, 0), now))  # type: ignore[arg-type]
+                              for p in page.items],
+                    "next_cursor": encode_cursor(page.next_id) if page.next_id else None})
 
 
 @blp.get("/<int:pair_id>")

@@ -56,3 +56,21 @@ def pair_view(pair: HaPair, alarms_open: int, now: datetime) -> dict[str, Any]:
         "created_at": pair.created_at,
         "updated_at": pair.updated_at,
     }
+
+
+def pair_json(view: dict[str, Any]) -> dict[str, Any]:
+    """`pair_view` as JSON-ready values, exactly what `PairSchema` dumps (ISO 8601 times).
+
+    The pair list dumps up to 500 of them per page, and marshmallow's nested dict fields cost
+    about a third of the page's CPU; a test keeps the two representations equal.
+    """
+    out = dict(view)
+    for key in ("created_at", "updated_at"):
+        out[key] = _iso(out[key])
+    if out["last_switch"] is not None:
+        out["last_switch"] = {**out["last_switch"], "at": _iso(out["last_switch"]["at"])}
+    return out
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None

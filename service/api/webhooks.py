@@ -7,15 +7,17 @@ import os
 from datetime import datetime, timezone
 
 import marshmallow as ma
-from flask import current_app, request
+from flask import current_app, g, request
 from flask_smorest import Blueprint, abort
 from sqlalchemy import select
+from werkzeug.exceptions import Unauthorized
 
 from service.commands import notifications
 from service.models import Device
 from service.domain.alerts import parse_alert
 from service.observability.ratelimit import rate_limited
 from service.security import SecretBox, hash_token, webhook_signature_valid
+from service.webhook_keys import WebhookKey, WebhookKeys
 
 from .context import command_context, db, read_body
 from .jsonbody import MAX_JSON_DEPTH, JsonTooDeep, contains_nul, loads_bounded
@@ -42,13 +44,38 @@ def _counts_for_device(response) -> bool:  # type: ignore[no-untyped-def]
     return response.status_code not in (401, 413, 429)
 
 
-def _secrets(device: Device, now: datetime) -> list[str]:
-    box = SecretBox(current_app.extensions["ucmha"].settings.encryption_key)
-    secrets = [box.open(device.webhook_secret_enc)]
-    if device.previous_webhook_secret_enc and device.previous_secret_valid_until and \
-            device.previous_secret_valid_until > now:
-        secrets.append(box.open(device.previous_webhook_secret_enc))
-    return secrets
+def webhook_keys() -> WebhookKeys:
+    """This process's cache of device lookups (one per app; see service/webhook_keys.py)."""
+    keys = current_app.extensions.get("ucmha.webhook_keys")
+    if keys is None:
+        settings = current_app.extensions["ucmha"].settings
+        keys = current_app.extensions.setdefault("ucmha.webhook_keys", WebhookKeys(
+            SecretBox(settings.encryption_key), size=settings.webhook_key_cache_size,
+            ttl_s=settings.webhook_key_cache_ttl_s))
+    return keys
+
+
+def signing_device(mac: str, body: bytes) -> WebhookKey:
+    """The device whose signature `body` carries (401 otherwise), from the per-process cache.
+
+    A cached entry vouches for the current secret only; a signature it does not verify is
+    checked against a fresh load: another process may have rotated the secret since.
+    """
+    keys = webhook_keys()
+    device, cached = keys.get(db(), mac)
+    if cached and device is not None:
+        try:
+            verify_signature(device.current_only(), body)
+            return device  # type: ignore[return-value]
+        except Unauthorized:
+            device = keys.reload(db(), mac)
+    verify_signature(device, body)
+    assert device is not None  # verify_signature refuses None
+    return device
+
+
+def _secrets(device: WebhookKey, now: datetime) -> list[str]:
+    return device.secrets(now)
 
 
 MAX_WEBHOOK_ID = 200  # the stored column's length; the Standard Webhooks ids are far shorter
@@ -56,7 +83,7 @@ MAX_WEBHOOK_ID = 200  # the stored column's length; the Standard Webhooks ids ar
 _NO_SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 
 
-def verify_signature(device: Device | None, body: bytes) -> None:
+def verify_signature(device: WebhookKey | None, body: bytes) -> None:
     """401 unless the raw bytes carry a valid signature of one of the device's secrets.
 
     Nothing decodes the body before this: an unknown MAC and a bad body for a known MAC look the same.
@@ -138,13 +165,13 @@ REFUSALS = (
 def node_notification(mac):
     body = read_body(current_app.extensions["ucmha"].settings.webhook_max_bytes)
     webhook_id = check_webhook_id()
-    device = db().execute(select(Device).where(Device.mac == mac)).unique().scalar_one_or_none()
-    verify_signature(device, body)
+    device = signing_device(mac, body)
     try:
         note = NotificationSchema().load(parse_json(body))
     except ma.ValidationError as exc:
         validation_failed(exc)
     receipt = notifications.receive(command_context(), device, webhook_id, note)
+    g.webhook_receipt = receipt  # metrics and the access line read it (observability/web.py), not the database
     return {"event_id": receipt.event_id, "status": "accepted", "outcome": receipt.outcome}, (
         202 if receipt.first_time else 200)
 

@@ -30,6 +30,8 @@ class Receipt:
     event_id: int
     outcome: str
     first_time: bool
+    pair_id: int | None = None
+    type: str | None = None  # the stored notification's type
 
 
 def _existing(ctx: CommandContext, device_id: int, webhook_id: str) -> Notification | None:
@@ -67,10 +69,11 @@ def receive(ctx: CommandContext, device: Device, webhook_id: str, note: dict[str
 def _receive_once(ctx: CommandContext, device_id: int, webhook_id: str, note: dict[str, Any],
                   source: str) -> Receipt:
     device = ctx.session.get(Device, device_id, populate_existing=True)
-    assert device is not None
+    if device is None:  # deleted since the intake's (cached) lookup: it was in no pair, store nothing
+        raise InvalidState("The device is not in an HA pair.", code="device_not_paired")
     existing = _existing(ctx, device.id, webhook_id)
     if existing is not None:
-        return Receipt(existing.id, existing.outcome, first_time=False)
+        return Receipt(existing.id, existing.outcome, first_time=False, pair_id=existing.pair_id, type=existing.type)
     pair = queries.live_pair_of(ctx.session, device.id, for_update=True)
     if pair is None:
         raise InvalidState(f"Device {device.mac} is not in an HA pair.", code="device_not_paired")
@@ -95,7 +98,7 @@ def _receive_once(ctx: CommandContext, device_id: int, webhook_id: str, note: di
     row.outcome, row.detail = change.outcome, change.why
     settle(ctx, pair, why=f"{note['type']} from {device.mac}")
     ctx.commit()
-    return Receipt(row.id, change.outcome, first_time=True)
+    return Receipt(row.id, change.outcome, first_time=True, pair_id=pair.id, type=row.type)
 
 
 def _payload(note: dict[str, Any]) -> dict[str, Any]:
@@ -175,7 +178,7 @@ def _store_unclassified(ctx: CommandContext, device: Device, alert_id: str, raw:
                         received_at: datetime) -> Receipt:
     existing = _existing(ctx, device.id, alert_id)
     if existing is not None:
-        return Receipt(existing.id, existing.outcome, first_time=False)
+        return Receipt(existing.id, existing.outcome, first_time=False, pair_id=existing.pair_id, type=existing.type)
     pair = queries.live_pair_of(ctx.session, device.id)
     row = Notification(org_id=device.org_id, device_id=device.id, pair_id=pair.id if pair else None, source="alert",
                        webhook_id=alert_id, type="unclassified", occurred_at=received_at, sequence=None,

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, UTCDateTime, utcnow
@@ -13,6 +13,15 @@ class Device(Base):
     """A UCM node, with what the service last heard from it."""
 
     __tablename__ = "devices"
+    # "Contains" search on MAC (any spelling: compared without colons), name and site (pg_trgm).
+    __table_args__ = (
+        Index("ix_devices_mac_compact_trgm", func.replace(text("mac"), ":", ""), postgresql_using="gin",
+              postgresql_ops={"replace(mac, ':', '')": "gin_trgm_ops"}),
+        Index("ix_devices_name_trgm", func.lower(text("name")), postgresql_using="gin",
+              postgresql_ops={"lower(name)": "gin_trgm_ops"}),
+        Index("ix_devices_site_trgm", func.lower(text("site")), postgresql_using="gin",
+              postgresql_ops={"lower(site)": "gin_trgm_ops"}),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)

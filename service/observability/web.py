@@ -112,18 +112,22 @@ def _observe_webhook(response: Response) -> None:
     event_id = body.get("event_id") if isinstance(body, dict) else None
     if not isinstance(event_id, int):
         return
-    session = g.get("db")
-    notification = None
-    if session is not None:
-        from service.models import Notification
+    receipt = g.get("webhook_receipt")  # what the command returned (service/api/webhooks.py)
+    if receipt is not None and receipt.event_id == event_id:
+        pair_id, kind, outcome = receipt.pair_id, receipt.type, receipt.outcome
+    else:
+        session = g.get("db")
+        notification = None
+        if session is not None:
+            from service.models import Notification
 
-        # In the identity map already (the view just stored or found it): no query.
-        notification = session.get(Notification, event_id)
-    pair_id = getattr(notification, "pair_id", None)
+            notification = session.get(Notification, event_id)
+        pair_id = getattr(notification, "pair_id", None)
+        kind, outcome = getattr(notification, "type", None), getattr(notification, "outcome", None)
     context.bind(event_id=event_id, pair_id=pair_id)  # for the access line; reset in teardown
-    if notification is not None and notification.type == ROLE_CLAIM:
+    if kind == ROLE_CLAIM:
         # A repeated webhook-id answers the first outcome with 200: that repeat is a duplicate.
-        metrics.count_claim("duplicate" if response.status_code == 200 else notification.outcome)
+        metrics.count_claim("duplicate" if response.status_code == 200 else outcome)
 
 
 def _teardown(_exc: BaseException | None = None) -> None:

@@ -9,8 +9,8 @@ from typing import Any
 
 import requests
 
-from tests.e2e.stack import BIN, ROOT, Stack, wait_for
-from tests.webhook_helpers import signed_headers
+from harness.stack import BIN, ROOT, Stack, wait_for
+from harness.webhooks import signed_headers
 
 PRIMARY, SECONDARY = "00:0B:82:A4:6E:BF", "C0:74:AD:45:3B:10"
 

@@ -6,7 +6,7 @@ import pytest
 
 from service import migrate
 from tests.conftest import unavailable
-from tests.e2e.stack import Stack, new_workdir, remove_workdir
+from harness.stack import Stack, new_workdir, remove_workdir
 
 
 @pytest.fixture(scope="module")

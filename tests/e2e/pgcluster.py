@@ -17,7 +17,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from tests.simulator.sim_process import free_port
+from harness.simulator import free_port
 
 
 def pg_bin() -> Path | None:

@@ -30,8 +30,8 @@ from service import migrate
 from service.settings import load_settings
 from tests.conftest import unavailable
 from tests.e2e.pgcluster import PgCluster, pg_bin
-from tests.e2e.stack import Stack, new_workdir, remove_workdir, wait_for
-from tests.webhook_helpers import role_changed, signed_headers
+from harness.stack import Stack, new_workdir, remove_workdir, wait_for
+from harness.webhooks import role_changed, signed_headers
 from workers.upstream import UpstreamSettings
 
 pytestmark = pytest.mark.e2e

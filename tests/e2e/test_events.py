@@ -7,9 +7,9 @@ import signal
 import pytest
 
 from tests.e2e.client import PRIMARY, SECONDARY, Admin
-from tests.e2e.stack import wait_for
+from harness.stack import wait_for
 from tests.e2e.test_failover import at
-from tests.webhook_helpers import role_changed
+from harness.webhooks import role_changed
 
 pytestmark = pytest.mark.e2e
 

@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tests.e2e.client import PRIMARY, SECONDARY, Admin, upstream_of
-from tests.e2e.stack import wait_for
-from tests.webhook_helpers import role_changed
+from harness.stack import wait_for
+from harness.webhooks import role_changed
 
 pytestmark = pytest.mark.e2e
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from tests.e2e.client import PRIMARY, SECONDARY, Admin
-from tests.e2e.stack import Stack, wait_for
-from tests.webhook_helpers import notification
+from harness.stack import Stack, wait_for
+from harness.webhooks import notification
 
 pytestmark = pytest.mark.e2e
 

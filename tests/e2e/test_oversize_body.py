@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 from service import migrate
 from service.models import ApiToken, Organization
 from service.security import hash_token, new_api_token
-from tests.e2e.stack import BIN, Proc, new_workdir, remove_workdir, wait_for
-from tests.simulator.sim_process import free_port
+from harness.stack import BIN, Proc, new_workdir, remove_workdir, wait_for
+from harness.simulator import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,7 @@ import pytest
 
 from tests.guide_history import GUIDE_FINAL_ACTIVE_MAC, GUIDE_PRIMARY_MAC, GUIDE_SECONDARY_MAC, guide_claim_facts
 from tests.e2e.client import Admin, upstream_of
-from tests.webhook_helpers import role_changed
+from harness.webhooks import role_changed
 
 pytestmark = pytest.mark.e2e
 

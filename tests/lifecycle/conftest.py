@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tests.lifecycle.helpers import Api
-from tests.simulator.sim_process import SimProcess
+from harness.simulator import SimProcess
 from workers import alarms, repoint
 from workers.upstream import get_client
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.simulator.raw_api import RawApi
-from tests.simulator.sim_process import SimProcess
+from harness.simulator import SimProcess
 
 
 

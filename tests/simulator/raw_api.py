@@ -14,7 +14,7 @@ from typing import Any
 
 import requests
 
-from tests.simulator.sim_process import DEFAULT_CREDENTIALS
+from harness.simulator import DEFAULT_CREDENTIALS
 
 
 def sha256_hex(data: bytes) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 from workers import upstream_protocol as codes
 from tests.simulator.raw_api import RawApi
-from tests.simulator.sim_process import SimProcess, running_simulator
+from harness.simulator import SimProcess, running_simulator
 
 DOMAIN = "pbx.example.com"
 PRIMARY = "C0:74:AD:45:3B:10"

@@ -11,7 +11,7 @@ import requests
 
 from workers import upstream_protocol as codes
 from tests.simulator.raw_api import RawApi
-from tests.simulator.sim_process import SimProcess
+from harness.simulator import SimProcess
 
 DOMAIN = "pbx.example.com"
 MAC_A = "C0:74:AD:45:3B:10"

@@ -8,7 +8,7 @@ import requests
 
 from workers import upstream_protocol as codes
 from tests.simulator.raw_api import RawApi
-from tests.simulator.sim_process import running_simulator
+from harness.simulator import running_simulator
 
 
 @pytest.mark.parametrize("server", ["gunicorn-sync", "gunicorn-gthread"])

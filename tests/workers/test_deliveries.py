@@ -12,7 +12,7 @@ from standardwebhooks import Webhook
 
 from service.models import Alarm, EventDelivery, EventSubscription, utcnow
 from service.security import SecretBox
-from tests.webhook_helpers import role_changed, signed_headers
+from harness.webhooks import role_changed, signed_headers
 from workers import deliveries
 from workers.event_sender import EXCERPT_CHARS, EventSender
 

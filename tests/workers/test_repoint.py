@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from service.models import PairSync
-from tests.webhook_helpers import role_changed, signed_headers
+from harness.webhooks import role_changed, signed_headers
 from workers import reconcile, repoint, sweep
 from workers.upstream import get_client
 

@@ -13,7 +13,7 @@ from service.app import create_app
 from service.db import make_engine, make_session_factory
 from service.models import ApiToken, Organization, PairSync, utcnow
 from service.security import hash_token, new_api_token
-from tests.e2e.stack import wait_for
+from harness.stack import wait_for
 from tests.workers.test_repoint import PRIMARY, SECONDARY, run, sync_row
 from workers import repoint, sweep
 from workers.upstream import get_client

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from workers import upstream_protocol as codes
-from tests.simulator.sim_process import (
+from harness.simulator import (
     DEFAULT_CREDENTIALS,
     SimProcess,
     free_port,

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from service.models import Device, Notification, Plan
-from tests.webhook_helpers import role_changed, signed_headers
+from harness.webhooks import role_changed, signed_headers
 
 PRIMARY, OTHER = "00:0B:82:A4:6E:BF", "C0:74:AD:45:3B:10"
 DEEP = "[" * 5000 + "]" * 5000

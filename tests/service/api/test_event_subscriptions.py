@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from service.models import Alarm, EventDelivery, EventSubscription, OutboundEvent, utcnow
 from service.security import SecretBox
-from tests.webhook_helpers import role_changed, signed_headers, status
+from harness.webhooks import role_changed, signed_headers, status
 
 from .helpers import assert_problem
 

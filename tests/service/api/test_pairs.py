@@ -560,3 +560,40 @@ def test_search_finds_a_pair_by_any_part_of_a_mac_in_any_spelling(client, tenant
         items = client.get("/api/v1/ha-pairs", query_string={"q": q}, headers=h).json["items"]
         assert [p["id"] for p in items] == [pair_id], q
     assert client.get("/api/v1/ha-pairs", query_string={"q": "FFEE"}, headers=h).json["items"] == []
+
+
+def test_each_list_item_is_the_pair_as_its_own_endpoint_shows_it(client, tenant, fleet, db_session):
+    """The list reads plain rows (service/pair_pages.py); the representation must not differ."""
+    db_session.execute(sa.update(PairSync).where(PairSync.pair_id == fleet["calm"]["id"])
+                       .values(state="failing", attempts=6, last_error="upstream 503"))
+    db_session.execute(sa.update(HaPair).where(HaPair.id == fleet["switched"]["id"]).values(
+        last_switch_at=datetime(2026, 11, 24, 9, 30, tzinfo=timezone.utc), last_switch_reason="heart_beat_lost",
+        last_switch_to_mac=fleet["switched"]["secondary_mac"], epoch=2))
+    db_session.commit()
+    items = client.get("/api/v1/ha-pairs", headers=tenant.admin()).get_json()["items"]
+    assert len(items) == 4
+    for item in items:
+        single = client.get(f"/api/v1/ha-pairs/{item['id']}", headers=tenant.admin()).get_json()
+        assert item == single
+
+
+def test_a_list_page_costs_the_same_few_statements_whatever_its_size(client, tenant, engine):
+    for _ in range(6):
+        create_pair(client, tenant)
+    seen: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args):  # type: ignore[no-untyped-def]
+        seen.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        sizes = {}
+        for limit in (1, 6):
+            seen.clear()
+            r = client.get("/api/v1/ha-pairs", query_string={"limit": limit}, headers=tenant.admin())
+            assert r.status_code == 200 and len(r.get_json()["items"]) == limit
+            sizes[limit] = len(seen)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    # The test fixture's savepoint, the token (read, last use), ids, pairs, syncs, alarm counts.
+    assert sizes[1] == sizes[6] <= 7, seen

@@ -11,8 +11,8 @@ from service.app import create_app
 from service.api.context import close_db
 from service.db import make_engine, make_session_factory
 from tests.service.api.test_webhooks import SECONDARY, pair, post  # noqa: F401  (pair is a fixture)
-from tests.simulator.sim_process import free_port
-from tests.webhook_helpers import role_changed, signed_headers
+from harness.simulator import free_port
+from harness.webhooks import role_changed, signed_headers
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from service.models import Event, Notification
-from tests.webhook_helpers import role_changed, signed_headers, status
+from harness.webhooks import role_changed, signed_headers, status
 
 PRIMARY, SECONDARY = "00:0B:82:A4:6E:BF", "C0:74:AD:45:3B:10"
 
@@ -194,7 +194,7 @@ def test_device_not_in_a_pair_is_409(client, tenant):
 
 
 def test_status_and_fault_and_backup_reach_the_timeline(client, pair, db_session):
-    from tests.webhook_helpers import notification
+    from harness.webhooks import notification
     s = pair["secrets"][PRIMARY]
     assert post(client, PRIMARY, s, notification("ha.fault", "2026-11-24T09:00:00Z", 1, source="wan_lan",
                                                  state="raised")).status_code == 202

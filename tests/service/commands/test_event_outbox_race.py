@@ -12,7 +12,7 @@ from service.db import make_engine, make_session_factory
 from service.domain.subscriptions import SubscriptionEvent
 from service.models import Device, EventDelivery, EventSubscription, HaPair, Organization, OutboundEvent
 from service.security import SecretBox, hash_token, new_alert_token, new_webhook_secret
-from tests.e2e.stack import wait_for
+from harness.stack import wait_for
 
 
 def test_a_delete_waits_for_the_decision_that_is_writing_events_for_it(fresh_database, settings):

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from service.observability.logging import configure_logging
 from service.settings import Settings
 from tests.conftest import REDIS_URL, unavailable
-from tests.webhook_helpers import signed_headers
+from harness.webhooks import signed_headers
 
 
 def at(seconds: float = 0.0) -> str:

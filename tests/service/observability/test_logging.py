@@ -9,13 +9,13 @@ from celery import signals
 from service.app import create_app
 from service.observability import context
 from service.observability.logging import configure_logging
-from tests.simulator.sim_process import DEFAULT_CREDENTIALS
+from harness.simulator import DEFAULT_CREDENTIALS
 from workers import repoint
 from workers.celery_app import make_celery
 from workers.observability import instrument_upstream
 from workers.upstream import UpstreamClient
 
-from tests.webhook_helpers import role_changed
+from harness.webhooks import role_changed
 
 from .conftest import at, make_pair, post_signed, random_mac
 

@@ -9,8 +9,8 @@ import pytest
 from service.app import create_app
 from service.observability.metrics import alarm_kind_label
 from tests.service.api.helpers import assert_problem
-from tests.simulator.sim_process import DEFAULT_CREDENTIALS, SimProcess
-from tests.webhook_helpers import notification, role_changed, signed_headers, status
+from harness.simulator import DEFAULT_CREDENTIALS, SimProcess
+from harness.webhooks import notification, role_changed, signed_headers, status
 from workers import repoint
 from workers.observability import instrument_upstream, upstream_result
 from workers.upstream import (StaleEpochError, TransientUpstreamError, UpstreamBusinessError, UpstreamClient,
@@ -260,7 +260,7 @@ def test_webhook_receipt_json_is_untouched(client, tenant):
 def test_worker_exporter_serves_the_worker_metrics():
     import requests
 
-    from tests.simulator.sim_process import free_port
+    from harness.simulator import free_port
     from workers.observability import start_exporter
 
     port = free_port()

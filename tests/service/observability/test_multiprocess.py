@@ -21,9 +21,9 @@ import requests
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from service import migrate
-from tests.simulator.sim_process import free_port
+from harness.simulator import free_port
 
-from tests.e2e.stack import wait_for
+from harness.stack import wait_for
 
 from .conftest import Scrape
 

@@ -11,7 +11,7 @@ from limits.storage import MemoryStorage
 from service.app import create_app
 from service.security import new_alert_token
 from tests.service.api.helpers import assert_problem
-from tests.webhook_helpers import role_changed, signed_headers
+from harness.webhooks import role_changed, signed_headers
 
 from .conftest import at, random_mac
 

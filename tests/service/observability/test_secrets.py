@@ -8,8 +8,8 @@ import pytest
 
 from service.observability.logging import REDACTED, redact
 from service.security import new_alert_token, new_api_token, new_webhook_secret
-from tests.simulator.sim_process import DEFAULT_CREDENTIALS
-from tests.webhook_helpers import role_changed, signed_headers
+from harness.simulator import DEFAULT_CREDENTIALS
+from harness.webhooks import role_changed, signed_headers
 from workers.observability import instrument_upstream
 from workers.upstream import UpstreamClient, password_digest
 

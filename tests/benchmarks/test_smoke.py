@@ -1,0 +1,67 @@
+"""The benchmark harness still runs end to end (at toy sizes; the figures themselves are not checked).
+
+The benchmarks are not tests and stay out of the test run; this only keeps them from rotting.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ADMIN_URL, unavailable
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.e2e
+
+
+def run(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    # The benchmarks create and drop their own databases on the tests' PostgreSQL server.
+    env = {**os.environ, "UCMHA_BENCH_ADMIN_URL": ADMIN_URL}
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_the_stack_benchmark_runs_every_figure_and_draws_the_storm(tmp_path, pg_admin_engine):
+    if shutil.which("redis-server") is None:
+        unavailable("redis-server", FileNotFoundError("redis-server not on PATH"))
+    out = tmp_path / "run.json"
+    done = run("benchmarks.run", "--quick", "--intake-requests", "60", "--failovers", "1", "--storm-pairs", "10,20",
+               "--soak-notifications", "100", "--only", "intake", "--only", "failover", "--only", "storm",
+               "--only", "soak", "--output", str(out), timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["intake"]["ucmha"]["accepted"] == 60 and result["intake"]["baseline"]["accepted"] == 60
+    assert result["failover"]["failovers"] == 1
+    storms = result["storm"]["sizes"]
+    assert [s["pairs"] for s in storms] == [10, 20]
+    for storm in storms:
+        assert storm["ucmha"]["upstream_verified"]["pairs_wrong"] == 0
+        assert storm["baseline"]["tasks_done"] == storm["pairs"]
+    assert [p["pairs"] for p in result["storm"]["per_pair"]] == [10, 20]
+    assert set(result["soak"]["rss"]) >= {"api.main", "worker.main"}
+    assert (tmp_path / "run-storm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_admin_list_benchmark_runs(tmp_path, pg_admin_engine):
+    out = tmp_path / "admin.json"
+    done = run("benchmarks.admin_list", "--pairs", "60", "--calls", "2", "--warmup", "1", "--output", str(out),
+               timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    figures = json.loads(out.read_text())["figures"]
+    assert {f["query"] for f in figures} >= {"all", "status=split_brain", "active_site=secondary",
+                                             "needs_attention=true", "q=<MAC fragment>"}
+    assert all(f["statuses"] == [200] and "Execution Time" in f["explain"] for f in figures)
+
+
+def test_the_intake_profile_runs(tmp_path, pg_admin_engine):
+    out = tmp_path / "profile.txt"
+    done = run("benchmarks.profile_intake", "--n", "20", "--warmup", "5", "--pairs", "5", "--output", str(out),
+               timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    text = out.read_text()
+    assert "statuses {202: 20}" in text and "node_notification" in text

@@ -1,0 +1,182 @@
+"""Repoint many owed sync rows in one task: claim a batch, call upstream concurrently, record once.
+
+A regional outage makes thousands of pairs fail over at once, and each owes two repoints. One
+task per row spends most of its time on database round trips around two ~1 ms upstream calls.
+Here the task that a message starts takes its own row and up to `size - 1` other due rows:
+
+1. claim (one short transaction, one statement): rows that are owed (`pending`/`failing`), due
+   (or named by the message) and not leased by another worker, `FOR UPDATE OF pair_syncs SKIP
+   LOCKED`, so a claim never waits for a row a notification or another worker holds, and never
+   takes a pair lock while holding sync rows (the lock order elsewhere is pair, then sync row).
+   The rows are leased for one upstream call's length (`repoint.lease_seconds`); what is owed
+   and the Primary's MAC come from the same statement.
+2. push: the upstream calls of every claimed row at once, on a thread pool sharing the
+   process's upstream client (its pooled connections and one token), while a thread of this
+   worker renews the batch's leases (one statement for all of them).
+3. record (one transaction): the pairs locked in id order (`FOR NO KEY UPDATE`), then their
+   rows; each outcome recorded exactly as for a single repoint (`repoint.record_outcome`):
+   epoch fencing, a newer desired state found now is owed again, failures back off.
+4. after the commit: the follow-ups (a retry per failed row with its backoff, a newer desired
+   state at once; when a row that had failed went through, the waiting ones are woken).
+
+Crash safety is the outbox's: a worker killed after the claim leaves leased rows that become
+claimable again when the lease runs out (and the sweeper re-enqueues them); upstream ignores a
+repeated (epoch, MAC) and refuses an older epoch, so a repeated push acts once.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import and_, case, or_, select, tuple_, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, aliased, lazyload, sessionmaker
+
+from service.db import is_postgresql, unit_of_work
+from service.models import Device, HaPair, PairSync, utcnow
+from service.observability import metrics
+from service.settings import Settings
+from workers import repoint, sweep
+from workers.upstream import UpstreamClient
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    pair_id: int
+    target: str
+    owed: repoint.Owed
+
+
+def claim(session_factory: sessionmaker[Session], owner: str, first: tuple[int, str] | None,
+          size: int, lease_s: float) -> list[Claimed]:
+    """Lease up to `size` owed rows: `first` (the message's row) if it is owed, then due ones."""
+    now = utcnow()
+    primary = aliased(Device)
+    named = and_(PairSync.pair_id == first[0], PairSync.target == first[1]) if first else None
+    due = PairSync.next_attempt_at <= now
+    with unit_of_work(session_factory) as session:
+        stmt = (
+            select(PairSync.pair_id, PairSync.target, PairSync.desired_key, PairSync.desired_mac,
+                   PairSync.desired_epoch, PairSync.applied_key, PairSync.attempts, primary.mac)
+            .join(HaPair, HaPair.id == PairSync.pair_id)
+            .join(primary, primary.id == HaPair.primary_device_id)
+            .where(PairSync.state.in_(("pending", "failing")),
+                   or_(PairSync.lease_until.is_(None), PairSync.lease_until <= now, PairSync.lease_owner == owner),
+                   or_(named, due) if named is not None else due)
+            .order_by(*([case((named, 0), else_=1)] if named is not None else []), PairSync.next_attempt_at,
+                      PairSync.pair_id)
+            .limit(size)
+        )
+        if is_postgresql(session):
+            stmt = stmt.with_for_update(of=PairSync, skip_locked=True)
+        rows = session.execute(stmt).all()
+        if not rows:
+            return []
+        keys = [(r.pair_id, r.target) for r in rows]
+        session.execute(update(PairSync).where(tuple_(PairSync.pair_id, PairSync.target).in_(keys))
+                        .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_s)))
+    return [Claimed(r.pair_id, r.target, repoint.Owed(r.desired_key, r.desired_mac, r.desired_epoch, r.applied_key,
+                                                       r.mac, had_failed=r.attempts > 0)) for r in rows]
+
+
+@contextmanager
+def leases_renewed(session_factory: sessionmaker[Session], owner: str, keys: list[tuple[int, str]],
+                   lease_s: float) -> Iterator[None]:
+    """Keep the batch's leases alive while its calls run (as `repoint.lease_renewed` does for one):
+    the renewal stops with this worker, so a dead worker's rows are free within one lease."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(lease_s / 3):
+            try:
+                with unit_of_work(session_factory) as session:
+                    session.execute(update(PairSync).where(
+                        tuple_(PairSync.pair_id, PairSync.target).in_(keys), PairSync.lease_owner == owner)
+                        .values(lease_until=utcnow() + timedelta(seconds=lease_s)))
+            except SQLAlchemyError as exc:  # the database is away: the leases lapse, others may retry
+                log.warning("could not renew repoint leases", extra={"error": type(exc).__name__})
+
+    renewer = threading.Thread(target=renew, name="lease-batch", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        renewer.join(timeout=lease_s)
+
+
+def push_all(client: UpstreamClient, claimed: list[Claimed], threads: int) -> list[tuple[str | None, float | None]]:
+    """Every claimed row's upstream calls, concurrently; (error, retry_after) per row, in order."""
+    if len(claimed) == 1 or threads <= 1:
+        return [repoint.attempt(client, c.target, c.owed) for c in claimed]
+    with ThreadPoolExecutor(max_workers=min(threads, len(claimed)), thread_name_prefix="repoint") as pool:
+        return list(pool.map(lambda c: repoint.attempt(client, c.target, c.owed), claimed))
+
+
+def record_all(session_factory: sessionmaker[Session], settings: Settings, owner: str, claimed: list[Claimed],
+               results: list[tuple[str | None, float | None]], enqueue: repoint.Enqueue,
+               rng: random.Random) -> dict[tuple[int, str], str]:
+    after: list[tuple[str, tuple[object, ...], float]] = []
+    outcomes: dict[tuple[int, str], str] = {}
+    latencies: list[tuple[str, float]] = []
+    pair_ids = sorted({c.pair_id for c in claimed})
+    with unit_of_work(session_factory) as session:
+        # Lock order: pairs (in id order, so two batches cannot deadlock), then their sync rows.
+        pairs = {p.id: p for p in session.execute(
+            select(HaPair).options(lazyload("*")).where(HaPair.id.in_(pair_ids)).order_by(HaPair.id)
+            .with_for_update(key_share=True)).scalars()}
+        keys = [(c.pair_id, c.target) for c in claimed]
+        rows = {(r.pair_id, r.target): r for r in session.execute(
+            select(PairSync).where(tuple_(PairSync.pair_id, PairSync.target).in_(keys))
+            .order_by(PairSync.pair_id, PairSync.target).with_for_update()
+            .execution_options(populate_existing=True)).scalars()}
+        for c, (error, retry_after) in zip(claimed, results):
+            pair, row = pairs.get(c.pair_id), rows.get((c.pair_id, c.target))
+            if pair is None or row is None:
+                outcomes[(c.pair_id, c.target)] = "gone"
+                continue
+            outcome, latency = repoint.record_outcome(session, settings, pair, row, owner, c.owed, error,
+                                                      retry_after, rng, after)
+            outcomes[(c.pair_id, c.target)] = outcome
+            if latency is not None:
+                latencies.append((c.target, latency))
+    for (_pair_id, target), outcome in outcomes.items():
+        metrics.count_repoint(target, outcome)
+    for target, latency in latencies:  # observed once committed
+        metrics.observe_repoint(target, latency)
+    for task, args, countdown in after:
+        enqueue(task, args, countdown)
+    return outcomes
+
+
+def run_batch(session_factory: sessionmaker[Session], client: UpstreamClient, settings: Settings, owner: str,
+              enqueue: repoint.Enqueue, first: tuple[int, str] | None = None, size: int | None = None,
+              threads: int | None = None, rng: random.Random | None = None) -> str:
+    """Claim, push, record. Returns the message's own row's outcome (`nothing_owed` when it was
+    not claimed), followed by how many other rows the batch took along."""
+    size = size or settings.repoint_batch_size
+    lease_s = repoint.lease_seconds(settings)
+    claimed = claim(session_factory, owner, first, size, lease_s)
+    if not claimed:
+        if first is not None:
+            metrics.count_repoint(first[1], "nothing_owed")
+        return "nothing_owed"
+    with leases_renewed(session_factory, owner, [(c.pair_id, c.target) for c in claimed], lease_s):
+        results = push_all(client, claimed, threads or settings.repoint_batch_threads)
+    outcomes = record_all(session_factory, settings, owner, claimed, results, enqueue, rng or random.Random())
+    if any(c.owed.had_failed and error is None for c, (error, _) in zip(claimed, results)):
+        # The upstream takes calls again: the other repoints waiting out a backoff go now.
+        sweep.wake_waiting(session_factory, enqueue)
+    own = outcomes.pop(first, "nothing_owed") if first is not None else "batch"
+    if first is not None and own == "nothing_owed":
+        metrics.count_repoint(first[1], "nothing_owed")
+    others = len(outcomes)
+    return own if not others else f"{own} +{others}"
