@@ -6,6 +6,7 @@ from typing import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from service import queries
 from service.commands import lifecycle, timeline
 from service.commands.settle import settle
 from service.commands.context import CommandContext
@@ -20,19 +21,24 @@ def check_pairs(session_factory: sessionmaker[Session], settings: Settings,
     checked, after_id = 0, 0
     while True:
         with unit_of_work(session_factory) as session:
-            pairs = list(session.execute(
-                select(HaPair).where(HaPair.status != "dissolved", HaPair.id > after_id)
+            ids = list(session.execute(
+                select(HaPair.id).where(HaPair.status != "dissolved", HaPair.id > after_id)
                 .order_by(HaPair.id).limit(batch)
-            ).unique().scalars())
-            if not pairs:
+            ).scalars())
+            if not ids:
                 return checked
             ctx = CommandContext(session=session, settings=settings, org_id=None, actor="scheduler",
                                  enqueue=lambda task, args: enqueue(task, tuple(args)))
-            for pair in pairs:
-                check_pair(ctx, pair, settings)
+            for pair_id in ids:
+                # Each pair is locked and read afresh before it is judged (lock order: pairs in id
+                # order, as everywhere): judged from a snapshot read earlier, a failover committed
+                # meanwhile would be planned over with the old Active.
+                pair = queries.lock_pair(session, pair_id)
+                if pair is not None and pair.status != "dissolved":
+                    check_pair(ctx, pair, settings)
             ctx.commit()
-            after_id = pairs[-1].id
-            checked += len(pairs)
+            after_id = ids[-1]
+            checked += len(ids)
 
 
 def check_pair(ctx: CommandContext, pair: HaPair, settings: Settings) -> None:
