@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from service import dashboard
 from service.api import auth, devices, health, lifecycle, pairs, plans, webhooks
 from service.api.context import close_db
-from service.api.converters import MacConverter
+from service.api.converters import (IdConverter, MacConverter, idconverter_schema, macconverter_schema,
+                                    reject_invalid_path_values)
 from service.api.problems import ProblemApi, problem
 from service.db import make_engine, make_session_factory
 from service.observability import ratelimit, web
@@ -66,6 +67,8 @@ def create_app(settings: Settings | None = None, *, session_factory: sessionmake
         SESSION_COOKIE_SECURE=settings.is_production,
     )
     app.url_map.converters["mac"] = MacConverter
+    app.url_map.converters["int"] = IdConverter  # a malformed id is named in the 404, see converters
+    app.url_value_preprocessor(reject_invalid_path_values)
     if session_factory is None:
         session_factory = make_session_factory(make_engine(settings.database_url))
     if enqueue is None or broker_check is None:
@@ -76,8 +79,11 @@ def create_app(settings: Settings | None = None, *, session_factory: sessionmake
     web.init_app(app, settings, session_factory)  # first hooks: request id, access log, metrics; /metrics
     app.teardown_appcontext(close_db)
     app.before_request(_require_json_body)
+    app.after_request(_no_content_no_type)
 
     api = ProblemApi(app)
+    api.register_converter(IdConverter, idconverter_schema)
+    api.register_converter(MacConverter, macconverter_schema)
     for module in (devices, plans, pairs, lifecycle, webhooks):
         api.register_blueprint(module.blp)
     app.register_blueprint(health.blp)
@@ -102,6 +108,13 @@ def _require_json_body():  # type: ignore[no-untyped-def]
     if request.mimetype != "application/json":
         return problem(415, "Unsupported Media Type", "Send the body as application/json.")
     return None
+
+
+def _no_content_no_type(response):  # type: ignore[no-untyped-def]
+    """A 204 has no body, so no body media type either (flask-smorest would say application/json)."""
+    if response.status_code == 204:
+        response.headers.pop("Content-Type", None)
+    return response
 
 
 def _register_docs_assets(app: Flask) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from flask import url_for
 from flask_smorest import Blueprint
 
 from service import queries
@@ -8,6 +9,7 @@ from service.models import Event, HaPair, utcnow
 
 from .auth import require_token
 from .context import command_context, db, principal
+from .problems import LOCATION_HEADER
 from .presenters import pair_view
 from .schemas.common import PageArgs, encode_cursor
 from .schemas.pairs import (CloudImSettingsSchema, CustomDomainSchema, EventPageSchema, PairCreateSchema,
@@ -19,7 +21,7 @@ blp.before_request(require_token)
 
 
 def _one(pair: HaPair) -> dict:
-    return pair_view(pair, queries.open_alarm_counts(db(), [pair.id]).get(pair.id, 0), utcnow())
+    return pair_view(pair, queries.open_alarm_kinds(db(), [pair.id]).get(pair.id, []), utcnow())
 
 
 @blp.post("/preflight")
@@ -32,9 +34,10 @@ def preflight(data):
 
 @blp.post("")
 @blp.arguments(PairCreateSchema)
-@blp.response(201, PairSchema)
+@blp.response(201, PairSchema, headers=LOCATION_HEADER)
 def create_pair(data):
-    return _one(commands.create_pair(command_context(), data))
+    pair = commands.create_pair(command_context(), data)
+    return _one(pair), {"Location": url_for("pairs.get_pair", pair_id=pair.id)}
 
 
 @blp.get("")
@@ -44,9 +47,9 @@ def list_pairs(args):
     stmt = queries.pair_list_stmt(principal().org_id, status=args["status"], active_site=args["active_site"],
                                   needs_attention=args["needs_attention"], q=args["q"])
     page = queries.paginate(db(), stmt, HaPair.id, args["limit"], args["after_id"])
-    counts = queries.open_alarm_counts(db(), [p.id for p in page.items])
+    alarms = queries.open_alarm_kinds(db(), [p.id for p in page.items])
     now = utcnow()
-    return {"items": [pair_view(p, counts.get(p.id, 0), now) for p in page.items],
+    return {"items": [pair_view(p, alarms.get(p.id, []), now) for p in page.items],
             "next_cursor": encode_cursor(page.next_id) if page.next_id else None}
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from datetime import datetime, timezone
 
 import marshmallow as ma
@@ -20,6 +21,9 @@ from service.security import SecretBox, hash_token
 
 from .context import command_context, db, read_body
 from .schemas.webhooks import NativeAlertSchema, NotificationSchema, ReceiptSchema
+
+log = logging.getLogger(__name__)
+UNAUTHORIZED = "The webhook signature, timestamp or device is not valid."
 
 blp = Blueprint("webhooks", __name__, url_prefix="/api/v1/webhooks",
                 description="Signed notifications from UCM nodes (Standard Webhooks)")
@@ -49,22 +53,39 @@ def _secrets(device: Device, now: datetime) -> list[str]:
     return secrets
 
 
+def refusal_reason(exc: Exception) -> str:
+    """Which check a Standard Webhooks verification failed, for the log (the client is not told)."""
+    message = str(exc)
+    if "timestamp" in message or "Invalid Signature Headers" in message:
+        return "stale_timestamp" if "timestamp" in message else "bad_timestamp"
+    if "Missing required headers" in message:
+        return "missing_headers"
+    return "bad_signature"
+
+
+def refuse(reason: str, mac: str) -> None:
+    """401 with one message for every cause; the log says which check failed."""
+    log.warning("webhook refused: %s", reason.replace("_", " "), extra={"reason": reason, "mac": mac})
+    abort(401, message=UNAUTHORIZED)
+
+
 def verify_signature(device: Device | None, body: bytes) -> None:
-    unauthorized = "The webhook signature, timestamp or device is not valid."
+    mac = str((request.view_args or {}).get("mac", ""))
     if device is None:
-        abort(401, message=unauthorized)
+        refuse("unknown_device", mac)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         abort(400, message="The body is not UTF-8.")
     headers = {k: request.headers.get(k, "") for k in ("webhook-id", "webhook-timestamp", "webhook-signature")}
+    reason = "bad_signature"
     for secret in _secrets(device, datetime.now(timezone.utc)):
         try:
             Webhook(secret).verify(text, headers, json_parse=False)
             return
-        except (WebhookVerificationError, ValueError):
-            continue
-    abort(401, message=unauthorized)
+        except (WebhookVerificationError, ValueError) as exc:
+            reason = refusal_reason(exc)
+    refuse(reason, device.mac)
 
 
 def parse_json(body: bytes) -> object:
@@ -99,6 +120,7 @@ def _alert_device(alert_token: str) -> Device:
     device = db().execute(select(Device).where(Device.alert_token_hash == hash_token(alert_token))).unique() \
         .scalar_one_or_none()
     if device is None:
+        log.warning("native alert refused: unknown alert token", extra={"reason": "unknown_alert_token"})
         abort(401, message="Unknown alert token.")
     return device
 

@@ -204,7 +204,7 @@ def pair(pair_id: int):  # type: ignore[no-untyped-def]
     row = queries.pair_by_id(session, org_id, pair_id)  # another organization's pair -> 404
     now = utcnow()
     alarms = queries.open_alarms(session, row.id)
-    view = pair_view(row, len(alarms), now)
+    view = pair_view(row, [a.kind for a in alarms], now)
     before = request.args.get("before", type=int)
     if before is not None and not 0 < before <= MAX_EVENT_ID:
         abort(400, description="That page link is not valid. Start again from the newest events.")
