@@ -36,12 +36,13 @@ def ensure_installed() -> None:
         print(f"creating virtualenv in {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     stamp = VENV / ".ucmha-installed"
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + (ROOT / "constraints.txt").read_bytes()).hexdigest()
     if stamp.exists() and stamp.read_text() == digest:
         return
     print("installing ucmha and its dependencies (first run only)", flush=True)
     sh(str(PY), "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    sh(str(PY), "-m", "pip", "install", "--quiet", "-e", ".[test]")
+    # constraints.txt: the versions the test suite last ran with (reproducible installs).
+    sh(str(PY), "-m", "pip", "install", "--quiet", "-c", "constraints.txt", "-e", ".[test]")
     stamp.write_text(digest)
 
 
