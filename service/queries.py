@@ -198,6 +198,17 @@ def events_stmt(org_id: int, pair_id: int) -> Select[Any]:
     return select(Event).where(Event.org_id == org_id, Event.pair_id == pair_id)
 
 
+def events_of_epochs(session: Session, org_id: int, pair_id: int, epochs: Sequence[int],
+                     limit: int = 500) -> list[Event]:
+    """A pair's events of the given epochs, oldest first (the timeline folds failovers from them)."""
+    if not epochs:
+        return []
+    return list(session.execute(
+        select(Event).where(Event.org_id == org_id, Event.pair_id == pair_id, Event.epoch.in_(sorted(epochs)))
+        .order_by(Event.id).limit(limit)
+    ).scalars())
+
+
 def device_list_stmt(org_id: int, q: str | None) -> Select[Any]:
     stmt = select(Device).where(Device.org_id == org_id)
     if q:

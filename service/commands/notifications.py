@@ -111,11 +111,12 @@ def on_role_changed(ctx: CommandContext, pair: HaPair, device: Device, note: dic
     state = failover.pair_state(pair)
     decision = decide_claim(state, claim)
     _persist_liveness(pair, record_claim(state, claim, decision))
-    timeline.record(ctx, pair, "role_claim", mac=device.mac, notification_id=notification_id,
-                    decision=decision.kind, row=decision.row, reason=data["reason"], why=decision.reason,
-                    occurred_at=at, sequence=note["sequence"])
+    line = timeline.record(ctx, pair, "role_claim", mac=device.mac, notification_id=notification_id,
+                           decision=decision.kind, row=decision.row, reason=data["reason"], why=decision.reason,
+                           occurred_at=at, sequence=note["sequence"])
     if decision.kind in ("applied", "confirmed", "split_brain"):
         failover.apply_decision(ctx, pair, decision, switch_reason=data["reason"], at=at)
+        line.epoch = pair.epoch  # the decision's line carries the epoch it produced
     return decision.kind, decision.reason
 
 
