@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service import dashboard
 from service.api import auth, devices, health, lifecycle, pairs, plans, webhooks
-from service.api.context import close_db
-from service.api.converters import (IdConverter, MacConverter, idconverter_schema, macconverter_schema,
-                                    reject_invalid_path_values)
+from service.api.context import close_db, drain_unread_body
+from service.api.converters import IdConverter, MacConverter, idconverter_schema, reject_invalid_path_values
+from service.api.schemas.common import MAC_PATTERN
 from service.api.problems import ProblemApi, problem
 from service.db import make_engine, make_session_factory
 from service.observability import ratelimit, web
@@ -70,7 +70,8 @@ def create_app(settings: Settings | None = None, *, session_factory: sessionmake
     app.url_map.converters["int"] = IdConverter  # a malformed id is named in the 404, see converters
     app.url_value_preprocessor(reject_invalid_path_values)
     if session_factory is None:
-        session_factory = make_session_factory(make_engine(settings.database_url))
+        engine = make_engine(settings.database_url, hide_parameters=settings.is_production)
+        session_factory = make_session_factory(engine)
     if enqueue is None or broker_check is None:
         default_enqueue, default_check = _celery_enqueue(settings)
         enqueue = enqueue or default_enqueue
@@ -78,12 +79,13 @@ def create_app(settings: Settings | None = None, *, session_factory: sessionmake
     app.extensions["ucmha"] = Extension(settings, session_factory, enqueue, broker_check)
     web.init_app(app, settings, session_factory)  # first hooks: request id, access log, metrics; /metrics
     app.teardown_appcontext(close_db)
+    app.teardown_request(drain_unread_body)
     app.before_request(_require_json_body)
     app.after_request(_no_content_no_type)
 
     api = ProblemApi(app)
     api.register_converter(IdConverter, idconverter_schema)
-    api.register_converter(MacConverter, macconverter_schema)
+    api.register_converter(MacConverter, lambda _converter: {"type": "string", "pattern": MAC_PATTERN})
     for module in (devices, plans, pairs, lifecycle, webhooks):
         api.register_blueprint(module.blp)
     app.register_blueprint(health.blp)

@@ -20,7 +20,7 @@ def _factory():  # type: ignore[no-untyped-def]
         settings = load_settings()
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
-    return make_session_factory(make_engine(settings.database_url))
+    return make_session_factory(make_engine(settings.database_url, hide_parameters=settings.is_production))
 
 
 def _print(obj: dict) -> None:

@@ -9,7 +9,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 
-def make_engine(database_url: str, **kwargs: object) -> Engine:
+def make_engine(database_url: str, *, hide_parameters: bool = False, **kwargs: object) -> Engine:
+    """`hide_parameters` (production): errors and logs show no bound values, which may be secrets
+    (sealed webhook secrets, token hashes)."""
+    kwargs["hide_parameters"] = hide_parameters
     if database_url.startswith("sqlite"):
         engine = create_engine(database_url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
 

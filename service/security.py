@@ -48,3 +48,32 @@ class SecretBox:
             return self._fernet.decrypt(sealed.encode()).decode()
         except InvalidToken as exc:
             raise ValueError("secret cannot be decrypted with the configured UCMHA_ENCRYPTION_KEY") from exc
+
+
+WEBHOOK_SECRET_PREFIX = "whsec_"
+
+
+def webhook_signature_valid(secret: str, msg_id: str, timestamp: str, signatures: str, body: bytes,
+                            now_s: float, tolerance_s: float) -> bool:
+    """Standard Webhooks signature check over the raw body bytes, before anything decodes them.
+
+    Signed content is `{webhook-id}.{webhook-timestamp}.` followed by the body exactly as sent;
+    `signatures` is a space-separated list of `v1,<base64 HMAC-SHA256>`; the timestamp (Unix
+    seconds) must be within `tolerance_s` of now. Every comparison is constant-time.
+    """
+    if not msg_id or not timestamp.isdecimal() or abs(now_s - int(timestamp)) > tolerance_s:
+        return False
+    try:
+        key = base64.b64decode(secret.removeprefix(WEBHOOK_SECRET_PREFIX) + "==")
+    except ValueError:
+        return False
+    expected = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    matched = False
+    for candidate in signatures.split(" "):
+        version, _, encoded = candidate.partition(",")
+        try:
+            given = base64.b64decode(encoded, validate=True)
+        except ValueError:
+            continue
+        matched |= version == "v1" and hmac.compare_digest(expected, given)
+    return matched

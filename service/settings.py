@@ -24,13 +24,13 @@ class Settings:
     database_url: str = "sqlite:///var/ucmha.db"
     broker_url: str = "sqla+sqlite:///var/celery-broker.db"
     redis_url: str | None = None  # rate limits and metrics coordination; None -> in-memory
-    secret_key: str = DEV_SECRET
-    encryption_key: str = DEV_ENCRYPTION_KEY
+    secret_key: str = field(default=DEV_SECRET, repr=False)
+    encryption_key: str = field(default=DEV_ENCRYPTION_KEY, repr=False)
     upstream_base_url: str = "http://127.0.0.1:8090"
     upstream_username: str = "ucmha"
-    upstream_password: str = "ucmha-dev-password"
+    upstream_password: str = field(default="ucmha-dev-password", repr=False)
     upstream_client_id: str = "ucmha"
-    upstream_client_secret: str = "ucmha-dev-client-secret"
+    upstream_client_secret: str = field(default="ucmha-dev-client-secret", repr=False)
     upstream_connect_timeout_s: float = 3.0
     upstream_read_timeout_s: float = 5.0
     webhook_tolerance_s: int = 300
@@ -41,9 +41,9 @@ class Settings:
     node_silent_after_s: int = 300
     backup_overdue_after_s: int = 26 * 3600
     repoint_base_delay_s: float = 1.0
-    repoint_max_delay_s: float = 60.0
+    # Capped backoff, failing or not: remote users wait at most about this long after the upstream is back.
+    repoint_max_delay_s: float = 10.0
     repoint_failing_after: int = 5
-    repoint_failing_delay_s: float = 300.0
     sweep_interval_s: float = 2.0
     reconcile_interval_s: float = 60.0
     alarm_check_interval_s: float = 60.0
@@ -150,7 +150,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         repoint_base_delay_s=_float(env, "UCMHA_REPOINT_BASE_DELAY_S", defaults.repoint_base_delay_s),
         repoint_max_delay_s=_float(env, "UCMHA_REPOINT_MAX_DELAY_S", defaults.repoint_max_delay_s),
         repoint_failing_after=_int(env, "UCMHA_REPOINT_FAILING_AFTER", defaults.repoint_failing_after),
-        repoint_failing_delay_s=_float(env, "UCMHA_REPOINT_FAILING_DELAY_S", defaults.repoint_failing_delay_s),
         sweep_interval_s=_float(env, "UCMHA_SWEEP_INTERVAL_S", defaults.sweep_interval_s),
         reconcile_interval_s=_float(env, "UCMHA_RECONCILE_INTERVAL_S", defaults.reconcile_interval_s),
         alarm_check_interval_s=_float(env, "UCMHA_ALARM_CHECK_INTERVAL_S", defaults.alarm_check_interval_s),

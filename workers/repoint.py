@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable
+from typing import Callable, Iterator
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, lazyload, sessionmaker
 
 from service.commands import sync, timeline
@@ -25,12 +28,15 @@ from service.observability import metrics
 from service.observability.context import bind_args
 from service.settings import Settings
 from simulator import codes
+from workers import sweep
 from workers.upstream import (StaleEpochError, TransientUpstreamError, UpstreamBusinessError, UpstreamClient,
                               UpstreamError)
 
 log = logging.getLogger(__name__)
 
-LEASE_S = 60
+# Added to one upstream call's connect + read timeouts: a lease outlives a slow call with room to
+# renew, and a dead worker's lease ends seconds after its last renewal.
+LEASE_MARGIN_S = 2.0
 REPOINT_TASK = "ucmha.repoint"
 Enqueue = Callable[[str, tuple[object, ...], float], None]
 
@@ -42,15 +48,52 @@ class Owed:
     epoch: int
     applied_key: str | None
     owner_mac: str  # the node the domain is bound to: the Primary (R4)
+    had_failed: bool = False  # earlier attempts failed: a success now means the upstream is back
 
 
 def _policy(settings: Settings) -> BackoffPolicy:
     return BackoffPolicy(base_s=settings.repoint_base_delay_s, cap_s=settings.repoint_max_delay_s,
-                         failing_threshold=settings.repoint_failing_after,
-                         slow_interval_s=settings.repoint_failing_delay_s)
+                         failing_threshold=settings.repoint_failing_after)
 
 
-def _lease(session: Session, pair_id: int, target: str, owner: str, now: datetime) -> Owed | None:
+def lease_seconds(settings: Settings) -> float:
+    """How long a repoint holds its row without renewing: just longer than one upstream call."""
+    return settings.upstream_connect_timeout_s + settings.upstream_read_timeout_s + LEASE_MARGIN_S
+
+
+@contextmanager
+def lease_renewed(session_factory: sessionmaker[Session], settings: Settings, pair_id: int, target: str,
+                  owner: str) -> Iterator[None]:
+    """Keep renewing the lease while the upstream attempt runs (several calls may make one attempt).
+
+    The renewal runs in a thread of the worker doing the calls, so it stops when that worker dies
+    and another worker can take the row over within one lease.
+    """
+    length = lease_seconds(settings)
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(length / 3):
+            try:
+                with unit_of_work(session_factory) as session:
+                    session.execute(
+                        update(PairSync)
+                        .where(PairSync.pair_id == pair_id, PairSync.target == target, PairSync.lease_owner == owner)
+                        .values(lease_until=utcnow() + timedelta(seconds=length))
+                    )
+            except SQLAlchemyError as exc:  # the database is away: the lease lapses, another worker may retry
+                log.warning("could not renew a repoint lease", extra={"error": type(exc).__name__})
+
+    renewer = threading.Thread(target=renew, name=f"lease-{pair_id}-{target}", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        renewer.join(timeout=length)
+
+
+def _lease(session: Session, pair_id: int, target: str, owner: str, now: datetime, length_s: float) -> Owed | None:
     # Lock order is pair, then sync row, everywhere: the notification path does the same.
     pair = _lock_pair(session, pair_id)
     row = session.get(PairSync, (pair_id, target), with_for_update=True, populate_existing=True)
@@ -58,8 +101,9 @@ def _lease(session: Session, pair_id: int, target: str, owner: str, now: datetim
         return None
     if row.lease_until is not None and row.lease_until > now and row.lease_owner != owner:
         return None
-    row.lease_owner, row.lease_until = owner, now + timedelta(seconds=LEASE_S)
-    return Owed(row.desired_key, row.desired_mac, row.desired_epoch, row.applied_key, pair.primary.mac)
+    row.lease_owner, row.lease_until = owner, now + timedelta(seconds=length_s)
+    return Owed(row.desired_key, row.desired_mac, row.desired_epoch, row.applied_key, pair.primary.mac,
+                had_failed=row.attempts > 0)
 
 
 def _lock_pair(session: Session, pair_id: int) -> HaPair | None:
@@ -101,14 +145,15 @@ def run_repoint(session_factory: sessionmaker[Session], client: UpstreamClient, 
                 rng: random.Random | None = None) -> str:
     rng = rng or random.Random()
     with unit_of_work(session_factory) as session:
-        owed = _lease(session, pair_id, target, owner, utcnow())
+        owed = _lease(session, pair_id, target, owner, utcnow(), lease_seconds(settings))
     if owed is None:
         metrics.count_repoint(target, "nothing_owed")
         return "nothing_owed"
     error: str | None = None
     retry_after: float | None = None
     try:
-        _push(client, target, owed)
+        with lease_renewed(session_factory, settings, pair_id, target, owner):
+            _push(client, target, owed)
     except StaleEpochError as exc:
         if exc.current_mac == owed.mac:
             pass  # upstream is already where we want it
@@ -120,6 +165,9 @@ def run_repoint(session_factory: sessionmaker[Session], client: UpstreamClient, 
         error = str(exc)
     outcome = _record(session_factory, settings, pair_id, target, owner, owed, error, retry_after, enqueue, rng)
     metrics.count_repoint(target, outcome)
+    if owed.had_failed and error is None:
+        # The upstream takes calls again: the other repoints waiting out a backoff go now.
+        sweep.wake_waiting(session_factory, enqueue)
     return outcome
 
 
@@ -182,6 +230,10 @@ def _failed(ctx: CommandContext, pair: HaPair, row: PairSync, owed: Owed, error:
     row.last_error = error[:2000]
     delay = next_delay(row.attempts, policy, retry_after, rng)
     row.next_attempt_at = now + timedelta(seconds=delay)
+    if retry_after:
+        # The upstream said when: an ownerless lease until then keeps the sweeper and the wake-up
+        # (sweep.wake_waiting) from retrying any sooner.
+        row.lease_owner, row.lease_until = None, row.next_attempt_at
     timeline.record(ctx, pair, "sync_failed", mac=owed.mac, target=row.target, attempt=row.attempts,
                     error=row.last_error, retry_in_s=round(delay, 2))
     if is_failing(row.attempts, policy.failing_threshold) and row.state != "failing":

@@ -19,7 +19,7 @@ from workers.upstream import UpstreamClient, get_client
 def _runtime(pid: int) -> tuple[Settings, sessionmaker[Session]]:
     # Keyed by pid so a forked worker child opens its own database pool.
     settings = load_settings()
-    return settings, make_session_factory(make_engine(settings.database_url))
+    return settings, make_session_factory(make_engine(settings.database_url, hide_parameters=settings.is_production))
 
 
 def runtime() -> tuple[Settings, sessionmaker[Session], UpstreamClient]:
@@ -51,6 +51,8 @@ def sweep_task() -> int:
 @shared_task(name="ucmha.reconcile", acks_late=True)
 def reconcile_task() -> int:
     settings, factory, client = runtime()
+    # The reconciler steps in for repoints waiting out a backoff: each pass retries them now.
+    sweep.wake_waiting(factory, _enqueue)
     return reconcile.reconcile(factory, client, settings, _enqueue)
 
 

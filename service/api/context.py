@@ -1,13 +1,19 @@
 """Per-request state: the database session and the authenticated principal."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from flask import current_app, g, request
 from flask_smorest import abort
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from service.commands.context import CommandContext
+
+from .jsonbody import MAX_JSON_DEPTH, json_depth
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -29,8 +35,18 @@ def db() -> Session:
 
 def close_db(_exc: BaseException | None = None) -> None:
     session = g.pop("db", None)
-    if session is not None:
+    if session is None:
+        return
+    try:
         session.close()  # rolls back anything a command did not commit
+    except SQLAlchemyError as exc:
+        # The connection died (database restarted): the answer is already decided, and raising
+        # here would replace it -- even a 202 for a committed notification -- with an error page.
+        log.warning("closing the request's database session failed", extra={"error": type(exc).__name__})
+        try:
+            session.invalidate()
+        except SQLAlchemyError:
+            pass  # nothing left to release
 
 
 def principal() -> Principal:
@@ -66,6 +82,34 @@ def read_body(limit: int) -> bytes:
 
 
 def limit_admin_body() -> None:
-    """before_request of the admin blueprints: the API body limit, also for chunked bodies."""
+    """before_request of the admin blueprints: the API body limit (also for chunked bodies), and no
+    JSON nested deeper than MAX_JSON_DEPTH (the parser would recurse past Python's limit)."""
     if request.method in ("POST", "PUT", "PATCH"):
-        read_body(current_app.extensions["ucmha"].settings.api_max_bytes)
+        body = read_body(current_app.extensions["ucmha"].settings.api_max_bytes)
+        if request.is_json and json_depth(body) > MAX_JSON_DEPTH:
+            abort(400, message=f"The body is nested deeper than {MAX_JSON_DEPTH} levels.")
+
+
+# An early answer (413, 401, ...) must not leave the request body unread: the server would close
+# a socket with unread input and the client would see a reset instead of the answer. Reading
+# (and discarding) this much at most costs little and covers every body the API could be sent
+# by a well-meaning client; beyond it the connection is simply closed.
+DRAIN_MAX_BYTES = 1024 * 1024
+
+
+def drain_unread_body(_exc: BaseException | None = None) -> None:
+    """teardown_request: read what is left of the body (bounded) so the client gets the answer."""
+    if not request.content_length and request.headers.get("Transfer-Encoding") is None:
+        return
+    stream = request.environ.get("wsgi.input")
+    if stream is None:
+        return
+    left = DRAIN_MAX_BYTES
+    try:
+        while left > 0:
+            chunk = stream.read(min(64 * 1024, left))
+            if not chunk:
+                return
+            left -= len(chunk)
+    except (OSError, ValueError):
+        return  # the client went away: nothing to protect

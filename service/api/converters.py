@@ -93,11 +93,6 @@ def idconverter_schema(_converter: BaseConverter) -> dict[str, Any]:
     return {"type": "integer", "minimum": 0}
 
 
-def macconverter_schema(_converter: BaseConverter) -> dict[str, Any]:
-    return {"type": "string", "example": "C0:74:AD:45:3B:10",
-            "description": "a MAC address in any common spelling"}
-
-
 def reject_invalid_path_values(_endpoint: str | None, values: dict[str, Any] | None) -> None:
     """URL value preprocessor: the first invalid parameter ends the request as a 404."""
     for name, value in (values or {}).items():

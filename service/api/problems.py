@@ -7,6 +7,8 @@ from typing import Any
 
 import marshmallow as ma
 from flask import Response, json
+from kombu.exceptions import OperationalError as BrokerError
+from sqlalchemy import exc as sa_exc
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
 from werkzeug.exceptions import HTTPException, InternalServerError
@@ -19,6 +21,9 @@ PROBLEM_TYPE_BASE = "https://ucmha.dev/problems/"
 PROBLEM_JSON = "application/problem+json"
 # OpenAPI description of the header every 201 carries (the created resource's URL).
 LOCATION_HEADER = {"Location": {"description": "URL of the created resource", "schema": {"type": "string"}}}
+# How long a client should wait before retrying while the database or the broker is away: a
+# restart takes seconds, and the nodes retry by themselves anyway.
+UNAVAILABLE_RETRY_AFTER_S = 2
 
 class ViolationSchema(ma.Schema):
     rule = ma.fields.String()
@@ -72,6 +77,10 @@ class ProblemApi(Api):
     def _register_error_handlers(self) -> None:
         self._app.register_error_handler(HTTPException, self.handle_http_exception)
         self._app.register_error_handler(DomainError, handle_domain_error)
+        # A dependency that is down gets a 503 the client can retry, never a 500.
+        for unavailable in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, BrokerError):
+            self._app.register_error_handler(unavailable, handle_dependency_unavailable)
+        self._app.register_error_handler(sa_exc.DBAPIError, handle_database_error)
 
     def handle_http_exception(self, error: HTTPException) -> Response:  # type: ignore[override]
         if isinstance(error, InternalServerError):
@@ -81,6 +90,8 @@ class ProblemApi(Api):
         errors = data.get("errors") or data.get("messages")
         if isinstance(errors, dict) and set(errors) == {"json"}:
             errors = errors["json"]
+        if isinstance(errors, list):  # e.g. a body that is not JSON at all: not about one field
+            errors = {"_schema": errors}
         detail = data.get("message") or error.description or error.name
         if errors and not data.get("message"):
             detail = "The request is not valid; see errors."
@@ -97,3 +108,29 @@ def handle_domain_error(error: DomainError) -> Response:
     violations = [v.as_dict() for v in error.violations] if isinstance(error, RuleViolation) else None
     return problem(error.http_status, error.title, error.detail, slug=error.code.replace("_", "-"),
                    violations=violations)
+
+
+def _unavailable(what: str) -> Response:
+    return problem(503, "Service Unavailable", f"The {what} is unreachable right now; retry shortly.",
+                   slug="dependency-unavailable", headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)})
+
+
+def handle_dependency_unavailable(error: Exception) -> Response:
+    what = "message broker" if isinstance(error, BrokerError) else "database"
+    log.warning("%s unavailable", what, extra={"error": type(error).__name__})
+    return _unavailable(what)
+
+
+def handle_database_error(error: sa_exc.DBAPIError) -> Response:
+    """Other driver errors: a lost connection is a 503; a value the database refuses is the client's.
+
+    Input is validated before it reaches the database, so the 422 is a safety net.
+    """
+    if error.connection_invalidated:
+        return handle_dependency_unavailable(error)
+    if isinstance(error, sa_exc.DataError):
+        log.warning("the database refused a value", extra={"error": type(error.orig).__name__})
+        return problem(422, "Unprocessable Content", "A value in the request cannot be stored.",
+                       slug="unprocessable-value")
+    log.error("database error", exc_info=error)
+    return problem(500, "Internal Server Error", "The server failed to handle the request.")

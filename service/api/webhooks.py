@@ -1,26 +1,28 @@
 """Node notifications: checked in the order size, signature, content, then stored and decided."""
 from __future__ import annotations
 
+import base64
 import hashlib
-import json
 import logging
+import os
 from datetime import datetime, timezone
 
 import marshmallow as ma
 from flask import current_app, request
 from flask_smorest import Blueprint, abort
 from sqlalchemy import select
-from standardwebhooks import Webhook
-from standardwebhooks.webhooks import WebhookVerificationError
 
 from service.commands import notifications
 from service.models import Device
 from service.domain.alerts import parse_alert
 from service.observability.ratelimit import rate_limited
-from service.security import SecretBox, hash_token
+from service.security import SecretBox, hash_token, webhook_signature_valid
 
 from .context import command_context, db, read_body
-from .schemas.webhooks import NativeAlertSchema, NotificationSchema, ReceiptSchema
+from .jsonbody import MAX_JSON_DEPTH, JsonTooDeep, contains_nul, loads_bounded
+from .schemas.common import NUL_MESSAGE
+from .problems import PROBLEM_JSON, ProblemSchema
+from .schemas.webhooks import NOTIFICATION_DOCS, NativeAlertSchema, NotificationSchema, ReceiptSchema
 
 log = logging.getLogger(__name__)
 UNAUTHORIZED = "The webhook signature, timestamp or device is not valid."
@@ -53,44 +55,59 @@ def _secrets(device: Device, now: datetime) -> list[str]:
     return secrets
 
 
-def refusal_reason(exc: Exception) -> str:
-    """Which check a Standard Webhooks verification failed, for the log (the client is not told)."""
-    message = str(exc)
-    if "timestamp" in message or "Invalid Signature Headers" in message:
-        return "stale_timestamp" if "timestamp" in message else "bad_timestamp"
-    if "Missing required headers" in message:
-        return "missing_headers"
-    return "bad_signature"
-
-
-def refuse(reason: str, mac: str) -> None:
-    """401 with one message for every cause; the log says which check failed."""
-    log.warning("webhook refused: %s", reason.replace("_", " "), extra={"reason": reason, "mac": mac})
-    abort(401, message=UNAUTHORIZED)
+MAX_WEBHOOK_ID = 200  # the stored column's length; the Standard Webhooks ids are far shorter
+# Unknown MACs are checked against this throwaway key, so they cost the same as known ones.
+_NO_SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 
 
 def verify_signature(device: Device | None, body: bytes) -> None:
-    mac = str((request.view_args or {}).get("mac", ""))
-    if device is None:
-        refuse("unknown_device", mac)
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        abort(400, message="The body is not UTF-8.")
+    """401 unless the raw bytes carry a valid signature of one of the device's secrets.
+
+    Nothing decodes the body before this: an unknown MAC and a bad body for a known MAC look the same.
+    """
     headers = {k: request.headers.get(k, "") for k in ("webhook-id", "webhook-timestamp", "webhook-signature")}
-    reason = "bad_signature"
-    for secret in _secrets(device, datetime.now(timezone.utc)):
-        try:
-            Webhook(secret).verify(text, headers, json_parse=False)
-            return
-        except (WebhookVerificationError, ValueError) as exc:
-            reason = refusal_reason(exc)
-    refuse(reason, device.mac)
+    now = datetime.now(timezone.utc)
+    tolerance = current_app.extensions["ucmha"].settings.webhook_tolerance_s
+    secrets = _secrets(device, now) if device is not None else [_NO_SECRET]
+    valid = False
+    for secret in secrets:
+        valid |= webhook_signature_valid(secret, headers["webhook-id"], headers["webhook-timestamp"],
+                                         headers["webhook-signature"], body, now.timestamp(), tolerance)
+    if device is None or not valid:
+        reason = refusal_reason(device, headers, now.timestamp(), tolerance)
+        log.warning("webhook refused: %s", reason.replace("_", " "),
+                    extra={"reason": reason, "mac": str((request.view_args or {}).get("mac", ""))})
+        abort(401, message=UNAUTHORIZED)
+
+
+def refusal_reason(device: Device | None, headers: dict[str, str], now_s: float, tolerance_s: float) -> str:
+    """Which check failed, for the log only: the client gets one message whatever it was."""
+    if device is None:
+        return "unknown_device"
+    if not all(headers.values()):
+        return "missing_headers"
+    if not headers["webhook-timestamp"].isdecimal():
+        return "bad_timestamp"
+    if abs(now_s - int(headers["webhook-timestamp"])) > tolerance_s:
+        return "stale_timestamp"
+    return "bad_signature"
+
+
+def check_webhook_id() -> str:
+    webhook_id = request.headers.get("webhook-id", "")
+    if len(webhook_id) > MAX_WEBHOOK_ID:
+        abort(400, message=f"The webhook-id header exceeds {MAX_WEBHOOK_ID} characters.")
+    return webhook_id
 
 
 def parse_json(body: bytes) -> object:
+    """The body as JSON: 400 unless it is UTF-8 JSON nested at most MAX_JSON_DEPTH levels."""
     try:
-        return json.loads(body)
+        return loads_bounded(body)
+    except JsonTooDeep:
+        abort(400, message=f"The body is nested deeper than {MAX_JSON_DEPTH} levels.")
+    except UnicodeDecodeError:
+        abort(400, message="The body is not UTF-8.")
     except ValueError:
         abort(400, message="The body is not valid JSON.")
 
@@ -99,19 +116,55 @@ def validation_failed(exc: ma.ValidationError) -> None:
     abort(422, errors=exc.messages)
 
 
+SIGNATURE_HEADERS = [
+    {"in": "header", "name": "webhook-id", "required": True, "description": "Standard Webhooks message id; "
+     "a repeat answers 200 with the first outcome", "schema": {"type": "string", "maxLength": MAX_WEBHOOK_ID}},
+    {"in": "header", "name": "webhook-timestamp", "required": True, "description": "Unix seconds, within the "
+     "tolerance of the server's clock", "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+    {"in": "header", "name": "webhook-signature", "required": True, "description": "space-separated "
+     "`v1,<base64 HMAC-SHA256>` of `{id}.{timestamp}.{raw body}` with the device's webhook secret",
+     "schema": {"type": "string"}},
+]
+
+
+def _problems(*outcomes: tuple[int, str]):  # type: ignore[no-untyped-def]
+    """Document each refusal of a webhook operation as an RFC 9457 problem."""
+    def decorate(view):  # type: ignore[no-untyped-def]
+        for status, description in outcomes:
+            view = blp.alt_response(status, schema=ProblemSchema, content_type=PROBLEM_JSON,
+                                    description=description)(view)
+        return view
+    return decorate
+
+
+REFUSALS = (
+    (400, "bad webhook-id, body not UTF-8, not JSON, or nested too deeply (after the signature)"),
+    (413, "the body exceeds the size limit (checked first)"),
+    (429, "too many notifications for this device; see Retry-After"),
+    (503, "the database or broker is unreachable; retry after Retry-After, with the same webhook-id"),
+)
+
+
 @blp.post("/ucm/<mac:mac>")
+@blp.doc(security=[], parameters=SIGNATURE_HEADERS, requestBody={
+    "required": True, "description": "One notification, signed (Standard Webhooks); the type selects `data`.",
+    "content": {"application/json": {"schema": {"oneOf": NOTIFICATION_DOCS}}}})
+@_problems(*REFUSALS, (401, "unknown device, or the signature or timestamp is not valid"),
+           (409, "the device is in no live HA pair: nothing stored"),
+           (422, "the notification does not validate (see errors), contains NUL, or names the wrong peer"))
 @rate_limited("rate_limit_webhook", _device_key, count_if=_counts_for_device)
 @blp.response(202, ReceiptSchema)
 @blp.alt_response(200, schema=ReceiptSchema, description="a repeated webhook-id: the first outcome, no effect")
 def node_notification(mac):
     body = read_body(current_app.extensions["ucmha"].settings.webhook_max_bytes)
+    webhook_id = check_webhook_id()
     device = db().execute(select(Device).where(Device.mac == mac)).unique().scalar_one_or_none()
     verify_signature(device, body)
     try:
         note = NotificationSchema().load(parse_json(body))
     except ma.ValidationError as exc:
         validation_failed(exc)
-    receipt = notifications.receive(command_context(), device, request.headers["webhook-id"], note)
+    receipt = notifications.receive(command_context(), device, webhook_id, note)
     return {"event_id": receipt.event_id, "status": "accepted", "outcome": receipt.outcome}, (
         202 if receipt.first_time else 200)
 
@@ -126,6 +179,12 @@ def _alert_device(alert_token: str) -> Device:
 
 
 @blp.post("/ucm-alerts/<string(maxlength=128):alert_token>")
+@blp.doc(security=[], requestBody={  # the alert token in the path is the credential
+    "required": True, "description": "The UCM's alert template; a body that is not JSON is kept as an "
+                                     "unclassified event.",
+    "content": {"application/json": {"schema": NativeAlertSchema}}})
+@_problems(*REFUSALS, (401, "unknown alert token"), (409, "the device is in no live HA pair: nothing stored"),
+           (422, "the body contains NUL characters"))
 @rate_limited("rate_limit_alerts", _alert_key)
 @blp.response(202, ReceiptSchema)
 @blp.alt_response(200, schema=ReceiptSchema, description="the same alert text again: no second effect")
@@ -134,11 +193,21 @@ def native_alert(alert_token):
     body = read_body(current_app.extensions["ucmha"].settings.webhook_max_bytes)
     device = _alert_device(alert_token)
     try:
-        fields = NativeAlertSchema().load(json.loads(body))
+        document = loads_bounded(body)
+    except JsonTooDeep:
+        abort(400, message=f"The body is nested deeper than {MAX_JSON_DEPTH} levels.")
+    except ValueError:
+        document = None  # the UCM fills its template without escaping: a quote in the text breaks the JSON
+    if b"\x00" in body or contains_nul(document):
+        abort(422, errors={"_schema": [NUL_MESSAGE]})
+    try:
+        fields = NativeAlertSchema().load(document) if document is not None else None
+    except ma.ValidationError:
+        fields = None
+    if fields is not None:
         action, mac, content = fields["action"], fields["mac"], fields["content"]
-    except (ValueError, ma.ValidationError):
-        # The UCM fills its template without escaping, so a quote in the text breaks the JSON:
-        # keep the whole body as an unclassified event rather than refuse it.
+    else:
+        # Keep the whole body as an unclassified event rather than refuse it.
         action, mac, content = "", "", body.decode("utf-8", errors="replace")
     parsed = parse_alert(action, mac, content)
     received_at = datetime.now(timezone.utc)

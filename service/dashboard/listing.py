@@ -109,7 +109,8 @@ class Filters:
 
 
 def parse_filters(args: Any) -> Filters:
-    q = (args.get("q") or "").strip()[:200]
+    # NUL cannot be searched for in PostgreSQL text; a browser search box drops it silently.
+    q = (args.get("q") or "").replace("\x00", "").strip()[:200]
     status = args.get("status") or ""
     issue = args.get("issue") or ""
     try:

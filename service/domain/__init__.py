@@ -5,7 +5,7 @@ replayed without a database, a broker or an app.
 """
 
 from .alerts import ParsedAlert, parse_alert
-from .backoff import BackoffPolicy, is_failing, next_delay, retry_delay, slow_retry_delay
+from .backoff import BackoffPolicy, is_failing, next_delay, retry_delay
 from .claims import (
     REASONS,
     ClaimDecision,
@@ -101,6 +101,5 @@ __all__ = [
     "resolve",
     "retry_delay",
     "should_apply_upstream",
-    "slow_retry_delay",
     "two_plan_rule",
 ]

@@ -5,9 +5,10 @@ exponential) spreads the retries of many pairs that failed together, so a recove
 upstream is not hit by all of them at the same instant. A ``Retry-After`` from the upstream
 is a floor: it knows better than our curve when it can take the call again.
 
-After ``failing_threshold`` attempts the repoint is shown as ``failing`` and retried at a
-slow pace -- an interval with half of it jittered -- so that it keeps trying by itself,
-without hammering an upstream that is down for hours.
+After ``failing_threshold`` attempts the repoint is shown as ``failing`` (with an alarm), but it
+keeps the same capped curve: a failover is the moment the service exists for, so a repoint never
+slows down to minutes. The cap (tens of seconds at most) bounds how long remote users stay on a
+dead node after the upstream is back.
 """
 
 from __future__ import annotations
@@ -23,9 +24,8 @@ _MAX_EXPONENT = 62
 @dataclass(frozen=True)
 class BackoffPolicy:
     base_s: float = 1.0
-    cap_s: float = 60.0
-    failing_threshold: int = 8
-    slow_interval_s: float = 300.0
+    cap_s: float = 10.0
+    failing_threshold: int = 5
 
 
 def _floor(retry_after_s: float | None) -> float:
@@ -59,21 +59,8 @@ def is_failing(attempts: int, threshold: int) -> bool:
     return attempts >= threshold
 
 
-def slow_retry_delay(interval_s: float, retry_after_s: float | None, rng: random.Random) -> float:
-    """The slow pace of a failing repoint: in ``[interval_s / 2, interval_s]``, floored by Retry-After.
-
-    Half the interval is fixed so a failing repoint really slows down (full jitter could
-    pick a near-zero delay), the other half jittered so failing repoints do not line up.
-    """
-    if interval_s <= 0:
-        raise ValueError(f"interval_s must be positive, got {interval_s}")
-    return max(rng.uniform(interval_s / 2, interval_s), _floor(retry_after_s))
-
-
 def next_delay(
     attempts: int, policy: BackoffPolicy, retry_after_s: float | None, rng: random.Random
 ) -> float:
-    """The delay after ``attempts`` failed attempts in a row, fast curve first, then slow pace."""
-    if is_failing(attempts, policy.failing_threshold):
-        return slow_retry_delay(policy.slow_interval_s, retry_after_s, rng)
+    """The delay after ``attempts`` failed attempts in a row: the capped curve, failing or not."""
     return retry_delay(attempts, policy.base_s, policy.cap_s, retry_after_s, rng)

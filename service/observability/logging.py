@@ -45,9 +45,13 @@ _TEXT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\bucmha_[A-Za-z0-9_-]{24,}"), "ucmha_" + REDACTED),
     # The alert token is the last path segment of the native alert URL, whatever it looks like.
     (re.compile(r"(/ucm-alerts/)(?!\[REDACTED\]|<)[^/\s\"'?#&\\]+"), r"\1" + REDACTED),
-    # key=value and "key": "value" / key: value, for any key that names a secret.
+    # Sealed secrets (Fernet tokens) wherever they appear, e.g. in a database error's parameters.
+    (re.compile(r"\bgAAAAA[A-Za-z0-9_-]{40,}={0,2}"), REDACTED),
+    # key=value and "key": "value" / key: value, for any key that names a secret, a sealed secret
+    # (*_enc) or a hash (*_hash).
     (re.compile(
-        r"(?i)(\b[a-z0-9_.-]*(?:token|secret|password|passwd|signature|api[_-]?key|authorization|cookie)"
+        r"(?i)(\b(?:[a-z0-9_.-]*(?:token|secret|password|passwd|signature|api[_-]?key|authorization|cookie)"
+        r"(?:_enc|_hash)?|[a-z0-9_.-]*_(?:enc|hash))"
         r"(?:\\?[\"'])?\s*[=:]\s*(?:\\?[\"'])?)(?![^\s\"'&}\]\\]*\s?\[REDACTED\])([^\s\"'&}\]\\]+)"),
      r"\1" + REDACTED),
     # Session cookies (the dashboard's signed cookie is a credential).
@@ -55,8 +59,9 @@ _TEXT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 _SENSITIVE_KEY = re.compile(
-    r"(?i)(^|[_.-])(authorization|cookie|set-cookie|password|passwd|secret|token|signature|api[_-]?key"
-    r"|credentials?)$"
+    # *token* and *secret* (but not the id of a token), sealed (*_enc) and hashed (*_hash) values.
+    r"(?i)(token|secret)(?!_id$)|_enc$|_hash$"
+    r"|(^|[_.-])(authorization|cookie|set-cookie|password|passwd|signature|api[_-]?key|credentials?)$"
 )
 
 # LogRecord attributes that are not extras (python-json-logger's list plus what Python adds).

@@ -41,3 +41,13 @@ def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
     outcome = yield
     report = outcome.get_result()
     setattr(item, "rep_" + report.when, report)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: ignore[no-untyped-def]
+    """The chaos suite's measured recovery times, printed whether the tests pass or fail."""
+    from tests.e2e import test_chaos
+
+    if test_chaos.MEASURED:
+        terminalreporter.section("chaos: time to converge after each fault")
+        for line in test_chaos.MEASURED:
+            terminalreporter.write_line(line)

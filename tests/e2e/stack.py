@@ -16,6 +16,8 @@ from typing import Any, Callable
 import requests
 import sqlalchemy as sa
 
+from service.db import is_retryable
+
 from tests.simulator.sim_process import SimProcess, free_port, start_simulator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,6 +76,8 @@ class Stack:
     redis_port: int = field(default_factory=free_port)
     api_workers: int = 2
     worker_concurrency: int = 2
+    workers: int = 1  # Celery workers ("worker", "worker2", ...), each its own node
+    beats: int = 1  # schedulers ("beat", "beat2", ...): several at once must be safe
     extra_env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, Proc] = field(default_factory=dict)
     sim: SimProcess | None = None
@@ -100,7 +104,6 @@ class Stack:
             "UCMHA_REPOINT_BASE_DELAY_S": "0.2",
             "UCMHA_REPOINT_MAX_DELAY_S": "2",
             "UCMHA_REPOINT_FAILING_AFTER": "4",
-            "UCMHA_REPOINT_FAILING_DELAY_S": "3",
             "UCMHA_SWEEP_INTERVAL_S": "1",
             "UCMHA_RECONCILE_INTERVAL_S": "5",
             "UCMHA_ALARM_CHECK_INTERVAL_S": "10",
@@ -121,18 +124,27 @@ class Stack:
         self.procs["api"] = Proc("api", [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.api_port}", "--workers",
                                          str(self.api_workers), "--threads", "4", "service.wsgi:create_app()"],
                                  env, self.workdir / "api.log")
-        self.procs["worker"] = Proc("worker", [str(BIN / "celery"), "-A", "workers.worker", "worker", "--loglevel",
-                                               "INFO", "--concurrency", str(self.worker_concurrency),
-                                               "--without-gossip", "--without-mingle"],
-                                    env, self.workdir / "worker.log")
-        self.procs["beat"] = Proc("beat", [str(BIN / "celery"), "-A", "workers.worker", "beat", "--loglevel", "INFO",
-                                           "--schedule", str(self.workdir / "beat-schedule")],
-                                  env, self.workdir / "beat.log")
-        for name in ("api", "worker", "beat"):  # Redis is already running
-            self.procs[name].start()
+        for n in range(1, self.workers + 1):
+            name = "worker" if n == 1 else f"worker{n}"
+            self.procs[name] = Proc(name, [str(BIN / "celery"), "-A", "workers.worker", "worker", "--loglevel",
+                                           "INFO", "--concurrency", str(self.worker_concurrency), "-n", f"{name}@%h",
+                                           "--without-gossip", "--without-mingle"],
+                                    env, self.workdir / f"{name}.log")
+        for n in range(1, self.beats + 1):
+            name = "beat" if n == 1 else f"beat{n}"
+            self.procs[name] = Proc(name, [str(BIN / "celery"), "-A", "workers.worker", "beat", "--loglevel", "INFO",
+                                           "--schedule", str(self.workdir / f"{name}-schedule")],
+                                    env, self.workdir / f"{name}.log")
+        for name in self.procs:
+            if name not in ("redis",):  # Redis is already running
+                self.procs[name].start()
         wait_for(self._api_up, 60, "the API")
-        wait_for(lambda: "ready." in self.procs["worker"].tail(200), 60, "the Celery worker")
+        for name in self.worker_names():
+            wait_for(lambda: "ready." in self.procs[name].tail(200), 60, f"the Celery {name}")
         return self
+
+    def worker_names(self) -> list[str]:
+        return [name for name in self.procs if name.startswith("worker")]
 
     def _api_up(self) -> bool:
         try:
@@ -151,8 +163,8 @@ class Stack:
         result = subprocess.run(["redis-cli", "-p", str(self.redis_port), "ping"], capture_output=True, text=True)
         return result.stdout.strip() == "PONG"
 
-    def restart_worker(self, sig: int = signal.SIGKILL) -> None:
-        worker = self.procs["worker"]
+    def restart_worker(self, sig: int = signal.SIGKILL, name: str = "worker") -> None:
+        worker = self.procs[name]
         worker.kill(sig)
         worker.log.write_text(worker.log.read_text(errors="replace") + "\n--- restarted ---\n")
         worker.start()
@@ -162,9 +174,8 @@ class Stack:
         return "\n".join(f"===== {name} =====\n{proc.tail()}" for name, proc in self.procs.items())
 
     def stop(self) -> None:
-        for name in ("beat", "worker", "api", "redis"):
-            if name in self.procs:
-                self.procs[name].stop()
+        for name in sorted(self.procs, key=lambda n: ("beat", "worker", "api", "redis").index(n.rstrip("0123456789"))):
+            self.procs[name].stop()
         if self.sim is not None:
             self.sim.stop()
 
@@ -172,10 +183,19 @@ class Stack:
 
     def truncate(self) -> None:
         engine = sa.create_engine(self.database_url)
-        with engine.begin() as conn:
-            tables = [r[0] for r in conn.execute(sa.text(
-                "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename <> 'alembic_version'"))]
-            conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        for attempt in range(5):
+            try:
+                with engine.begin() as conn:
+                    tables = [r[0] for r in conn.execute(sa.text(
+                        "SELECT tablename FROM pg_tables WHERE schemaname='public' "
+                        "AND tablename <> 'alembic_version'"))]
+                    conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+                break
+            except sa.exc.OperationalError as exc:
+                # The running workers and schedulers lock rows table by table: a deadlock with the
+                # TRUNCATE is theirs to lose or ours; ours is safe to run again.
+                if not is_retryable(exc) or attempt == 4:
+                    raise
         engine.dispose()
         assert self.sim is not None
         self.sim.reset()

@@ -123,7 +123,7 @@ def test_sweep_reenqueues_owed_rows_once_per_lease(client, pair, session_factory
     assert sweep.sweep(session_factory, collect) == 0  # just enqueued at commit: not overdue yet
     assert sweep.sweep(session_factory, collect, grace_s=0) == 1
     assert queue == [(pair["id"], "remote_connect")]
-    assert sweep.sweep(session_factory, collect, grace_s=0) == 0  # leased for SWEEP_LEASE_S
+    assert sweep.sweep(session_factory, collect, grace_s=0) == 0  # claimed for SWEEP_LEASE_S
 
 
 def test_reconcile_repairs_drift(client, pair, session_factory, db_session, upstream_settings, sim):

@@ -6,19 +6,47 @@ import binascii
 import marshmallow as ma
 from marshmallow import validate
 
+from service.api.jsonbody import contains_nul
 from service.domain.mac import InvalidMac, normalize_mac
 
 
 MAX_ID = 2**63 - 1  # ids are at most BIGINT
 
 
-class StrictSchema(ma.Schema):
+NUL_MESSAGE = "Must not contain NUL characters."
+
+
+class NoNulSchema(ma.Schema):
+    """Refuses NUL characters anywhere in the input (422): the database cannot store or search them."""
+
+    @ma.pre_load
+    def refuse_nul(self, data, **_kwargs):  # type: ignore[no-untyped-def]
+        if hasattr(data, "getlist"):  # query arguments: every value of every key
+            items = [(key, value) for key in data for value in data.getlist(key)]
+        else:
+            items = list(data.items()) if isinstance(data, dict) else []
+        bad = sorted({str(key) for key, value in items if contains_nul(key) or contains_nul(value)})
+        if bad:
+            raise ma.ValidationError({key.replace("\x00", "?"): [NUL_MESSAGE] for key in bad})
+        return data
+
+
+class StrictSchema(NoNulSchema):
     class Meta:
         unknown = ma.RAISE
 
 
+# Every spelling normalize_mac accepts: colons, hyphens, Cisco dots, bare hex (one separator style).
+MAC_PATTERN = (r"^(?:[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}|[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){5}"
+               r"|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}|[0-9A-Fa-f]{12})$")
+
+
 class Mac(ma.fields.String):
     """A MAC address in any common spelling, always given back as C0:74:AD:45:3B:10."""
+
+    def __init__(self, **kwargs):  # type: ignore[no-untyped-def]
+        kwargs["metadata"] = {"pattern": MAC_PATTERN, "example": "C0:74:AD:45:3B:10", **kwargs.get("metadata", {})}
+        super().__init__(**kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):  # type: ignore[no-untyped-def]
         raw = super()._deserialize(value, attr, data, **kwargs)

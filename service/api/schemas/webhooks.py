@@ -3,7 +3,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import validate
 
-from .common import Mac
+from .common import Mac, NoNulSchema
 
 REASONS = ("heart_beat_lost", "network_port_disconnect", "force_switch")
 
@@ -45,7 +45,7 @@ DATA_SCHEMAS: dict[str, type[ma.Schema]] = {
 }
 
 
-class NotificationSchema(ma.Schema):
+class NotificationSchema(NoNulSchema):
     class Meta:
         unknown = ma.RAISE
 
@@ -65,8 +65,26 @@ class NotificationSchema(ma.Schema):
 
 class ReceiptSchema(ma.Schema):
     event_id = ma.fields.Integer()
-    status = ma.fields.String()
-    outcome = ma.fields.String()
+    status = ma.fields.String(metadata={"enum": ["accepted"]})
+    outcome = ma.fields.String(metadata={"description": "what the notification did: `applied`, `accepted`, or the "
+                                                        "decision that left the pair as it was (`duplicate`, "
+                                                        "`stale_sequence`, `stale_occurred_at`, ...)"})
+
+
+def _notification_doc(type_: str, data: type[ma.Schema]) -> type[ma.Schema]:
+    """Documentation of one notification type (the view validates with NotificationSchema)."""
+    name = "".join(part.title() for part in type_.replace(".", "_").split("_")) + "Notification"
+    return type(name, (ma.Schema,), {
+        "type": ma.fields.String(required=True, validate=validate.OneOf((type_,))),
+        "occurred_at": ma.fields.AwareDateTime(required=True),
+        "sequence": ma.fields.Integer(required=True, validate=validate.Range(min=0, max=2**62),
+                                      metadata={"description": "per node, across every notification type"}),
+        "data": ma.fields.Nested(data, required=True),
+        "Meta": type("Meta", (), {"register": False}),
+    })
+
+
+NOTIFICATION_DOCS = [_notification_doc(type_, data) for type_, data in DATA_SCHEMAS.items()]
 
 
 class NativeAlertSchema(ma.Schema):

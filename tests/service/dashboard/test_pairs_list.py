@@ -191,3 +191,8 @@ def _row(html: str, pair_id: int) -> str:
     return html[start:html.index("</tr>", start)]
 
 
+
+
+def test_a_search_with_a_nul_character_is_not_an_error(admin_client):
+    r = admin_client.get("/dashboard", query_string={"q": "pbx\x00"})
+    assert r.status_code == 200

@@ -3,7 +3,10 @@ import random
 
 import pytest
 
-from service.domain.backoff import BackoffPolicy, is_failing, next_delay, retry_delay, slow_retry_delay
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from service.domain.backoff import BackoffPolicy, is_failing, next_delay, retry_delay
 
 
 def rng(seed: int = 7) -> random.Random:
@@ -73,33 +76,32 @@ def test_is_failing_from_the_threshold_on():
     assert is_failing(50, 8)
 
 
-def test_slow_pace_stays_in_the_upper_half_of_the_interval():
-    generator = rng(11)
-    for _ in range(500):
-        assert 150.0 <= slow_retry_delay(300.0, None, generator) <= 300.0
-    assert slow_retry_delay(300.0, 900.0, generator) == 900.0
-    with pytest.raises(ValueError):
-        slow_retry_delay(0.0, None, generator)
-
-
-def test_next_delay_switches_to_the_slow_pace_once_failing():
-    policy = BackoffPolicy(base_s=1.0, cap_s=10.0, failing_threshold=4, slow_interval_s=600.0)
+def test_a_failing_repoint_keeps_the_capped_curve():
+    """After the failing threshold the retries stay within the cap: no slow pace of minutes."""
+    policy = BackoffPolicy(base_s=1.0, cap_s=10.0, failing_threshold=4)
     generator = rng(13)
-    for attempts in (1, 2, 3):
+    for attempts in (1, 2, 3, 4, 5, 100):
         for _ in range(100):
             assert next_delay(attempts, policy, None, generator) <= 10.0
-    for attempts in (4, 5, 100):
-        for _ in range(100):
-            assert 300.0 <= next_delay(attempts, policy, None, generator) <= 600.0
 
 
-def test_next_delay_honours_retry_after_on_both_paces():
-    policy = BackoffPolicy(base_s=1.0, cap_s=10.0, failing_threshold=4, slow_interval_s=60.0)
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(attempts=st.integers(1, 10_000), base=st.floats(0.01, 10.0), cap=st.floats(0.0, 60.0),
+       retry_after=st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)), seed=st.integers(0, 2**32))
+def test_next_delay_is_bounded_by_the_cap_unless_retry_after_says_more(attempts, base, cap, retry_after, seed):
+    policy = BackoffPolicy(base_s=base, cap_s=cap, failing_threshold=5)
+    delay = next_delay(attempts, policy, retry_after, random.Random(seed))
+    floor = retry_after if retry_after is not None and math.isfinite(retry_after) and retry_after > 0 else 0.0
+    assert floor <= delay <= max(cap, floor)
+
+
+def test_next_delay_honours_retry_after_failing_or_not():
+    policy = BackoffPolicy(base_s=1.0, cap_s=10.0, failing_threshold=4)
     assert next_delay(1, policy, 30.0, rng()) == 30.0
     assert next_delay(9, policy, 3600.0, rng()) == 3600.0
 
 
 def test_default_policy_is_sane():
     policy = BackoffPolicy()
-    assert 0 < policy.base_s <= policy.cap_s <= policy.slow_interval_s
+    assert 0 < policy.base_s <= policy.cap_s <= 60.0
     assert policy.failing_threshold >= 1
