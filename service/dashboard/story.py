@@ -45,8 +45,8 @@ DECISIONS = {
 }
 STATUS_WORDS = {"paired": "paired", "standalone": "standalone (the Active runs alone)", "split_brain": "split brain",
                 "replacing": "replacing a node", "dissolved": "dissolved"}
-SYNC_WORDS = {"pending": "repoint owed", "in_sync": "in sync", "failing": "keeps failing", "blocked": "withheld by a rule",
-              "not_applicable": "not used"}
+SYNC_WORDS = {"pending": "repoint owed", "in_sync": "in sync", "failing": "keeps failing",
+              "blocked": "withheld by a rule", "not_applicable": "not used"}
 
 
 class EventRow(Protocol):
@@ -233,8 +233,9 @@ def failover_line(story: Failover, pair: PairFacts) -> Line:
             what = f"the domain {key} now forwards to" if target == "remote_connect" and key else "now points at"
             if target == "cloud_im":
                 what = "Cloud IM now bound to"
-            steps.append(Step(name, sentence(f"{what} {node(applied.mac, pair)}, {_seconds(_after(started, applied.at))}"
-                                             f" after the claim{tried}."), "green", applied.at))
+            took = _seconds(_after(started, applied.at))
+            steps.append(Step(name, sentence(f"{what} {node(applied.mac, pair)}, {took} after the claim{tried}."),
+                              "green", applied.at))
             done_at.append(applied.at)
             continue
         state = story.states.get(target)
@@ -304,8 +305,9 @@ def _words(event: EventRow, d: Mapping[str, Any], pair: PairFacts) -> tuple[str,
         return ("Alarm" if raised else "Alarm cleared"), ("red" if raised else "green"), \
             f"{name}: {d.get('message', '')}".rstrip(": ")
     if kind == "sync_state":
-        return target, "grey", (f"{target}: {SYNC_WORDS.get(str(d.get('state')), d.get('state'))} "
-                                f"(was {SYNC_WORDS.get(str(d.get('previous')), d.get('previous'))}), after {d.get('why')}.")
+        state = SYNC_WORDS.get(str(d.get("state")), d.get("state"))
+        previous = SYNC_WORDS.get(str(d.get("previous")), d.get("previous"))
+        return target, "grey", f"{target}: {state} (was {previous}), after {d.get('why')}."
     if kind == "sync_applied":
         return target, "green", f"{target} now points at {who} (epoch {d.get('applied_epoch')})."
     if kind == "sync_failed":
