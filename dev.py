@@ -110,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
             f"  dashboard  {api}/dashboard",
             f"  metrics    {api}/metrics",
             f"  upstream simulator http://127.0.0.1:{args.simulator_port}/_sim/state",
+            f"  event receiver     subscribe http://127.0.0.1:{args.simulator_port}/receiver/demo, then see "
+            f"/_sim/receivers/demo (docs/events.md)",
             f"  database   {env.get('DATABASE_URL', 'SQLite in ' + env['UCMHA_VAR_DIR'])}",
             (f"  admin token for organization 'demo' (shown once): {token}" if token else
              "  get a token:  .venv/bin/ucmha token create --org demo --role admin"),

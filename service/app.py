@@ -9,7 +9,7 @@ from flask import Flask, request, send_from_directory
 from sqlalchemy.orm import Session, sessionmaker
 
 from service import dashboard
-from service.api import auth, devices, health, lifecycle, pairs, plans, webhooks
+from service.api import auth, devices, event_subscriptions, health, lifecycle, pairs, plans, webhooks
 from service.api.context import close_db, drain_unread_body
 from service.api.converters import IdConverter, MacConverter, idconverter_schema, reject_invalid_path_values
 from service.api.schemas.common import MAC_PATTERN
@@ -86,8 +86,9 @@ def create_app(settings: Settings | None = None, *, session_factory: sessionmake
     api = ProblemApi(app)
     api.register_converter(IdConverter, idconverter_schema)
     api.register_converter(MacConverter, lambda _converter: {"type": "string", "pattern": MAC_PATTERN})
-    for module in (devices, plans, pairs, lifecycle, webhooks):
+    for module in (devices, plans, pairs, lifecycle, webhooks, event_subscriptions):
         api.register_blueprint(module.blp)
+    event_subscriptions.document_events(api.spec)
     app.register_blueprint(health.blp)
     app.register_blueprint(dashboard.blp)
     _register_docs_assets(app)

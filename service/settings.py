@@ -50,6 +50,15 @@ class Settings:
     rate_limit_admin: str = "600/minute"
     rate_limit_webhook: str = "120/minute"
     rate_limit_alerts: str = "60/minute"
+    # Event subscriptions (outgoing webhooks): timeouts, retries for about a day, URL safety.
+    event_connect_timeout_s: float = 3.0
+    event_read_timeout_s: float = 10.0
+    event_retry_base_delay_s: float = 5.0
+    event_retry_max_delay_s: float = 3600.0
+    event_give_up_after_s: float = 24 * 3600.0
+    event_sweep_interval_s: float = 10.0
+    # Development only: lets subscriptions use http:// and loopback addresses (the demo receiver).
+    event_allow_loopback: bool = False
     log_level: str = "INFO"
     metrics_enabled: bool = True  # serve GET /metrics
     metrics_token: str | None = field(default=None, repr=False)  # if set, /metrics wants "Bearer <it>"
@@ -128,6 +137,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             raise SettingsError("missing required secrets in production: " + ", ".join(missing))
         if database_url.startswith("sqlite"):
             raise SettingsError("production needs DATABASE_URL pointing at PostgreSQL")
+        if _bool(env, "UCMHA_EVENT_ALLOW_LOOPBACK", False):
+            raise SettingsError("UCMHA_EVENT_ALLOW_LOOPBACK is a development setting; production delivers "
+                                "events to public https endpoints only")
     defaults = Settings()
     return Settings(
         env=mode,
@@ -156,6 +168,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         rate_limit_admin=env.get("UCMHA_RATE_LIMIT_ADMIN", defaults.rate_limit_admin),
         rate_limit_webhook=env.get("UCMHA_RATE_LIMIT_WEBHOOK", defaults.rate_limit_webhook),
         rate_limit_alerts=env.get("UCMHA_RATE_LIMIT_ALERTS", defaults.rate_limit_alerts),
+        event_connect_timeout_s=_float(env, "UCMHA_EVENT_CONNECT_TIMEOUT_S", defaults.event_connect_timeout_s),
+        event_read_timeout_s=_float(env, "UCMHA_EVENT_READ_TIMEOUT_S", defaults.event_read_timeout_s),
+        event_retry_base_delay_s=_float(env, "UCMHA_EVENT_RETRY_BASE_DELAY_S", defaults.event_retry_base_delay_s),
+        event_retry_max_delay_s=_float(env, "UCMHA_EVENT_RETRY_MAX_DELAY_S", defaults.event_retry_max_delay_s),
+        event_give_up_after_s=_float(env, "UCMHA_EVENT_GIVE_UP_AFTER_S", defaults.event_give_up_after_s),
+        event_sweep_interval_s=_float(env, "UCMHA_EVENT_SWEEP_INTERVAL_S", defaults.event_sweep_interval_s),
+        # On by default in development so the demo receiver (the simulator, on loopback) works.
+        event_allow_loopback=_bool(env, "UCMHA_EVENT_ALLOW_LOOPBACK", mode == "development"),
         log_level=env.get("UCMHA_LOG_LEVEL", defaults.log_level),
         metrics_enabled=_bool(env, "UCMHA_METRICS_ENABLED", defaults.metrics_enabled),
         metrics_token=env.get("UCMHA_METRICS_TOKEN") or None,

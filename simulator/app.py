@@ -30,6 +30,7 @@ from simulator.auth import (
 )
 from simulator.drop import drop_connection
 from simulator.faults import FaultInjector, FaultRule, FaultRuleError, parse_rules
+from simulator.receiver import ConfigError, Receivers
 from simulator.settings import SimSettings
 from simulator.state import Result, SimState
 
@@ -44,6 +45,7 @@ class Simulator:
         self.state = SimState()
         self.tokens = TokenStore(settings.token_ttl_s, settings.refresh_token_ttl_s)
         self.faults = FaultInjector(settings.random_seed)
+        self.receivers = Receivers()
         self.actions: dict[str, Callable[[dict[str, Any]], Result]] = {
             "ucmrc/domain/bind": lambda b: self.state.bind_domain(
                 payloads.domain(b), payloads.mac(b)
@@ -63,6 +65,7 @@ class Simulator:
         self.faults.clear()
         self.tokens.clear()
         self.state.reset()
+        self.receivers.reset()
 
     # --- request handling with faults around it ---------------------------------------------
 
@@ -209,6 +212,27 @@ def create_app(settings: SimSettings | None = None) -> Flask:
     @app.post("/oapi/v1.0.0/<path:endpoint>")
     def oapi(endpoint: str) -> Response:
         return sim.serve(endpoint, lambda: sim.api_call(endpoint))
+
+    # --- an event subscriber's endpoint (see simulator.receiver) ------------------------------
+
+    @app.post("/receiver/<name>")
+    def receiver(name: str) -> Response:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        status, extra = sim.receivers.receive(name, headers, request.get_data())
+        resp = Response(b"" if status == 204 else b"{}", status, mimetype="application/json")
+        resp.headers.update(extra)
+        return resp
+
+    @app.put("/_sim/receivers/<name>")
+    def sim_receiver_configure(name: str) -> tuple[Response, int] | Response:
+        try:
+            return jsonify(sim.receivers.configure(name, _json_or_none()))
+        except ConfigError as exc:
+            return jsonify({"error": str(exc)}), 400
+
+    @app.get("/_sim/receivers/<name>")
+    def sim_receiver_view(name: str) -> Response:
+        return jsonify(sim.receivers.view(name))
 
     # --- test-only inspection and control; unauthenticated by design ------------------------
 

@@ -33,6 +33,8 @@ def make_celery(settings: Settings) -> Celery:
                                     "options": {"expires": settings.sweep_interval_s}},
             "reconcile-upstream": {"task": "ucmha.reconcile", "schedule": settings.reconcile_interval_s,
                                    "options": {"expires": settings.reconcile_interval_s}},
+            "sweep-owed-events": {"task": "ucmha.sweep_events", "schedule": settings.event_sweep_interval_s,
+                                  "options": {"expires": settings.event_sweep_interval_s}},
             "check-liveness-and-backups": {"task": "ucmha.check_alarms", "schedule": settings.alarm_check_interval_s,
                                            "options": {"expires": settings.alarm_check_interval_s}},
         },

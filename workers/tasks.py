@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.db import make_engine, make_session_factory
 from service.settings import Settings, load_settings
-from workers import alarms, reconcile, repoint, sweep
+from workers import alarms, deliveries, reconcile, repoint, sweep
 from workers.celery_app import broker_backlog
 from workers.observability import instrument_upstream
 from workers.upstream import UpstreamClient, get_client
@@ -60,3 +60,20 @@ def reconcile_task() -> int:
 def check_alarms_task() -> int:
     settings, factory, _client = runtime()
     return alarms.check_pairs(factory, settings, _enqueue)
+
+
+@shared_task(name="ucmha.deliver_events", bind=True, acks_late=True)
+def deliver_events_task(self, subscription_id: int, pair_id: int | None) -> str:  # type: ignore[no-untyped-def]
+    settings, factory, _client = runtime()
+    owner = f"{self.request.hostname}:{self.request.id}"[:64]
+    return deliveries.run_lane(factory, settings, deliveries.sender_for(settings), subscription_id, pair_id, owner,
+                               _enqueue)
+
+
+@shared_task(name="ucmha.sweep_events", acks_late=True)
+def sweep_events_task() -> int:
+    _settings, factory, _client = runtime()
+    backlog = broker_backlog(current_app)
+    if backlog is not None and backlog > sweep.MAX_BACKLOG:
+        return 0
+    return deliveries.sweep(factory, _enqueue)

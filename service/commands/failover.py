@@ -57,19 +57,25 @@ def apply_decision(ctx: CommandContext, pair: HaPair, decision: ClaimDecision, *
     new_active = pair.node(decision.active_mac)
     assert new_active is not None, "the domain only names members of the pair"
     moved = new_active.id != pair.active_device_id
+    from_mac = pair.active.mac
+    previous = pair.status
     if decision.epoch_bump:
         bump_epoch(ctx, pair)
+    # The whole new state first, then its timeline lines: each line (and the events it causes)
+    # sees the pair as the decision left it.
     if moved:
         pair.active_device_id = new_active.id
         pair.active = new_active
         pair.last_switch_at = at or ctx.now()
         pair.last_switch_to_mac = new_active.mac
         pair.last_switch_reason = switch_reason
-        timeline.record(ctx, pair, "switch", mac=new_active.mac, reason=switch_reason, row=decision.row)
-    if decision.status != pair.status:
-        previous = pair.status
-        pair.status = decision.status
-        timeline.record(ctx, pair, "status_changed", status=decision.status, previous=previous)
+    pair.status = decision.status
+    if moved:
+        timeline.record(ctx, pair, "switch", mac=new_active.mac, reason=switch_reason, row=decision.row,
+                        from_mac=from_mac)
+    if decision.status != previous:
+        timeline.record(ctx, pair, "status_changed", status=decision.status, previous=previous,
+                        reason=decision.reason, row=decision.row)
         if decision.status == "split_brain":
             timeline.open_alarm(ctx, pair, "split_brain", decision.reason)
         elif previous == "split_brain":

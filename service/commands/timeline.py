@@ -7,6 +7,7 @@ from sqlalchemy import select, update
 
 from service.models import Alarm, Event, HaPair
 
+from . import events
 from .context import CommandContext
 
 
@@ -15,6 +16,7 @@ def record(ctx: CommandContext, pair: HaPair, kind: str, *, mac: str | None = No
     event = Event(org_id=pair.org_id, pair_id=pair.id, kind=kind, mac=mac, epoch=pair.epoch,
                   notification_id=notification_id, detail=_jsonable(detail), at=ctx.now())
     ctx.session.add(event)
+    events.record_events(ctx, pair, events.of_line(pair, kind, mac, detail))  # subscribers are told (outbox)
     return event
 
 

@@ -11,7 +11,7 @@ from flask import (Blueprint, Response, abort, current_app, flash, redirect, ren
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
-from service import queries
+from service import queries, subscription_queries
 from service.api.context import db
 from service.api.presenters import pair_view
 from service.commands import pairs as commands
@@ -218,7 +218,8 @@ def pair(pair_id: int):  # type: ignore[no-untyped-def]
     lines = story.timeline_lines(events.items, around, facts)
     return render_template("dashboard_pair.html", pair=row, view=view, nodes=nodes, alarms=alarms,
                            events=events, lines=lines, badges=badges, older=before is not None,
-                           firmware_differs=row.primary.firmware != row.secondary.firmware)
+                           firmware_differs=row.primary.firmware != row.secondary.firmware,
+                           deliveries=subscription_queries.recent_pair_deliveries(session, org_id, row.id))
 
 
 def _command_context() -> CommandContext:

@@ -75,11 +75,21 @@ UPSTREAM_SECONDS = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
 
+EVENT_DELIVERY_RESULTS = ("delivered", "pending", "failed", "refused", "idle", "gone")
+EVENT_DELIVERIES = Counter(
+    "ucmha_event_deliveries", "Attempts to deliver an event to a subscriber, by result (delivered; pending: "
+    "failed, will retry; failed: gave up; refused: unsafe address; gone) and HTTP status class.",
+    ["result", "status_class"],
+)
+SYNC_STATES = ("pending", "failing", "blocked", "in_sync", "not_applicable")
+
 # Series that exist from the start at 0, so rate() and alerts see them before the first event.
 for _outcome in WEBHOOK_OUTCOMES:
     WEBHOOKS.labels(_outcome)
 for _kind in CLAIM_KINDS:
     CLAIM_DECISIONS.labels(_kind)
+for _result in ("delivered", "pending", "failed", "refused"):
+    EVENT_DELIVERIES.labels(_result, "none")
 
 
 # --- recording helpers --------------------------------------------------------------------------
@@ -127,6 +137,10 @@ def count_repoint(target: str, result: str) -> None:
     REPOINTS.labels(target, result).inc()
 
 
+def count_event_delivery(result: str, status: int | None) -> None:
+    EVENT_DELIVERIES.labels(result, f"{status // 100}xx" if status else "none").inc()
+
+
 def count_upstream_call(endpoint: str, result: str, seconds: float) -> None:
     UPSTREAM_CALLS.labels(endpoint, result).inc()
     UPSTREAM_SECONDS.labels(endpoint).observe(max(seconds, 0.0))
@@ -137,10 +151,11 @@ def count_upstream_call(endpoint: str, result: str, seconds: float) -> None:
 # Alarm kinds carry the node's MAC for per-node alarms (node_silent_C074AD453B10): drop it so the
 # label has a few values, not one per device.
 _MAC_SUFFIX = re.compile(r"_[0-9A-Fa-f]{12}$")
+_ID_SUFFIX = re.compile(r"_\d+$")  # event_subscription_disabled_<subscription id>
 
 
 def alarm_kind_label(kind: str) -> str:
-    return _MAC_SUFFIX.sub("", kind)
+    return _ID_SUFFIX.sub("", _MAC_SUFFIX.sub("", kind))
 
 
 class DatabaseCollector:
@@ -154,7 +169,8 @@ class DatabaseCollector:
         return []  # registering must not query the database
 
     def collect(self) -> Iterator[Metric]:
-        from service.models import Alarm, HaPair, PairSync  # the models are not needed to import metrics
+        from service.models import (Alarm, EventDelivery, EventSubscription, HaPair,  # not needed to import metrics
+                                    PairSync)
 
         started = time.perf_counter()
         try:
@@ -166,6 +182,16 @@ class DatabaseCollector:
                 alarms = session.execute(
                     select(Alarm.kind, func.count()).where(Alarm.closed_at.is_(None)).group_by(Alarm.kind)
                 ).all()
+                syncs = session.execute(
+                    select(PairSync.target, PairSync.state, func.count()).group_by(PairSync.target, PairSync.state)
+                ).all()
+                owed_events = EventDelivery.state == "pending"
+                events_backlog = session.execute(
+                    select(func.count()).select_from(EventDelivery).where(owed_events)).scalar_one()
+                events_oldest = session.execute(
+                    select(func.min(EventDelivery.created_at)).where(owed_events)).scalar_one()
+                disabled = session.execute(select(func.count()).select_from(EventSubscription)
+                                           .where(EventSubscription.enabled.is_(False))).scalar_one()
         except SQLAlchemyError as exc:
             log.warning("metrics: database gauges unavailable", extra={"error": type(exc).__name__})
             yield GaugeMetricFamily("ucmha_metrics_database_up", "1 when the database gauges could be read.", value=0)
@@ -194,6 +220,34 @@ class DatabaseCollector:
         for kind, n in sorted(kinds.items()):
             open_alarms.add_metric([kind], n)
         yield open_alarms
+        by_state = GaugeMetricFamily("ucmha_pair_syncs", "Pair sync rows by target and state.",
+                                     labels=["target", "state"])
+        sync_counts = {(t, st): 0 for t in SYNC_TARGETS for st in SYNC_STATES}
+        sync_counts.update({(t, st): n for t, st, n in syncs})
+        for (target, state), n in sorted(sync_counts.items()):
+            by_state.add_metric([target, state], n)
+        yield by_state
+        yield GaugeMetricFamily("ucmha_event_deliveries_owed", "Event deliveries not yet delivered (the event outbox).",
+                                value=events_backlog)
+        age = self._clock() - events_oldest.timestamp() if events_oldest is not None else 0.0
+        yield GaugeMetricFamily("ucmha_event_deliveries_oldest_seconds",
+                                "Age of the oldest event delivery still owed (0 when none is).", value=max(age, 0.0))
+        yield GaugeMetricFamily("ucmha_event_subscriptions_disabled", "Event subscriptions that are disabled.",
+                                value=disabled)
+
+
+class BrokerCollector:
+    """`ucmha_broker_up`: whether the Celery broker answers, checked at scrape time."""
+
+    def __init__(self, check: Callable[[], str]) -> None:
+        self._check = check
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        up = self._check() == "ok"  # the check reports an unreachable broker, it does not raise
+        yield GaugeMetricFamily("ucmha_broker_up", "1 when the Celery broker accepts connections.", value=int(up))
 
 
 # --- scraping -----------------------------------------------------------------------------------

@@ -48,7 +48,12 @@ def request_id_from(header: str | None) -> str:
 
 
 def init_app(app: Flask, settings: Any, session_factory: sessionmaker[Session]) -> None:
-    registry = metrics.scrape_registry([metrics.DatabaseCollector(session_factory)])
+    def broker_check() -> str:
+        ext = app.extensions.get("ucmha")
+        return ext.broker_check() if ext is not None else "unknown"
+
+    registry = metrics.scrape_registry([metrics.DatabaseCollector(session_factory),
+                                        metrics.BrokerCollector(broker_check)])
     app.extensions["ucmha_metrics_registry"] = registry
     app.before_request(_start)
     app.after_request(_finish)

@@ -107,6 +107,12 @@ class Stack:
             "UCMHA_SWEEP_INTERVAL_S": "1",
             "UCMHA_RECONCILE_INTERVAL_S": "5",
             "UCMHA_ALARM_CHECK_INTERVAL_S": "10",
+            "UCMHA_EVENT_ALLOW_LOOPBACK": "true",  # the receiver is the simulator, on loopback
+            "UCMHA_EVENT_RETRY_BASE_DELAY_S": "0.2",
+            "UCMHA_EVENT_RETRY_MAX_DELAY_S": "1",
+            "UCMHA_EVENT_CONNECT_TIMEOUT_S": "1",
+            "UCMHA_EVENT_READ_TIMEOUT_S": "2",
+            "UCMHA_EVENT_SWEEP_INTERVAL_S": "1",
             "UCMHA_RATE_LIMIT_ADMIN": "100000/minute",
             "UCMHA_RATE_LIMIT_WEBHOOK": "100000/minute",
             "UCMHA_VAR_DIR": str(self.workdir),

@@ -91,6 +91,16 @@ class SimProcess:
         self.log_file.flush()
         return Path(self.log_file.name).read_text(errors="replace")
 
+    def configure_receiver(self, name: str, secrets: list[str], responses: list[dict[str, Any]] | None = None,
+                           ) -> dict[str, Any]:
+        return self._request("PUT", f"/_sim/receivers/{name}", json={"secrets": secrets, "responses": responses or []})
+
+    def receiver(self, name: str) -> dict[str, Any]:
+        return self._request("GET", f"/_sim/receivers/{name}")
+
+    def receiver_url(self, name: str) -> str:
+        return f"{self.base_url}/receiver/{name}"
+
     def stop(self, timeout_s: float = 5.0, keep_log: bool = False) -> None:
         self.control.close()
         if self.process.poll() is None:

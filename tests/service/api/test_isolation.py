@@ -14,7 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 
 from service.app import create_app
-from service.models import Alarm, ApiToken, Device, Event, HaPair, PairSync, Plan, utcnow
+from service.models import (Alarm, ApiToken, DeliveryAttempt, Device, Event, EventDelivery, EventSubscription, HaPair,
+                            OutboundEvent, PairSync, Plan, utcnow)
 from service.security import SecretBox, hash_token, new_alert_token, new_webhook_secret
 from service.settings import Settings
 
@@ -71,11 +72,13 @@ def _body(method: str, rule: str, world: dict[str, Any]) -> dict[str, Any] | Non
         ("POST", "/api/v1/ha-pairs/<id>/resolve"): {"active_mac": world["pair"]["secondary_mac"], "reason": "x"},
         ("POST", "/api/v1/ha-pairs/<id>/replace"): {"failed_mac": world["pair"]["secondary_mac"],
                                                      "new_mac": world["spare_a"]},
+        ("POST", "/api/v1/event-subscriptions"): {"url": "https://hooks.example.net/in", "events": ["*"]},
+        ("PATCH", "/api/v1/event-subscriptions/<id>"): {"url": "https://stolen.example.net/", "enabled": False},
     }
     key = (method, PARAM.sub(lambda m: "<mac:mac>" if m.group(1) == "mac" else "<id>", rule))
     if key in bodies:
         return bodies[key]
-    if method == "POST" and key[1].endswith(("/resync", "/webhook-secret", "/alert-token")):
+    if method == "POST" and key[1].endswith(("/resync", "/webhook-secret", "/alert-token", "/secret", "/redeliver")):
         return None
     pytest.fail(f"{method} {rule} is a new write route: add a valid body for it to BODIES in this test")
 
@@ -89,6 +92,10 @@ def _path(rule: str, world: dict[str, Any]) -> str:
             return str(world["plan"]["id"])
         if name == "pair_id":
             return str(world["pair"]["id"])
+        if name == "subscription_id":
+            return str(world["subscription"])
+        if name == "delivery_id":
+            return str(world["delivery"])
         pytest.fail(f"{rule}: teach this test which object <{match.group(0)}> names")
     return PARAM.sub(fill, rule)
 
@@ -120,21 +127,38 @@ def world(make_tenant, db_session, settings):
     db_session.flush()
     db_session.add(Event(org_id=owner.org_id, pair_id=pair.id, kind="pair_created", mac=primary.mac, epoch=1,
                          detail={}, at=utcnow()))
+    subscription = EventSubscription(org_id=owner.org_id, url="https://owner.example.com/hooks", events=["*"],
+                                     enabled=True, secret_enc=box.seal(new_webhook_secret()))
+    event = OutboundEvent(public_id="evt_isolation_" + new_mac().replace(":", ""), org_id=owner.org_id,
+                          pair_id=pair.id, type="pair.switched", occurred_at=utcnow(),
+                          payload={"type": "pair.switched", "data": {"custom_domain": "owner.example.com"}})
+    db_session.add_all([subscription, event])
+    db_session.flush()
+    delivery = EventDelivery(org_id=owner.org_id, subscription_id=subscription.id, event_id=event.id, pair_id=pair.id,
+                             state="delivered", attempts=0, next_attempt_at=utcnow(), give_up_at=utcnow(),
+                             delivered_at=utcnow())
+    db_session.add(delivery)
+    db_session.flush()
+    db_session.add(DeliveryAttempt(delivery_id=delivery.id, at=utcnow(), url=subscription.url, outcome="delivered",
+                                   status_code=200, latency_ms=12))
     db_session.commit()
 
     def snapshot() -> dict[str, Any]:
         """Every row the organization owns, as stored (updated_at included)."""
         rows: dict[str, Any] = {}
-        for model in (Device, Plan, HaPair, Event, Alarm, ApiToken):
+        for model in (Device, Plan, HaPair, Event, Alarm, ApiToken, EventSubscription, OutboundEvent, EventDelivery):
             stmt = sa.select(model.__table__).where(model.__table__.c.org_id == owner.org_id)
             rows[model.__tablename__] = sorted(tuple(r) for r in db_session.execute(stmt).all())
         syncs = sa.select(PairSync.__table__).where(PairSync.__table__.c.pair_id == pair.id)
         rows["pair_syncs"] = sorted(tuple(r) for r in db_session.execute(syncs).all())
+        attempts = sa.select(DeliveryAttempt.__table__).where(DeliveryAttempt.__table__.c.delivery_id == delivery.id)
+        rows["delivery_attempts"] = sorted(tuple(r) for r in db_session.execute(attempts).all())
         return rows
 
     return {"owner": owner, "device": device.mac, "plan": {"id": plan.id},
             "pair": {"id": pair.id, "primary_mac": primary.mac, "secondary_mac": secondary.mac},
-            "spare_a": spare_a.mac, "spare_b": spare_b.mac, "snapshot": snapshot}
+            "spare_a": spare_a.mac, "spare_b": spare_b.mac, "snapshot": snapshot,
+            "subscription": subscription.id, "delivery": delivery.id}
 
 
 def _snapshot(client, world) -> dict[str, Any]:
@@ -201,6 +225,16 @@ def test_collections_never_show_or_use_another_organizations_objects(client, mak
             problem = assert_problem(r, 422)
             codes = {v["code"] for v in problem["violations"]}
             assert {"primary_not_found", "secondary_not_found"} <= codes
+        assert _snapshot(client, world) == before
+    elif key == ("GET", "/api/v1/event-subscriptions"):
+        assert client.get(rule, headers=h).get_json()["items"] == []
+    elif key == ("POST", "/api/v1/event-subscriptions"):
+        # a subscription of the intruder's own: it never receives the owner's events
+        before = _snapshot(client, world)
+        r = client.post(rule, json={"url": "https://intruder.example.net/", "events": ["*"]}, headers=h)
+        assert r.status_code == 201
+        assert client.get(f"{rule}/{r.get_json()['id']}/deliveries", headers=h).get_json()["items"] == []
+        assert [s["id"] for s in client.get(rule, headers=h).get_json()["items"]] == [r.get_json()["id"]]
         assert _snapshot(client, world) == before
     else:
         pytest.fail(f"{method} {rule} is a new collection route: say here how it must treat other organizations")

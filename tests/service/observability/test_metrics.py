@@ -131,11 +131,36 @@ def test_database_gauges_count_pairs_and_the_outbox(client, tenant):
         assert ("ucmha_pairs", (("status", status_),)) in after.samples
 
 
+def test_sync_states_event_outbox_and_broker_gauges(client, tenant, settings, session_factory, enqueued):
+    before = scrape(client)
+    assert before.value("ucmha_broker_up") == 1
+    pair = make_pair(client, tenant, custom_domain=f"pbx-{random_mac().replace(':', '').lower()}.example.com")
+    r = client.post("/api/v1/event-subscriptions", json={"url": "https://hooks.example.com/", "events": ["*"]},
+                    headers=tenant.admin())
+    assert r.status_code == 201
+    sub_id = r.get_json()["id"]
+    after_sub = scrape(client)
+    assert delta(before, after_sub, "ucmha_pair_syncs", target="remote_connect", state="pending") == 1
+    assert ("ucmha_pair_syncs", (("state", "blocked"), ("target", "cloud_im"))) in after_sub.samples
+    r = client.post(f"/api/v1/ha-pairs/{pair.pair_id}/resolve", json={"active_mac": pair.secondary,
+                                                                    "reason": "drill"}, headers=tenant.admin())
+    assert r.status_code == 200
+    after = scrape(client)
+    assert delta(after_sub, after, "ucmha_event_deliveries_owed") >= 1  # pair.switched at least
+    assert after.value("ucmha_event_deliveries_oldest_seconds") >= 0
+    client.patch(f"/api/v1/event-subscriptions/{sub_id}", json={"enabled": False}, headers=tenant.admin())
+    assert delta(after, scrape(client), "ucmha_event_subscriptions_disabled") == 1
+    down = create_app(settings, session_factory=session_factory, enqueue=enqueued,
+                      broker_check=lambda: "unreachable: OperationalError").test_client()
+    assert scrape(down).value("ucmha_broker_up") == 0
+
+
 def test_alarm_kind_label_drops_the_mac():
     assert alarm_kind_label("node_silent_C074AD453B10") == "node_silent"
     assert alarm_kind_label("fault_heartbeat_000b82a46ebf") == "fault_heartbeat"
     assert alarm_kind_label("split_brain") == "split_brain"
     assert alarm_kind_label("remote_connect_failing") == "remote_connect_failing"
+    assert alarm_kind_label("event_subscription_disabled_17") == "event_subscription_disabled"
 
 
 # --- protection of /metrics -----------------------------------------------------------------------
