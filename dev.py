@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("UCMHA_VENV", ROOT / ".venv"))
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
+DEMO_ORG = "demo"
 
 
 def sh(*args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -47,10 +49,14 @@ def ensure_installed() -> None:
     stamp.write_text(digest)
 
 
-def service_env() -> dict[str, str]:
+def service_env(log_level: str) -> dict[str, str]:
     env = dict(os.environ)
-    var = Path(env.setdefault("UCMHA_VAR_DIR", str(ROOT / "var")))
+    var = Path(env.setdefault("UCMHA_VAR_DIR", str(ROOT / "var"))).resolve()
+    env["UCMHA_VAR_DIR"] = str(var)
     var.mkdir(parents=True, exist_ok=True)
+    # The explicit --log-level beats UCMHA_LOG_LEVEL from the environment (see `run --help`).
+    env["UCMHA_LOG_LEVEL"] = log_level
+    env.setdefault("UCMHA_WEB_WORKERS", "2")  # gunicorn's default (2 x CPUs + 1) is for production
     env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(var / "prometheus"))
     Path(env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
     for stale in Path(env["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
@@ -58,82 +64,211 @@ def service_env() -> dict[str, str]:
     return env
 
 
-def wait_http(url: str, deadline_s: float = 60.0) -> None:
+class Stop(Exception):
+    """A signal asked dev.py to stop (Ctrl-C, SIGTERM, SIGHUP)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stop(signum: int, _frame: object) -> None:
+    raise Stop(signum)
+
+
+def port_taken(host: str, port: int) -> bool:
+    """True when something listens on host:port (a socket left in TIME_WAIT does not count)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def check_ports(ports: dict[str, tuple[str, int]]) -> None:
+    taken = [f"{name} port {port} on {host}" for name, (host, port) in ports.items() if port_taken(host, port)]
+    if taken:
+        raise SystemExit(
+            "dev.py: cannot start: " + "; ".join(taken) + " already in use (another `dev.py run`?). "
+            "Stop whatever listens there, or choose other ports with --port, --simulator-port, --fleet-port.")
+
+
+def wait_http(url: str, procs: "Processes", deadline_s: float = 90.0) -> None:
     end = time.monotonic() + deadline_s
     while True:
+        procs.check()
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
         except (urllib.error.URLError, OSError):
             if time.monotonic() > end:
-                raise SystemExit(f"{url} did not come up within {deadline_s:.0f} s")
+                raise SystemExit(f"dev.py: {url} did not come up within {deadline_s:.0f} s")
             time.sleep(0.2)
 
 
+class ChildDied(Exception):
+    pass
+
+
+class Processes:
+    """The processes dev.py started, each in its own process group (so a Ctrl-C typed in the
+    terminal reaches dev.py only, and stopping a group reaches a server's workers too)."""
+
+    def __init__(self) -> None:
+        self.running: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
+        self.running[name] = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
+
+    def check(self) -> None:
+        for name, proc in self.running.items():
+            if proc.poll() is not None:
+                raise ChildDied(f"{name} exited with status {proc.returncode}")
+
+    def stop_all(self, timeout_s: float = 20.0) -> None:
+        """SIGTERM every group, wait for each leader, then SIGKILL whatever is left of any group.
+
+        The fleet goes first, so the simulated nodes do not post into an API that is going away.
+        """
+        order = sorted(self.running.items(), key=lambda item: item[0] != "fleet")
+        end = time.monotonic() + timeout_s
+        for name, proc in order:
+            _signal_group(proc.pid, signal.SIGTERM)
+            if name == "fleet":
+                _wait(proc, min(10.0, timeout_s))
+        for _name, proc in order:
+            _wait(proc, end - time.monotonic())
+        for _name, proc in order:
+            # Also reaps a group whose leader is gone but whose children (a worker) are not.
+            _signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _wait(proc: "subprocess.Popen[bytes]", timeout_s: float) -> None:
+    try:
+        proc.wait(timeout=max(0.1, timeout_s))
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def ucmha_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([str(BIN / "ucmha"), *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"dev.py: ucmha {' '.join(args[:2])} failed: {done.stderr.strip() or done.stdout.strip()}")
+    return done
+
+
 def bootstrap_token(env: dict[str, str]) -> str | None:
-    """On the first run, make a `demo` organization and print an admin token for it."""
-    listed = subprocess.run([str(BIN / "ucmha"), "org", "list"], cwd=ROOT, env=env, capture_output=True, text=True,
-                            check=True)
-    if listed.stdout.strip():
+    """The first time, make the `demo` organization and an admin token for it (shown once)."""
+    names = [json.loads(line)["name"] for line in ucmha_cli(env, "org", "list").stdout.splitlines() if line.strip()]
+    if DEMO_ORG in names:
         return None
-    sh(str(BIN / "ucmha"), "org", "create", "demo", env=env)
-    created = subprocess.run([str(BIN / "ucmha"), "token", "create", "--org", "demo", "--role", "admin"], cwd=ROOT,
-                             env=env, capture_output=True, text=True, check=True)
+    ucmha_cli(env, "org", "create", DEMO_ORG)
+    created = ucmha_cli(env, "token", "create", "--org", DEMO_ORG, "--role", "admin", "--name", "dev.py first run")
     return json.loads(created.stdout)["token"]
+
+
+def seed_demo(env: dict[str, str], api: str, fleet_file: Path) -> None:
+    """Seed the demo pairs through the API with a short-lived admin token (revoked right after)."""
+    created = json.loads(ucmha_cli(env, "token", "create", "--org", DEMO_ORG, "--role", "admin",
+                                   "--name", "dev.py demo seeding").stdout)
+    try:
+        done = subprocess.run([str(PY), "-m", "simulator.fleet", "seed", "--api", api, "--org", DEMO_ORG,
+                               "--out", str(fleet_file)], cwd=ROOT, env=env, input=created["token"] + "\n",
+                              text=True, capture_output=True)
+    finally:
+        ucmha_cli(env, "token", "revoke", str(created["id"]))
+    if done.returncode != 0:
+        raise SystemExit(f"dev.py: seeding the demo pairs failed: {done.stderr.strip()}")
 
 
 def run(args: argparse.Namespace) -> int:
     ensure_installed()
-    env = service_env()
+    log_level = (args.log_level or os.environ.get("UCMHA_LOG_LEVEL") or "WARNING").upper()
+    env = service_env(log_level)
+    quiet = log_level not in ("DEBUG", "INFO")  # banners and per-request lines only when asked for
     env.setdefault("UCMHA_UPSTREAM_BASE_URL", f"http://127.0.0.1:{args.simulator_port}")
-    sh(str(BIN / "ucmha"), "db", "upgrade", env=env)
-    token = bootstrap_token(env)
-    api = f"http://{args.host}:{args.port}"
-    procs = {
-        "simulator": [str(PY), "-m", "simulator", "--host", "127.0.0.1", "--port", str(args.simulator_port), "--quiet"],
-        "api": [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"{args.host}:{args.port}",
-                "service.wsgi:create_app()"],
-        "worker": [str(BIN / "celery"), "-A", "workers.worker", "worker", "--loglevel", args.log_level, "--concurrency", "2"],
-        "scheduler": [str(BIN / "celery"), "-A", "workers.worker", "beat", "--loglevel", args.log_level,
-                      "--schedule", str(Path(env["UCMHA_VAR_DIR"]) / "celerybeat-schedule")],
-    }
-    running: dict[str, subprocess.Popen[bytes]] = {}
+    ports = {"API": (args.host, args.port), "simulator": ("127.0.0.1", args.simulator_port)}
+    if args.fleet:
+        ports["fleet control"] = ("127.0.0.1", args.fleet_port)
+    check_ports(ports)
+    var = Path(env["UCMHA_VAR_DIR"])
+    fleet_file = var / "fleet.json"
+    api_local = f"http://127.0.0.1:{args.port}" if args.host in ("0.0.0.0", "::") else f"http://{args.host}:{args.port}"
+
+    procs = Processes()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_stop)
     try:
-        for name, cmd in procs.items():
-            running[name] = subprocess.Popen(cmd, cwd=ROOT, env=env)
-        wait_http(f"http://127.0.0.1:{args.simulator_port}/_sim/health")
-        wait_http(f"http://127.0.0.1:{args.port}/healthz")
-        print("\n".join([
-            "",
-            "ucmha is running:",
-            f"  API        {api}/api/v1   (docs {api}/api/v1/docs, OpenAPI {api}/api/v1/openapi.json)",
-            f"  dashboard  {api}/dashboard",
-            f"  metrics    {api}/metrics",
-            f"  upstream simulator http://127.0.0.1:{args.simulator_port}/_sim/state",
-            f"  event receiver     subscribe http://127.0.0.1:{args.simulator_port}/receiver/demo, then see "
-            f"/_sim/receivers/demo (docs/events.md)",
-            f"  database   {env.get('DATABASE_URL', 'SQLite in ' + env['UCMHA_VAR_DIR'])}",
-            (f"  admin token for organization 'demo' (shown once): {token}" if token else
-             "  get a token:  .venv/bin/ucmha token create --org demo --role admin"),
-            "Ctrl-C stops everything.",
-            "",
-        ]), flush=True)
-        while all(p.poll() is None for p in running.values()):
+        ucmha_cli(env, "db", "upgrade")
+        token = bootstrap_token(env)
+        procs.start("simulator", [str(PY), "-m", "simulator", "--host", "127.0.0.1", "--port",
+                                  str(args.simulator_port)] + (["--quiet"] if quiet else []), env)
+        procs.start("api", [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"{args.host}:{args.port}",
+                            "service.wsgi:create_app()"], env)
+        celery = [str(BIN / "celery"), "-A", "workers.worker"] + (["--quiet"] if quiet else [])
+        procs.start("worker", [*celery, "worker", "--loglevel", log_level, "--concurrency", "2", "--without-gossip",
+                               "--without-mingle"], env)
+        procs.start("scheduler", [*celery, "beat", "--loglevel", log_level, "--schedule",
+                                  str(var / "celerybeat-schedule")], env)
+        wait_http(f"http://127.0.0.1:{args.simulator_port}/_sim/health", procs)
+        wait_http(f"{api_local}/healthz", procs)
+        if args.fleet:
+            if token or not fleet_file.exists():  # a new demo organization has none of the file's pairs
+                seed_demo(env, api_local, fleet_file)
+            procs.start("fleet", [str(PY), "-m", "simulator.fleet", "--log-level", log_level, "run", "--config",
+                                  str(fleet_file), "--api", api_local, "--control-port", str(args.fleet_port)], env)
+            wait_http(f"http://127.0.0.1:{args.fleet_port}/_fleet/health", procs)
+        print(summary(args, env, api_local, token), flush=True)
+        while True:
+            procs.check()
             time.sleep(0.5)
-        dead = [n for n, p in running.items() if p.poll() is not None]
-        print(f"stopped: {', '.join(dead)} exited", file=sys.stderr)
+    except Stop as stop:
+        print(f"\ndev.py: {stop} received, stopping everything (up to 30 s)", file=sys.stderr, flush=True)
+        return 0 if stop.signum == signal.SIGINT else 128 + stop.signum
+    except ChildDied as died:
+        print(f"dev.py: {died}; stopping everything", file=sys.stderr, flush=True)
         return 1
-    except KeyboardInterrupt:
-        return 0
     finally:
-        for proc in running.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in running.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        # A second Ctrl-C must not interrupt the cleanup and orphan what is still running.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        procs.stop_all()
+
+
+def summary(args: argparse.Namespace, env: dict[str, str], api: str, token: str | None) -> str:
+    lines = [
+        "",
+        "ucmha is running:",
+        f"  dashboard  {api}/dashboard",
+        f"  API        {api}/api/v1   (docs {api}/api/v1/docs, OpenAPI {api}/api/v1/openapi.json)",
+        f"  metrics    {api}/metrics",
+        f"  upstream simulator  http://127.0.0.1:{args.simulator_port}/_sim/state",
+        f"  event receiver      subscribe http://127.0.0.1:{args.simulator_port}/receiver/demo, then see "
+        f"/_sim/receivers/demo (docs/events.md)",
+        f"  database   {env.get('DATABASE_URL', 'SQLite in ' + env['UCMHA_VAR_DIR'])}",
+    ]
+    if args.fleet:
+        lines += [
+            f"  node fleet http://127.0.0.1:{args.fleet_port}/_fleet/pairs  (the '{DEMO_ORG}' pairs fail over by "
+            "themselves; by hand: .venv/bin/ucmha demo failover PAIR_ID)",
+        ]
+    lines += [
+        (f"  admin token for organization '{DEMO_ORG}' (shown once): {token}" if token else
+         f"  a token for the dashboard:  .venv/bin/ucmha token create --org {DEMO_ORG} --role admin"),
+        "Ctrl-C stops everything.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def test(args: argparse.Namespace) -> int:
@@ -144,11 +279,17 @@ def test(args: argparse.Namespace) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p_run = sub.add_parser("run", help="run API, worker, scheduler and upstream simulator")
-    p_run.add_argument("--host", default="127.0.0.1")
-    p_run.add_argument("--port", type=int, default=8000)
-    p_run.add_argument("--simulator-port", type=int, default=8090)
-    p_run.add_argument("--log-level", default="WARNING", help="worker and scheduler log level (INFO shows every task)")
+    p_run = sub.add_parser("run", help="run API, worker, scheduler, upstream simulator and the demo node fleet")
+    p_run.add_argument("--host", default="127.0.0.1", help="address the API listens on")
+    p_run.add_argument("--port", type=int, default=8000, help="the API's port (dashboard, API, metrics)")
+    p_run.add_argument("--simulator-port", type=int, default=8090, help="the upstream simulator's port (loopback)")
+    p_run.add_argument("--fleet-port", type=int, default=8091, help="the node fleet's control endpoint (loopback)")
+    p_run.add_argument("--no-fleet", dest="fleet", action="store_false",
+                       help="do not seed demo pairs nor run the simulated nodes")
+    p_run.add_argument("--log-level", default=None, type=str.upper,
+                       choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                       help="log level of every process (INFO shows every request and task); this flag beats "
+                            "UCMHA_LOG_LEVEL, which beats the default WARNING")
     p_run.set_defaults(func=run)
     p_test = sub.add_parser("test", help="run the test suite (extra arguments go to pytest)")
     p_test.add_argument("pytest_args", nargs=argparse.REMAINDER)
@@ -161,4 +302,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C while installing, before any process was started
+        sys.exit(130)

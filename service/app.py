@@ -14,6 +14,7 @@ from service.api.context import close_db, drain_unread_body
 from service.api.converters import IdConverter, MacConverter, idconverter_schema, reject_invalid_path_values
 from service.api.schemas.common import MAC_PATTERN
 from service.api.problems import ProblemApi, problem
+from service.commands.tenancy import TokenUseRecorder
 from service.db import make_engine, make_session_factory
 from service.observability import ratelimit, web
 from service.observability.logging import configure_logging
@@ -29,6 +30,7 @@ class Extension:
     session_factory: sessionmaker[Session]
     enqueue: Callable[[str, Sequence[object]], None]
     broker_check: Callable[[], str]
+    token_use: TokenUseRecorder | None = None
 
 
 def _celery_enqueue(settings: Settings) -> tuple[Callable[[str, Sequence[object]], None], Callable[[], str]]:
@@ -76,7 +78,8 @@ def create_app(settings: Settings | None = None, *, session_factory: sessionmake
         default_enqueue, default_check = _celery_enqueue(settings)
         enqueue = enqueue or default_enqueue
         broker_check = broker_check or default_check
-    app.extensions["ucmha"] = Extension(settings, session_factory, enqueue, broker_check)
+    app.extensions["ucmha"] = Extension(settings, session_factory, enqueue, broker_check,
+                                        TokenUseRecorder(session_factory))
     web.init_app(app, settings, session_factory)  # first hooks: request id, access log, metrics; /metrics
     app.teardown_appcontext(close_db)
     app.teardown_request(drain_unread_body)

@@ -1,36 +1,151 @@
-"""The `ucmha` console script: bootstrap organizations and tokens, run migrations."""
+"""The `ucmha` console script: organizations and tokens, the schema, support look-ups, the demo.
+
+It reads the same settings as the service (so it works from any directory: see
+`settings.default_var_dir`), calls the command and query layers like the API does, and prints
+JSON (one object per line for lists) or, for the support commands without `--json`, a table.
+Every failure is one line on stderr and exit status 1; `--traceback` shows the details.
+"""
 from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
+from typing import Any, Callable, Iterable
 
 import click
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+import requests
+from sqlalchemy import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
-from service import migrate
+from service import migrate, queries
+from service.api.presenters import pair_view
+from service.api.schemas.pairs import EventSchema, PairSchema
+from service.commands import tenancy
+from service.commands.context import CommandContext
 from service.db import make_engine, make_session_factory, unit_of_work
-from service.models import ApiToken, Organization, utcnow
-from service.security import hash_token, new_api_token
-from service.settings import SettingsError, load_settings
+from service.domain.errors import DomainError
+from service.models import ApiToken, Event, HaPair, utcnow
+from service.settings import Settings, SettingsError, load_settings
+
+DEFAULT_FLEET_URL = "http://127.0.0.1:8091"
+FAILOVER_REASONS = ("force_switch", "network_port_disconnect", "heart_beat_lost")
 
 
-def _factory():  # type: ignore[no-untyped-def]
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from exc
-    return make_session_factory(make_engine(settings.database_url, hide_parameters=settings.is_production))
+class Runtime:
+    """Settings and the database, opened on first use (so `--help` needs neither)."""
+
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+        self._factory: sessionmaker[Session] | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings()
+        return self._settings
+
+    def sessions(self) -> sessionmaker[Session]:
+        if self._factory is None:
+            self._factory = make_session_factory(
+                make_engine(self.settings.database_url, hide_parameters=self.settings.is_production))
+        return self._factory
+
+    def context(self, session: Session, org_id: int | None = None) -> CommandContext:
+        def no_enqueue(task: str, args: Any) -> None:
+            # Nothing the CLI does owes upstream work; were it to, the sweeper would pick it up.
+            return None
+        return CommandContext(session=session, settings=self.settings, org_id=org_id, actor="cli",
+                              enqueue=no_enqueue)
+
+    def database_label(self) -> str:
+        try:
+            return make_url(self.settings.database_url).render_as_string(hide_password=True)
+        except (SettingsError, ValueError):
+            return "the database"
 
 
-def _print(obj: dict) -> None:
+def _one_line(text: str) -> str:
+    first = next((line.strip() for line in str(text).splitlines() if line.strip()), "")
+    return first[:300]
+
+
+def _database_problem(runtime: Runtime, exc: SQLAlchemyError) -> str:
+    reason = _one_line(str(getattr(exc, "orig", None) or exc))
+    hint = ""
+    if "no such table" in reason or "does not exist" in reason:
+        hint = " (the schema is missing: run `ucmha db upgrade`)"
+    return f"database {runtime.database_label()}: {reason}{hint}"
+
+
+class Cli(click.Group):
+    """Turns every failure into one line: the person on call needs the reason, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:  # the CLI's outer boundary: anything else is reported, not dumped
+            if ctx.params.get("traceback"):
+                raise
+            raise click.ClickException(_describe(ctx.ensure_object(Runtime), exc)) from exc
+
+
+def _describe(runtime: Runtime, exc: Exception) -> str:
+    if isinstance(exc, SettingsError):
+        return f"configuration: {exc}"
+    if isinstance(exc, DomainError):
+        return exc.detail
+    if isinstance(exc, SQLAlchemyError):
+        return _database_problem(runtime, exc)
+    if isinstance(exc, requests.RequestException):
+        return f"cannot reach {getattr(exc.request, 'url', 'the fleet')}: {type(exc).__name__}"
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or type(exc).__name__}: {exc.filename or ''}".rstrip(": ")
+    return f"unexpected {type(exc).__name__}: {_one_line(str(exc))} (run with --traceback for details)"
+
+
+def _echo_json(obj: Any) -> None:
     click.echo(json.dumps(obj, default=str))
 
 
-@click.group()
-def main() -> None:
-    """ucmha administration."""
+def _when(value: datetime | str | None) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.strftime("%Y-%m-%d %H:%M:%SZ")
 
+
+def _table(headers: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -> None:
+    cells = [tuple("-" if v is None or v == "" else str(v) for v in row) for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    for row in [headers, *cells]:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+@click.group(cls=Cli)
+@click.option("--traceback", is_flag=True, help="show the full traceback of an unexpected error")
+@click.pass_context
+def main(ctx: click.Context, traceback: bool) -> None:
+    """ucmha administration and support.
+
+    Reads the service's settings from the environment; without DATABASE_URL it uses the embedded
+    SQLite database in UCMHA_VAR_DIR (default: the checkout's var/, or ~/.local/state/ucmha).
+    """
+    ctx.ensure_object(Runtime)
+
+
+pass_runtime = click.make_pass_decorator(Runtime, ensure=True)
+
+
+def _in_transaction(runtime: Runtime, work: Callable[[Session], Any]) -> Any:
+    with unit_of_work(runtime.sessions()) as session:
+        return work(session)
+
+
+# --- organizations and tokens -------------------------------------------------------------------
 
 @main.group()
 def org() -> None:
@@ -39,23 +154,19 @@ def org() -> None:
 
 @org.command("create")
 @click.argument("name")
-def org_create(name: str) -> None:
-    try:
-        with unit_of_work(_factory()) as session:
-            row = Organization(name=name)
-            session.add(row)
-            session.flush()
-            out = {"id": row.id, "name": row.name}
-    except IntegrityError as exc:
-        raise click.ClickException(f"organization {name!r} already exists") from exc
-    _print(out)
+@pass_runtime
+def org_create(runtime: Runtime, name: str) -> None:
+    def work(session: Session) -> dict[str, Any]:
+        row = tenancy.create_organization(runtime.context(session), name)
+        return {"id": row.id, "name": row.name}
+    _echo_json(_in_transaction(runtime, work))
 
 
 @org.command("list")
-def org_list() -> None:
-    with unit_of_work(_factory()) as session:
-        for row in session.execute(select(Organization).order_by(Organization.id)).scalars():
-            _print({"id": row.id, "name": row.name})
+@pass_runtime
+def org_list(runtime: Runtime) -> None:
+    for row in _in_transaction(runtime, lambda s: [{"id": o.id, "name": o.name} for o in queries.organizations(s)]):
+        _echo_json(row)
 
 
 @main.group()
@@ -65,32 +176,215 @@ def token() -> None:
 
 @token.command("create")
 @click.option("--org", "org_name", required=True, help="organization name")
-@click.option("--role", type=click.Choice(["admin", "support"]), required=True)
+@click.option("--role", type=click.Choice(tenancy.ROLES), required=True)
 @click.option("--name", default=None, help="a label for the token")
-def token_create(org_name: str, role: str, name: str | None) -> None:
-    secret = new_api_token()
-    with unit_of_work(_factory()) as session:
-        organization = session.execute(select(Organization).where(Organization.name == org_name)).scalar_one_or_none()
-        if organization is None:
-            raise click.ClickException(f"no organization named {org_name!r}")
-        row = ApiToken(org_id=organization.id, role=role, token_hash=hash_token(secret), prefix=secret[:12], name=name)
-        session.add(row)
-        session.flush()
-        out = {"token": secret, "id": row.id, "org": organization.name, "org_id": organization.id, "role": role}
-    _print(out)
+@pass_runtime
+def token_create(runtime: Runtime, org_name: str, role: str, name: str | None) -> None:
+    def work(session: Session) -> dict[str, Any]:
+        issued = tenancy.create_token(runtime.context(session), org_name, role, name)
+        return {"token": issued.secret, "id": issued.row.id, "org": org_name, "org_id": issued.row.org_id,
+                "role": role}
+    _echo_json(_in_transaction(runtime, work))
 
 
 @token.command("revoke")
 @click.argument("token_id", type=int)
-def token_revoke(token_id: int) -> None:
-    with unit_of_work(_factory()) as session:
-        row = session.get(ApiToken, token_id)
-        if row is None:
-            raise click.ClickException(f"no token {token_id}")
-        row.revoked_at = row.revoked_at or utcnow()
-        out = {"id": row.id, "revoked_at": row.revoked_at.isoformat()}
-    _print(out)
+@pass_runtime
+def token_revoke(runtime: Runtime, token_id: int) -> None:
+    def work(session: Session) -> dict[str, Any]:
+        row = tenancy.revoke_token(runtime.context(session), token_id)
+        return {"id": row.id, "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None}
+    _echo_json(_in_transaction(runtime, work))
 
+
+def _token_view(row: ApiToken) -> dict[str, Any]:
+    return {"id": row.id, "org": row.organization.name, "role": row.role, "name": row.name, "prefix": row.prefix,
+            "created_at": row.created_at.isoformat(),
+            "last_used_at": row.last_used_at.isoformat() if row.last_used_at else None,
+            "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None}
+
+
+@token.command("list")
+@click.option("--org", "org_name", default=None, help="only this organization's tokens")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+@pass_runtime
+def token_list(runtime: Runtime, org_name: str | None, as_json: bool) -> None:
+    """Every token: id, organization, role, created, last used, revoked (never the token)."""
+    def work(session: Session) -> list[dict[str, Any]]:
+        org_id = tenancy.organization_by_name(session, org_name).id if org_name else None
+        return [_token_view(row) for row in queries.api_tokens(session, org_id)]
+    views = _in_transaction(runtime, work)
+    if as_json:
+        for view in views:
+            _echo_json(view)
+        return
+    _table(("ID", "ORG", "ROLE", "NAME", "PREFIX", "CREATED", "LAST USED", "REVOKED"),
+           ((v["id"], v["org"], v["role"], v["name"], v["prefix"] + "…", _when(v["created_at"]),
+             _when(v["last_used_at"]), _when(v["revoked_at"])) for v in views))
+
+
+# --- support look-ups ---------------------------------------------------------------------------
+
+def _org_id(session: Session, org_name: str | None) -> int:
+    if org_name:
+        return tenancy.organization_by_name(session, org_name).id
+    orgs = queries.organizations(session)
+    if len(orgs) == 1:
+        return orgs[0].id
+    if not orgs:
+        raise click.ClickException("there is no organization yet (ucmha org create NAME)")
+    raise click.ClickException("several organizations: pass --org NAME (one of: "
+                               + ", ".join(o.name for o in orgs[:10]) + ("…" if len(orgs) > 10 else "") + ")")
+
+
+org_option = click.option("--org", "org_name", default=None,
+                          help="organization name (may be left out when there is only one)")
+json_option = click.option("--json", "as_json", is_flag=True, help="JSON instead of a table")
+
+
+def _pair_json(session: Session, pair: HaPair, alarms: dict[int, list[str]]) -> dict[str, Any]:
+    return PairSchema().dump(pair_view(pair, alarms.get(pair.id, []), utcnow()))
+
+
+@main.group()
+def pairs() -> None:
+    """HA pairs, as support sees them (read only)."""
+
+
+@pairs.command("list")
+@org_option
+@click.option("--needs-attention", is_flag=True, help="only pairs that need attention")
+@click.option("--status", type=click.Choice(("paired", "standalone", "split_brain", "replacing", "dissolved")))
+@click.option("--search", "q", default=None, help="MAC (any spelling or part), name, site or domain")
+@click.option("--limit", type=click.IntRange(1, 500), default=100, show_default=True)
+@json_option
+@pass_runtime
+def pairs_list(runtime: Runtime, org_name: str | None, needs_attention: bool, status: str | None, q: str | None,
+               limit: int, as_json: bool) -> None:
+    def work(session: Session) -> list[dict[str, Any]]:
+        stmt = queries.pair_list_stmt(_org_id(session, org_name), status=status, q=q,
+                                      needs_attention=True if needs_attention else None)
+        page = queries.paginate(session, stmt, HaPair.id, limit, None)
+        alarms = queries.open_alarm_kinds(session, [p.id for p in page.items])
+        return [_pair_json(session, p, alarms) for p in page.items]
+    views = _in_transaction(runtime, work)
+    if as_json:
+        for view in views:
+            _echo_json(view)
+        return
+    _table(("ID", "STATUS", "ACTIVE", "SITE", "EPOCH", "REMOTECONNECT", "CLOUD IM", "ALARMS", "DOMAIN", "ATTENTION"),
+           ((v["id"], v["status"], v["active_mac"], _site(v), v["epoch"], v["sync"]["remote_connect"]["state"],
+             v["sync"]["cloud_im"]["state"], v["alarms_open"], v["custom_domain"], ", ".join(v.get("attention") or []))
+            for v in views))
+
+
+def _site(view: dict[str, Any]) -> str:
+    return "primary" if view["active_mac"] == view["primary_mac"] else "secondary"
+
+
+@pairs.command("show")
+@click.argument("pair_id", type=int)
+@org_option
+@json_option
+@pass_runtime
+def pairs_show(runtime: Runtime, pair_id: int, org_name: str | None, as_json: bool) -> None:
+    def work(session: Session) -> dict[str, Any]:
+        pair = queries.pair_by_id(session, _org_id(session, org_name), pair_id)
+        return _pair_json(session, pair, queries.open_alarm_kinds(session, [pair.id]))
+    view = _in_transaction(runtime, work)
+    if as_json:
+        _echo_json(view)
+        return
+    last = view.get("last_switch")
+    lines = [
+        ("pair", f"{view['id']}  {view['status']}  epoch {view['epoch']}"),
+        ("primary", view["primary_mac"] + ("  (Active)" if view["active_mac"] == view["primary_mac"] else "")),
+        ("secondary", view["secondary_mac"] + ("  (Active)" if view["active_mac"] == view["secondary_mac"] else "")),
+        ("custom domain", view["custom_domain"] or "-"),
+        ("cloud im", (f"{view['cloud_im']['server']}, bound to {view['cloud_im']['bound_mac'] or '-'}"
+                      if view["cloud_im"]["enabled"] else "off")),
+        ("last switch", f"{_when(last['at'])} to {last['to_mac']} ({last['reason']})" if last else "-"),
+        ("alarms open", str(view["alarms_open"])),
+        ("attention", ", ".join(view.get("attention") or []) or "-"),
+    ]
+    for target in ("remote_connect", "cloud_im"):
+        sync = view["sync"][target]
+        text = f"{sync['state']}: desired {sync['desired_mac'] or '-'}, applied {sync['applied_mac'] or '-'}"
+        text += f" at epoch {sync['applied_epoch']}" if sync["applied_epoch"] is not None else ""
+        text += f", {sync['attempts']} attempts, last error: {sync['last_error']}" if sync["last_error"] else ""
+        lines.append((f"sync {target}", text))
+    for violation in view.get("violations") or []:
+        lines.append(("violation", f"{violation.get('rule')} {violation.get('code')}: {violation.get('detail')}"))
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        click.echo(f"{key.ljust(width)}  {value}")
+
+
+@pairs.command("events")
+@click.argument("pair_id", type=int)
+@org_option
+@click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
+@json_option
+@pass_runtime
+def pairs_events(runtime: Runtime, pair_id: int, org_name: str | None, limit: int, as_json: bool) -> None:
+    """The pair's timeline, newest first."""
+    def work(session: Session) -> list[dict[str, Any]]:
+        org_id = _org_id(session, org_name)
+        queries.pair_by_id(session, org_id, pair_id)
+        page = queries.paginate(session, queries.events_stmt(org_id, pair_id), Event.id, limit, None,
+                                descending=True)
+        return [EventSchema().dump(event) for event in page.items]
+    events = _in_transaction(runtime, work)
+    if as_json:
+        for event in events:
+            _echo_json(event)
+        return
+    _table(("AT", "KIND", "MAC", "EPOCH", "DETAIL"),
+           ((_when(e["at"]), e["kind"], e["mac"], e["epoch"], _detail(e["detail"])) for e in events))
+
+
+def _detail(detail: dict[str, Any]) -> str:
+    text = " ".join(f"{k}={v}" for k, v in detail.items() if v not in (None, "", [], {}))
+    return text if len(text) <= 140 else text[:139] + "…"
+
+
+# --- the demo fleet -----------------------------------------------------------------------------
+
+@main.group()
+def demo() -> None:
+    """The simulated node fleet that `python3 dev.py run` starts (simulator/fleet)."""
+
+
+@demo.command("failover")
+@click.argument("pair_id", type=int)
+@click.option("--reason", type=click.Choice(FAILOVER_REASONS), default="force_switch", show_default=True)
+@click.option("--to", "to_mac", default=None, help="the node that takes over (default: the Standby)")
+@click.option("--fleet", "fleet_url", envvar="UCMHA_FLEET_URL", default=DEFAULT_FLEET_URL, show_default=True,
+              help="the fleet's control endpoint")
+@json_option
+def demo_failover(pair_id: int, reason: str, to_mac: str | None, fleet_url: str, as_json: bool) -> None:
+    """Make the simulated nodes of PAIR_ID fail over now; prints what the service answered."""
+    try:
+        resp = requests.post(f"{fleet_url.rstrip('/')}/_fleet/pairs/{pair_id}/failover",
+                             json={"reason": reason, "to_mac": to_mac}, timeout=90)
+    except requests.ConnectionError as exc:
+        raise click.ClickException(f"no node fleet at {fleet_url} (is `python3 dev.py run` running?)") from exc
+    try:
+        answer = resp.json()
+    except ValueError:
+        answer = {"detail": resp.text[:200]}
+    if resp.status_code != 200:
+        raise click.ClickException(f"fleet: {answer.get('detail') or resp.status_code}")
+    if as_json:
+        _echo_json(answer)
+    else:
+        for d in answer.get("deliveries", []):
+            click.echo(f"{d['type']:<16} from {d['mac']}  HTTP {d['status']}  {d.get('outcome') or d.get('error') or ''}")
+    if not answer.get("delivered"):
+        sys.exit(1)
+
+
+# --- schema -------------------------------------------------------------------------------------
 
 @main.group()
 def db() -> None:
@@ -99,14 +393,16 @@ def db() -> None:
 
 @db.command("upgrade")
 @click.argument("revision", default="head")
-def db_upgrade(revision: str) -> None:
-    migrate.upgrade(load_settings().database_url, revision)
+@pass_runtime
+def db_upgrade(runtime: Runtime, revision: str) -> None:
+    migrate.upgrade(runtime.settings.database_url, revision)
 
 
 @db.command("downgrade")
 @click.argument("revision")
-def db_downgrade(revision: str) -> None:
-    migrate.downgrade(load_settings().database_url, revision)
+@pass_runtime
+def db_downgrade(runtime: Runtime, revision: str) -> None:
+    migrate.downgrade(runtime.settings.database_url, revision)
 
 
 if __name__ == "__main__":

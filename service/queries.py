@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, aliased
 from service.domain.attention import ATTENTION_STATUSES, ATTENTION_SYNC_STATES
 from service.domain.errors import NotFound
 from service.domain.plans import PlanFacts, plan_counts_for_ha
-from service.models import Alarm, Device, Event, HaPair, PairSync, Plan
+from service.models import Alarm, ApiToken, Device, Event, HaPair, Organization, PairSync, Plan
 
 T = TypeVar("T")
 
@@ -223,3 +223,16 @@ def plan_list_stmt(org_id: int, device_mac: str | None) -> Select[Any]:
     if device_mac:
         stmt = stmt.join(Device, Plan.device_id == Device.id).where(Device.mac == device_mac)
     return stmt
+
+
+def organizations(session: Session) -> list[Organization]:
+    """Every organization (operators' tools only; the API never lists across organizations)."""
+    return list(session.execute(select(Organization).order_by(Organization.id)).scalars())
+
+
+def api_tokens(session: Session, org_id: int | None = None) -> list[ApiToken]:
+    """Tokens for `ucmha token list` (never the token itself: only its hash is stored)."""
+    stmt = select(ApiToken).order_by(ApiToken.id)
+    if org_id is not None:
+        stmt = stmt.where(ApiToken.org_id == org_id)
+    return list(session.execute(stmt).unique().scalars())

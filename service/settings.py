@@ -105,8 +105,18 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
-def _default_var_dir() -> Path:
-    return Path(os.environ.get("UCMHA_VAR_DIR", "var")).resolve()
+def default_var_dir(env: Mapping[str, str]) -> Path:
+    """Where the embedded SQLite files live when `UCMHA_VAR_DIR` is unset.
+
+    Never relative to the current directory, so `ucmha` finds the same database wherever it is
+    run from: in a source checkout (the quick start) it is the checkout's `var/`, next to
+    `pyproject.toml`; in an installed copy it is `$XDG_STATE_HOME/ucmha` (`~/.local/state/ucmha`).
+    """
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file():
+        return checkout / "var"
+    state_home = env.get("XDG_STATE_HOME") or str(Path(env.get("HOME") or Path.home()) / ".local" / "state")
+    return Path(state_home) / "ucmha"
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -115,7 +125,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     mode = env.get("UCMHA_ENV", "development")
     if mode not in {"development", "production", "test"}:
         raise SettingsError(f"UCMHA_ENV must be development, production or test, got {mode!r}")
-    var_dir = Path(env.get("UCMHA_VAR_DIR", "var")).resolve()
+    var_dir = Path(env["UCMHA_VAR_DIR"]).resolve() if env.get("UCMHA_VAR_DIR") else default_var_dir(env)
 
     redis_url = env.get("REDIS_URL") or env.get("UCMHA_REDIS_URL") or None
     database_url = env.get("DATABASE_URL") or env.get("UCMHA_DATABASE_URL") or f"sqlite:///{var_dir / 'ucmha.db'}"

@@ -38,7 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO)
+    level = logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level)
+    # werkzeug raises its own logger to INFO unless it has a level: --quiet must reach it too.
+    logging.getLogger("werkzeug").setLevel(level)
     server = make_server(
         args.host, args.port, create_app(), threaded=True, request_handler=_RedactingRequestHandler
     )

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import hashlib
 
-from flask import g, request
+from flask import current_app, g, request
 from flask_smorest import abort
 from sqlalchemy import select
 
-from service.models import ApiToken
+from service.models import ApiToken, utcnow
 from service.security import hash_token
 
 from .context import Principal, db, limit_admin_body
@@ -23,6 +23,12 @@ def lookup_principal(token: str) -> Principal | None:
     if row is None:
         return None
     return Principal(token_id=row.id, org_id=row.org_id, role=row.role)
+
+
+def note_use(who: Principal) -> None:
+    recorder = current_app.extensions["ucmha"].token_use
+    if recorder is not None:
+        recorder.note(who.token_id, utcnow())
 
 
 def bearer_token() -> str | None:
@@ -51,6 +57,7 @@ def require_token() -> None:
         abort(401, message="A valid bearer token is required.",
               headers={"WWW-Authenticate": 'Bearer realm="ucmha"'})
     g.principal = who
+    note_use(who)
     if request.method not in READ_METHODS and not who.can_write:
         abort(403, message="This token has the support role, which is read-only.")
     limit_admin_body()

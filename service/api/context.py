@@ -101,6 +101,11 @@ def drain_unread_body(_exc: BaseException | None = None) -> None:
     """teardown_request: read what is left of the body (bounded) so the client gets the answer."""
     if not request.content_length and request.headers.get("Transfer-Encoding") is None:
         return
+    if not request.environ.get("wsgi.input_terminated"):
+        # WSGI forbids reading past CONTENT_LENGTH of an input the server did not terminate: on a
+        # kept-alive socket (werkzeug's server) the read would wait for the client's next request,
+        # which waits for this answer. gunicorn terminates its input, so there the drain is safe.
+        return
     stream = request.environ.get("wsgi.input")
     if stream is None:
         return

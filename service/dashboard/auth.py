@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from flask import g, session
 
-from service.api.auth import lookup_principal
+from service.api.auth import lookup_principal, note_use
 from service.api.context import Principal, db
 from service.models import ApiToken
 
@@ -85,7 +85,9 @@ def _load() -> SignedIn | None:
     if row is None or row.revoked_at is not None or row.org_id != org_id or row.role != role:
         session.pop(SESSION_KEY, None)
         return None
-    return SignedIn(Principal(token_id=row.id, org_id=row.org_id, role=row.role), row.organization.name, row.prefix)
+    who = Principal(token_id=row.id, org_id=row.org_id, role=row.role)
+    note_use(who)
+    return SignedIn(who, row.organization.name, row.prefix)
 
 
 def had_session() -> bool:

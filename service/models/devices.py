@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, UTCDateTime, utcnow
@@ -29,7 +29,7 @@ class Device(Base):
     previous_secret_valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     alert_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     # Liveness as reported by the node itself (occurred_at of its notifications).
-    last_sequence: Mapped[int | None] = mapped_column(Integer)
+    last_sequence: Mapped[int | None] = mapped_column(BigInteger)
     last_active_assertion_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_status_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_status_role: Mapped[str | None] = mapped_column(String(16))

@@ -1,0 +1,104 @@
+"""Organizations and API tokens: the write side of `ucmha org ...` / `ucmha token ...`, and the
+"last used" bookkeeping of every authenticated request."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.domain.errors import Conflict, NotFound
+from service.models import ApiToken, Organization
+from service.security import hash_token, new_api_token
+
+from .context import CommandContext
+
+log = logging.getLogger(__name__)
+
+ROLES = ("admin", "support")
+# "Last used" is for people ("is this token still in use?"), so a minute's precision is plenty
+# and keeps token use from costing a write per request.
+LAST_USED_PRECISION_S = 60
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A new token: `secret` is shown once and stored only as a hash."""
+
+    secret: str
+    row: ApiToken
+
+
+def create_organization(ctx: CommandContext, name: str) -> Organization:
+    row = Organization(name=name)
+    ctx.session.add(row)
+    try:
+        ctx.session.flush()
+    except IntegrityError as exc:
+        ctx.rollback()
+        raise Conflict(f"An organization named {name!r} already exists.", code="organization_exists") from exc
+    ctx.commit()
+    return row
+
+
+def organization_by_name(session: Session, name: str) -> Organization:
+    row = session.execute(select(Organization).where(Organization.name == name)).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"No organization named {name!r}.", code="organization_not_found")
+    return row
+
+
+def create_token(ctx: CommandContext, org_name: str, role: str, name: str | None = None) -> IssuedToken:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}")
+    organization = organization_by_name(ctx.session, org_name)
+    secret = new_api_token()
+    row = ApiToken(org_id=organization.id, role=role, token_hash=hash_token(secret), prefix=secret[:12], name=name)
+    ctx.session.add(row)
+    ctx.commit()
+    return IssuedToken(secret=secret, row=row)
+
+
+def revoke_token(ctx: CommandContext, token_id: int) -> ApiToken:
+    row = ctx.session.get(ApiToken, token_id) if 0 < token_id < 2**31 else None
+    if row is None:
+        raise NotFound(f"No token {token_id}.", code="token_not_found")
+    row.revoked_at = row.revoked_at or ctx.now()
+    ctx.commit()
+    return row
+
+
+class TokenUseRecorder:
+    """Notes that a token authenticated a request: at most one short write per token per minute
+    and process, in its own transaction (the request's transaction may be read-only or roll back)."""
+
+    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+        self._factory = session_factory
+        self._noted: dict[int, float] = {}
+        self._lock = threading.Lock()
+
+    def note(self, token_id: int, now: datetime) -> None:
+        tick = time.monotonic()
+        with self._lock:
+            if tick - self._noted.get(token_id, -LAST_USED_PRECISION_S) < LAST_USED_PRECISION_S:
+                return
+            self._noted[token_id] = tick
+        stale_before = now - timedelta(seconds=LAST_USED_PRECISION_S)
+        session = self._factory()
+        try:
+            session.execute(update(ApiToken).where(
+                ApiToken.id == token_id,
+                or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at < stale_before),
+            ).values(last_used_at=now))
+            session.commit()
+        except OperationalError as exc:
+            # Bookkeeping only: a busy database must not turn an authenticated request away.
+            session.rollback()
+            log.warning("could not record token use", extra={"token_id": token_id, "error": type(exc).__name__})
+        finally:
+            session.close()
