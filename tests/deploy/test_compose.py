@@ -108,10 +108,43 @@ def is_writable(name: str, path: str) -> bool:
     return any(target == d or d in target.parents for d in writable_dirs(name))
 
 
+SHELL_BUILTINS = {"set", "rm", "true", "exec", "test", "["}
+
+
+def shell_commands(script: str) -> list[list[str]]:
+    """The simple commands of a `sh -c` script (split at newlines, `;`, `|`, `&&`, `||`; no
+    redirections; `exec` dropped), so each program it runs can be checked like a command."""
+    out = []
+    for line in script.splitlines():
+        lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        tokens = list(lexer) + [";"]
+        current: list[str] = []
+        index = 0
+        while index < len(tokens):
+            token = tokens[index]
+            if token in (";", "|", "&&", "||", "&"):
+                if current[:1] == ["exec"]:
+                    current = current[1:]
+                if current and current[0] not in SHELL_BUILTINS:
+                    out.append(current)
+                current = []
+            elif token.startswith((">", "<")):
+                index += 1  # the redirection's target
+            elif token.isdigit() and tokens[index + 1].startswith((">", "<")):
+                pass  # a file descriptor number (2>&1)
+            else:
+                current.append(token)
+            index += 1
+    return out
+
+
 def commands(name: str) -> list[list[str]]:
     """The service's command and its health check, as argv lists (CMD-SHELL split like sh would)."""
     service = SERVICES[name]
     out = [interpolate(service["command"], operator_env())] if "command" in service else []
+    if out and out[0][:2] == ["sh", "-c"]:
+        out = shell_commands(out[0][2])
     test = (service.get("healthcheck") or {}).get("test")
     if test:
         test = interpolate(test, operator_env())
