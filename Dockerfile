@@ -1,11 +1,22 @@
+# The ucmha image: API (gunicorn), Celery worker and beat, `ucmha` CLI, and the demo simulator.
+# Dependencies are installed at the versions the test suite ran with (constraints.txt).
 FROM python:3.11-slim
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+
 WORKDIR /app
-COPY pyproject.toml README.md alembic.ini gunicorn.conf.py ./
+COPY pyproject.toml README.md constraints.txt alembic.ini gunicorn.conf.py ./
 COPY service ./service
 COPY workers ./workers
 COPY simulator ./simulator
 COPY migrations ./migrations
-RUN pip install --no-cache-dir -e . && useradd --system ucmha
+# Byte-compiled at build time: the containers run with a read-only root file system.
+RUN pip install -c constraints.txt -e . \
+    && python -m compileall -q service workers simulator migrations gunicorn.conf.py \
+    && useradd --system --no-create-home --shell /usr/sbin/nologin ucmha
 USER ucmha
 EXPOSE 8000
 CMD ["gunicorn", "-c", "gunicorn.conf.py", "--bind", "0.0.0.0:8000", "service.wsgi:create_app()"]

@@ -38,12 +38,15 @@ def ensure_installed() -> None:
         print(f"creating virtualenv in {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     stamp = VENV / ".ucmha-installed"
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    inputs = (ROOT / "pyproject.toml").read_bytes() + (ROOT / "constraints.txt").read_bytes()
+    digest = hashlib.sha256(inputs).hexdigest()
     if stamp.exists() and stamp.read_text() == digest:
         return
     print("installing ucmha and its dependencies (first run only)", flush=True)
     sh(str(PY), "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    sh(str(PY), "-m", "pip", "install", "--quiet", "-e", ".[test,bench]")  # bench: the benchmark smoke test
+    # constraints.txt: the versions the test suite last ran with (reproducible installs);
+    # bench: the benchmark smoke test.
+    sh(str(PY), "-m", "pip", "install", "--quiet", "-c", "constraints.txt", "-e", ".[test,bench]")
     stamp.write_text(digest)
 
 

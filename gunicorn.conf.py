@@ -6,7 +6,8 @@ Command-line flags override what is set here. Environment:
 
 - UCMHA_BIND            address to listen on (default 127.0.0.1:8000; a bare port means 0.0.0.0:PORT;
                         PORT is honoured too)
-- UCMHA_WEB_WORKERS     worker processes (else WEB_CONCURRENCY, else 2 x CPUs + 1, at most 8)
+- UCMHA_WEB_WORKERS     worker processes (else WEB_CONCURRENCY, else 2 x CPUs + 1, at most 8, where CPUs
+                        is what the container may use: its CPU limit (cgroup quota), not the host's cores)
 - UCMHA_WEB_THREADS     threads per worker (gthread; default 4)
 - UCMHA_WEB_TIMEOUT     worker timeout in seconds (default 30)
 - UCMHA_WEB_MAX_REQUESTS
@@ -29,7 +30,6 @@ request id); gunicorn's own lines go through the same JSON handler as the app's.
 from __future__ import annotations
 
 import glob
-import multiprocessing
 import os
 import shutil
 import tempfile
@@ -53,7 +53,9 @@ def _workers() -> int:
     value = os.environ.get("UCMHA_WEB_WORKERS") or os.environ.get("WEB_CONCURRENCY")
     if value:
         return max(1, int(value))
-    return min(multiprocessing.cpu_count() * 2 + 1, 8)
+    from service.cpus import available_cpus
+
+    return min(available_cpus() * 2 + 1, 8)
 
 
 bind = _bind()

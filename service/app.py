@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service import dashboard
 from service.api import auth, devices, event_subscriptions, health, lifecycle, pairs, plans, webhooks
 from service.api.context import close_db, drain_unread_body
-from service.api.converters import MacConverter
+from service.api.converters import IdConverter, MacConverter, idconverter_schema, reject_invalid_path_values
 from service.api.schemas.common import MAC_PATTERN
 from service.api.problems import ProblemApi, problem
 from service.broker import celery_enqueue
@@ -60,6 +60,8 @@ def create_app(settings: Settings | None = None, *, session_factory: sessionmake
         SESSION_COOKIE_SECURE=settings.is_production,
     )
     app.url_map.converters["mac"] = MacConverter
+    app.url_map.converters["int"] = IdConverter  # a malformed id is named in the 404, see converters
+    app.url_value_preprocessor(reject_invalid_path_values)
     if session_factory is None:
         engine = make_engine(settings.database_url, hide_parameters=settings.is_production)
         session_factory = make_session_factory(engine)
@@ -73,8 +75,10 @@ def create_app(settings: Settings | None = None, *, session_factory: sessionmake
     app.teardown_appcontext(close_db)
     app.teardown_request(drain_unread_body)
     app.before_request(_require_json_body)
+    app.after_request(_no_content_no_type)
 
     api = ProblemApi(app)
+    api.register_converter(IdConverter, idconverter_schema)
     api.register_converter(MacConverter, lambda _converter: {"type": "string", "pattern": MAC_PATTERN})
     for module in (devices, plans, pairs, lifecycle, webhooks, event_subscriptions):
         api.register_blueprint(module.blp)
@@ -101,6 +105,13 @@ def _require_json_body():  # type: ignore[no-untyped-def]
     if request.mimetype != "application/json":
         return problem(415, "Unsupported Media Type", "Send the body as application/json.")
     return None
+
+
+def _no_content_no_type(response):  # type: ignore[no-untyped-def]
+    """A 204 has no body, so no body media type either (flask-smorest would say application/json)."""
+    if response.status_code == 204:
+        response.headers.pop("Content-Type", None)
+    return response
 
 
 def _register_docs_assets(app: Flask) -> None:

@@ -242,8 +242,8 @@ org_option = click.option("--org", "org_name", default=None,
 json_option = click.option("--json", "as_json", is_flag=True, help="JSON instead of a table")
 
 
-def _pair_json(session: Session, pair: HaPair, counts: dict[int, int]) -> dict[str, Any]:
-    return PairSchema().dump(pair_view(pair, counts.get(pair.id, 0), utcnow()))
+def _pair_json(session: Session, pair: HaPair, alarms: dict[int, list[str]]) -> dict[str, Any]:
+    return PairSchema().dump(pair_view(pair, alarms.get(pair.id, []), utcnow()))
 
 
 @main.group()
@@ -265,8 +265,8 @@ def pairs_list(runtime: Runtime, org_name: str | None, needs_attention: bool, st
         stmt = queries.pair_list_stmt(_org_id(session, org_name), status=status, q=q,
                                       needs_attention=True if needs_attention else None)
         page = queries.paginate(session, stmt, HaPair.id, limit, None)
-        counts = queries.open_alarm_counts(session, [p.id for p in page.items])
-        return [_pair_json(session, p, counts) for p in page.items]
+        alarms = queries.open_alarm_kinds(session, [p.id for p in page.items])
+        return [_pair_json(session, p, alarms) for p in page.items]
     views = _in_transaction(runtime, work)
     if as_json:
         for view in views:
@@ -290,7 +290,7 @@ def _site(view: dict[str, Any]) -> str:
 def pairs_show(runtime: Runtime, pair_id: int, org_name: str | None, as_json: bool) -> None:
     def work(session: Session) -> dict[str, Any]:
         pair = queries.pair_by_id(session, _org_id(session, org_name), pair_id)
-        return _pair_json(session, pair, queries.open_alarm_counts(session, [pair.id]))
+        return _pair_json(session, pair, queries.open_alarm_kinds(session, [pair.id]))
     view = _in_transaction(runtime, work)
     if as_json:
         _echo_json(view)

@@ -8,7 +8,7 @@ rows cost a few. Four statements per page, whatever the filter:
 1. the page's pair ids (the filter, keyset `id > after_id`, `ORDER BY id LIMIT n+1`);
 2. those pairs with their nodes' MACs and plans (by primary key);
 3. their sync rows;
-4. their open alarm counts (`queries.open_alarm_counts`).
+4. the kinds of their open alarms (`queries.open_alarm_kinds`: counted, and the attention reasons).
 
 The rows quack like `HaPair` where `presenters.pair_view` and `pair_rules` read them, so the
 representation is the one the single-pair endpoints produce.
@@ -95,7 +95,7 @@ class PairRow:
 @dataclass(frozen=True)
 class PairPage:
     items: list[PairRow]
-    alarm_counts: dict[int, int]
+    alarm_kinds: dict[int, list[str]]
     next_id: int | None
 
 
@@ -169,4 +169,4 @@ def pairs_by_id(session: Session, ids: Sequence[int]) -> list[PairRow]:
 
 def pair_page(session: Session, stmt: Select[Any], limit: int, after_id: int | None) -> PairPage:
     ids, next_id = page_ids(session, stmt, limit, after_id)
-    return PairPage(pairs_by_id(session, ids), queries.open_alarm_counts(session, ids), next_id)
+    return PairPage(pairs_by_id(session, ids), queries.open_alarm_kinds(session, ids), next_id)

@@ -8,6 +8,7 @@ from typing import Any, Sequence, TypeVar
 from sqlalchemy import BigInteger, Select, func, literal, or_, select
 from sqlalchemy.orm import Session, aliased
 
+from service.domain.attention import ATTENTION_STATUSES, ATTENTION_SYNC_STATES
 from service.domain.errors import NotFound
 from service.domain.node_rules import StorageItem
 from service.domain.plans import PlanFacts, plan_counts_for_ha
@@ -15,7 +16,6 @@ from service.models import Alarm, ApiToken, Device, Event, HaPair, Organization,
 
 T = TypeVar("T")
 
-ATTENTION_SYNC_STATES = ("failing", "blocked")
 MAX_INT_ID = 2**31 - 1
 
 
@@ -164,6 +164,20 @@ def open_alarm_counts(session: Session, pair_ids: Sequence[int]) -> dict[int, in
     return {pair_id: count for pair_id, count in rows}
 
 
+def open_alarm_kinds(session: Session, pair_ids: Sequence[int]) -> dict[int, list[str]]:
+    """Kinds of each pair's open alarms, oldest first (pairs without any are left out)."""
+    if not pair_ids:
+        return {}
+    out: dict[int, list[str]] = {}
+    rows = session.execute(
+        select(Alarm.pair_id, Alarm.kind).where(Alarm.pair_id.in_(pair_ids), Alarm.closed_at.is_(None))
+        .order_by(Alarm.pair_id, Alarm.id)
+    ).all()
+    for pair_id, kind in rows:
+        out.setdefault(pair_id, []).append(kind)
+    return out
+
+
 def open_alarms(session: Session, pair_id: int) -> list[Alarm]:
     return list(session.execute(
         select(Alarm).where(Alarm.pair_id == pair_id, Alarm.closed_at.is_(None)).order_by(Alarm.id)
@@ -171,7 +185,8 @@ def open_alarms(session: Session, pair_id: int) -> list[Alarm]:
 
 
 def needs_attention_clause() -> Any:
-    """Split brain, replacing, Secondary Active, failing/blocked sync, or an open alarm.
+    """Split brain, replacing, Secondary Active, failing/blocked sync, or an open alarm: the pairs
+    for which `domain.attention.attention_reasons` is not empty (a test holds the two together).
 
     Spelled with `IN (subquery)`, not correlated EXISTS: PostgreSQL plans each IN as one hashed
     subplan, while the EXISTS form is estimated ~100x too expensive and switches on JIT
@@ -181,7 +196,7 @@ def needs_attention_clause() -> Any:
     alarm_open = HaPair.id.in_(select(Alarm.pair_id).where(Alarm.closed_at.is_(None)))
     secondary_active = HaPair.active_device_id == HaPair.secondary_device_id
     return (HaPair.status != "dissolved") & or_(
-        HaPair.status.in_(("split_brain", "replacing")), secondary_active, sync_trouble, alarm_open)
+        HaPair.status.in_(ATTENTION_STATUSES), secondary_active, sync_trouble, alarm_open)
 
 
 def pair_list_stmt(org_id: int, *, status: str | None = None, active_site: str | None = None,
@@ -253,6 +268,17 @@ def search_clause(org_id: int, q: str, device_ids: Sequence[int] | None = None) 
 
 def events_stmt(org_id: int, pair_id: int) -> Select[Any]:
     return select(Event).where(Event.org_id == org_id, Event.pair_id == pair_id)
+
+
+def events_of_epochs(session: Session, org_id: int, pair_id: int, epochs: Sequence[int],
+                     limit: int = 500) -> list[Event]:
+    """A pair's events of the given epochs, oldest first (the timeline folds failovers from them)."""
+    if not epochs:
+        return []
+    return list(session.execute(
+        select(Event).where(Event.org_id == org_id, Event.pair_id == pair_id, Event.epoch.in_(sorted(epochs)))
+        .order_by(Event.id).limit(limit)
+    ).scalars())
 
 
 def device_list_stmt(org_id: int, q: str | None) -> Select[Any]:

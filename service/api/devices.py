@@ -9,6 +9,7 @@ from service.models import Device
 
 from .auth import require_token
 from .context import command_context, db, principal
+from .problems import LOCATION_HEADER
 from .schemas.common import encode_cursor
 from .webhooks import webhook_keys
 from .schemas.devices import (AlertTokenSchema, DeviceCreatedSchema, DeviceCreateSchema, DeviceListArgs,
@@ -31,14 +32,14 @@ def _alert_url(token: str) -> str:
 
 @blp.post("")
 @blp.arguments(DeviceCreateSchema)
-@blp.response(201, DeviceCreatedSchema)
+@blp.response(201, DeviceCreatedSchema, headers=LOCATION_HEADER)
 def create_device(data):
     issued = commands.create_device(command_context(), data)
     device = _with_pair([issued.device])[0]
     device.webhook_secret = issued.webhook_secret  # type: ignore[attr-defined]
     device.alert_token = issued.alert_token  # type: ignore[attr-defined]
     device.alert_url = _alert_url(issued.alert_token)  # type: ignore[attr-defined]
-    return device
+    return device, {"Location": url_for("devices.get_device", mac=device.mac)}
 
 
 @blp.get("")

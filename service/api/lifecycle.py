@@ -22,7 +22,7 @@ blp.before_request(require_token)
 
 
 def _one(pair: HaPair) -> dict:
-    return pair_view(pair, queries.open_alarm_counts(db(), [pair.id]).get(pair.id, 0), utcnow())
+    return pair_view(pair, queries.open_alarm_kinds(db(), [pair.id]).get(pair.id, []), utcnow())
 
 
 @blp.post("/<int:pair_id>/replace")

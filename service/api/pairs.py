@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from flask import jsonify
+from flask import jsonify, url_for
 from flask_smorest import Blueprint
 
 from service import pair_pages, queries
@@ -10,6 +10,7 @@ from service.models import Event, HaPair, utcnow
 from .auth import require_token
 from .context import command_context, db, principal
 from .presenters import pair_json, pair_view
+from .problems import LOCATION_HEADER
 from .schemas.common import PageArgs, encode_cursor
 from .schemas.pairs import (CloudImSettingsSchema, CustomDomainSchema, EventPageSchema, PairCreateSchema,
                             PairListArgs, PairPageSchema, PairSchema, PreflightSchema,
@@ -20,7 +21,7 @@ blp.before_request(require_token)
 
 
 def _one(pair: HaPair) -> dict:
-    return pair_view(pair, queries.open_alarm_counts(db(), [pair.id]).get(pair.id, 0), utcnow())
+    return pair_view(pair, queries.open_alarm_kinds(db(), [pair.id]).get(pair.id, []), utcnow())
 
 
 @blp.post("/preflight")
@@ -33,9 +34,10 @@ def preflight(data):
 
 @blp.post("")
 @blp.arguments(PairCreateSchema)
-@blp.response(201, PairSchema)
+@blp.response(201, PairSchema, headers=LOCATION_HEADER)
 def create_pair(data):
-    return _one(commands.create_pair(command_context(), data))
+    pair = commands.create_pair(command_context(), data)
+    return _one(pair), {"Location": url_for("pairs.get_pair", pair_id=pair.id)}
 
 
 @blp.get("")
@@ -49,7 +51,7 @@ def list_pairs(args):
     page = pair_pages.pair_page(db(), stmt, args["limit"], args["after_id"])
     now = utcnow()
     # Serialized here rather than by PairPageSchema (which still documents it): see pair_json.
-    return jsonify({"items": [pair_json(pair_view(p, page.alarm_counts.get(p.id, 0), now))  # type: ignore[arg-type]
+    return jsonify({"items": [pair_json(pair_view(p, page.alarm_kinds.get(p.id, []), now))  # type: ignore[arg-type]
                               for p in page.items],
                     "next_cursor": encode_cursor(page.next_id) if page.next_id else None})
 

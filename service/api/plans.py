@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from flask import url_for
 from flask_smorest import Blueprint
 
 from service import queries
@@ -8,6 +9,7 @@ from service.models import Plan, utcnow
 
 from .auth import require_token
 from .context import command_context, db, principal
+from .problems import LOCATION_HEADER
 from .schemas.common import encode_cursor
 from .schemas.plans import PlanCreateSchema, PlanListArgs, PlanPageSchema, PlanSchema, PlanUpdateSchema
 
@@ -22,9 +24,10 @@ def _view(plan: Plan) -> Plan:
 
 @blp.post("")
 @blp.arguments(PlanCreateSchema)
-@blp.response(201, PlanSchema)
+@blp.response(201, PlanSchema, headers=LOCATION_HEADER)
 def create_plan(data):
-    return _view(commands.create_plan(command_context(), data))
+    plan = _view(commands.create_plan(command_context(), data))
+    return plan, {"Location": url_for("plans.get_plan", plan_id=plan.id)}
 
 
 @blp.get("")

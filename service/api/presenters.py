@@ -1,9 +1,11 @@
 """Turn stored rows into the contract's representations."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from service.domain.attention import AttentionFacts, attention_reasons
 from service.domain.procedures import procedure_of
 from service.models import HaPair, PairSync
 from service.pair_rules import current_violations
@@ -26,7 +28,18 @@ def sync_view(sync: PairSync | None) -> dict[str, Any]:
     }
 
 
-def pair_view(pair: HaPair, alarms_open: int, now: datetime) -> dict[str, Any]:
+def attention_of(pair: HaPair, open_alarms: Sequence[str]) -> tuple[str, ...]:
+    """Why the pair needs attention (`domain.attention`), from its rows and open alarm kinds."""
+    return attention_reasons(AttentionFacts(
+        status=pair.status,
+        secondary_active=pair.active_device_id == pair.secondary_device_id,
+        sync_states={row.target: row.state for row in pair.syncs},
+        open_alarms=tuple(open_alarms),
+    ))
+
+
+def pair_view(pair: HaPair, open_alarms: Sequence[str], now: datetime) -> dict[str, Any]:
+    """The pair as the API shows it; `open_alarms` are the kinds of its open alarms, oldest first."""
     im_sync = pair.sync("cloud_im")
     return {
         "id": pair.id,
@@ -49,7 +62,8 @@ def pair_view(pair: HaPair, alarms_open: int, now: datetime) -> dict[str, Any]:
             {"at": pair.last_switch_at, "to_mac": pair.last_switch_to_mac, "reason": pair.last_switch_reason}
             if pair.last_switch_at else None
         ),
-        "alarms_open": alarms_open,
+        "alarms_open": len(open_alarms),
+        "attention": list(attention_of(pair, open_alarms)),
         "ha_settings": pair.ha_settings,
         "procedure": procedure_of(pair.procedure),
         "violations": [v.as_dict() for v in current_violations(pair, now)],

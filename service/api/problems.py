@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 PROBLEM_TYPE_BASE = "https://ucmha.dev/problems/"
 PROBLEM_JSON = "application/problem+json"
+# OpenAPI description of the header every 201 carries (the created resource's URL).
+LOCATION_HEADER = {"Location": {"description": "URL of the created resource", "schema": {"type": "string"}}}
 # How long a client should wait before retrying while the database or the broker is away: a
 # restart takes seconds, and the nodes retry by themselves anyway.
 UNAVAILABLE_RETRY_AFTER_S = 2
@@ -98,7 +100,8 @@ class ProblemApi(Api):
             headers["Retry-After"] = str(error.retry_after)
         if error.code == 405 and error.get_response().headers.get("Allow"):
             headers["Allow"] = error.get_response().headers["Allow"]
-        return problem(error.code or 500, error.name, str(detail), errors=errors or None, headers=headers)
+        return problem(error.code or 500, error.name, str(detail), slug=data.get("slug"), errors=errors or None,
+                       headers=headers)
 
 
 def handle_domain_error(error: DomainError) -> Response:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 from datetime import datetime, timezone
 
@@ -24,6 +25,9 @@ from .jsonbody import MAX_JSON_DEPTH, JsonTooDeep, contains_nul, loads_bounded
 from .schemas.common import NUL_MESSAGE
 from .problems import PROBLEM_JSON, ProblemSchema
 from .schemas.webhooks import NOTIFICATION_DOCS, NativeAlertSchema, NotificationSchema, ReceiptSchema
+
+log = logging.getLogger(__name__)
+UNAUTHORIZED = "The webhook signature, timestamp or device is not valid."
 
 blp = Blueprint("webhooks", __name__, url_prefix="/api/v1/webhooks",
                 description="Signed notifications from UCM nodes (Standard Webhooks)")
@@ -97,7 +101,23 @@ def verify_signature(device: WebhookKey | None, body: bytes) -> None:
         valid |= webhook_signature_valid(secret, headers["webhook-id"], headers["webhook-timestamp"],
                                          headers["webhook-signature"], body, now.timestamp(), tolerance)
     if device is None or not valid:
-        abort(401, message="The webhook signature, timestamp or device is not valid.")
+        reason = refusal_reason(device, headers, now.timestamp(), tolerance)
+        log.warning("webhook refused: %s", reason.replace("_", " "),
+                    extra={"reason": reason, "mac": str((request.view_args or {}).get("mac", ""))})
+        abort(401, message=UNAUTHORIZED)
+
+
+def refusal_reason(device: Device | None, headers: dict[str, str], now_s: float, tolerance_s: float) -> str:
+    """Which check failed, for the log only: the client gets one message whatever it was."""
+    if device is None:
+        return "unknown_device"
+    if not all(headers.values()):
+        return "missing_headers"
+    if not headers["webhook-timestamp"].isdecimal():
+        return "bad_timestamp"
+    if abs(now_s - int(headers["webhook-timestamp"])) > tolerance_s:
+        return "stale_timestamp"
+    return "bad_signature"
 
 
 def check_webhook_id() -> str:
@@ -180,6 +200,7 @@ def _alert_device(alert_token: str) -> Device:
     device = db().execute(select(Device).where(Device.alert_token_hash == hash_token(alert_token))).unique() \
         .scalar_one_or_none()
     if device is None:
+        log.warning("native alert refused: unknown alert token", extra={"reason": "unknown_alert_token"})
         abort(401, message="Unknown alert token.")
     return device
 

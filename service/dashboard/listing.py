@@ -17,8 +17,9 @@ from sqlalchemy import Select, and_, case, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from service import queries
+from service.api.presenters import attention_of, pair_view
 from service.domain import alarms as alarm_kinds
-from service.api.presenters import pair_view
+from service.domain.attention import SECONDARY_ACTIVE
 from service.models import Alarm, HaPair, PairSync
 
 STATUSES = ("paired", "standalone", "split_brain", "replacing", "dissolved")
@@ -214,12 +215,12 @@ def list_page(session: Session, org_id: int, filters: Filters, *, after: tuple[i
     prev_cursor = encode_cursor(pairs[0][1], pairs[0][0].id) if pairs and has_prev else None
 
     ids = [pair.id for pair, _ in pairs]
-    counts = queries.open_alarm_counts(session, ids)
     kinds = open_alarm_kinds(session, org_id, ids)
     rows = []
     for pair, r in pairs:
-        view = pair_view(pair, counts.get(pair.id, 0), now)
-        rows.append(Row(pair, view, r, attention_badges(pair, kinds.get(pair.id, []))))
+        alarms = kinds.get(pair.id, [])
+        view = pair_view(pair, [kind for kind, _ in alarms], now)
+        rows.append(Row(pair, view, r, attention_badges(pair, alarms)))
     return PairPage(rows, next_cursor, prev_cursor, int(matching))
 
 
@@ -260,28 +261,37 @@ def alarm_label(kind: str, sites: dict[str, str] | None = None) -> tuple[str, st
 
 
 def attention_badges(pair: HaPair, alarms: Sequence[tuple[str, str]]) -> list[Badge]:
-    """Why a pair needs attention, most serious first; empty for a healthy or dissolved pair."""
-    if pair.status == "dissolved":
-        return []
-    badges: list[Badge] = []
-    if pair.status == "split_brain":
-        badges.append(Badge("Split brain", "red", "Both nodes act as Active; an admin must resolve it"))
-    elif pair.status == "replacing":
-        badges.append(Badge("Replacing node", "amber", "A node replacement is in progress (R12)"))
-    for row in pair.syncs:
-        label = TARGET_LABELS.get(row.target, row.target)
-        if row.state == "failing":
-            badges.append(Badge(f"{label} failing", "red", row.last_error or "upstream repoint keeps failing"))
-        elif row.state == "blocked":
-            why = "; ".join(f"{v.get('rule')} {v.get('code')}" for v in row.violations or [])
-            badges.append(Badge(f"{label} blocked", "amber", why or "a rule withholds the repoint"))
-    if pair.active_device_id == pair.secondary_device_id:
-        badges.append(Badge("Secondary Active", "amber", "The Secondary runs the service; no automatic failback (R7)"))
-    seen = {b.label for b in badges}
+    """A badge per reason the pair needs attention (`domain.attention`, the API's `attention`)."""
+    details = dict(alarms)
+    rows = {row.target: row for row in pair.syncs}
     sites = {pair.primary.mac: "Primary", pair.secondary.mac: "Secondary"}
-    for kind, detail in alarms:
-        label, tone = alarm_label(kind, sites)
-        if label not in seen:
-            seen.add(label)
-            badges.append(Badge(label, tone, detail))
+    badges: list[Badge] = []
+    for reason in attention_of(pair, [kind for kind, _ in alarms]):
+        badge = _status_badge(reason) or _sync_badge(reason, rows)
+        if badge is None:
+            label, tone = alarm_label(reason, sites)
+            badge = Badge(label, tone, details.get(reason, ""))
+        badges.append(badge)
     return badges
+
+
+def _status_badge(reason: str) -> Badge | None:
+    if reason == "split_brain":
+        return Badge("Split brain", "red", "Both nodes act as Active; an admin must resolve it")
+    if reason == "replacing":
+        return Badge("Replacing node", "amber", "A node replacement is in progress (R12)")
+    if reason == SECONDARY_ACTIVE:
+        return Badge("Secondary Active", "amber", "The Secondary runs the service; no automatic failback (R7)")
+    return None
+
+
+def _sync_badge(reason: str, rows: dict[str, PairSync]) -> Badge | None:
+    target, _, state = reason.rpartition("_")
+    row = rows.get(target)
+    if row is None or state not in ("failing", "blocked"):
+        return None
+    label = TARGET_LABELS.get(target, target)
+    if state == "failing":
+        return Badge(f"{label} failing", "red", row.last_error or "upstream repoint keeps failing")
+    why = "; ".join(f"{v.get('rule')} {v.get('code')}" for v in row.violations or [])
+    return Badge(f"{label} blocked", "amber", why or "a rule withholds the repoint")

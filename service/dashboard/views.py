@@ -21,7 +21,7 @@ from service.domain.errors import DomainError, NotFound
 from service.domain.mac import InvalidMac, normalize_mac
 from service.models import Device, Event, HaPair, utcnow
 
-from . import auth, formatting, listing
+from . import auth, formatting, listing, story
 
 blp = Blueprint("dashboard", __name__, url_prefix="/dashboard", template_folder="templates",
                 static_folder="static", static_url_path="/static")
@@ -204,7 +204,7 @@ def pair(pair_id: int):  # type: ignore[no-untyped-def]
     row = queries.pair_by_id(session, org_id, pair_id)  # another organization's pair -> 404
     now = utcnow()
     alarms = queries.open_alarms(session, row.id)
-    view = pair_view(row, len(alarms), now)
+    view = pair_view(row, [a.kind for a in alarms], now)
     before = request.args.get("before", type=int)
     if before is not None and not 0 < before <= MAX_EVENT_ID:
         abort(400, description="That page link is not valid. Start again from the newest events.")
@@ -212,8 +212,12 @@ def pair(pair_id: int):  # type: ignore[no-untyped-def]
                               descending=True)
     nodes = [_node(row, row.primary, "Primary", now), _node(row, row.secondary, "Secondary", now)]
     badges = listing.attention_badges(row, [(a.kind, a.detail) for a in alarms])
+    facts = story.PairFacts(sites={row.primary.mac: "Primary", row.secondary.mac: "Secondary"}, epoch=row.epoch,
+                            sync_states={s.target: s.state for s in row.syncs}, custom_domain=row.custom_domain)
+    around = queries.events_of_epochs(session, org_id, row.id, sorted(story.switch_epochs(events.items)))
+    lines = story.timeline_lines(events.items, around, facts)
     return render_template("dashboard_pair.html", pair=row, view=view, nodes=nodes, alarms=alarms,
-                           events=events, badges=badges, older=before is not None,
+                           events=events, lines=lines, badges=badges, older=before is not None,
                            firmware_differs=row.primary.firmware != row.secondary.firmware,
                            deliveries=subscription_queries.recent_pair_deliveries(session, org_id, row.id))
 

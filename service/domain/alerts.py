@@ -123,6 +123,11 @@ def _state(
     return None
 
 
+def _with_node_mac(found: re.Match[str] | None) -> re.Match[str] | None:
+    """The match, unless the MAC it names is one no node can have (all zeros, multicast)."""
+    return found if found is not None and is_mac(found["mac"]) else None
+
+
 def parse_alert(action: str, mac: str, content: str) -> ParsedAlert:
     """Classify one native alert; never raises."""
     raw = _text(content)
@@ -130,20 +135,20 @@ def parse_alert(action: str, mac: str, content: str) -> ParsedAlert:
     sender = _text(mac)
     sender_mac = normalize_mac(sender) if is_mac(sender) else None
 
-    found = _SWITCH_LOG.search(text)
+    found = _with_node_mac(_SWITCH_LOG.search(text))
     if found:
         reason = _LOG_REASONS[re.sub(r"[ _]", "", found["reason"]).lower()]
         return ParsedAlert(
             "role_changed", normalize_mac(found["mac"]), reason, None, None, _time(found["at"]), raw
         )
 
-    found = _SWITCH_ZH.search(text) or _SWITCH_EN.search(text)
+    found = _with_node_mac(_SWITCH_ZH.search(text) or _SWITCH_EN.search(text))
     if found:
         return ParsedAlert(
             "role_changed", normalize_mac(found["mac"]), "heart_beat_lost", None, None, None, raw
         )
 
-    found = _FAULT.search(text)
+    found = _with_node_mac(_FAULT.search(text))
     if found:
         state = _state(found["rest"]) or _state(_text(action)[:SCAN_LIMIT], _ACTION_CLEARED, _ACTION_RAISED)
         if state is not None:

@@ -4,8 +4,10 @@ A UCM is known by the MAC of its business port. GDMS shows ``C0:74:AD:45:3B:10``
 alarm texts use ``C074AD453B10``, and admins paste whatever their tools print. The service
 stores and returns one canonical form so that the same node is never two nodes.
 
-Only spelling is judged, not plausibility: a multicast or all-zero MAC is returned as
-normalised, because test rigs and simulators legitimately use made-up addresses.
+Beyond spelling, only what can never be a node's own address is refused: all zeros (an unset
+MAC), and group addresses (broadcast, multicast: the low bit of the first octet), which no
+network interface has as its own. Locally administered addresses (``02:...``) are fine: test
+rigs and simulators use them.
 """
 
 from __future__ import annotations
@@ -49,7 +51,18 @@ def normalize_mac(value: str) -> str:
             "C0:74:AD:45:3B:10, C0-74-AD-45-3B-10, c074ad453b10 or c074.ad45.3b10"
         )
     digits = re.sub(r"[:.\-]", "", text).upper()
-    return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
+    canonical = ":".join(digits[i : i + 2] for i in range(0, 12, 2))
+    refuse_non_node_mac(canonical)
+    return canonical
+
+
+def refuse_non_node_mac(canonical: str) -> None:
+    """``InvalidMac`` for an address no node can have: all zeros, broadcast or multicast."""
+    if canonical == "00:00:00:00:00:00":
+        raise InvalidMac(f"invalid MAC address {canonical}: all zeros is an unset address, not a node's")
+    if int(canonical[:2], 16) & 1:
+        kind = "broadcast" if canonical == "FF:FF:FF:FF:FF:FF" else "multicast"
+        raise InvalidMac(f"invalid MAC address {canonical}: a {kind} (group) address, not a node's own")
 
 
 def compact_mac(mac: str) -> str:

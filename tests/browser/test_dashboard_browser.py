@@ -107,8 +107,9 @@ def test_pair_page(browser_context, org: Org):
     rc = page.locator('[data-testid="sync-remote_connect"]').inner_text()
     assert "pbx-bremen.acme.example" in rc and pair["secondary_mac"] in rc
     timeline = page.locator('[data-testid="timeline"]')
-    kinds = timeline.locator("tr[data-kind]").evaluate_all("rows => rows.map(r => r.dataset.kind)")
-    assert "switch" in kinds and "role_claim" in kinds and kinds.index("role_claim") < kinds.index("pair_created")
+    kinds = timeline.locator("li.line[data-kind]").evaluate_all("rows => rows.map(r => r.dataset.kind)")
+    assert kinds[0] == "failover" and kinds.index("failover") < kinds.index("pair_created")
+    assert "a manual force switch" in timeline.locator('li.line[data-kind="failover"]').inner_text()
     screenshot(page, "07-pair-page-secondary-active")
     failing = org.pairs["failing"]
     page.goto(f"/dashboard/pairs/{failing['id']}")
@@ -142,10 +143,10 @@ def test_admin_resolves_a_split_brain(browser_context, org: Org):
     assert page.locator('h1 [data-status]').get_attribute("data-status") == "paired"
     assert page.locator('[data-testid="resolve-form"]').count() == 0
     assert "Active" in page.locator('[data-testid="node-secondary"] .role-badge').inner_text()
-    first_event = page.locator('[data-testid="timeline"] tr[data-kind]').first
-    assert first_event.get_attribute("data-kind") in ("sync_state", "admin_resolve", "alarm_cleared",
-                                                        "status_changed", "switch")
-    assert "Site confirmed" in page.locator('[data-testid="timeline"]').inner_text()
+    first_event = page.locator('[data-testid="timeline"] li.line[data-kind]').first
+    assert first_event.get_attribute("data-kind") in ("failover", "alarm_cleared")
+    ruling = page.locator('[data-testid="timeline"] li.line[data-kind="failover"]').first
+    assert "An admin ruled" in ruling.inner_text() and "Site confirmed" in ruling.inner_text()
     screenshot(page, "10-admin-resolved")
     page.get_by_role("button", name="Resync upstream").click()
     page.wait_for_selector(".flash-success")

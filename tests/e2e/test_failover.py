@@ -108,3 +108,33 @@ def test_keeps_failing_turns_failing_with_alarm_and_recovers(fresh_stack):
     fresh_stack.sim.clear_faults()
     view = admin.converged(pair_id, timeout=120)
     assert view["alarms_open"] == 0
+
+
+def test_the_compose_health_checks_pass_against_running_worker_and_scheduler(stack):
+    """The worker's and the scheduler's health checks of docker-compose.yml, run as written."""
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    from tests.e2e.stack import BIN
+
+    services = yaml.safe_load((Path(__file__).resolve().parents[2] / "docker-compose.yml").read_text())["services"]
+
+    def run(test: list[str]) -> subprocess.CompletedProcess[str]:
+        # The harness names its worker `worker@%h`; compose leaves Celery's default `celery@%h`.
+        shell = test[1].replace("celery@$$HOSTNAME", f"worker@{socket.gethostname()}") if test[0] != "CMD" else ""
+        argv = test[1:] if test[0] == "CMD" else shell.split()
+        argv = [a for a in argv if not a.startswith(">")]
+        program = sys.executable if argv[0] == "python" else str(BIN / argv[0])
+        schedule = str(stack.workdir / "beat-schedule")
+        argv = [program, *(schedule if a == "/tmp/celerybeat-schedule" else a for a in argv[1:])]
+        return subprocess.run(argv, capture_output=True, text=True, env=stack.env(), timeout=60)
+
+    worker = run(services["worker"]["healthcheck"]["test"])
+    assert worker.returncode == 0, worker.stdout + worker.stderr
+    scheduler = wait_for(lambda: (r := run(services["scheduler"]["healthcheck"]["test"])).returncode == 0 and r,
+                         30, "the scheduler's health check")
+    assert scheduler.stdout.startswith("ok:")

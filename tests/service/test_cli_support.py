@@ -75,12 +75,13 @@ def test_pairs_list_show_and_events_match_the_api(cli_db, api):
         ("pairs", "list", "--org", "Pairs Org"))
     assert [p["id"] for p in json_lines(all_pairs)] == [calm["id"], moved["id"]]
     assert [p["id"] for p in json_lines(attention)] == [moved["id"]]
+    assert [p["attention"] for p in json_lines(attention)] == [["secondary_active"]]
     assert as_json(show) == api.get(f"/api/v1/ha-pairs/{moved['id']}", headers=headers).get_json()
     api_events = api.get(f"/api/v1/ha-pairs/{moved['id']}/events", headers=headers).get_json()["items"]
     assert json_lines(events) == api_events and api_events
     lines = table.stdout.splitlines()
     assert lines[0].split()[:3] == ["ID", "STATUS", "ACTIVE"] and len(lines) == 3
-    assert moved["secondary_mac"] in lines[2] and "secondary" in lines[2]
+    assert moved["secondary_mac"] in lines[2] and "secondary" in lines[2] and "secondary_active" in lines[2]
 
     human = ucmha(cli_db, "pairs", "show", str(moved["id"]), "--org", "Pairs Org").stdout
     assert f"{moved['secondary_mac']}  (Active)" in human and "epoch 2" in human

@@ -138,6 +138,11 @@ class PairSchema(ma.Schema):
     sync = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(SyncSchema))
     last_switch = ma.fields.Nested(LastSwitchSchema, allow_none=True)
     alarms_open = ma.fields.Integer()
+    attention = ma.fields.List(ma.fields.String(), metadata={"description": (
+        "why the pair needs attention, most serious first; empty when it needs none: split_brain, replacing, "
+        "remote_connect_failing, cloud_im_failing, remote_connect_blocked, cloud_im_blocked, secondary_active, "
+        "then the kind of every other open alarm (backup_overdue, node_silent_C074AD453B10, ...). "
+        "needs_attention=true lists exactly the pairs where it is not empty")})
     ha_settings = ma.fields.Dict(allow_none=True)
     procedure = ma.fields.Nested(ProcedureSchema, allow_none=True)
     violations = ma.fields.List(ma.fields.Dict(), metadata={"description": "rules the pair breaks now (R2, R3)"})

@@ -305,3 +305,10 @@ def test_an_alarm_past_the_scan_limit_is_not_looked_for():
 def test_parsed_alert_is_frozen():
     with pytest.raises(FrozenInstanceError):
         parse_alert("", SENDER, "x").kind = "fault"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("mac", ["000000000000", "01005E000001", "FFFFFFFFFFFF"])
+def test_an_alarm_naming_a_mac_no_node_can_have_is_unclassified_not_an_error(mac):
+    for content in (f"发生HA切换, MAC: {mac}已经接管业务。", f"MAC: {mac} -- WAN/LAN 2023-07-07 15:06:03连线断开故障"):
+        alert = parse_alert("", SENDER, content)
+        assert alert.kind == "unclassified" and alert.raw == content

@@ -91,9 +91,22 @@ def test_the_message_of_a_huge_value_is_cut_short():
     assert len(str(caught.value)) < 300
 
 
-def test_plausibility_is_not_judged_only_spelling():
-    assert normalize_mac("000000000000") == "00:00:00:00:00:00"
-    assert normalize_mac("01:00:5e:00:00:01") == "01:00:5E:00:00:01"
+@pytest.mark.parametrize("value, why", [
+    ("000000000000", "all zeros"), ("00-00-00-00-00-00", "all zeros"),
+    ("FF:FF:FF:FF:FF:FF", "broadcast"), ("ffff.ffff.ffff", "broadcast"),
+    ("01:00:5e:00:00:01", "multicast"), ("33:33:00:00:00:01", "multicast"), ("03:00:00:00:00:01", "multicast"),
+])
+def test_addresses_no_node_can_have_are_refused(value, why):
+    with pytest.raises(InvalidMac) as caught:
+        normalize_mac(value)
+    assert why in str(caught.value)
+    assert not is_mac(value)
+
+
+@pytest.mark.parametrize("value", ["02:00:00:00:00:01", "00:00:00:00:00:01", "FE:FF:FF:FF:FF:FF",
+                                   "00:0B:82:A4:6E:BF"])
+def test_unicast_addresses_pass_including_locally_administered(value):
+    assert normalize_mac(value) == value
 
 
 def test_compact_mac_gives_the_alarm_text_spelling():
