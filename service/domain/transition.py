@@ -102,7 +102,8 @@ def on_claim(pair: PairState, claim: RoleClaim, *, clock_ahead_s: float | None =
     decision = decide_claim(pair, claim)
     after = record_claim(pair, claim, decision)
     claimant = member_mac(pair, claim.mac)
-    line = TimelineLine("role_claim", claimant, pair.epoch, {
+    # The decision's line carries the epoch it produced (the pair's, unchanged, when it changed nothing).
+    line = TimelineLine("role_claim", claimant, after.epoch, {
         "decision": decision.kind, "row": decision.row, "reason": claim.reason, "why": decision.reason,
         "occurred_at": as_utc(claim.occurred_at), "sequence": claim.sequence, "clock_ahead_s": clock_ahead_s})
     switch, lines, alarms = _consequences(pair, after, decision.reason, decision.row, claim.reason, claim.occurred_at)
@@ -122,7 +123,7 @@ def on_status(pair: PairState, report: StatusReport, liveness_window_s: int) -> 
     notable = (decision.kind != "recorded" or decision.status != pair.status
                or decision.active_mac != member_mac(pair, pair.active_mac))
     if notable:
-        lines.append(TimelineLine("status_report", reporter, pair.epoch, {
+        lines.append(TimelineLine("status_report", reporter, after.epoch, {
             "decision": decision.kind, "row": decision.row, "why": decision.reason, "role": report.role,
             "work_status": report.work_status}))
     switch, more, alarms = _consequences(pair, after, decision.reason, decision.row, decision.row, report.occurred_at)

@@ -14,7 +14,8 @@ def test_an_applied_claim_says_who_switched_why_and_where_upstream_goes():
     assert (change.switch.from_mac, change.switch.to_mac, change.switch.reason, change.switch.at) == (
         PRIMARY, SECONDARY, "force_switch", at(0))
     assert [line.kind for line in change.timeline] == ["role_claim", "switch"]
-    assert change.timeline[0].epoch == 1 and change.timeline[1].epoch == 2
+    # the decision's line carries the epoch it produced, as the switch does
+    assert change.timeline[0].epoch == 2 and change.timeline[1].epoch == 2
     assert change.timeline[0].detail["clock_ahead_s"] == 2.5
     assert change.targets(ROUTING)["remote_connect"] == Desired("pbx.example.com", SECONDARY, 2)
 
