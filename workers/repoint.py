@@ -210,10 +210,12 @@ def record_outcome(session: Session, settings: Settings, pair: HaPair, row: Pair
                                               "attempt": change.after.attempts, "retry_in_s": round(delay, 2)})
     sync.persist_change(ctx, pair, row, change,
                         enqueue=lambda delay_s: after.append((REPOINT_TASK, (pair.id, row.target), delay_s)))
-    if error is not None and retry_after:
+    hold = outbox.retry_after_hold_until(now, retry_after) if error is not None else None
+    if hold is not None:
         # The upstream said when: an ownerless lease until then keeps the sweeper and the wake-up
-        # (sweep.wake_waiting) from retrying any sooner.
-        row.lease_owner, row.lease_until = None, row.next_attempt_at
+        # (sweep.wake_waiting) from retrying any sooner, but no longer than that, so a wake-up
+        # can still cut short the backoff drawn above it.
+        row.lease_owner, row.lease_until = None, hold
     latency = (now - row.desired_at).total_seconds() \
         if change.outcome == "applied" and row.desired_at is not None else None
     if error is None and owed.key is None and owed.applied_key is not None:

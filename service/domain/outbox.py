@@ -26,6 +26,7 @@ The lease and the retry delay are separate small functions (:func:`lease_until`,
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -253,6 +254,17 @@ def is_owed(row: SyncRow) -> bool:
 def lease_until(now: datetime, lease_s: float = DEFAULT_LEASE_S) -> datetime:
     """How long a worker holds a row while it calls upstream (no row lock is held meanwhile)."""
     return now + timedelta(seconds=lease_s)
+
+
+def retry_after_hold_until(now: datetime, retry_after_s: float | None) -> datetime | None:
+    """Until when nothing may call the upstream for a row it answered ``Retry-After`` for.
+
+    Only the upstream's own wait, not the jittered backoff drawn on top of it: once that wait is
+    over, a wake-up (the upstream took another call) may retry sooner than the backoff.
+    """
+    if retry_after_s is None or not math.isfinite(retry_after_s) or retry_after_s <= 0:
+        return None
+    return now + timedelta(seconds=retry_after_s)
 
 
 def retry_delay_s(attempts: int, policy: BackoffPolicy, retry_after_s: float | None,

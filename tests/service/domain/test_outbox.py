@@ -93,3 +93,13 @@ def test_drift_is_outranked_or_forgotten():
 
 def test_lease_and_delay_are_small_separate_policies():
     assert outbox.lease_until(NOW, 30) == NOW + timedelta(seconds=30)
+
+
+@pytest.mark.parametrize("retry_after", [None, 0.0, -1.0, float("nan"), float("inf")])
+def test_no_retry_after_hold_without_a_usable_wait(retry_after):
+    assert outbox.retry_after_hold_until(datetime(2026, 1, 1, tzinfo=timezone.utc), retry_after) is None
+
+
+def test_the_retry_after_hold_is_the_upstreams_wait_only():
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert outbox.retry_after_hold_until(now, 2.0) == now + timedelta(seconds=2)
