@@ -39,10 +39,13 @@ def bump_epoch(ctx: CommandContext, pair: HaPair, *, above: int = 0) -> int:
     """Compare-and-swap the epoch to the next value (and past `above`); it only ever rises."""
     old = pair.epoch
     new = max(old, above) + 1
-    result = ctx.session.execute(
-        update(HaPair).where(HaPair.id == pair.id, HaPair.epoch == old).values(epoch=new)
-        .execution_options(synchronize_session=False)
-    )
+    # No autoflush: the swap reads only the row's epoch, which nothing but this statement writes,
+    # so the command's pending changes are written later, together, not split around it.
+    with ctx.session.no_autoflush:
+        result = ctx.session.execute(
+            update(HaPair).where(HaPair.id == pair.id, HaPair.epoch == old).values(epoch=new)
+            .execution_options(synchronize_session=False)
+        )
     if result.rowcount != 1:
         raise EpochConflict(f"pair {pair.id} epoch moved past {old}")
     set_committed_value(pair, "epoch", new)

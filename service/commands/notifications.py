@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -68,37 +68,44 @@ def receive(ctx: CommandContext, device: Device, webhook_id: str, note: dict[str
 
 def _receive_once(ctx: CommandContext, device_id: int, webhook_id: str, note: dict[str, Any],
                   source: str) -> Receipt:
-    device = ctx.session.get(Device, device_id, populate_existing=True)
-    if device is None:  # deleted since the intake's (cached) lookup: it was in no pair, store nothing
-        raise InvalidState("The device is not in an HA pair.", code="device_not_paired")
-    existing = _existing(ctx, device.id, webhook_id)
+    existing = _existing(ctx, device_id, webhook_id)
     if existing is not None:
         return Receipt(existing.id, existing.outcome, first_time=False, pair_id=existing.pair_id, type=existing.type)
-    pair = queries.live_pair_of(ctx.session, device.id, for_update=True)
+    # The device is read fresh as a member of its locked pair (queries.live_pair_of): no read of
+    # its own before the lock, which would only be read again after it.
+    pair = queries.live_pair_of(ctx.session, device_id, for_update=True)
     if pair is None:
-        raise InvalidState(f"Device {device.mac} is not in an HA pair.", code="device_not_paired")
-    device = pair.node(device.mac) or device
+        _refuse_unpaired(ctx, device_id)
+    device = pair.primary if pair.primary_device_id == device_id else pair.secondary
     peer = pair.secondary if device.id == pair.primary_device_id else pair.primary
     peer_mac = note["data"].get("peer_mac")
     if peer_mac is not None and peer_mac != peer.mac and not lifecycle.peer_tolerated(pair, device, peer_mac):
         raise NotInPair(f"peer_mac {peer_mac} is not the peer of {device.mac} in pair {pair.id} ({peer.mac}).",
                         code="peer_not_in_pair")
     ctx.org_id = pair.org_id
+    # Lock, snapshot, let the domain decide, persist exactly that. The decision is pure, so the
+    # notification row is written once, with its outcome (no insert, then update).
+    change = HANDLERS[note["type"]](ctx, pair, device, note)
     row = Notification(org_id=pair.org_id, device_id=device.id, pair_id=pair.id, source=source,
                        webhook_id=webhook_id, type=note["type"], occurred_at=note["occurred_at"],
-                       sequence=note["sequence"], payload=_payload(note), outcome="accepted", received_at=ctx.now())
+                       sequence=note["sequence"], payload=_payload(note), outcome=change.outcome,
+                       detail=change.why, received_at=ctx.now())
     ctx.session.add(row)
-    ctx.session.flush()
-    device.last_heard_at = ctx.now()
-    # Lock, snapshot, let the domain decide, persist exactly that.
-    change = HANDLERS[note["type"]](ctx, pair, device, note)
+    ctx.session.flush()  # the row's id, which the timeline lines name
+    device.last_heard_at = ctx.now()  # after that flush: written with the device's other changes
     transitions.persist(ctx, pair, change, notification_id=row.id)
     if note["type"] == "ha.status" and change.outcome != "stale":
         after_status(ctx, pair, device, note)
-    row.outcome, row.detail = change.outcome, change.why
     settle(ctx, pair, why=f"{note['type']} from {device.mac}")
     ctx.commit()
     return Receipt(row.id, change.outcome, first_time=True, pair_id=pair.id, type=row.type)
+
+
+def _refuse_unpaired(ctx: CommandContext, device_id: int) -> NoReturn:
+    device = ctx.session.get(Device, device_id)
+    if device is None:  # deleted since the intake's (cached) lookup: it was in no pair, store nothing
+        raise InvalidState("The device is not in an HA pair.", code="device_not_paired")
+    raise InvalidState(f"Device {device.mac} is not in an HA pair.", code="device_not_paired")
 
 
 def _payload(note: dict[str, Any]) -> dict[str, Any]:

@@ -61,10 +61,16 @@ def _open_kinds(ctx: CommandContext, pair: HaPair) -> set[str]:
     """The pair's open alarm kinds, read once per command: most commands touch several."""
     cache = ctx.open_alarm_kinds
     if pair.id not in cache:
-        ctx.session.flush()
-        cache[pair.id] = set(ctx.session.execute(
-            select(Alarm.kind).where(Alarm.pair_id == pair.id, Alarm.closed_at.is_(None))
-        ).scalars())
+        # Only an alarm opened earlier in this session but not yet written changes the answer
+        # (another context sharing the session: a batch of repoints records each row with its
+        # own). Anything else pending is left for the commit's flush, so a command's row
+        # updates are written together rather than split around this read.
+        if any(isinstance(obj, Alarm) for obj in ctx.session.new):
+            ctx.session.flush()
+        with ctx.session.no_autoflush:
+            cache[pair.id] = set(ctx.session.execute(
+                select(Alarm.kind).where(Alarm.pair_id == pair.id, Alarm.closed_at.is_(None))
+            ).scalars())
     return cache[pair.id]
 
 
