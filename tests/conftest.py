@@ -115,7 +115,19 @@ class Enqueued:
         self.calls.append((task, tuple(args)))
 
     def tasks(self, name: str) -> list[tuple[Any, ...]]:
+        """The arguments of each message of task `name`; a repoint message naming several rows
+        of a pair (`(pair_id, target, *more)`, one per failover) is listed per row owed."""
+        return [row for task, args in self.calls if task == name for row in repoint_rows(task, args)]
+
+    def messages(self, name: str) -> list[tuple[Any, ...]]:
+        """The arguments of each message of task `name`, as sent."""
         return [args for task, args in self.calls if task == name]
+
+
+def repoint_rows(task: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    if task != "ucmha.repoint" or len(args) <= 2:
+        return [args]
+    return [(args[0], target) for target in args[1:]]
 
 
 @pytest.fixture

@@ -1,10 +1,13 @@
 """Celery tasks: take ids, load state, delegate. All idempotent."""
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from functools import lru_cache
 
-from celery import current_app, shared_task
+from celery import current_app, shared_task, signals
+from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db import make_engine, make_session_factory
@@ -14,6 +17,8 @@ from workers.celery_app import broker_backlog
 from workers.observability import instrument_upstream
 from workers.upstream import UpstreamClient, get_client
 
+log = logging.getLogger(__name__)
+
 
 @lru_cache(maxsize=4)
 def _runtime(pid: int) -> tuple[Settings, sessionmaker[Session]]:
@@ -22,9 +27,36 @@ def _runtime(pid: int) -> tuple[Settings, sessionmaker[Session]]:
     return settings, make_session_factory(make_engine(settings.database_url, hide_parameters=settings.is_production))
 
 
+_runtime_lock = threading.Lock()  # the warm-up thread and the first task may ask at once
+
+
 def runtime() -> tuple[Settings, sessionmaker[Session], UpstreamClient]:
-    settings, factory = _runtime(os.getpid())
+    with _runtime_lock:
+        settings, factory = _runtime(os.getpid())
     return settings, factory, instrument_upstream(get_client(settings))  # ucmha_upstream_calls_total
+
+
+def warm_up() -> None:
+    """Open this process's database connection and upstream token before its first task.
+
+    A prefork child otherwise does both inside the first repoint it runs (connect, the dialect's
+    first-connect queries, a token grant, a new HTTP connection): with eight children, the first
+    failover each of them handles is late by that much. Best effort: a database or upstream that
+    is away now only leaves the first task to do it, as before.
+    """
+    try:
+        _settings, factory, client = runtime()
+        with factory() as session:
+            session.execute(text("SELECT 1"))
+        client.warm()
+    except Exception as exc:  # noqa: BLE001 - nothing here may keep a child from starting
+        log.info("worker warm-up skipped", extra={"error": type(exc).__name__})
+
+
+@signals.worker_process_init.connect(weak=False, dispatch_uid="ucmha.tasks.warm_up")
+def _warm_up_child(**_kwargs: object) -> None:
+    # In a thread: the pool waits for a child's init to return, and this waits on the network.
+    threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
 
 
 def _enqueue(task: str, args: tuple[object, ...], countdown: float = 0.0) -> None:
@@ -32,11 +64,13 @@ def _enqueue(task: str, args: tuple[object, ...], countdown: float = 0.0) -> Non
 
 
 @shared_task(name="ucmha.repoint", bind=True, acks_late=True)
-def repoint_task(self, pair_id: int, target: str) -> str:  # type: ignore[no-untyped-def]
+def repoint_task(self, pair_id: int, target: str, *more_targets: str) -> str:  # type: ignore[no-untyped-def]
     settings, factory, client = runtime()
     owner = f"{self.request.hostname}:{self.request.id}"
-    # Takes other due rows along (workers/repoint_batch.py): a storm drains in batches.
-    return repoint_batch.run_batch(factory, client, settings, owner, _enqueue, first=(pair_id, target))
+    # The message names one row, or several of one pair (a failover: service/commands/sync.py);
+    # the batch takes other due rows along (workers/repoint_batch.py): a storm drains in batches.
+    return repoint_batch.run_batch(factory, client, settings, owner, _enqueue, first=(pair_id, target),
+                                   more=more_targets)
 
 
 @shared_task(name="ucmha.sweep", acks_late=True)

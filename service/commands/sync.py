@@ -88,12 +88,32 @@ def plan_repoint(ctx: CommandContext, pair: HaPair, why: str) -> None:
     """Bring the sync rows in line with the pair and enqueue the repoints they now owe."""
     ensure_syncs(pair)
     desired = outbox.desired_targets(routing(pair))
+    owed: list[str] = []
     for target in TARGETS:
         row = pair.sync(target)
         assert row is not None
         wanted = desired[target]
         violations = _violations(pair, target, ctx) if wanted.key else []
-        persist_change(ctx, pair, row, outbox.plan(snapshot(row), wanted, violations, ctx.now(), why))
+        persist_change(ctx, pair, row, outbox.plan(snapshot(row), wanted, violations, ctx.now(), why),
+                       enqueue=lambda _delay_s, target=target: owed.append(target))
+    enqueue_repoint(ctx, pair.id, owed)
+
+
+def enqueue_repoint(ctx: CommandContext, pair_id: int, targets: list[str]) -> None:
+    """After the commit, one message for the pair's newly owed rows (a failover owes both).
+
+    The message names the pair and its targets (``ucmha.repoint(pair_id, target, *more)``); the
+    task it starts claims the rows it names together (workers/repoint_batch.py), so a failover
+    costs one publish and one task, not two competing for the same pair. When a batch could not
+    take them all, each row gets its own message, as the sweeper sends them.
+    """
+    if not targets:
+        return
+    if len(targets) <= ctx.settings.repoint_batch_size:
+        ctx.enqueue_after_commit(REPOINT_TASK, pair_id, *targets)
+    else:
+        for target in targets:
+            ctx.enqueue_after_commit(REPOINT_TASK, pair_id, target)
 
 
 def request_resync(ctx: CommandContext, pair: HaPair) -> None:

@@ -23,6 +23,7 @@ from service.db import make_engine, make_session_factory
 from service.models import ApiToken, HaPair, Organization
 from service.security import hash_token, new_api_token
 from service.settings import Settings
+from tests.conftest import repoint_rows
 from tests.service.api.helpers import create_pair, new_mac, ready_device
 from tests.webhook_helpers import role_changed, signed_headers, status
 from workers import repoint
@@ -84,7 +85,9 @@ def _drain_repoints(factory, settings, enqueued: ThreadSafeEnqueued) -> None:  #
     client = get_client(settings)
     while True:
         with enqueued._lock:
-            tasks, enqueued.calls = [args for task, args in enqueued.calls if task == "ucmha.repoint"], []
+            tasks = [row for task, args in enqueued.calls if task == "ucmha.repoint"
+                     for row in repoint_rows(task, args)]
+            enqueued.calls = []
         if not tasks:
             return
         with ThreadPoolExecutor(max_workers=8) as pool:
