@@ -21,6 +21,9 @@ def make_celery(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        # No task has a rate limit; without this the consumer still passes every message through
+        # its token buckets. Nothing is dropped or acknowledged differently: only that check goes.
+        worker_disable_rate_limits=True,
         worker_hijack_root_logger=False,
         beat_schedule={
             # A periodic run still queued when the next is due is dropped, not piled up.

@@ -4,9 +4,10 @@ A regional outage makes thousands of pairs fail over at once, and each owes two 
 task per row spends most of its time on database round trips around two ~1 ms upstream calls.
 Here the task that a message starts takes its own row and up to `size - 1` other due rows:
 
-1. claim (one short transaction, one statement): rows that are owed (`pending`/`failing`), due
-   (or named by the message) and not leased by another worker, `FOR UPDATE OF pair_syncs SKIP
-   LOCKED`, so a claim never waits for a row a notification or another worker holds, and never
+1. claim (one short transaction, one statement on PostgreSQL: `WITH picked AS (SELECT ... FOR
+   UPDATE SKIP LOCKED) UPDATE ... RETURNING`): rows that are owed (`pending`/`failing`), due (or
+   named by the message: one row, or the rows of one pair a failover owes) and not leased by
+   another worker, skipping locked ones, so a claim never waits for a row a notification or another worker holds, and never
    takes a pair lock while holding sync rows (the lock order elsewhere is pair, then sync row).
    The rows are leased for one upstream call's length (`repoint.lease_seconds`); what is owed
    and the Primary's MAC come from the same statement.
@@ -26,6 +27,7 @@ repeated (epoch, MAC) and refuses an older epoch, so a repeated push acts once.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 from collections.abc import Iterator
@@ -56,33 +58,44 @@ class Claimed:
 
 
 def claim(session_factory: sessionmaker[Session], owner: str, first: tuple[int, str] | None,
-          size: int, lease_s: float) -> list[Claimed]:
-    """Lease up to `size` owed rows: `first` (the message's row) if it is owed, then due ones."""
+          size: int, lease_s: float, more: tuple[str, ...] = ()) -> list[Claimed]:
+    """Lease up to `size` owed rows: the message's rows (`first`, and the `more` targets of the
+    same pair) if they are owed, then due ones."""
     now = utcnow()
     primary = aliased(Device)
-    named = and_(PairSync.pair_id == first[0], PairSync.target == first[1]) if first else None
+    named = and_(PairSync.pair_id == first[0], PairSync.target.in_((first[1], *more))) if first else None
     due = PairSync.next_attempt_at <= now
+    owed = (PairSync.state.in_(("pending", "failing")),
+            or_(PairSync.lease_until.is_(None), PairSync.lease_until <= now, PairSync.lease_owner == owner),
+            or_(named, due) if named is not None else due)
+    order = (*([case((named, 0), else_=1)] if named is not None else []), PairSync.next_attempt_at, PairSync.pair_id)
+    lease = {"lease_owner": owner, "lease_until": now + timedelta(seconds=lease_s)}
     with unit_of_work(session_factory) as session:
-        stmt = (
-            select(PairSync.pair_id, PairSync.target, PairSync.desired_key, PairSync.desired_mac,
-                   PairSync.desired_epoch, PairSync.applied_key, PairSync.attempts, primary.mac)
-            .join(HaPair, HaPair.id == PairSync.pair_id)
-            .join(primary, primary.id == HaPair.primary_device_id)
-            .where(PairSync.state.in_(("pending", "failing")),
-                   or_(PairSync.lease_until.is_(None), PairSync.lease_until <= now, PairSync.lease_owner == owner),
-                   or_(named, due) if named is not None else due)
-            .order_by(*([case((named, 0), else_=1)] if named is not None else []), PairSync.next_attempt_at,
-                      PairSync.pair_id)
-            .limit(size)
-        )
         if is_postgresql(session):
-            stmt = stmt.with_for_update(of=PairSync, skip_locked=True)
-        rows = session.execute(stmt).all()
-        if not rows:
-            return []
-        keys = [(r.pair_id, r.target) for r in rows]
-        session.execute(update(PairSync).where(tuple_(PairSync.pair_id, PairSync.target).in_(keys))
-                        .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_s)))
+            # One statement: pick and lease at once (`WITH picked AS (SELECT ... FOR UPDATE SKIP
+            # LOCKED) UPDATE ... FROM picked RETURNING ...`), the Primary's MAC read alongside.
+            picked = (select(PairSync.pair_id, PairSync.target).where(*owed).order_by(*order).limit(size)
+                      .with_for_update(skip_locked=True).cte("picked"))
+            rows = session.execute(
+                update(PairSync)
+                .where(PairSync.pair_id == picked.c.pair_id, PairSync.target == picked.c.target,
+                       HaPair.id == PairSync.pair_id, primary.id == HaPair.primary_device_id)
+                .values(**lease)
+                .returning(PairSync.pair_id, PairSync.target, PairSync.desired_key, PairSync.desired_mac,
+                           PairSync.desired_epoch, PairSync.applied_key, PairSync.attempts, primary.mac)
+            ).all()
+        else:  # SQLite (the embedded default): one writer at a time, so a plain read, then the lease
+            rows = session.execute(
+                select(PairSync.pair_id, PairSync.target, PairSync.desired_key, PairSync.desired_mac,
+                       PairSync.desired_epoch, PairSync.applied_key, PairSync.attempts, primary.mac)
+                .join(HaPair, HaPair.id == PairSync.pair_id)
+                .join(primary, primary.id == HaPair.primary_device_id)
+                .where(*owed).order_by(*order).limit(size)
+            ).all()
+            if rows:
+                keys = [(r.pair_id, r.target) for r in rows]
+                session.execute(update(PairSync).where(tuple_(PairSync.pair_id, PairSync.target).in_(keys))
+                                .values(**lease))
     return [Claimed(r.pair_id, r.target, repoint.Owed(r.desired_key, r.desired_mac, r.desired_epoch, r.applied_key,
                                                        r.mac, had_failed=r.attempts > 0)) for r in rows]
 
@@ -113,12 +126,29 @@ def leases_renewed(session_factory: sessionmaker[Session], owner: str, keys: lis
         renewer.join(timeout=lease_s)
 
 
+_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """This process's pusher threads, kept between batches (a failover's two calls must not wait
+    for threads to start). Keyed by pid: a prefork child never uses its parent's threads."""
+    key = (os.getpid(), threads)
+    with _pools_lock:
+        pool = _pools.get(key)
+        if pool is None:
+            pool = _pools[key] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="repoint")
+        return pool
+
+
 def push_all(client: UpstreamClient, claimed: list[Claimed], threads: int) -> list[tuple[str | None, float | None]]:
     """Every claimed row's upstream calls, concurrently; (error, retry_after) per row, in order."""
     if len(claimed) == 1 or threads <= 1:
         return [repoint.attempt(client, c.target, c.owed) for c in claimed]
-    with ThreadPoolExecutor(max_workers=min(threads, len(claimed)), thread_name_prefix="repoint") as pool:
-        return list(pool.map(lambda c: repoint.attempt(client, c.target, c.owed), claimed))
+    # The first row's calls run in this thread while the pool runs the others.
+    rest = [_pool(threads).submit(repoint.attempt, client, c.target, c.owed) for c in claimed[1:]]
+    first = repoint.attempt(client, claimed[0].target, claimed[0].owed)
+    return [first, *(future.result() for future in rest)]
 
 
 def record_all(session_factory: sessionmaker[Session], settings: Settings, owner: str, claimed: list[Claimed],
@@ -159,12 +189,12 @@ def record_all(session_factory: sessionmaker[Session], settings: Settings, owner
 
 def run_batch(session_factory: sessionmaker[Session], client: UpstreamClient, settings: Settings, owner: str,
               enqueue: repoint.Enqueue, first: tuple[int, str] | None = None, size: int | None = None,
-              threads: int | None = None, rng: random.Random | None = None) -> str:
+              threads: int | None = None, rng: random.Random | None = None, more: tuple[str, ...] = ()) -> str:
     """Claim, push, record. Returns the message's own row's outcome (`nothing_owed` when it was
-    not claimed), followed by how many other rows the batch took along."""
+    not claimed), followed by how many other rows the batch took along (`more` included)."""
     size = size or settings.repoint_batch_size
     lease_s = repoint.lease_seconds(settings)
-    claimed = claim(session_factory, owner, first, size, lease_s)
+    claimed = claim(session_factory, owner, first, size, lease_s, more)
     if not claimed:
         if first is not None:
             metrics.count_repoint(first[1], "nothing_owed")

@@ -36,6 +36,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
+from service.settings import Settings, load_settings
 from workers import upstream_protocol as codes
 
 log = logging.getLogger(__name__)
@@ -235,6 +236,11 @@ class UpstreamClient:
 
     def close(self) -> None:
         self._session.close()
+
+    def warm(self) -> None:
+        """Take an access token now (and with it a pooled connection to the upstream), so the
+        first call does not wait for either."""
+        self._valid_token()
 
     # --- endpoints ----------------------------------------------------------------------------
 
@@ -440,30 +446,27 @@ def _new_session() -> requests.Session:
 # --- settings and the per-process client ------------------------------------------------------
 
 
+_DEFAULTS = Settings()
+
+
 @dataclass(frozen=True)
 class UpstreamSettings:
-    base_url: str = "http://127.0.0.1:8090"
-    username: str = "ucmha"
-    password: str = field(default="ucmha-dev-password", repr=False)
-    client_id: str = "ucmha"
-    client_secret: str = field(default="ucmha-dev-client-secret", repr=False)
-    connect_timeout_s: float = 3.05
-    read_timeout_s: float = 10.0
+    """The client's part of the service's settings. `service/settings.py` is the one place that
+    reads the environment and holds the defaults; these are copied from there."""
+
+    base_url: str = _DEFAULTS.upstream_base_url
+    username: str = _DEFAULTS.upstream_username
+    password: str = field(default=_DEFAULTS.upstream_password, repr=False)
+    client_id: str = _DEFAULTS.upstream_client_id
+    client_secret: str = field(default=_DEFAULTS.upstream_client_secret, repr=False)
+    connect_timeout_s: float = _DEFAULTS.upstream_connect_timeout_s
+    read_timeout_s: float = _DEFAULTS.upstream_read_timeout_s
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "UpstreamSettings":
-        env = os.environ if environ is None else environ
-        return cls(
-            base_url=env.get("UCMHA_UPSTREAM_BASE_URL", cls.base_url),
-            username=env.get("UCMHA_UPSTREAM_USERNAME", cls.username),
-            password=env.get("UCMHA_UPSTREAM_PASSWORD", "ucmha-dev-password"),
-            client_id=env.get("UCMHA_UPSTREAM_CLIENT_ID", cls.client_id),
-            client_secret=env.get("UCMHA_UPSTREAM_CLIENT_SECRET", "ucmha-dev-client-secret"),
-            connect_timeout_s=float(
-                env.get("UCMHA_UPSTREAM_CONNECT_TIMEOUT_S", cls.connect_timeout_s)
-            ),
-            read_timeout_s=float(env.get("UCMHA_UPSTREAM_READ_TIMEOUT_S", cls.read_timeout_s)),
-        )
+        """From the environment as the service reads it (`load_settings`: same names, defaults
+        and checks as the API and the tasks)."""
+        return cls.from_object(load_settings(environ))
 
     @classmethod
     def from_object(cls, settings: object) -> "UpstreamSettings":

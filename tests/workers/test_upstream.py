@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from service.settings import Settings, SettingsError, load_settings
 from workers import upstream_protocol as codes
 from harness.simulator import (
     DEFAULT_CREDENTIALS,
@@ -408,4 +409,18 @@ def test_settings_from_env() -> None:
     assert (settings.base_url, settings.password, settings.read_timeout_s) == (
         "http://sim:8090", "pw", 4.0)  # fmt: skip
     assert settings.client_id == "ucmha"
-    assert get_client(settings).timeout == (3.05, 4.0)
+    assert get_client(settings).timeout == (Settings().upstream_connect_timeout_s, 4.0)
+
+
+def test_upstream_settings_come_from_the_service_settings() -> None:
+    """One settings path: the client's defaults and environment are the service's (the client
+    once read the environment itself, with a 10 s read timeout where the service says 5)."""
+    assert UpstreamSettings() == UpstreamSettings.from_object(Settings())
+    assert UpstreamSettings.from_env({}) == UpstreamSettings.from_object(load_settings({}))
+    assert UpstreamSettings.from_env({}).read_timeout_s == Settings().upstream_read_timeout_s
+    env = {"UCMHA_UPSTREAM_CONNECT_TIMEOUT_S": "1.5", "UCMHA_UPSTREAM_USERNAME": "ops",
+           "UCMHA_UPSTREAM_BASE_URL": "http://up.example:9000/"}
+    assert UpstreamSettings.from_env(env) == UpstreamSettings.from_object(load_settings(env))
+    assert UpstreamSettings.from_env(env).base_url == "http://up.example:9000"
+    with pytest.raises(SettingsError):  # the service's own checks apply (production needs its secrets)
+        UpstreamSettings.from_env({"UCMHA_ENV": "production"})
