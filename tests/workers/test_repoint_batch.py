@@ -7,6 +7,7 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import select, update
 
 from harness.webhooks import role_changed, signed_headers
@@ -234,3 +235,30 @@ def test_a_failover_landing_during_the_calls_is_owed_again(client, fleet, sessio
     batch(session_factory, upstream_settings, get_client(upstream_settings), first=(p["id"], "remote_connect"))
     row = next(r for r in rows(db_session) if (r.pair_id, r.target) == (p["id"], "remote_connect"))
     assert (row.applied_mac, row.applied_epoch, row.state) == (p["macs"][1], 2, "in_sync")
+
+
+def test_a_message_naming_both_rows_of_a_pair_claims_them_together_in_one_statement(
+        fleet, session_factory, db_session, upstream_settings, engine):  # type: ignore[no-untyped-def]
+    """A failover sends one message for the pair's two rows (service/commands/sync.py): its task
+    takes both, even when the other row is not due by this worker's clock (clocks of the API and
+    the worker differ a little), and leases them with one statement."""
+    pair_id = fleet[-1]["id"]
+    db_session.execute(update(PairSync).where(PairSync.pair_id == pair_id)
+                       .values(next_attempt_at=utcnow() + timedelta(seconds=5)))
+    db_session.commit()
+    seen: list[str] = []
+
+    def on_statement(_conn, _cursor, statement, *_args):  # type: ignore[no-untyped-def]
+        if not statement.startswith(("SAVEPOINT", "RELEASE", "ROLLBACK TO")):
+            seen.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", on_statement)
+    try:
+        claimed = repoint_batch.claim(session_factory, "w1", (pair_id, "remote_connect"), 2, 30.0, more=("cloud_im",))
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", on_statement)
+    assert {(c.pair_id, c.target) for c in claimed} == {(pair_id, "remote_connect"), (pair_id, "cloud_im")}
+    assert all(c.owed.owner_mac == fleet[-1]["macs"][0] for c in claimed)
+    assert len(seen) == 1, seen
+    leased = {(r.pair_id, r.target): r.lease_owner for r in rows(db_session) if r.pair_id == pair_id}
+    assert leased == {(pair_id, "remote_connect"): "w1", (pair_id, "cloud_im"): "w1"}
