@@ -189,14 +189,19 @@ def _record(session_factory: sessionmaker[Session], settings: Settings, pair_id:
 
 def record_outcome(session: Session, settings: Settings, pair: HaPair, row: PairSync, owner: str, owed: Owed,
                    error: str | None, retry_after: float | None, rng: random.Random,
-                   after: list[tuple[str, tuple[object, ...], float]]) -> tuple[str, float | None]:
+                   after: list[tuple[str, tuple[object, ...], float]],
+                   open_alarm_kinds: dict[int, set[str]] | None = None) -> tuple[str, float | None]:
     """Record one attempt on a locked pair and sync row: the domain's outbox decides, this persists.
 
     Follow-up tasks go to `after` (sent once the caller has committed). Returns the outcome and,
-    when applied, the repoint latency. Used by a single repoint and by a batch alike.
+    when applied, the repoint latency. Used by a single repoint and by a batch alike; a batch
+    passes one `open_alarm_kinds` for its whole transaction, so a pair's two rows read its open
+    alarms once.
     """
     ctx = CommandContext(session=session, settings=settings, org_id=pair.org_id, actor="worker",
                          enqueue=lambda task, args: after.append((task, tuple(args), 0.0)))
+    if open_alarm_kinds is not None:
+        ctx.open_alarm_kinds = open_alarm_kinds
     now = utcnow()
     if row.lease_owner == owner:
         row.lease_owner, row.lease_until = None, None

@@ -158,6 +158,7 @@ def record_all(session_factory: sessionmaker[Session], settings: Settings, owner
     outcomes: dict[tuple[int, str], str] = {}
     latencies: list[tuple[str, float]] = []
     pair_ids = sorted({c.pair_id for c in claimed})
+    open_alarm_kinds: dict[int, set[str]] = {}  # per pair, read once in this transaction
     with unit_of_work(session_factory) as session:
         # Lock order: pairs (in id order, so two batches cannot deadlock), then their sync rows.
         pairs = {p.id: p for p in session.execute(
@@ -174,7 +175,7 @@ def record_all(session_factory: sessionmaker[Session], settings: Settings, owner
                 outcomes[(c.pair_id, c.target)] = "gone"
                 continue
             outcome, latency = repoint.record_outcome(session, settings, pair, row, owner, c.owed, error,
-                                                      retry_after, rng, after)
+                                                      retry_after, rng, after, open_alarm_kinds)
             outcomes[(c.pair_id, c.target)] = outcome
             if latency is not None:
                 latencies.append((c.target, latency))
