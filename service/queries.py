@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, Sequence, TypeVar
 
 from sqlalchemy import BigInteger, Select, func, literal, or_, select
-from sqlalchemy.orm import Session, aliased, joinedload, lazyload, selectinload
+from sqlalchemy.orm import Session, aliased, joinedload, lazyload
 
 from service.domain.attention import ATTENTION_STATUSES, ATTENTION_SYNC_STATES
 from service.domain.errors import NotFound
@@ -114,16 +114,17 @@ def _lock_pair_row(session: Session, *where: Any) -> int | None:
     return session.execute(select(HaPair.id).where(*where).with_for_update(key_share=True)).scalars().first()
 
 
-# The graph a command needs of a locked pair, in two statements: the pair joined with both
-# members and their plans (the R2/R3 rules read them), then its two sync rows. The mapped
-# defaults would take five (the Active joined a third time, one plan query per member).
+# The graph a command needs of a locked pair, in one statement: the pair joined with both
+# members, their plans (the R2/R3 rules read them) and its two sync rows (two result rows).
+# The mapped defaults take five (the Active joined a third time, one plan query per member,
+# then the syncs).
 # `active` is one of the two members: its lazy load is an identity-map lookup, no SQL.
 # `Plan.device` is the member itself, read back from the identity map the same way.
 _LOCKED_PAIR_GRAPH = (
     joinedload(HaPair.primary).joinedload(Device.plan).lazyload(Plan.device),
     joinedload(HaPair.secondary).joinedload(Device.plan).lazyload(Plan.device),
     lazyload(HaPair.active),
-    selectinload(HaPair.syncs),
+    joinedload(HaPair.syncs),
 )
 
 

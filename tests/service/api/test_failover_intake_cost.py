@@ -52,7 +52,7 @@ def claim(client, pair, mac, minutes_ago):  # type: ignore[no-untyped-def]
     return client.post(f"/api/v1/webhooks/ucm/{mac}", data=body, headers=signed_headers(pair["secrets"][mac], body))
 
 
-def test_a_failover_is_decided_in_twelve_statements(client, pair, engine):  # type: ignore[no-untyped-def]
+def test_a_failover_is_decided_in_eleven_statements(client, pair, engine):  # type: ignore[no-untyped-def]
     """It took 20: the device read alone and again with its plan, the pair with three joined
     devices and one plan query per member, the notification inserted then updated, and row
     updates split around the epoch swap and the alarm read."""
@@ -65,9 +65,10 @@ def test_a_failover_is_decided_in_twelve_statements(client, pair, engine):  # ty
     finally:
         statements.close()
     assert r.status_code == 202 and r.json["outcome"] == "applied", r.json
-    assert len(statements.seen) <= 12, "\n".join(s[:120] for s in statements.seen)
+    assert len(statements.seen) <= 11, "\n".join(s[:120] for s in statements.seen)
     reads_of_pair = [s for s in statements.seen if s.startswith("SELECT ha_pairs.id, ha_pairs.org_id")]
-    assert len(reads_of_pair) == 1  # the pair, its members and their plans: one statement
+    assert len(reads_of_pair) == 1  # the pair, its members, their plans and its syncs: one statement
+    assert not any(s.startswith("SELECT pair_syncs") for s in statements.seen)
     assert sum(s.startswith("UPDATE notifications") for s in statements.seen) == 0
 
 
