@@ -311,6 +311,7 @@ class Bench:
         recorded_s: list[float] = []
         answered_s: list[float] = []
         base_s: list[float] = []
+        marks: list[dict[str, float]] = []  # absolute times of each measured failover, for the breakdown
         try:
             for k in range(n):  # alternate a ucmha failover and a baseline one
                 claimant = pair.secondary_mac if k % 2 == 0 else pair.primary_mac
@@ -350,6 +351,8 @@ class Bench:
                     recorded_s.append(rec)
                     answered_s.append(t_answer - t_post)
                     base_s.append(direct)
+                    marks.append({"post": t_post, "first_switch": min(parse_iso(c_now["updated_at"]),
+                                                                      parse_iso(b_now["updated_at"])).timestamp()})
                 time.sleep(0.1)
         finally:
             conn.close()
@@ -369,7 +372,13 @@ class Bench:
                "p99_ms": ms(percentile(base_s, 99)),
                "max_ms": ms(max(base_s)), "mean_ms": ms(sum(base_s) / len(base_s)),
                "samples_ms": [ms(b) for b in base_s]}
+        breakdown = failover_breakdown(marks, self.worker_log())
+        log(f"failover breakdown (ms after the POST, p50): answered {svc['webhook_answered_p50_ms']}, message received "
+            f"{breakdown['message_received_p50_ms']}, task started {breakdown['task_started_p50_ms']}, first switch "
+            f"{breakdown['first_switch_p50_ms']}, both {svc['p50_ms']}, recorded {svc['recorded_in_db_p50_ms']}; "
+            f"{breakdown['messages_per_failover']} message(s) per failover")
         return {"failovers": len(upstream_s), "warmup_failovers": s.failover_warmup, "ucmha": svc, "baseline": bas,
+                "breakdown": breakdown,
                 "ratio": {"p50": ratio(svc["p50_ms"], bas["p50_ms"]), "p90": ratio(svc["p90_ms"], bas["p90_ms"]),
                           "p99": ratio(svc["p99_ms"], bas["p99_ms"])}}
 
@@ -668,6 +677,44 @@ def _outcomes(bodies: list[bytes]) -> dict[str, int]:
 
 
 _TASK_LINE = re.compile(r"Task (ucmha\.[a-z_]+)\[[^\]]+\] succeeded in ([0-9.]+)s: (.*)")
+
+
+def failover_breakdown(marks: list[dict[str, float]], log_text: str, window_s: float = 0.25) -> dict[str, Any]:
+    """Where a failover's time goes after the webhook, from the worker's own log lines (same clock):
+    each repoint message received by the worker, the task that applied the pair's rows starting
+    (its "succeeded" line minus its runtime), and the first upstream switch (the simulator's
+    time). Milliseconds after the POST, p50 and p90 over the measured failovers."""
+    received: list[float] = []
+    started: list[float] = []
+    for line in log_text.splitlines():
+        if not line.startswith("{") or "ucmha.repoint" not in line:
+            continue
+        try:
+            entry = json.loads(line)
+            at = datetime.fromisoformat(entry["time"]).timestamp()
+        except (ValueError, KeyError, TypeError):
+            continue
+        message, data = str(entry.get("message", "")), entry.get("data") or {}
+        if message.endswith("received"):
+            received.append(at)
+        elif "succeeded" in message and "applied" in str(data.get("return_value", "")):
+            started.append(at - float(data.get("runtime", 0.0)))
+    columns: dict[str, list[float]] = {"message_received": [], "task_started": [], "first_switch": []}
+    messages: list[int] = []
+    for mark in marks:
+        post = mark["post"]
+        mine = [t for t in received if post <= t <= post + window_s]
+        messages.append(len(mine))
+        if mine:
+            columns["message_received"].append(min(mine) - post)
+        starts = [t for t in started if post <= t <= post + window_s]
+        if starts:
+            columns["task_started"].append(min(starts) - post)
+        columns["first_switch"].append(mark["first_switch"] - post)
+    out: dict[str, Any] = {f"{name}_p50_ms": ms(percentile(v, 50)) if v else None for name, v in columns.items()}
+    out.update({f"{name}_p90_ms": ms(percentile(v, 90)) if v else None for name, v in columns.items()})
+    out["messages_per_failover"] = max(set(messages), key=messages.count) if messages else None
+    return out
 
 
 def task_stats(log_text: str) -> dict[str, Any]:

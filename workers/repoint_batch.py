@@ -7,8 +7,9 @@ Here the task that a message starts takes its own row and up to `size - 1` other
 1. claim (one short transaction, one statement on PostgreSQL: `WITH picked AS (SELECT ... FOR
    UPDATE SKIP LOCKED) UPDATE ... RETURNING`): rows that are owed (`pending`/`failing`), due (or
    named by the message: one row, or the rows of one pair a failover owes) and not leased by
-   another worker, skipping locked ones, so a claim never waits for a row a notification or another worker holds, and never
-   takes a pair lock while holding sync rows (the lock order elsewhere is pair, then sync row).
+   another worker, skipping locked ones, so a claim never waits for a row a notification or
+   another worker holds, and never takes a pair lock while holding sync rows (the lock order
+   elsewhere is pair, then sync row).
    The rows are leased for one upstream call's length (`repoint.lease_seconds`); what is owed
    and the Primary's MAC come from the same statement.
 2. push: the upstream calls of every claimed row at once, on a thread pool sharing the

@@ -37,6 +37,8 @@ def test_the_stack_benchmark_runs_every_figure_and_draws_the_storm(tmp_path, pg_
     result = json.loads(out.read_text())
     assert result["intake"]["ucmha"]["accepted"] == 60 and result["intake"]["baseline"]["accepted"] == 60
     assert result["failover"]["failovers"] == 1
+    assert result["failover"]["breakdown"]["messages_per_failover"] == 1  # one repoint message per failover
+    assert result["failover"]["breakdown"]["task_started_p50_ms"] is not None
     storms = result["storm"]["sizes"]
     assert [s["pairs"] for s in storms] == [10, 20]
     for storm in storms:
