@@ -12,9 +12,13 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 
-def make_engine(database_url: str, *, hide_parameters: bool = False, **kwargs: object) -> Engine:
+def make_engine(database_url: str, *, hide_parameters: bool = False, ping_every_checkout: bool = True,
+                **kwargs: object) -> Engine:
     """`hide_parameters` (production): errors and logs show no bound values, which may be secrets
-    (sealed webhook secrets, token hashes)."""
+    (sealed webhook secrets, token hashes). `ping_every_checkout=False` (the API): a connection is
+    pinged only after a second idle (see PING_AFTER_IDLE_S); workers keep the ping at every
+    checkout, where a round trip is nothing next to a task and a stale connection would cost a
+    retry."""
     kwargs["hide_parameters"] = hide_parameters
     if database_url.startswith("sqlite"):
         path = make_url(database_url).database
@@ -31,18 +35,19 @@ def make_engine(database_url: str, *, hide_parameters: bool = False, **kwargs: o
             cur.close()
 
         return engine
-    options: dict[str, object] = {}
+    options: dict[str, object] = {"pool_pre_ping": ping_every_checkout}
     if "poolclass" not in kwargs:
         options.update(pool_size=5, max_overflow=10)
     options.update(kwargs)
     engine = create_engine(database_url, **options)
-    ping_when_idle(engine)
+    if not ping_every_checkout:
+        ping_when_idle(engine)
     return engine
 
 
-# A connection back from the pool after this long is pinged before use. Not every checkout:
-# under load a connection is reused within milliseconds, and a ping per checkout was one round
-# trip in every five of a status report (what pool_pre_ping does). A server restart takes longer
+# The API's connections: one back from the pool after this long is pinged before use. Not every
+# checkout: under load a connection is reused within milliseconds, and a ping per checkout
+# (pool_pre_ping) was one round trip in every five of a status report. A server restart takes longer
 # than this, so a connection that outlived one has been idle and is pinged; one that was in use
 # when the server went away fails, and SQLAlchemy then discards every older connection of the pool.
 PING_AFTER_IDLE_S = 1.0
