@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, func, text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, UTCDateTime, utcnow
@@ -17,10 +17,10 @@ class HaPair(Base):
     __table_args__ = (
         Index("ix_ha_pairs_org_status", "org_id", "status"),
         # The list filters at fleet scale (docs/benchmarks.md): Secondary-Active pairs in id order,
-        # and "contains" search on the custom domain (pg_trgm; on SQLite a plain expression index).
+        # and "contains" search on the pair's search text (pg_trgm; on SQLite a plain index).
         Index("ix_ha_pairs_org_secondary_active_id", "org_id", text("(active_device_id = secondary_device_id)"), "id"),
-        Index("ix_ha_pairs_domain_trgm", func.lower(text("custom_domain")), postgresql_using="gin",
-              postgresql_ops={"lower(custom_domain)": "gin_trgm_ops"}),
+        Index("ix_ha_pairs_search_text_trgm", "search_text", postgresql_using="gin",
+              postgresql_ops={"search_text": "gin_trgm_ops"}),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -42,6 +42,9 @@ class HaPair(Base):
     last_switch_reason: Mapped[str | None] = mapped_column(String(64))
     last_full_backup_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     procedure: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # What the list's search finds the pair by (`domain.search.pair_search_text`): its domain and
+    # its nodes' MACs, names and sites. Written by `commands.search_text` only.
+    search_text: Mapped[str] = mapped_column(Text, default="", server_default=text("''"))
     dissolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
