@@ -52,7 +52,8 @@ class Query:
     params: dict[str, str]
 
 
-def queries_to_run(search_mac: str, search_site: str, search_domain: str, search_name: str) -> list[Query]:
+def queries_to_run(search_mac: str, search_site: str, search_domain: str, search_name: str,
+                   full_mac: str) -> list[Query]:
     return [
         Query("all", {}),
         Query("status=paired", {"status": "paired"}),
@@ -63,6 +64,7 @@ def queries_to_run(search_mac: str, search_site: str, search_domain: str, search
         Query("needs_attention=true", {"needs_attention": "true"}),
         Query("needs_attention=false", {"needs_attention": "false"}),
         Query("q=<MAC fragment>", {"q": search_mac}),
+        Query("q=<MAC as GDMS shows it>", {"q": full_mac}),
         Query("q=<site>", {"q": search_site}),
         Query("q=<domain>", {"q": search_domain}),
         Query("q=<device name>", {"q": search_name}),
@@ -204,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             domain = conn.execute(sa.text("SELECT custom_domain FROM ha_pairs WHERE id = :id"),
                                   {"id": probe.id}).scalar_one()
         mac_fragment = probe.secondary_mac.replace(":", "")[-6:]
-        todo = queries_to_run(mac_fragment, site, domain, name)
+        todo = queries_to_run(mac_fragment, site, domain, name, probe.secondary_mac)
 
         stack = Stack(database_url=url, workdir=workdir)
         stack.start(services=("api",))
