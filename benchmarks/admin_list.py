@@ -128,16 +128,18 @@ def create_token(engine: sa.Engine, org_id: int) -> str:
     return token
 
 
-def filter_statement(engine: sa.Engine, org_id: int, params: dict[str, str]) -> sa.Select[Any]:
-    """The filter the view builds for these query parameters."""
+def filter_statement(engine: sa.Engine, org_id: int, params: dict[str, str],
+                     after_id: int | None = None) -> sa.Select[Any]:
+    """The filter the view builds for these query parameters (and page's cursor)."""
     na = params.get("needs_attention")
     return queries.pair_list_stmt(org_id, status=params.get("status"), active_site=params.get("active_site"),
-                                  needs_attention=None if na is None else na == "true", q=params.get("q"))
+                                  needs_attention=None if na is None else na == "true", q=params.get("q"),
+                                  after_id=after_id)
 
 
 def list_statement(engine: sa.Engine, org_id: int, params: dict[str, str], after_id: int | None) -> sa.Select[Any]:
     """The page's id statement as the view runs it (service/pair_pages.page_ids)."""
-    stmt = filter_statement(engine, org_id, params).with_only_columns(HaPair.id)
+    stmt = filter_statement(engine, org_id, params, after_id).with_only_columns(HaPair.id)
     if after_id is not None:
         stmt = stmt.where(HaPair.id > after_id)
     return stmt.order_by(HaPair.id).limit(LIMIT + 1)

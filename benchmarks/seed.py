@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from service.domain.search import NodeText, pair_search_text
-from service.models import Device, HaPair, Organization, PairSync, Plan, utcnow
+from service.models import Device, HaPair, Organization, PairSearch, PairSync, Plan, utcnow
 from service.security import SecretBox, hash_token, new_alert_token, new_webhook_secret
 from workers.upstream import UpstreamClient, UpstreamSettings, client_from_settings
 
@@ -87,13 +87,17 @@ def seed_pairs(engine: Engine, encryption_key: str, org_id: int, domains: Sequen
             "active_device_id": device_ids[pmac], "status": "paired", "epoch": 1, "use_ucmrc": True,
             "ha_settings": {"heartbeat_port": 9527, "heartbeat_timeout_s": 7}, "custom_domain": domain,
             "cloud_im_enabled": True, "cloud_im_server": "gdms", "cloud_im_binding_id": f"{binding_prefix}{i}",
-            # Bulk inserts bypass the commands, which keep the search text: composed here the same way.
-            "search_text": pair_search_text(domain, NodeText(pmac), NodeText(smac)),
         } for i, ((pmac, smac), domain) in enumerate(zip(macs, domains))]
         pair_ids: dict[str, int] = {}
         for chunk in _chunks(pair_rows):
             for row in conn.execute(sa.insert(HaPair).returning(HaPair.id, HaPair.custom_domain), list(chunk)):
                 pair_ids[row.custom_domain] = row.id
+        # Bulk inserts bypass the commands, which keep the search text: composed here the same way.
+        search_rows = [{"pair_id": pair_ids[domain], "org_id": org_id,
+                        "search_text": pair_search_text(domain, NodeText(pmac), NodeText(smac))}
+                       for (pmac, smac), domain in zip(macs, domains)]
+        for chunk in _chunks(search_rows):
+            conn.execute(sa.insert(PairSearch), list(chunk))
         sync_rows: list[dict] = []
         for pair, (pmac, _smac) in zip(pair_rows, macs):
             pid = pair_ids[pair["custom_domain"]]

@@ -13,7 +13,7 @@ from service.domain.attention import ATTENTION_STATUSES, ATTENTION_SYNC_STATES
 from service.domain.errors import NotFound
 from service.domain.node_rules import StorageItem
 from service.domain.plans import PlanFacts, plan_counts_for_ha
-from service.models import Alarm, ApiToken, Device, Event, HaPair, Organization, PairSync, Plan
+from service.models import Alarm, ApiToken, Device, Event, HaPair, Organization, PairSearch, PairSync, Plan
 
 T = TypeVar("T")
 
@@ -201,8 +201,10 @@ def needs_attention_clause() -> Any:
 
 
 def pair_list_stmt(org_id: int, *, status: str | None = None, active_site: str | None = None,
-                   needs_attention: bool | None = None, q: str | None = None) -> Select[Any]:
-    """The org's pairs matching the filters."""
+                   needs_attention: bool | None = None, q: str | None = None,
+                   after_id: int | None = None) -> Select[Any]:
+    """The org's pairs matching the filters; `after_id` (the page's keyset bound, which the caller
+    still applies) also bounds the search, so a deep page of a common search stays short."""
     stmt = select(HaPair).where(HaPair.org_id == org_id)
     if status:
         stmt = stmt.where(HaPair.status == status)
@@ -215,7 +217,7 @@ def pair_list_stmt(org_id: int, *, status: str | None = None, active_site: str |
     elif needs_attention is False:
         stmt = stmt.where(~needs_attention_clause())
     if q:
-        stmt = stmt.where(search_clause(q))
+        stmt = stmt.where(search_clause(org_id, q, after_id))
     return stmt
 
 
@@ -230,25 +232,31 @@ def device_matches(q: str) -> Any:
     return or_(mac_matches(Device.mac, q), func.lower(Device.name).like(like), func.lower(Device.site).like(like))
 
 
-def search_clause(q: str) -> Any:
+def search_clause(org_id: int, q: str, after_id: int | None = None) -> Any:
     """Pairs whose custom domain, or one of whose nodes (`device_matches`), contains `q`.
 
-    Read from the pair's own `search_text` (`domain.search`), one trigram index: PostgreSQL
-    picks a bitmap scan of the index for a rare match and walks the pairs in id order, checking
-    each pair's text, for a common one (plans at 100,000 pairs in docs/benchmarks.md).
+    Read from `pair_search` (`domain.search`), one trigram index, as `id IN (subquery)`:
+    PostgreSQL reads a rare match from the index and walks the pairs in id order, probing each
+    pair's text by key, for a common one. The keyset bound is repeated inside the subquery so a
+    deep page never collects the matches before it (plans at 100,000 pairs in docs/benchmarks.md).
     """
     patterns = search.search_patterns(q)
     if patterns.everything:
         return true()
+    text = PairSearch.search_text
     arms = []
     if patterns.anything is not None:
-        arms.append(HaPair.search_text.like(patterns.anything, escape=search.LIKE_ESCAPE))
+        arms.append(text.like(patterns.anything, escape=search.LIKE_ESCAPE))
     if patterns.mac is not None:
         # The whole text first (the trigram index), then the MAC section alone (exact).
-        arms.append(and_(HaPair.search_text.like(patterns.mac, escape=search.LIKE_ESCAPE),
-                         func.substr(HaPair.search_text, 1, search.MAC_SECTION).like(
-                             patterns.mac, escape=search.LIKE_ESCAPE)))
-    return or_(false(), *arms)
+        arms.append(and_(text.like(patterns.mac, escape=search.LIKE_ESCAPE),
+                         func.substr(text, 1, search.MAC_SECTION).like(patterns.mac, escape=search.LIKE_ESCAPE)))
+    if not arms:
+        return false()
+    matches = select(PairSearch.pair_id).where(PairSearch.org_id == org_id, or_(*arms))
+    if after_id is not None:
+        matches = matches.where(PairSearch.pair_id > literal(after_id, BigInteger))
+    return HaPair.id.in_(matches)
 
 
 def events_stmt(org_id: int, pair_id: int) -> Select[Any]:

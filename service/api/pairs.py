@@ -46,7 +46,8 @@ def create_pair(data):
 def list_pairs(args):
     org_id = principal().org_id
     stmt = queries.pair_list_stmt(org_id, status=args["status"], active_site=args["active_site"],
-                                  needs_attention=args["needs_attention"], q=args["q"])
+                                  needs_attention=args["needs_attention"], q=args["q"],
+                                  after_id=args["after_id"])
     page = pair_pages.pair_page(db(), stmt, args["limit"], args["after_id"])
     now = utcnow()
     # Serialized here rather than by PairPageSchema (which still documents it): see pair_json.

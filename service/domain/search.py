@@ -3,7 +3,7 @@
 A pair is found by its custom domain, or by one of its two nodes: any part of a node's MAC in
 any spelling, or part of its name or site, case-insensitively. Reading the nodes at query time
 cost a probe of two device rows per pair walked (docs/benchmarks.md, 100,000 pairs), so the
-pair carries the text it is found by (`ha_pairs.search_text`, one trigram index), refreshed by
+pair has the text it is found by (table `pair_search`, one trigram index), refreshed by
 the commands that change a domain, a member, or a member's name or site.
 
 The text is laid out so that one `LIKE` per kind of match is exact:

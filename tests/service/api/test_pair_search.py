@@ -9,7 +9,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import aliased
 
 from service.domain.search import NodeText, pair_search_text
-from service.models import Device, HaPair
+from service.models import Device, HaPair, PairSearch
 from tests.lifecycle.helpers import Api
 
 
@@ -40,7 +40,7 @@ def assert_text_is_current(db_session, pair_id: int) -> None:
     db_session.expire_all()
     pair = db_session.get(HaPair, pair_id)
     nodes = [NodeText(d.mac, d.name, d.site) for d in (pair.primary, pair.secondary)]
-    assert pair.search_text == pair_search_text(pair.custom_domain, *nodes)
+    assert db_session.get(PairSearch, pair_id).search_text == pair_search_text(pair.custom_domain, *nodes)
 
 
 def test_each_command_that_changes_what_a_pair_is_found_by_refreshes_its_text(api, db_session):

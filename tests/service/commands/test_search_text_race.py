@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from service import migrate, queries
 from service.commands import search_text
 from service.db import make_engine, make_session_factory
-from service.models import Device, HaPair, Organization
+from service.models import Device, HaPair, Organization, PairSearch
 
 
 def _waiting_for_a_lock(engine: sa.Engine) -> bool:
@@ -69,7 +69,7 @@ def test_a_rename_waiting_for_a_domain_change_composes_from_the_committed_domain
         assert not renamer.is_alive()
 
         with factory() as s:
-            text = s.get(HaPair, pair_id).search_text
+            text = s.get(PairSearch, pair_id).search_text
         assert "pbx.race.example" in text and "after" in text and "before" not in text
     finally:
         engine.dispose()
