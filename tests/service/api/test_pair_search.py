@@ -164,3 +164,20 @@ def test_wildcards_are_literal(api, db_session):
     literal = api.pair(api.device(name="x%z"), api.device(name="x_z"))["id"]
     api.pair(api.device(name="xyz"), api.device(name="x--z"))
     assert found(api, "x%z") == {literal} and found(api, "x_z") == {literal}
+
+
+def test_pages_of_a_search_follow_each_other(api):
+    """The keyset bound is applied inside the search too (`queries.search_clause`): each page
+    starts after the last one, and the pages together are the matches, once, in id order."""
+    pids = [api.pair(api.device(site="Braga"), api.device(site="Elsewhere"))["id"] for _ in range(5)]
+    api.pair(api.device(site="Nowhere"), api.device(site="Other"))
+    seen: list[int] = []
+    cursor = None
+    while True:
+        query = {"q": "braga", "limit": "2", **({"cursor": cursor} if cursor else {})}
+        body = api.client.get("/api/v1/ha-pairs", query_string=query, headers=api.h).get_json()
+        seen += [p["id"] for p in body["items"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == sorted(pids)
