@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.profile_intake                    # 1,500 ha.status, text summary
     .venv/bin/python -m benchmarks.profile_intake --kind role_changed --n 600
+    .venv/bin/python -m benchmarks.profile_intake --cpu              # CPU time per function (cProfile)
     .venv/bin/python -m benchmarks.profile_intake --output benchmarks/results/profile-intake-before.txt
 
 One thread, the Flask test client (no HTTP server, no gunicorn), a fresh PostgreSQL database of its
@@ -13,6 +14,9 @@ time; the wall time per notification includes it. Uses pyinstrument (the `bench`
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
+import pstats
 import sys
 import time
 import uuid
@@ -67,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=100)
     parser.add_argument("--kind", choices=("status", "role_changed"), default="status")
     parser.add_argument("--output", type=Path, help="also write the text summary here")
+    parser.add_argument("--cpu", action="store_true",
+                        help="profile CPU time (cProfile with the process clock) instead of wall time: "
+                             "what this process computes, without the waits for PostgreSQL")
+    parser.add_argument("--sort", default="cumulative", choices=("cumulative", "tottime"),
+                        help="order of the --cpu table (default cumulative)")
     args = parser.parse_args(argv)
 
     name, url = create_database("ucmha_profile")
@@ -104,17 +113,26 @@ def main(argv: list[str] | None = None) -> int:
         codes = send(measured[:half])
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
         per_note_statements = statements[0] / max(1, half)
-        profiler = Profiler(interval=0.001)
-        profiler.start()
-        profiled_codes = send(measured[half:])
-        profiler.stop()
+        if args.cpu:
+            cpu_profile = cProfile.Profile(time.process_time)
+            profiled_codes = cpu_profile.runcall(send, measured[half:])
+        else:
+            profiler = Profiler(interval=0.001)
+            profiler.start()
+            profiled_codes = send(measured[half:])
+            profiler.stop()
         for code, count in profiled_codes.items():
             codes[code] = codes.get(code, 0) + count
         head = (f"intake profile: {len(measured)} {args.kind} notifications, one thread, in-process, PostgreSQL\n"
                 f"statuses {codes}; unprofiled half: {half / wall:.1f} per s, wall {wall / half * 1000:.2f} ms, "
                 f"CPU of this process {cpu / half * 1000:.2f} ms per notification; "
                 f"{per_note_statements:.1f} SQL statements per notification; {len(enqueued)} tasks enqueued\n")
-        text = head + profiler.output_text(unicode=False, color=False, show_all=False, short_mode=False)
+        if args.cpu:
+            out = io.StringIO()
+            pstats.Stats(cpu_profile, stream=out).sort_stats(args.sort).print_stats(45)
+            text = head + out.getvalue()
+        else:
+            text = head + profiler.output_text(unicode=False, color=False, show_all=False, short_mode=False)
         print(text)
         if args.output:
             args.output.parent.mkdir(parents=True, exist_ok=True)

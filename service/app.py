@@ -63,7 +63,8 @@ def create_app(settings: Settings | None = None, *, session_factory: sessionmake
     app.url_map.converters["int"] = IdConverter  # a malformed id is named in the 404, see converters
     app.url_value_preprocessor(reject_invalid_path_values)
     if session_factory is None:
-        engine = make_engine(settings.database_url, hide_parameters=settings.is_production)
+        engine = make_engine(settings.database_url, hide_parameters=settings.is_production,
+                             ping_every_checkout=False)  # see service.db.PING_AFTER_IDLE_S
         session_factory = make_session_factory(engine)
     if enqueue is None or broker_check is None:
         default_enqueue, default_check = celery_enqueue(settings)

@@ -33,6 +33,9 @@ blp = Blueprint("webhooks", __name__, url_prefix="/api/v1/webhooks",
                 description="Signed notifications from UCM nodes (Standard Webhooks)")
 
 
+NOTIFICATION = NotificationSchema()  # built once (see schemas.webhooks._DATA_LOADERS)
+
+
 def _device_key() -> str:
     """Rate-limit bucket of a node notification: the device's MAC (normalized by the converter)."""
     return "mac:" + str((request.view_args or {}).get("mac", ""))
@@ -187,7 +190,7 @@ def node_notification(mac):
     webhook_id = check_webhook_id()
     device = signing_device(mac, body)
     try:
-        note = NotificationSchema().load(parse_json(body))
+        note = NOTIFICATION.load(parse_json(body))
     except ma.ValidationError as exc:
         validation_failed(exc)
     receipt = notifications.receive(command_context(), device, webhook_id, note)

@@ -1,6 +1,8 @@
 """The pair as the domain sees it, and its epoch: a fencing token changed only by compare-and-swap."""
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import update
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -14,11 +16,12 @@ class EpochConflict(RuntimeError):
     """Another transaction moved the pair's epoch first; the caller retries with fresh state."""
 
 
-def heartbeat_timeout_s(pair: HaPair) -> int:
+def heartbeat_timeout_s(pair: Any) -> int:
+    """The pair's heartbeat timeout (its HA settings, 7 s by default); `pair` is an HaPair or a row of ha_pairs."""
     return int((pair.ha_settings or {}).get("heartbeat_timeout_s") or 7)
 
 
-def _liveness(device: Device) -> NodeLiveness:
+def _liveness(device: Any) -> NodeLiveness:
     return NodeLiveness(mac=device.mac, last_sequence=device.last_sequence,
                         last_active_assertion_at=device.last_active_assertion_at,
                         last_status_at=device.last_status_at, last_status_role=device.last_status_role)
@@ -26,11 +29,16 @@ def _liveness(device: Device) -> NodeLiveness:
 
 def pair_state(pair: HaPair) -> PairState:
     """The domain's snapshot of a (locked, freshly loaded) pair."""
+    return state_of(pair, pair.primary, pair.secondary, pair.active.mac)
+
+
+def state_of(pair: Any, primary: Any, secondary: Any, active_mac: str) -> PairState:
+    """The snapshot from anything carrying the columns: ORM objects or plain rows (the quiet path)."""
     return PairState(
-        primary_mac=pair.primary.mac, secondary_mac=pair.secondary.mac, active_mac=pair.active.mac,
+        primary_mac=primary.mac, secondary_mac=secondary.mac, active_mac=active_mac,
         status=pair.status, epoch=pair.epoch, heartbeat_timeout_s=heartbeat_timeout_s(pair),
         newest_active_assertion_at=pair.newest_active_assertion_at,
-        nodes={d.mac: _liveness(d) for d in (pair.primary, pair.secondary)},
+        nodes={d.mac: _liveness(d) for d in (primary, secondary)},
         last_full_backup_at=pair.last_full_backup_at,
     )
 

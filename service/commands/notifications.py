@@ -18,7 +18,7 @@ from service.domain.transition import PairTransition
 from service.domain.errors import InvalidState, NotInPair
 from service.models import Device, HaPair, Notification
 
-from . import failover, lifecycle, timeline, transitions
+from . import failover, lifecycle, quiet_reports, timeline, transitions
 from .settle import settle
 from .context import CommandContext
 
@@ -52,6 +52,11 @@ def receive(ctx: CommandContext, device: Device, webhook_id: str, note: dict[str
     if bounded.clamped:
         note = {**note, "occurred_at": bounded.occurred_at, "clock_ahead_s": round(bounded.ahead_s, 3),
                 "sent_occurred_at": note["occurred_at"]}
+    if source == "webhook":
+        taken = quiet_reports.try_receive(ctx, device.id, webhook_id, note, _payload(note))
+        if taken is not None:
+            event_id, pair_id, outcome = taken
+            return Receipt(event_id, outcome, first_time=True, pair_id=pair_id, type=note["type"])
     for _attempt in range(MAX_CAS_RETRIES):
         try:
             return _receive_once(ctx, device.id, webhook_id, note, source)

@@ -8,6 +8,7 @@ needs to read one back (dashboard badges, metric labels) uses :func:`parse_kind`
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Set as AbstractSet
 from dataclasses import dataclass
 
 SPLIT_BRAIN = "split_brain"
@@ -48,6 +49,18 @@ def _compact(mac: str) -> str:
 
 def _colon(compact: str) -> str:
     return ":".join(compact[i:i + 2] for i in range(0, 12, 2)).upper()
+
+
+def effective(changes: "Iterable[AlarmChange]", open_kinds: "AbstractSet[str]") -> tuple[AlarmChange, ...]:
+    """The changes that do something, applied in order to the kinds open now: opening an open kind
+    or closing a closed one does nothing (the one rule ``commands.timeline.apply_alarms`` follows)."""
+    kinds = set(open_kinds)
+    out: list[AlarmChange] = []
+    for change in changes:
+        if change.open != (change.kind in kinds):
+            out.append(change)
+            (kinds.add if change.open else kinds.discard)(change.kind)
+    return tuple(out)
 
 
 def node_silent(mac: str) -> str:

@@ -12,6 +12,7 @@ rigs and simulators use them.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from .errors import InvalidInput
@@ -43,6 +44,13 @@ def normalize_mac(value: str) -> str:
     """
     if not isinstance(value, str):
         raise InvalidMac(f"invalid MAC address: expected a string, got {type(value).__name__}")
+    return _normalize(value)
+
+
+@functools.lru_cache(maxsize=8192)
+def _normalize(value: str) -> str:
+    # Cached: the rules compare the same few MACs many times per notification (a refusal raises,
+    # and exceptions are not cached, so only valid MACs are kept; the bound keeps it small).
     text = value.strip()
     if not any(spelling.fullmatch(text) for spelling in _SPELLINGS):
         shown = text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "..."

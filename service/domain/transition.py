@@ -12,6 +12,7 @@ returns (``service.commands.transitions.persist``); nothing outside the domain r
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -76,6 +77,17 @@ class PairTransition:
         """The desired upstream state of each target after this transition."""
         return desired_targets(replace(routing, active_mac=self.after.active_mac, status=self.after.status,
                                        epoch=self.after.epoch))
+
+
+def changes_only_liveness(change: PairTransition, open_alarm_kinds: AbstractSet[str]) -> bool:
+    """Whether the transition changes nothing but the nodes' liveness bookkeeping (sequence, newest
+    status, work and backup status, the newest Active assertion): no switch, no epoch, no status,
+    no timeline line, no alarm that is not already as it asks. Such a transition owes the outbox
+    nothing and tells subscribers nothing, so it can be persisted without the pair's object graph
+    (``commands.quiet_reports``): a fleet's minute-by-minute status reports are nearly all of them."""
+    return (change.switch is None and not change.epoch_bumped and change.status_change is None
+            and change.after.active_mac == change.before.active_mac and not change.timeline
+            and not alarm_kinds.effective(change.alarms, open_alarm_kinds))
 
 
 def _consequences(before: PairState, after: PairState, why: str, row: str, switch_reason: str,

@@ -70,8 +70,22 @@ _RECORD_ATTRS = frozenset(vars(logging.LogRecord("x", logging.INFO, "x", 0, "x",
 }
 
 
+def _scoped(pattern: re.Pattern[str]) -> str:
+    """The pattern as a group, its leading global flag (``(?i)``) made local to the group."""
+    source = pattern.pattern
+    return f"(?i:{source[4:]})" if source.startswith("(?i)") else f"(?:{source})"
+
+
+# One search over all the patterns first: nearly every string logged holds no secret, and one search
+# costs an eighth of the eight substitutions it saves (each line is redacted field by field and once
+# more whole, so this runs ~20 times per access line).
+_ANY_SECRET = re.compile("|".join(_scoped(pattern) for pattern, _ in _TEXT_PATTERNS))
+
+
 def redact(text: str) -> str:
     """`text` with every secret we know how to recognise replaced by [REDACTED]."""
+    if not _ANY_SECRET.search(text):
+        return text
     for pattern, replacement in _TEXT_PATTERNS:
         text = pattern.sub(replacement, text)
     return text

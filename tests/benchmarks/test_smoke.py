@@ -65,3 +65,17 @@ def test_the_intake_profile_runs(tmp_path, pg_admin_engine):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     text = out.read_text()
     assert "statuses {202: 20}" in text and "node_notification" in text
+
+
+def test_the_py_spy_summary_counts_request_samples_only():
+    from benchmarks.spy_summary import summarize
+
+    lines = [
+        "main (gthread.py:1);select (selectors.py:2) 50",  # the worker's idle main thread
+        "run (threading.py:9);wsgi_app (flask/app.py:10);node_notification (service/api/webhooks.py:20) 30",
+        "run (threading.py:9);wsgi_app (flask/app.py:10);_finish (service/observability/web.py:30) 10",
+    ]
+    text = summarize(lines, top=10)
+    assert text.splitlines()[0] == "40 samples inside requests"
+    assert " 75.0%  node_notification (webhooks.py)" in text and " 25.0%  _finish (web.py)" in text
+    assert "select" not in text

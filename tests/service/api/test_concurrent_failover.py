@@ -162,3 +162,54 @@ def test_both_nodes_at_once_with_retries_never_500_and_switch_once(real_app, sim
         assert applied[pair["domain"]] == {"1": 1, "2": 1}, (pair["domain"], applied.get(pair["domain"]))
     detail = get_client(settings).connection_detail(pairs[0]["domain"])
     assert (detail["active_mac"], detail["epoch"]) == (pairs[0]["secondary"], 2)
+
+
+def test_a_nodes_reports_at_once_never_lower_its_sequence(real_app):
+    """The lean path of quiet status reports locks the pair like the full path: reports of both
+    nodes arriving together and out of order leave each node at its highest sequence, every report
+    stored once, the late ones judged stale."""
+    app, factory, settings, _enqueued = real_app
+    admin = app.test_client()
+    tenant = _tenant(factory)
+    secrets, macs = {}, []
+    for _ in range(2):
+        mac = new_mac()
+        created = admin.post("/api/v1/devices", json={"mac": mac, "model": "UCM6304", "firmware": "1.0.15.8"},
+                             headers=tenant.admin())
+        secrets[mac] = created.get_json()["webhook_secret"]
+        assert admin.post("/api/v1/plans", json={"tier": "Pro", "ha": True, "cloud_im": True, "status": "active",
+                                                 "device_mac": mac}, headers=tenant.admin()).status_code == 201
+        macs.append(mac)
+    pair = create_pair(admin, tenant, macs[0], macs[1])
+    base = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=5)
+    reports = []
+    for mac, role in ((macs[0], "active"), (macs[1], "standby")):
+        for seq in range(1, 49):
+            body = status((base + timedelta(seconds=seq)).isoformat().replace("+00:00", "Z"), seq, role)
+            reports.append((mac, body, signed_headers(secrets[mac], body)))
+    random.Random(7).shuffle(reports)
+    clients = [app.test_client() for _ in range(THREADS)]
+    results: list[tuple[int, str]] = []
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        for start in range(0, len(reports), THREADS):
+            wave = reports[start:start + THREADS]
+            barrier = threading.Barrier(len(wave))
+
+            def post(i: int, wave=wave, barrier=barrier) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+                mac, body, headers = wave[i]
+                barrier.wait(timeout=30)
+                r = clients[i].post(f"/api/v1/webhooks/ucm/{mac}", data=body, headers=headers)
+                return r.status_code, (r.get_json() or {}).get("outcome", "")
+
+            results += pool.map(post, range(len(wave)))
+    assert {code for code, _ in results} == {202}, Counter(results)
+    outcomes = Counter(outcome for _, outcome in results)
+    assert set(outcomes) <= {"recorded", "stale"} and outcomes["recorded"] >= 2, outcomes
+    with factory() as session:
+        row = session.execute(sa.select(HaPair).where(HaPair.id == pair["id"])).unique().scalar_one()
+        assert (row.primary.last_sequence, row.secondary.last_sequence) == (48, 48)
+        assert row.primary.last_status_at == base + timedelta(seconds=48)
+        assert (row.epoch, row.active.mac, row.status) == (1, macs[0], "paired")
+        stored = session.execute(sa.text("SELECT count(*) FROM notifications WHERE pair_id = :p"),
+                                 {"p": pair["id"]}).scalar()
+        assert stored == len(reports)

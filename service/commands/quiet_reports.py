@@ -1,0 +1,171 @@
+"""The lean path of a status report that changes nothing but liveness.
+
+A fleet's nodes report every minute, and nearly every report only confirms what the pair already
+knows. Taking each through the pair's object graph (pair, three devices, plans, sync rows, alarms,
+settle) cost ~25 ms of CPU; this path takes it in six short statements on plain rows:
+
+1. lock the pair row (``FOR NO KEY UPDATE``, no joins: see ``queries._lock_pair_row``);
+2. read its two nodes after the lock (a concurrent report from the peer may just have changed them);
+3. read its open alarm kinds (with the nodes, in the same statement, when there is none);
+4. let the domain decide (``transition.on_status``) and judge the result
+   (``transition.changes_only_liveness``);
+5. insert the notification with its outcome (``ON CONFLICT DO NOTHING``: a repeated webhook-id);
+6. update the reporter's liveness (and the pair's newest Active assertion when it moved); commit.
+
+Anything else, and it answers ``None`` before writing, having rolled back: the caller then takes
+the full path (``notifications._receive_once``), which stays the reference for every case: stale
+or out-of-place reports, a switch or a split brain, an alarm to open or close, a firmware change,
+a running procedure (R11/R12), a peer MAC that is not the peer, a repeated webhook-id, a database
+without ``ON CONFLICT``.
+
+What it leaves out, and why that is the same outcome: ``settle`` (no procedure runs, and the
+outbox follows the pair's Active, status and epoch, none of which moved; the time-driven rule
+checks, R2/R3 plan expiry, are the periodic check's job on both paths) and the event hooks (events
+come from timeline lines, and there is none). ``tests/service/commands/test_quiet_reports.py``
+runs random report sequences through both paths and compares every row they leave.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
+
+from service.db import is_retryable
+from service.domain import transition
+from service.domain.claims import StatusReport
+from service.domain.pair_state import liveness_of
+from service.models import Alarm, Device, HaPair, Notification
+
+from .context import CommandContext
+from .failover import state_of
+
+_pairs, _devices = HaPair.__table__, Device.__table__
+_alarms, _notes = Alarm.__table__, Notification.__table__
+
+# Built once: SQLAlchemy then finds each statement's compiled form in its cache.
+_LOCK = (
+    select(_pairs.c.id, _pairs.c.org_id, _pairs.c.status, _pairs.c.epoch, _pairs.c.primary_device_id,
+           _pairs.c.secondary_device_id, _pairs.c.active_device_id, _pairs.c.ha_settings,
+           _pairs.c.newest_active_assertion_at, _pairs.c.last_full_backup_at, _pairs.c.procedure)
+    .where(_pairs.c.status != "dissolved",
+           or_(_pairs.c.primary_device_id == bindparam("device_id"),
+               _pairs.c.secondary_device_id == bindparam("device_id")))
+    .with_for_update(key_share=True)
+)
+# With each node, whether the pair has any open alarm: nearly always none, and then their kinds
+# need no statement of their own.
+_ANY_OPEN_ALARM = (
+    select(_alarms.c.id).where(_alarms.c.pair_id == bindparam("pair_id"), _alarms.c.closed_at.is_(None))
+    .exists().label("any_open_alarm")
+)
+_NODES = select(
+    _devices.c.id, _devices.c.mac, _devices.c.firmware, _devices.c.last_sequence, _devices.c.last_active_assertion_at,
+    _devices.c.last_status_at, _devices.c.last_status_role, _ANY_OPEN_ALARM,
+).where(or_(_devices.c.id == bindparam("primary_id"), _devices.c.id == bindparam("secondary_id")))
+_OPEN_ALARMS = select(_alarms.c.kind).where(_alarms.c.pair_id == bindparam("pair_id"), _alarms.c.closed_at.is_(None))
+_LIVENESS = (
+    update(_devices).where(_devices.c.id == bindparam("device_id"))
+    .values(last_sequence=bindparam("sequence"), last_active_assertion_at=bindparam("active_assertion_at"),
+            last_status_at=bindparam("status_at"), last_status_role=bindparam("status_role"),
+            last_heard_at=bindparam("heard_at"))
+)
+_NODE_REPORT = (
+    update(_devices).where(_devices.c.id == bindparam("device_id"))
+    .values(last_sequence=bindparam("sequence"), last_active_assertion_at=bindparam("active_assertion_at"),
+            last_status_at=bindparam("status_at"), last_status_role=bindparam("status_role"),
+            last_heard_at=bindparam("heard_at"), last_work_status=bindparam("work_status"),
+            last_backup_status=bindparam("backup_status"))
+)
+_PAIR_ASSERTION = (
+    update(_pairs).where(_pairs.c.id == bindparam("pair_id"))
+    .values(newest_active_assertion_at=bindparam("newest"))
+)
+_INSERTS = {
+    name: dialect.insert(_notes).on_conflict_do_nothing(index_elements=["device_id", "webhook_id"])
+    .returning(_notes.c.id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+
+
+def try_receive(ctx: CommandContext, device_id: int, webhook_id: str, note: dict[str, Any],
+                payload: dict[str, Any]) -> tuple[int, int, str] | None:
+    """Take a quiet ``ha.status`` and commit it: (notification id, pair id, outcome); else ``None``
+    with nothing written and the transaction rolled back."""
+    if note["type"] != "ha.status":
+        return None
+    try:
+        taken = _take(ctx, ctx.session.connection(), device_id, webhook_id, note, payload)
+    except OperationalError as exc:
+        if not is_retryable(exc):
+            raise
+        taken = None  # a deadlock victim: the full path retries
+    if taken is None:
+        ctx.rollback()
+        return None
+    ctx.commit()
+    return taken
+
+
+def _take(ctx: CommandContext, conn: Connection, device_id: int, webhook_id: str, note: dict[str, Any],
+          payload: dict[str, Any]) -> tuple[int, int, str] | None:
+    insert = _INSERTS.get(conn.dialect.name)
+    if insert is None:
+        return None
+    pair = conn.execute(_LOCK, {"device_id": device_id}).first()
+    if pair is None or pair.procedure is not None:
+        return None
+    nodes = {row.id: row for row in conn.execute(
+        _NODES, {"primary_id": pair.primary_device_id, "secondary_id": pair.secondary_device_id,
+                 "pair_id": pair.id})}
+    reporter = nodes.get(device_id)
+    primary, secondary = nodes.get(pair.primary_device_id), nodes.get(pair.secondary_device_id)
+    if reporter is None or primary is None or secondary is None:
+        return None
+    data = note["data"]
+    peer = secondary if reporter is primary else primary
+    if data["firmware"] != reporter.firmware or data.get("peer_mac") not in (None, peer.mac):
+        return None
+    active = nodes.get(pair.active_device_id)
+    if active is None:
+        return None
+    report = StatusReport(mac=reporter.mac, role=data["role"], work_status=data["work_status"],
+                          backup_status=data["backup_status"], firmware=data["firmware"],
+                          occurred_at=note["occurred_at"], sequence=note["sequence"])
+    change = transition.on_status(state_of(pair, primary, secondary, active.mac), report,
+                                  ctx.settings.status_liveness_window_s)
+    open_kinds: set[str] = set()
+    if reporter.any_open_alarm:
+        open_kinds = set(conn.execute(_OPEN_ALARMS, {"pair_id": pair.id}).scalars())
+    if not transition.changes_only_liveness(change, open_kinds):
+        return None
+    # A report speaks for its own node and the pair's newest Active assertion; anything else it
+    # moved is the full path's to write.
+    rest = replace(change.after, nodes=change.before.nodes,
+                   newest_active_assertion_at=change.before.newest_active_assertion_at)
+    if rest != change.before or liveness_of(change.after, peer.mac) != liveness_of(change.before, peer.mac):
+        return None
+    now = ctx.now()
+    notification_id = conn.execute(insert, {
+        "org_id": pair.org_id, "device_id": device_id, "pair_id": pair.id, "source": "webhook",
+        "webhook_id": webhook_id, "type": note["type"], "occurred_at": note["occurred_at"],
+        "sequence": note["sequence"], "payload": payload, "outcome": change.outcome, "detail": change.why,
+        "received_at": now,
+    }).scalar()
+    if notification_id is None:
+        return None  # a repeated webhook-id: the full path answers with the first outcome
+    ctx.org_id = pair.org_id
+    node = liveness_of(change.after, reporter.mac)
+    params = {"device_id": reporter.id, "sequence": node.last_sequence,
+              "active_assertion_at": node.last_active_assertion_at, "status_at": node.last_status_at,
+              "status_role": node.last_status_role, "heard_at": now}
+    said = change.node_report
+    if said is None:
+        conn.execute(_LIVENESS, params)
+    else:
+        conn.execute(_NODE_REPORT, {**params, "work_status": said.work_status, "backup_status": said.backup_status})
+    if change.after.newest_active_assertion_at != change.before.newest_active_assertion_at:
+        conn.execute(_PAIR_ASSERTION, {"pair_id": pair.id, "newest": change.after.newest_active_assertion_at})
+    return notification_id, pair.id, change.outcome
