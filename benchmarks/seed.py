@@ -3,7 +3,7 @@
 The database side is bulk inserts through the ORM tables (so column defaults apply) into a
 database migrated to head: per pair two devices with their own webhook secret (sealed with the
 stack's encryption key, as the API would), two active "Pro" plans with HA and Cloud IM, the pair
-(custom domain, Cloud IM on the GDMS server, epoch 1, Active = Primary) and both `pair_syncs`
+(custom domain, Cloud IM on the GDMS server, epoch 1, Active = Primary, its search text) and both `pair_syncs`
 rows `in_sync` at epoch 1. The upstream side is put in the same state through the real upstream
 API (`UpstreamClient`: bind the domain to the Primary, switch the connection and the IM binding
 to the Primary at epoch 1), so reconcile finds no drift and every later switch is a real one.
@@ -19,7 +19,8 @@ from typing import Iterable, Iterator, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from service.models import Device, HaPair, Organization, PairSync, Plan, utcnow
+from service.domain.search import NodeText, pair_search_text
+from service.models import Device, HaPair, Organization, PairSearch, PairSync, Plan, utcnow
 from service.security import SecretBox, hash_token, new_alert_token, new_webhook_secret
 from workers.upstream import UpstreamClient, UpstreamSettings, client_from_settings
 
@@ -91,6 +92,12 @@ def seed_pairs(engine: Engine, encryption_key: str, org_id: int, domains: Sequen
         for chunk in _chunks(pair_rows):
             for row in conn.execute(sa.insert(HaPair).returning(HaPair.id, HaPair.custom_domain), list(chunk)):
                 pair_ids[row.custom_domain] = row.id
+        # Bulk inserts bypass the commands, which keep the search text: composed here the same way.
+        search_rows = [{"pair_id": pair_ids[domain], "org_id": org_id,
+                        "search_text": pair_search_text(domain, NodeText(pmac), NodeText(smac))}
+                       for (pmac, smac), domain in zip(macs, domains)]
+        for chunk in _chunks(search_rows):
+            conn.execute(sa.insert(PairSearch), list(chunk))
         sync_rows: list[dict] = []
         for pair, (pmac, _smac) in zip(pair_rows, macs):
             pid = pair_ids[pair["custom_domain"]]

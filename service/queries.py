@@ -5,14 +5,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Sequence, TypeVar
 
-from sqlalchemy import BigInteger, Select, func, literal, or_, select
+from sqlalchemy import BigInteger, Select, and_, false, func, literal, or_, select, true
 from sqlalchemy.orm import Session, aliased, joinedload, lazyload
 
+from service.domain import search
 from service.domain.attention import ATTENTION_STATUSES, ATTENTION_SYNC_STATES
 from service.domain.errors import NotFound
 from service.domain.node_rules import StorageItem
 from service.domain.plans import PlanFacts, plan_counts_for_ha
-from service.models import Alarm, ApiToken, Device, Event, HaPair, Organization, PairSync, Plan
+from service.models import Alarm, ApiToken, Device, Event, HaPair, Organization, PairSearch, PairSync, Plan
 
 T = TypeVar("T")
 
@@ -216,8 +217,9 @@ def needs_attention_clause() -> Any:
 
 def pair_list_stmt(org_id: int, *, status: str | None = None, active_site: str | None = None,
                    needs_attention: bool | None = None, q: str | None = None,
-                   q_device_ids: Sequence[int] | None = None) -> Select[Any]:
-    """The org's pairs matching the filters; `q_device_ids` is `devices_matching(q)` when known."""
+                   after_id: int | None = None) -> Select[Any]:
+    """The org's pairs matching the filters; `after_id` (the page's keyset bound, which the caller
+    still applies) also bounds the search, so a deep page of a common search stays short."""
     stmt = select(HaPair).where(HaPair.org_id == org_id)
     if status:
         stmt = stmt.where(HaPair.status == status)
@@ -230,15 +232,13 @@ def pair_list_stmt(org_id: int, *, status: str | None = None, active_site: str |
     elif needs_attention is False:
         stmt = stmt.where(~needs_attention_clause())
     if q:
-        stmt = stmt.where(search_clause(org_id, q, q_device_ids))
+        stmt = stmt.where(search_clause(org_id, q, after_id))
     return stmt
 
 
 def mac_matches(column: Any, q: str) -> Any:
     """A MAC column matching `q`, or part of it, in any spelling (compared without separators)."""
-    compact = q.strip().replace(":", "").replace("-", "").replace(".", "").upper()
-    compact = compact.replace("\\", "").replace("%", "").replace("_", "")
-    return func.replace(column, ":", "").like(f"%{compact}%")
+    return func.replace(column, ":", "").like(f"%{search.mac_fragment(q)}%")
 
 
 def device_matches(q: str) -> Any:
@@ -247,38 +247,31 @@ def device_matches(q: str) -> Any:
     return or_(mac_matches(Device.mac, q), func.lower(Device.name).like(like), func.lower(Device.site).like(like))
 
 
-SEARCH_DEVICE_CAP = 2000
-
-
-def devices_matching(session: Session, org_id: int, q: str, cap: int = SEARCH_DEVICE_CAP) -> list[int] | None:
-    """Ids of the org's devices `q` matches (trigram indexes), or None when more than `cap` do."""
-    ids = list(session.execute(select(Device.id).where(Device.org_id == org_id, device_matches(q))
-                               .limit(cap + 1)).scalars())
-    return None if len(ids) > cap else ids
-
-
-def search_clause(org_id: int, q: str, device_ids: Sequence[int] | None = None) -> Any:
+def search_clause(org_id: int, q: str, after_id: int | None = None) -> Any:
     """Pairs whose custom domain, or one of whose nodes (`device_matches`), contains `q`.
 
-    Two shapes, for the two kinds of search (measured at 100,000 pairs, docs/benchmarks.md):
-    - `device_ids` given (`devices_matching`: few devices match, e.g. a MAC or a device name):
-      each arm is an index condition and PostgreSQL combines them (BitmapOr), then sorts the
-      few matches;
-    - otherwise (many match, e.g. a city): matches are dense, so pairs are walked in id order
-      and each checks its two nodes by primary key until the page is full. Collecting every
-      matching device first would fetch thousands of device rows per page.
+    Read from `pair_search` (`domain.search`), one trigram index, as `id IN (subquery)`:
+    PostgreSQL reads a rare match from the index and walks the pairs in id order, probing each
+    pair's text by key, for a common one. The keyset bound is repeated inside the subquery so a
+    deep page never collects the matches before it (plans at 100,000 pairs in docs/benchmarks.md).
     """
-    like = f"%{q.strip().lower()}%"
-    domain = func.lower(HaPair.custom_domain).like(like)
-    if device_ids is not None:
-        return or_(domain, HaPair.primary_device_id.in_(device_ids), HaPair.secondary_device_id.in_(device_ids))
-    member = aliased(Device)
-    matching_member = select(member.id).where(
-        member.org_id == org_id,
-        or_(member.id == HaPair.primary_device_id, member.id == HaPair.secondary_device_id),
-        or_(mac_matches(member.mac, q), func.lower(member.name).like(like), func.lower(member.site).like(like)),
-    ).exists()
-    return or_(domain, matching_member)
+    patterns = search.search_patterns(q)
+    if patterns.everything:
+        return true()
+    text = PairSearch.search_text
+    arms = []
+    if patterns.anything is not None:
+        arms.append(text.like(patterns.anything, escape=search.LIKE_ESCAPE))
+    if patterns.mac is not None:
+        # The whole text first (the trigram index), then the MAC section alone (exact).
+        arms.append(and_(text.like(patterns.mac, escape=search.LIKE_ESCAPE),
+                         func.substr(text, 1, search.MAC_SECTION).like(patterns.mac, escape=search.LIKE_ESCAPE)))
+    if not arms:
+        return false()
+    matches = select(PairSearch.pair_id).where(PairSearch.org_id == org_id, or_(*arms))
+    if after_id is not None:
+        matches = matches.where(PairSearch.pair_id > literal(after_id, BigInteger))
+    return HaPair.id.in_(matches)
 
 
 def events_stmt(org_id: int, pair_id: int) -> Select[Any]:

@@ -45,9 +45,9 @@ def create_pair(data):
 @blp.response(200, PairPageSchema)
 def list_pairs(args):
     org_id = principal().org_id
-    hint = queries.devices_matching(db(), org_id, args["q"]) if args["q"] else None
     stmt = queries.pair_list_stmt(org_id, status=args["status"], active_site=args["active_site"],
-                                  needs_attention=args["needs_attention"], q=args["q"], q_device_ids=hint)
+                                  needs_attention=args["needs_attention"], q=args["q"],
+                                  after_id=args["after_id"])
     page = pair_pages.pair_page(db(), stmt, args["limit"], args["after_id"])
     now = utcnow()
     # Serialized here rather than by PairPageSchema (which still documents it): see pair_json.

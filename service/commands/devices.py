@@ -13,7 +13,7 @@ from service.domain.errors import Conflict, InvalidState, RuleViolation, Violati
 from service.models import Device, HaPair
 from service.security import SecretBox, hash_token, new_alert_token, new_webhook_secret
 
-from . import lifecycle
+from . import lifecycle, search_text
 from .context import CommandContext
 
 
@@ -58,6 +58,8 @@ def update_device(ctx: CommandContext, mac: str, changes: dict[str, Any]) -> Dev
                                 detail="Cloud IM may be enabled on one node of a pair only (R3).")
     for field, value in changes.items():
         setattr(device, field, value)
+    if search_text.DEVICE_FIELDS & changes.keys():
+        search_text.refresh_pairs_of(ctx.session, device.id)
     if pair is not None and "firmware" in changes:
         lifecycle.firmware_changed(ctx, pair, device, changes["firmware"], source="api")
     ctx.commit()

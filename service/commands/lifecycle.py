@@ -26,7 +26,7 @@ from service.domain.lifecycle import (FIRMWARE_UPGRADE, REPLACE, Candidate, Firm
                                       ReplacementFacts)
 from service.models import Alarm, Device, HaPair
 
-from . import failover, sync, timeline
+from . import failover, search_text, sync, timeline
 from .context import CommandContext
 
 
@@ -78,6 +78,7 @@ def replace_node(ctx: CommandContext, pair_id: int, failed_mac: str, new_mac: st
         pair.primary_device_id, pair.primary = new.id, new
     else:
         pair.secondary_device_id, pair.secondary = new.id, new
+    search_text.refresh(ctx.session, [pair.id])
     previous = pair.status
     pair.status = "replacing"
     pair.procedure = doc
@@ -234,6 +235,7 @@ def dissolve(ctx: CommandContext, pair_id: int, *, release_domain: bool = False)
         timeline.record(ctx, pair, "custom_domain_removed", mac=pair.primary.mac, domain=pair.custom_domain,
                         actor=ctx.actor, why="released at dissolution")
         pair.custom_domain = None
+        search_text.refresh(ctx.session, [pair.id])
         released = True
     observe(ctx, pair)
     sync.plan_repoint(ctx, pair, why="pair dissolved" if not released else "custom domain released")

@@ -16,7 +16,7 @@ from service.domain.preflight import (Check, HaSettings, NodeFacts, PairRequest,
 from service.models import Device, HaPair
 from service.queries import plan_facts, storage_items
 
-from . import failover, sync, timeline, transitions
+from . import failover, search_text, sync, timeline, transitions
 from .settle import settle
 from .context import CommandContext
 
@@ -77,6 +77,7 @@ def create_pair(ctx: CommandContext, data: dict[str, Any]) -> HaPair:
     )
     ctx.session.add(pair)
     ctx.session.flush()
+    search_text.refresh(ctx.session, [pair.id])
     ctx.session.refresh(pair)
     timeline.record(ctx, pair, "pair_created", mac=primary.mac, actor=ctx.actor,
                     primary_mac=primary.mac, secondary_mac=secondary.mac)
@@ -107,6 +108,7 @@ def set_custom_domain(ctx: CommandContext, pair_id: int, domain: str) -> HaPair:
     except IntegrityError as exc:
         ctx.session.rollback()
         raise Conflict(f"The domain {domain} is already in use.", code="domain_taken") from exc
+    search_text.refresh(ctx.session, [pair.id])
     timeline.record(ctx, pair, "custom_domain_set", mac=pair.primary.mac, domain=domain, previous=old, actor=ctx.actor)
     settle(ctx, pair, why="custom domain set")
     ctx.commit()
@@ -119,6 +121,7 @@ def delete_custom_domain(ctx: CommandContext, pair_id: int) -> HaPair:
         raise InvalidState("The pair has no custom domain.", code="no_custom_domain")
     timeline.record(ctx, pair, "custom_domain_removed", domain=pair.custom_domain, actor=ctx.actor)
     pair.custom_domain = None
+    search_text.refresh(ctx.session, [pair.id])
     settle(ctx, pair, why="custom domain removed")
     ctx.commit()
     return pair

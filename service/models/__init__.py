@@ -1,11 +1,11 @@
 from .base import Base, utcnow
 from .devices import Device, Plan
-from .pairs import HaPair, PairSync
+from .pairs import HaPair, PairSearch, PairSync
 from .subscriptions import DeliveryAttempt, EventDelivery, EventSubscription, OutboundEvent
 from .tenancy import ApiToken, Organization
 from .timeline import Alarm, Event, Notification
 
 __all__ = [
     "Alarm", "ApiToken", "Base", "DeliveryAttempt", "Device", "Event", "EventDelivery", "EventSubscription",
-    "HaPair", "Notification", "Organization", "OutboundEvent", "PairSync", "Plan", "utcnow",
+    "HaPair", "Notification", "Organization", "OutboundEvent", "PairSearch", "PairSync", "Plan", "utcnow",
 ]

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, func, text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, UTCDateTime, utcnow
@@ -16,11 +16,8 @@ class HaPair(Base):
     __tablename__ = "ha_pairs"
     __table_args__ = (
         Index("ix_ha_pairs_org_status", "org_id", "status"),
-        # The list filters at fleet scale (docs/benchmarks.md): Secondary-Active pairs in id order,
-        # and "contains" search on the custom domain (pg_trgm; on SQLite a plain expression index).
+        # The list filters at fleet scale (docs/benchmarks.md): Secondary-Active pairs in id order.
         Index("ix_ha_pairs_org_secondary_active_id", "org_id", text("(active_device_id = secondary_device_id)"), "id"),
-        Index("ix_ha_pairs_domain_trgm", func.lower(text("custom_domain")), postgresql_using="gin",
-              postgresql_ops={"lower(custom_domain)": "gin_trgm_ops"}),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -65,6 +62,27 @@ class HaPair(Base):
 
     def sync(self, target: str) -> "PairSync | None":
         return next((s for s in self.syncs if s.target == target), None)
+
+
+class PairSearch(Base):
+    """What the list's search finds a pair by (`domain.search.pair_search_text`): its domain and its
+    nodes' MACs, names and sites. Written by `commands.search_text` only.
+
+    A table of its own, not a column of ha_pairs: every failover updates the pair row (an indexed
+    column changes, so the update is not HOT), and a trigram index on that row would re-insert
+    ~60 entries per failover and fragment. Failovers never touch this row.
+    """
+
+    __tablename__ = "pair_search"
+    __table_args__ = (
+        # "contains" search (pg_trgm; on SQLite a plain index of the same name).
+        Index("ix_pair_search_text_trgm", "search_text", postgresql_using="gin",
+              postgresql_ops={"search_text": "gin_trgm_ops"}),
+    )
+
+    pair_id: Mapped[int] = mapped_column(ForeignKey("ha_pairs.id", ondelete="CASCADE"), primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    search_text: Mapped[str] = mapped_column(Text)
 
 
 class PairSync(Base):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 import secrets
 
+from service.commands import search_text
 from service.models import Alarm, Device, HaPair, utcnow
 from service.security import hash_token
 
@@ -52,6 +53,8 @@ def bulk_pairs(session, org_id: int, count: int) -> list[int]:  # type: ignore[n
                     active_device_id=devices[2 * i].id, status="paired", epoch=1)
              for i in range(count)]
     session.add_all(pairs)
+    session.flush()
+    search_text.refresh(session, [p.id for p in pairs])  # what the commands would have written
     session.commit()
     return [p.id for p in pairs]
 

@@ -1,0 +1,75 @@
+"""Two commands refreshing one pair's search text at once, on real PostgreSQL sessions.
+
+Not the savepoint fixture: each side has its own connection, so the row lock is the real one.
+A custom domain is set on the pair while, concurrently, one of its nodes is renamed; whichever
+commits last must compose the text from the other's committed value.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import sqlalchemy as sa
+
+from service import migrate, queries
+from service.commands import search_text
+from service.db import make_engine, make_session_factory
+from service.models import Device, HaPair, Organization, PairSearch
+
+
+def _waiting_for_a_lock(engine: sa.Engine) -> bool:
+    with engine.connect() as conn:
+        return bool(conn.execute(sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database()")).scalar())
+
+
+def test_a_rename_waiting_for_a_domain_change_composes_from_the_committed_domain(fresh_database):
+    url = fresh_database()
+    migrate.upgrade(url)
+    engine = make_engine(url, pool_size=4)
+    factory = make_session_factory(engine)
+    try:
+        with factory() as s:
+            org = Organization(name="race")
+            s.add(org)
+            s.flush()
+            nodes = [Device(org_id=org.id, mac=mac, model="UCM6304", firmware="1.0.15.8", name=name,
+                            webhook_secret_enc="x", alert_token_hash=name, storage=[])
+                     for mac, name in (("02:CC:00:00:00:01", "before"), ("02:CC:00:00:00:02", "peer"))]
+            s.add_all(nodes)
+            s.flush()
+            pair = HaPair(org_id=org.id, primary_device_id=nodes[0].id, secondary_device_id=nodes[1].id,
+                          active_device_id=nodes[0].id, status="paired", epoch=1)
+            s.add(pair)
+            s.flush()
+            search_text.refresh(s, [pair.id])
+            s.commit()
+            pair_id, device_id = pair.id, nodes[0].id
+
+        domain_side = factory()
+        locked = queries.pair_by_id(domain_side, org.id, pair_id, for_update=True)
+        locked.custom_domain = "pbx.race.example"
+        search_text.refresh(domain_side, [pair_id])  # reads the old name: the rename is not committed
+
+        def rename() -> None:
+            with factory() as s:
+                s.get(Device, device_id).name = "after"
+                search_text.refresh(s, [pair_id])
+                s.commit()
+
+        renamer = threading.Thread(target=rename)
+        renamer.start()
+        deadline = time.monotonic() + 10
+        while not _waiting_for_a_lock(engine):
+            assert renamer.is_alive() and time.monotonic() < deadline, "the rename did not wait for the pair"
+        domain_side.commit()
+        domain_side.close()
+        renamer.join(10)
+        assert not renamer.is_alive()
+
+        with factory() as s:
+            text = s.get(PairSearch, pair_id).search_text
+        assert "pbx.race.example" in text and "after" in text and "before" not in text
+    finally:
+        engine.dispose()
