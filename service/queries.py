@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, Sequence, TypeVar
 
 from sqlalchemy import BigInteger, Select, and_, false, func, literal, or_, select, true
-from sqlalchemy.orm import Session, aliased, joinedload, lazyload
+from sqlalchemy.orm import Session, joinedload, lazyload
 
 from service.domain import search
 from service.domain.attention import ATTENTION_STATUSES, ATTENTION_SYNC_STATES

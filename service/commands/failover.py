@@ -7,7 +7,7 @@ from sqlalchemy import update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from service.domain.pair_state import NodeLiveness, PairState
-from service.models import Device, HaPair
+from service.models import HaPair
 
 from .context import CommandContext
 
