@@ -55,6 +55,11 @@ class Settings:
     sweep_interval_s: float = 2.0
     reconcile_interval_s: float = 60.0
     alarm_check_interval_s: float = 60.0
+    # The periodic rule check visits only the pairs whose time-based rules are due
+    # (`domain.periodic.rules_due_at`), but every pair at least this often whatever its rules say
+    # (the safety net, spread over the period rather than one full pass at once). A worker's start
+    # also runs one full pass (settings such as node_silent_after_s may have changed).
+    rule_check_revisit_s: float = 3600.0
     rate_limit_admin: str = "600/minute"
     rate_limit_webhook: str = "120/minute"
     rate_limit_alerts: str = "60/minute"
@@ -187,6 +192,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sweep_interval_s=_float(env, "UCMHA_SWEEP_INTERVAL_S", defaults.sweep_interval_s),
         reconcile_interval_s=_float(env, "UCMHA_RECONCILE_INTERVAL_S", defaults.reconcile_interval_s),
         alarm_check_interval_s=_float(env, "UCMHA_ALARM_CHECK_INTERVAL_S", defaults.alarm_check_interval_s),
+        rule_check_revisit_s=_float(env, "UCMHA_RULE_CHECK_REVISIT_S", defaults.rule_check_revisit_s),
         rate_limit_admin=env.get("UCMHA_RATE_LIMIT_ADMIN", defaults.rate_limit_admin),
         rate_limit_webhook=env.get("UCMHA_RATE_LIMIT_WEBHOOK", defaults.rate_limit_webhook),
         rate_limit_alerts=env.get("UCMHA_RATE_LIMIT_ALERTS", defaults.rate_limit_alerts),

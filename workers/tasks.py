@@ -92,9 +92,22 @@ def reconcile_task() -> int:
 
 
 @shared_task(name="ucmha.check_alarms", acks_late=True)
-def check_alarms_task() -> int:
+def check_alarms_task(full: bool = False) -> int:
+    """The periodic rule check: the pairs whose rules are due, or every live pair when ``full``."""
     settings, factory, _client = runtime()
-    return alarms.check_pairs(factory, settings, _enqueue)
+    return alarms.check_pairs(factory, settings, _enqueue, full=full)
+
+
+@signals.worker_ready.connect(weak=False, dispatch_uid="ucmha.tasks.full_rule_check")
+def _full_rule_check_at_start(sender: object = None, **_kwargs: object) -> None:
+    # The stored due times were computed with the settings of the processes that wrote them; a
+    # restarted worker may run with others (node_silent_after_s...), so its first pass visits
+    # every live pair. Once per worker (the main process), not per prefork child.
+    app = getattr(sender, "app", None) or current_app
+    try:
+        app.send_task("ucmha.check_alarms", kwargs={"full": True})
+    except Exception as exc:  # noqa: BLE001 - a broker away now: the revisit period still covers every pair
+        log.warning("full rule check not queued at start", extra={"error": type(exc).__name__})
 
 
 @shared_task(name="ucmha.deliver_events", bind=True, acks_late=True)

@@ -97,6 +97,7 @@ def replace_node(ctx: CommandContext, pair_id: int, failed_mac: str, new_mac: st
     _close_alarms_of(ctx, pair, failed.mac, f"{failed.mac} was replaced by {new.mac}")
     observe(ctx, pair)
     sync.plan_repoint(ctx, pair, why=f"{failed.mac} replaced by {new.mac}")
+    pair.rules_due_at = None  # a new node and a running procedure: the periodic check is due now (rules_due)
     ctx.commit()
     return pair
 
@@ -177,6 +178,9 @@ def joined_at(pair: HaPair, device: Device) -> datetime | None:
 def firmware_changed(ctx: CommandContext, pair: HaPair, device: Device, firmware: str, *, source: str) -> None:
     """`device` (a node of `pair`, its firmware already updated) now runs `firmware`."""
     timeline.record(ctx, pair, "firmware_changed", mac=device.mac, firmware=firmware, source=source)
+    # An upgrade (R11) may start or end here, outside settle when it comes from PATCH /devices:
+    # the periodic check is due now (rules_due).
+    pair.rules_due_at = None
     _apply_firmware(ctx, pair, rules.firmware_reported(pair.procedure, pair_facts(pair), device.mac, firmware,
                                                        ctx.now()))
 

@@ -21,7 +21,12 @@ without ``ON CONFLICT``.
 What it leaves out, and why that is the same outcome: ``settle`` (no procedure runs, and the
 outbox follows the pair's Active, status and epoch, none of which moved; the time-driven rule
 checks, R2/R3 plan expiry, are the periodic check's job on both paths) and the event hooks (events
-come from timeline lines, and there is none). ``tests/service/commands/test_quiet_reports.py``
+come from timeline lines, and there is none). It also leaves the pair's ``rules_due_at`` as it
+was, which the full path recomputes in ``settle``: that is safe because it takes a report only
+when the domain says the reporter's silence deadline can only move later
+(``periodic.postpones_silence``; a report may carry an older time than the node's last), and
+nothing else the periodic check reads moves here, so the stored due time is at worst early (an
+early visit only recomputes it; see ``commands.rules_due``). ``tests/service/commands/test_quiet_reports.py``
 runs random report sequences through both paths and compares every row they leave.
 """
 from __future__ import annotations
@@ -37,6 +42,7 @@ from service.db import is_retryable
 from service.domain import transition
 from service.domain.claims import StatusReport
 from service.domain.pair_state import liveness_of
+from service.domain.periodic import node_heard, postpones_silence
 from service.models import Alarm, Device, HaPair, Notification
 
 from .context import CommandContext
@@ -49,7 +55,8 @@ _alarms, _notes = Alarm.__table__, Notification.__table__
 _LOCK = (
     select(_pairs.c.id, _pairs.c.org_id, _pairs.c.status, _pairs.c.epoch, _pairs.c.primary_device_id,
            _pairs.c.secondary_device_id, _pairs.c.active_device_id, _pairs.c.ha_settings,
-           _pairs.c.newest_active_assertion_at, _pairs.c.last_full_backup_at, _pairs.c.procedure)
+           _pairs.c.newest_active_assertion_at, _pairs.c.last_full_backup_at, _pairs.c.procedure,
+           _pairs.c.created_at)
     .where(_pairs.c.status != "dissolved",
            or_(_pairs.c.primary_device_id == bindparam("device_id"),
                _pairs.c.secondary_device_id == bindparam("device_id")))
@@ -63,7 +70,7 @@ _ANY_OPEN_ALARM = (
 )
 _NODES = select(
     _devices.c.id, _devices.c.mac, _devices.c.firmware, _devices.c.last_sequence, _devices.c.last_active_assertion_at,
-    _devices.c.last_status_at, _devices.c.last_status_role, _ANY_OPEN_ALARM,
+    _devices.c.last_status_at, _devices.c.last_status_role, _devices.c.last_heard_at, _ANY_OPEN_ALARM,
 ).where(or_(_devices.c.id == bindparam("primary_id"), _devices.c.id == bindparam("secondary_id")))
 _OPEN_ALARMS = select(_alarms.c.kind).where(_alarms.c.pair_id == bindparam("pair_id"), _alarms.c.closed_at.is_(None))
 _LIVENESS = (
@@ -148,6 +155,12 @@ def _take(ctx: CommandContext, conn: Connection, device_id: int, webhook_id: str
     if rest != change.before or liveness_of(change.after, peer.mac) != liveness_of(change.before, peer.mac):
         return None
     now = ctx.now()
+    node = liveness_of(change.after, reporter.mac)
+    # The pair's rules_due_at is not written here: only a report that puts the node's silence
+    # deadline later (or leaves it) may be taken (see the module's docstring).
+    if not postpones_silence(node_heard(reporter.mac, reporter.last_status_at, reporter.last_heard_at),
+                             node_heard(reporter.mac, node.last_status_at, now), pair.created_at):
+        return None
     notification_id = conn.execute(insert, {
         "org_id": pair.org_id, "device_id": device_id, "pair_id": pair.id, "source": "webhook",
         "webhook_id": webhook_id, "type": note["type"], "occurred_at": note["occurred_at"],
@@ -157,7 +170,6 @@ def _take(ctx: CommandContext, conn: Connection, device_id: int, webhook_id: str
     if notification_id is None:
         return None  # a repeated webhook-id: the full path answers with the first outcome
     ctx.org_id = pair.org_id
-    node = liveness_of(change.after, reporter.mac)
     params = {"device_id": reporter.id, "sequence": node.last_sequence,
               "active_assertion_at": node.last_active_assertion_at, "status_at": node.last_status_at,
               "status_role": node.last_status_role, "heard_at": now}

@@ -18,6 +18,9 @@ class HaPair(Base):
         Index("ix_ha_pairs_org_status", "org_id", "status"),
         # The list filters at fleet scale (docs/benchmarks.md): Secondary-Active pairs in id order.
         Index("ix_ha_pairs_org_secondary_active_id", "org_id", text("(active_device_id = secondary_device_id)"), "id"),
+        # The periodic rule check's pass: the live pairs whose rules are due (NULL: due now).
+        Index("ix_ha_pairs_rules_due", "rules_due_at", postgresql_where=text("status <> 'dissolved'"),
+              sqlite_where=text("status <> 'dissolved'")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -40,6 +43,9 @@ class HaPair(Base):
     last_full_backup_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     procedure: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     dissolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When the periodic rule check can next find anything to do for this pair
+    # (`domain.periodic.rules_due_at`, written by `commands.rules_due`); NULL: due now.
+    rules_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
