@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, Phase, example, given, settings as hsettings, strategies as st
 from sqlalchemy import event, select, update
 
 from service.commands import notifications, plans
@@ -124,6 +124,13 @@ class Side:
 @hsettings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
            phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink))
 @given(steps=st.lists(STEP, min_size=4, max_size=16))
+# A plan lapses between two silence deadlines (R2/R3 block the repoints at its expiry).
+@example(steps=[("pass",), ("expiry", "primary", 60), ("advance", 61), ("pass",)])
+# A pass exactly at a node's silence limit: it turns silent one tick later, and must be due then.
+@example(steps=[("pass",), ("advance", 119), ("pass",), ("advance", 1), ("pass",)])
+# A quiet report dated before the node's previous one brings its silence deadline earlier.
+@example(steps=[("pass",), ("advance", 60), ("status", "primary", 0), ("status", "secondary", 0), ("advance", 119),
+                ("status", "secondary", 121), ("pass",)])
 def test_the_incremental_pass_decides_what_the_full_pass_decides(client, tenant, session_factory, rule_settings,
                                                                  steps):
     api = Api(client, tenant)
