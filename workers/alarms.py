@@ -64,6 +64,8 @@ def check_batch(session_factory: sessionmaker[Session], settings: Settings,
 
 def check_pair(ctx: CommandContext, pair: HaPair, settings: Settings) -> None:
     timeline.apply_alarms(ctx, pair, rules_due.periodic_changes(ctx, pair))
-    # Plans lapse with time alone; re-evaluating blocks or releases the withheld repoints. settle
-    # also writes the pair's next due time (commands.rules_due), from the pair as judged now.
+    # Plans lapse with time alone; re-evaluating blocks or releases the withheld repoints.
     settle(ctx, pair, why="periodic rule check")
+    # Then the pair's next due time, from the pair as judged now (later than the stored one, as a
+    # rule, which only this visit may write: commands.rules_due).
+    rules_due.note(ctx, pair, visited=True)

@@ -2,13 +2,15 @@
 
 The instant is the domain's (``domain.periodic.rules_due_at``); this module only gathers its facts
 and writes it. ``settle`` calls :func:`note` last, so every command and task that changes a pair
-through ``settle`` leaves it with its due time computed from the pair as it now stands (the
-periodic pass itself included: ``workers.alarms.check_pair`` settles after its alarms).
+through ``settle`` leaves a due time no later than the one computed from the pair as it now
+stands; the periodic visit (``workers.alarms.check_pair``) writes the computed one.
 
 Why a stored due time stays safe (the pass visits a pair no later than the first instant its check
 could change anything):
 
-- Through ``settle`` the due time is recomputed from everything the check reads, so it is exact.
+- Through ``settle`` the due time is recomputed from everything the check reads and the stored
+  one is brought earlier when that is earlier (never later: see :func:`note`); the periodic
+  visit writes the recomputed time as it is.
 - Writers that change what the check reads without ``settle`` reset it to NULL (due now) in the
   same transaction: a replacement started (``lifecycle.replace_node``), a firmware change that may
   start or end an upgrade (``lifecycle.firmware_changed``, also from PATCH /devices). Dissolved
@@ -30,7 +32,7 @@ from sqlalchemy.orm.attributes import flag_modified
 
 from service.domain.alarms import AlarmChange
 from service.domain.lifecycle import is_running
-from service.domain.periodic import NodeHeard, node_heard, periodic_alarms, rules_due_at
+from service.domain.periodic import NodeHeard, earlier_due, node_heard, periodic_alarms, rules_due_at
 from service.models import HaPair
 
 from . import lifecycle, timeline
@@ -49,8 +51,14 @@ def periodic_changes(ctx: CommandContext, pair: HaPair) -> tuple[AlarmChange, ..
                            backup_overdue_after_s=settings.backup_overdue_after_s)
 
 
-def note(ctx: CommandContext, pair: HaPair) -> None:
-    """Write when the periodic check must next visit ``pair``, as the domain computes it now."""
+def note(ctx: CommandContext, pair: HaPair, *, visited: bool = False) -> None:
+    """Write when the periodic check must next visit ``pair``, as the domain computes it now.
+
+    A command (``settle``) only brings the stored due time earlier (``periodic.earlier_due``):
+    nearly every command only postpones deadlines (a failover hears from the claimant), and then
+    writes nothing, which keeps the pair's row out of the intake's statements. The periodic visit
+    (``visited``) writes the computed time, later or not.
+    """
     if pair.status == "dissolved":
         return
     settings = ctx.settings
@@ -60,6 +68,8 @@ def note(ctx: CommandContext, pair: HaPair) -> None:
         timeline.open_kinds(ctx, pair), ctx.now(), procedure_running=is_running(pair.procedure),
         silent_after_s=settings.node_silent_after_s, backup_overdue_after_s=settings.backup_overdue_after_s,
         revisit_after_s=settings.rule_check_revisit_s)
+    if not visited:
+        due = earlier_due(pair.rules_due_at, due)
     if due == pair.rules_due_at:
         return
     if not ctx.session.is_modified(pair):

@@ -107,3 +107,13 @@ def rules_due_at(nodes: Sequence[NodeHeard], pair_created_at: datetime, last_ful
     limits += [as_utc(expiry) for expiry in plan_expiries if expiry is not None]
     ahead = [moment for moment in limits if moment > now]
     return min([*ahead, now + timedelta(seconds=revisit_after_s)])
+
+
+def earlier_due(stored: datetime | None, computed: datetime | None) -> datetime | None:
+    """The due time a command leaves: the earlier of the stored one and the one computed now
+    (``None``, due now, is the earliest). A stored due time that is early is safe (the visit only
+    recomputes it), so a command that only postpones deadlines writes nothing; only the periodic
+    visit moves a due time later."""
+    if stored is None or computed is None:
+        return None
+    return min(as_utc(stored), as_utc(computed))

@@ -129,8 +129,10 @@ class Side:
 # A pass exactly at a node's silence limit: it turns silent one tick later, and must be due then.
 @example(steps=[("pass",), ("advance", 119), ("pass",), ("advance", 1), ("pass",)])
 # A quiet report dated before the node's previous one brings its silence deadline earlier.
-@example(steps=[("pass",), ("advance", 60), ("status", "primary", 0), ("status", "secondary", 0), ("advance", 119),
-                ("status", "secondary", 121), ("pass",)])
+# (Both nodes report at 60 s, the pass at 121 s makes them due at 180 s; at 151 s the Secondary's
+# report dated 30 s makes it silent from 150 s.)
+@example(steps=[("pass",), ("advance", 60), ("status", "primary", 0), ("status", "secondary", 0), ("advance", 61),
+                ("pass",), ("advance", 30), ("status", "secondary", 121), ("pass",)])
 def test_the_incremental_pass_decides_what_the_full_pass_decides(client, tenant, session_factory, rule_settings,
                                                                  steps):
     api = Api(client, tenant)

@@ -71,3 +71,11 @@ def test_a_report_dated_before_the_last_one_does_not_postpone_the_silence():
     # The status time wins over any other notice of the node.
     assert node_heard(MACS[0], earlier, later).heard_at == earlier
     assert node_heard(MACS[0], None, later).heard_at == later
+
+
+def test_a_command_only_brings_the_stored_due_time_earlier():
+    from service.domain.periodic import earlier_due
+    later = NOW + timedelta(minutes=5)
+    assert earlier_due(NOW, later) == NOW
+    assert earlier_due(later, NOW) == NOW
+    assert earlier_due(None, NOW) is None and earlier_due(NOW, None) is None
