@@ -28,7 +28,8 @@ class Stack:
 
     def drain(self, *, tick: bool = True, rounds: int = 30) -> list[tuple[int, str, str]]:
         """Run every owed repoint until nothing is owed. With `tick`, a scheduler tick
-        (workers.alarms.check_pairs, which re-plans every pair) runs once nothing is enqueued,
+        (workers.alarms.check_pairs, which re-plans every due pair; a pair with a running procedure is
+        due at every pass) runs once nothing is enqueued,
         as the beat schedule does every 30 s."""
         done: list[tuple[int, str, str]] = []
         ticked = False
