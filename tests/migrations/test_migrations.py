@@ -88,3 +88,40 @@ def test_the_schema_constrains_what_the_service_relies_on(database_url):  # type
         assert getattr(timestamps["created_at"], "timezone", False) is True
     finally:
         engine.dispose()
+
+
+def test_the_rule_check_reads_the_due_pairs_through_a_partial_index(database_url):  # type: ignore[no-untyped-def]
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            definition = conn.execute(sa.text(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_ha_pairs_rules_due'")).scalar_one()
+            assert "(rules_due_at)" in definition and "WHERE ((status)::text <> 'dissolved'::text)" in definition
+            # With few pairs due the planner takes it (sequential scans off: the table is empty here).
+            conn.execute(sa.text("SET enable_seqscan = off"))
+            plan = "\n".join(conn.execute(sa.text(
+                "EXPLAIN SELECT id FROM ha_pairs WHERE status <> 'dissolved' "
+                "AND (rules_due_at IS NULL OR rules_due_at <= now()) ORDER BY id")).scalars())
+            assert "ix_ha_pairs_rules_due" in plan, plan
+    finally:
+        engine.dispose()
+
+
+def test_0007_goes_down_and_up_on_sqlite_keeping_the_other_indexes(tmp_path):  # type: ignore[no-untyped-def]
+    """A batch (table copy) on SQLite would drop 0005's expression index, which it cannot reflect."""
+    url = f"sqlite:///{tmp_path / 'ucmha.db'}"
+    engine = sa.create_engine(url)
+    try:
+        def indexes() -> set[str]:
+            with engine.connect() as conn:
+                return set(conn.execute(sa.text(
+                    "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ha_pairs'")).scalars())
+        migrate.upgrade(url)
+        head = indexes()
+        assert {"ix_ha_pairs_rules_due", "ix_ha_pairs_org_secondary_active_id"} <= head
+        migrate.downgrade(url, "0006_i10_pair_search_text")
+        assert indexes() == head - {"ix_ha_pairs_rules_due"}
+        migrate.upgrade(url)
+        assert indexes() == head
+    finally:
+        engine.dispose()
