@@ -81,3 +81,13 @@ def test_the_py_spy_summary_counts_request_samples_only():
     assert text.splitlines()[0] == "40 samples inside requests"
     assert " 75.0%  node_notification (webhooks.py)" in text and " 25.0%  _finish (web.py)" in text
     assert "select" not in text
+
+
+def test_the_rule_check_benchmark_runs(tmp_path, pg_admin_engine):  # type: ignore[no-untyped-def]
+    out = tmp_path / "rules.json"
+    done = run("benchmarks.rule_check", "--pairs", "30", "--due", "5", "--rounds", "1", "--output", str(out),
+               timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["rounds"][0]["incremental"]["visited"] == 5 and result["rounds"][0]["full"]["visited"] == 30
+    assert result["plan"] and result["plan_before_vacuum"]  # at 30 pairs the planner may scan the table
