@@ -15,8 +15,8 @@ from service.security import SecretBox
 from harness.webhooks import role_changed, signed_headers
 from workers import deliveries
 from workers.event_sender import EXCERPT_CHARS, EventSender
+from tests.formed_pair import PRIMARY, SECONDARY, form_pair
 
-PRIMARY, SECONDARY = "00:0B:82:A4:6E:BF", "C0:74:AD:45:3B:10"
 BASE = "/api/v1/event-subscriptions"
 
 
@@ -42,17 +42,7 @@ def api(loopback_app):
 
 @pytest.fixture
 def pair(api, tenant):
-    h = tenant.admin()
-    secrets = {}
-    for mac in (PRIMARY, SECONDARY):
-        secrets[mac] = api.post("/api/v1/devices", json={"mac": mac, "model": "UCM6304", "firmware": "1.0.15.8"},
-                                headers=h).json["webhook_secret"]
-        api.post("/api/v1/plans", json={"tier": "Pro", "ha": True, "cloud_im": True, "status": "active",
-                                        "device_mac": mac}, headers=h)
-    pair_id = api.post("/api/v1/ha-pairs", json={"primary_mac": PRIMARY, "secondary_mac": SECONDARY},
-                       headers=h).json["id"]
-    api.put(f"/api/v1/ha-pairs/{pair_id}/custom-domain", json={"domain": "pbx.example.com"}, headers=h)
-    return {"id": pair_id, "secrets": secrets, "headers": h}
+    return form_pair(api, tenant)
 
 
 def subscribe(api, tenant, url, events=("pair.switched",)):
