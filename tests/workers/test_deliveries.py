@@ -1,6 +1,7 @@
 """Delivering events to a real HTTP endpoint (the simulator's receiver): signed, retried, logged, in order."""
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import random
 import threading
@@ -358,7 +359,7 @@ class _Ok(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_https_goes_to_the_vetted_address_and_checks_the_certificate_against_the_name(tmp_path):
+def test_https_goes_to_the_vetted_address_and_checks_the_certificate_against_the_name(tmp_path, settings):
     import ssl
 
     cert, key = _self_signed(tmp_path, "hooks.example.test")
@@ -371,7 +372,9 @@ def test_https_goes_to_the_vetted_address_and_checks_the_certificate_against_the
     port = server.server_port
     try:
         resolver = {"hooks.example.test": ["127.0.0.1"], "other.example.test": ["127.0.0.1"]}
-        sender = EventSender(1.0, 2.0, allow_loopback=True, resolver=lambda h, p: resolver[h], ca_certs=cert)
+        # Our CA comes from the setting (UCMHA_EVENT_CA_BUNDLE), as a worker builds its sender.
+        configured = deliveries.sender_for(settings.with_overrides(event_ca_bundle=cert, event_allow_loopback=True))
+        sender = dataclasses.replace(configured, resolver=lambda h, p: resolver[h])
         sent = sender.send(f"https://hooks.example.test:{port}/in", {}, b"{}", utcnow())
         assert sent.result.status == 204, sent.result.error
         assert server.hosts == [f"hooks.example.test:{port}"]
