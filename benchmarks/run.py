@@ -14,6 +14,12 @@ and beat, its own Redis, the upstream simulator) on a fresh PostgreSQL database 
              bare Celery task doing the same two upstream calls per pair, same worker concurrency,
              same Redis, same simulator.
 
+Intake and failover also measure the stack's floor in the same alternating rounds
+(`benchmarks.floor_app` and the `floor_repoint` task of `benchmarks.bare_tasks`): only what the
+contract cannot skip (signature, durable commit before the 202, outbox rows and one Celery hop,
+the worker's claim). Reported as `floor` and `floor_ratio` (floor/bare, ucmha/floor) next to
+each figure; the baseline ratios are unchanged.
+
 Prints a table and writes benchmarks/results/latest.json. Always stops by itself (each phase
 has a deadline and the whole run a hard limit) and removes its processes, database and files,
 also on failure or Ctrl-C. See docs/benchmarks.md.
@@ -44,7 +50,7 @@ import requests
 import sqlalchemy as sa
 from standardwebhooks import Webhook
 
-from benchmarks import bare_tasks
+from benchmarks import bare_tasks, floor_app
 from benchmarks.cpu import CpuMonitor
 from benchmarks.db import ADMIN_URL, create_database, drop_database
 from benchmarks.load import Job, LoadResult, percentile, run_load, signed_headers
@@ -251,45 +257,88 @@ class Bench:
         size = -(-len(measured) // rounds)
         chunks = [measured[k:k + size] for k in range(0, len(measured), size)]
 
-        bare_port = free_port()
         assert self.stack is not None and self.workdir is not None and self.monitor is not None
         opts = self.gunicorn_settings()
-        # Same command line as the API but the bind address and the app, and the same working
-        # directory (so the same ./gunicorn.conf.py, if any, applies to both).
-        bare = Proc("bare-api", [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{bare_port}", *opts,
-                                 "benchmarks.bare_app:create_app()"], self.stack.env(), self.workdir / "bare-api.log")
-        self.extra_procs["bare-api"] = bare
-        bare.start()
-        wait_for(lambda: _port_open(bare_port), 30, "the bare gunicorn app")
-        log(f"intake: bare app up with the API's gunicorn options {' '.join(opts)}; {rounds} alternating rounds")
+        bare, bare_port = self._start_api_like("bare-api", "benchmarks.bare_app:create_app()")
+        floor, floor_port = self._start_floor_api()
+        log(f"intake: bare app and floor app up with the API's gunicorn options {' '.join(opts)}; "
+            f"{rounds} alternating rounds")
         svc_parts: list[LoadResult] = []
         bare_parts: list[LoadResult] = []
+        floor_parts: list[LoadResult] = []
         try:
             run_load("127.0.0.1", bare_port, warm, s.clients)
+            run_load("127.0.0.1", floor_port, warm, s.clients)
             run_load("127.0.0.1", self.api_port, warm, s.clients)
-            for chunk in chunks:  # alternate, so drifting background load hits both sides alike
+            for chunk in chunks:  # alternate, so drifting background load hits every side alike
                 with self.monitor.span("intake.baseline"):
                     bare_parts.append(run_load("127.0.0.1", bare_port, chunk, s.clients, deadline_s=300))
+                with self.monitor.span("intake.floor"):
+                    floor_parts.append(run_load("127.0.0.1", floor_port, chunk, s.clients, deadline_s=300))
                 with self.monitor.span("intake.ucmha"):
                     svc_parts.append(run_load("127.0.0.1", self.api_port, chunk, s.clients, keep_bodies=True,
                                               deadline_s=600))
         finally:
-            bare.stop()
-            del self.extra_procs["bare-api"]
-        bare_res, svc_res = _merge(bare_parts), _merge(svc_parts)
+            for proc in (bare, floor):
+                proc.stop()
+                del self.extra_procs[proc.name]
+        bare_res, svc_res, floor_res = _merge(bare_parts), _merge(svc_parts), _merge(floor_parts)
         log(f"intake: bare {bare_res.accepted}/{len(measured)} accepted in {bare_res.wall_s:.2f} s; "
+            f"floor {floor_res.accepted}/{len(measured)} in {floor_res.wall_s:.2f} s; "
             f"ucmha {svc_res.accepted}/{len(measured)} in {svc_res.wall_s:.2f} s")
-        svc, base_ = _load_summary(svc_res), _load_summary(bare_res)
+        svc, base_, flo = _load_summary(svc_res), _load_summary(bare_res), _load_summary(floor_res)
         return {
             "requests": len(measured), "warmup_requests": len(warm), "rounds": len(chunks), "clients": s.clients,
             "nodes": len(nodes), "pairs": len(pairs), "gunicorn": " ".join(opts),
-            "ucmha": {**svc, "outcomes": _outcomes(svc_res.bodies)}, "baseline": base_,
+            "ucmha": {**svc, "outcomes": _outcomes(svc_res.bodies)}, "baseline": base_, "floor": flo,
             "ratio": {
                 "throughput": ratio(svc["accepted_per_s"], base_["accepted_per_s"]),
                 "p50": ratio(svc["p50_ms"], base_["p50_ms"]),
                 "p99": ratio(svc["p99_ms"], base_["p99_ms"]),
             },
+            # floor / bare: what the contract costs on this stack; ucmha / floor: what ucmha adds to it.
+            "floor_ratio": {
+                "floor_vs_bare": {"throughput": ratio(flo["accepted_per_s"], base_["accepted_per_s"]),
+                                  "p50": ratio(flo["p50_ms"], base_["p50_ms"]),
+                                  "p99": ratio(flo["p99_ms"], base_["p99_ms"])},
+                "ucmha_vs_floor": {"throughput": ratio(svc["accepted_per_s"], flo["accepted_per_s"]),
+                                   "p50": ratio(svc["p50_ms"], flo["p50_ms"]),
+                                   "p99": ratio(svc["p99_ms"], flo["p99_ms"])},
+            },
         }
+
+    def _start_api_like(self, name: str, app: str) -> tuple[Proc, int]:
+        """`app` served by gunicorn with the API's command line (only the bind address and the app
+        differ) and from the same working directory (so the same ./gunicorn.conf.py, if any, applies)."""
+        assert self.stack is not None and self.workdir is not None
+        port = free_port()
+        proc = Proc(name, [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", *self.gunicorn_settings(), app],
+                    self.stack.env(), self.workdir / f"{name}.log")
+        self.extra_procs[name] = proc
+        proc.start()
+        wait_for(lambda: _port_open(port), 30, f"the {name} gunicorn app")
+        return proc, port
+
+    def _start_floor_api(self) -> tuple[Proc, int]:
+        """The floor app, on copies of the rows seeded so far (it loads its nodes' secrets at start)."""
+        assert self.db_url is not None
+        floor_app.prepare(floor_app.plain_dsn(self.db_url))
+        return self._start_api_like("floor-api", "benchmarks.floor_app:create_app()")
+
+    def _start_bare_worker(self) -> Proc:
+        """The bare Celery worker (bare and floor tasks) with the ucmha worker's exact command line."""
+        assert self.stack is not None and self.workdir is not None
+        worker_cmd = self.stack.procs["worker"].cmd
+        env = {**self.stack.env(), "BENCH_BROKER_URL": self.stack.redis_url}
+        cmd = [*worker_cmd[:worker_cmd.index("-A") + 1], "benchmarks.bare_tasks",
+               *worker_cmd[worker_cmd.index("-A") + 2:], "-Q", bare_tasks.QUEUE]
+        # Its own node name: the ucmha worker may be running next to it.
+        cmd[cmd.index("-n") + 1] = "bare-worker@%h"
+        proc = Proc("bare-worker", cmd, env, self.workdir / "bare-worker.log")
+        self.extra_procs["bare-worker"] = proc
+        proc.start()
+        wait_for(lambda: "ready." in proc.tail(200), 60, "the bare Celery worker")
+        return proc
 
     # -- 2. single failover --
 
@@ -306,6 +355,18 @@ class Bench:
         client = client_from_settings(self.upstream)
         b_domain, b_binding = "failover-baseline.bench.example", "im-bench-failover-baseline"
         client.bind_domain(b_domain, pair.primary_mac)
+        # The floor: a copy of the pair's rows, repointing its own domain and binding (bound like the
+        # pair's), through the floor route and the floor task on the bare worker.
+        f_domain, f_binding = "failover-floor.bench.example", "im-bench-failover-floor"
+        client.bind_domain(f_domain, pair.primary_mac)
+        floor_api, floor_port = self._start_floor_api()
+        with self.engine.begin() as db:
+            db.execute(sa.text("UPDATE floor_syncs SET desired_key = CASE target WHEN 'remote_connect' THEN :d "
+                               "ELSE :b END WHERE pair_id = :id"), {"d": f_domain, "b": f_binding, "id": pair.id})
+        floor_worker = self._start_bare_worker()
+        floor_conn = http.client.HTTPConnection("127.0.0.1", floor_port, timeout=30)
+        floor_s: list[float] = []
+        floor_answered_s: list[float] = []
         conn = http.client.HTTPConnection("127.0.0.1", self.api_port, timeout=30)
         upstream_s: list[float] = []
         recorded_s: list[float] = []
@@ -346,19 +407,29 @@ class Bench:
                     client.switch_connection(b_domain, claimant, k + 2)
                     client.switch_im_binding(b_binding, claimant, k + 2)
                     direct = time.perf_counter() - t0
+                time.sleep(0.1)
+                with self.monitor.span("failover.floor"):
+                    f_up, f_answer = self._floor_failover(floor_conn, claimant, body, signers[claimant], pair.id,
+                                                          f_domain, f_binding)
                 if k >= s.failover_warmup:
                     upstream_s.append(up)
                     recorded_s.append(rec)
                     answered_s.append(t_answer - t_post)
                     base_s.append(direct)
+                    floor_s.append(f_up)
+                    floor_answered_s.append(f_answer)
                     marks.append({"post": t_post, "first_switch": min(parse_iso(c_now["updated_at"]),
                                                                       parse_iso(b_now["updated_at"])).timestamp()})
                 time.sleep(0.1)
         finally:
             conn.close()
+            floor_conn.close()
             client.close()
-        log(f"failover: ucmha p50 {ms(percentile(upstream_s, 50))} ms, baseline p50 {ms(percentile(base_s, 50))} ms "
-            f"over {len(upstream_s)} failovers")
+            for proc in (floor_api, floor_worker):
+                proc.stop()
+                del self.extra_procs[proc.name]
+        log(f"failover: ucmha p50 {ms(percentile(upstream_s, 50))} ms, baseline p50 {ms(percentile(base_s, 50))} ms, "
+            f"floor p50 {ms(percentile(floor_s, 50))} ms over {len(upstream_s)} failovers")
         svc = {"p50_ms": ms(percentile(upstream_s, 50)), "p90_ms": ms(percentile(upstream_s, 90)),
                "p99_ms": ms(percentile(upstream_s, 99)),
                "max_ms": ms(max(upstream_s)), "mean_ms": ms(sum(upstream_s) / len(upstream_s)),
@@ -372,15 +443,51 @@ class Bench:
                "p99_ms": ms(percentile(base_s, 99)),
                "max_ms": ms(max(base_s)), "mean_ms": ms(sum(base_s) / len(base_s)),
                "samples_ms": [ms(b) for b in base_s]}
+        flo = {"p50_ms": ms(percentile(floor_s, 50)), "p90_ms": ms(percentile(floor_s, 90)),
+               "p99_ms": ms(percentile(floor_s, 99)),
+               "max_ms": ms(max(floor_s)), "mean_ms": ms(sum(floor_s) / len(floor_s)),
+               "webhook_answered_p50_ms": ms(percentile(floor_answered_s, 50)),
+               "samples_ms": [[ms(a), ms(u)] for a, u in zip(floor_answered_s, floor_s)]}
         breakdown = failover_breakdown(marks, self.worker_log())
         log(f"failover breakdown (ms after the POST, p50): answered {svc['webhook_answered_p50_ms']}, message received "
             f"{breakdown['message_received_p50_ms']}, task started {breakdown['task_started_p50_ms']}, first switch "
             f"{breakdown['first_switch_p50_ms']}, both {svc['p50_ms']}, recorded {svc['recorded_in_db_p50_ms']}; "
             f"{breakdown['messages_per_failover']} message(s) per failover")
         return {"failovers": len(upstream_s), "warmup_failovers": s.failover_warmup, "ucmha": svc, "baseline": bas,
-                "breakdown": breakdown,
+                "breakdown": breakdown, "floor": flo,
                 "ratio": {"p50": ratio(svc["p50_ms"], bas["p50_ms"]), "p90": ratio(svc["p90_ms"], bas["p90_ms"]),
-                          "p99": ratio(svc["p99_ms"], bas["p99_ms"])}}
+                          "p99": ratio(svc["p99_ms"], bas["p99_ms"])},
+                # floor / bare calls: what the contract costs on this stack; ucmha / floor: what ucmha adds.
+                "floor_ratio": {
+                    "floor_vs_bare": {q: ratio(flo[f"{q}_ms"], bas[f"{q}_ms"]) for q in ("p50", "p90", "p99")},
+                    "ucmha_vs_floor": {q: ratio(svc[f"{q}_ms"], flo[f"{q}_ms"]) for q in ("p50", "p90", "p99")}}}
+
+    def _floor_failover(self, conn: http.client.HTTPConnection, claimant: str, body: str, signer: Webhook,
+                        pair_id: int, domain: str, binding: str) -> tuple[float, float]:
+        """One failover through the floor route and task: (POST -> both switched upstream, POST -> 202), s."""
+        assert self.engine is not None and self.stack is not None and self.stack.sim is not None
+        headers = signed_headers(signer, body)  # the same body as ucmha's, with its own webhook-id
+        t_post = time.time()
+        conn.request("POST", f"/api/v1/webhooks/ucm/{claimant}", body=body.encode(), headers=headers)
+        resp = conn.getresponse()
+        answer = resp.read()
+        t_answer = time.time()
+        if resp.status != 202:
+            raise AssertionError(f"floor failover: {resp.status} {answer[:300]!r}")
+        epoch = json.loads(answer)["epoch"]
+        done_sql = sa.text("SELECT count(*) FROM floor_syncs WHERE pair_id = :id AND state = 'in_sync' "
+                           "AND applied_epoch = :epoch")
+
+        def applied() -> bool:
+            with self.engine.connect() as db:  # type: ignore[union-attr]
+                return db.execute(done_sql, {"id": pair_id, "epoch": epoch}).scalar_one() == 2
+
+        wait_for(applied, 60, "the floor failover to be applied", interval=0.005)
+        state = self.stack.sim.state()
+        c_now, b_now = state["connections"][domain], state["bindings"][binding]
+        assert c_now["epoch"] == epoch and b_now["epoch"] == epoch and c_now["active_mac"] == claimant, (c_now, b_now)
+        up = max(parse_iso(c_now["updated_at"]), parse_iso(b_now["updated_at"])).timestamp() - t_post
+        return up, t_answer - t_post
 
     def _synced(self, pair_id: int, epoch: int) -> list[Any] | None:
         assert self.engine is not None
@@ -579,14 +686,8 @@ class Bench:
         assert self.stack is not None and self.workdir is not None and self.monitor is not None
         worker_cmd = self.stack.procs["worker"].cmd
         concurrency = worker_cmd[worker_cmd.index("--concurrency") + 1]
-        env = {**self.stack.env(), "BENCH_BROKER_URL": self.stack.redis_url}
         # The ucmha worker's exact command line, with the bare app and its queue instead.
-        cmd = [*worker_cmd[:worker_cmd.index("-A") + 1], "benchmarks.bare_tasks",
-               *worker_cmd[worker_cmd.index("-A") + 2:], "-Q", bare_tasks.QUEUE]
-        proc = Proc("bare-worker", cmd, env, self.workdir / "bare-worker.log")
-        self.extra_procs["bare-worker"] = proc
-        proc.start()
-        wait_for(lambda: "ready." in proc.tail(200), 60, "the bare Celery worker")
+        proc = self._start_bare_worker()
         counter = redis.Redis.from_url(self.stack.redis_url)
         counter.delete(bare_tasks.DONE_KEY, bare_tasks.FAILED_KEY)
         bare_tasks.app.conf.broker_url = self.stack.redis_url
@@ -817,6 +918,17 @@ def table(results: dict[str, Any]) -> str:
             ("intake: latency p50 (ms)", f"{u['p50_ms']}", f"{b['p50_ms']}", f"{r['p50']}x"),
             ("intake: latency p99 (ms)", f"{u['p99_ms']}", f"{b['p99_ms']}", f"{r['p99']}x"),
         ]
+        f = intake.get("floor")
+        if f:
+            fr, uf = intake["floor_ratio"]["floor_vs_bare"], intake["floor_ratio"]["ucmha_vs_floor"]
+            rows += [
+                ("intake floor: accepted /s (floor, bare, floor/bare)", f"{f['accepted_per_s']}",
+                 f"{b['accepted_per_s']}", f"{fr['throughput']}x"),
+                ("intake floor: latency p50 (ms)", f"{f['p50_ms']}", f"{b['p50_ms']}", f"{fr['p50']}x"),
+                ("intake floor: latency p99 (ms)", f"{f['p99_ms']}", f"{b['p99_ms']}", f"{fr['p99']}x"),
+                ("intake ucmha/floor: accepted /s, p50, p99", "", "",
+                 f"{uf['throughput']}x {uf['p50']}x {uf['p99']}x"),
+            ]
     fo = results.get("failover")
     if fo:
         u, b, r = fo["ucmha"], fo["baseline"], fo["ratio"]
@@ -828,6 +940,12 @@ def table(results: dict[str, Any]) -> str:
              f"{b['p99_ms']}",
              f"{r['p99']}x"),
         ]
+        f = fo.get("floor")
+        if f:
+            fr, uf = fo["floor_ratio"]["floor_vs_bare"], fo["floor_ratio"]["ucmha_vs_floor"]
+            rows += [(f"failover floor -> both applied upstream {q} (ms; floor, bare)", f"{f[q + '_ms']}",
+                      f"{b[q + '_ms']}", f"{fr[q]}x") for q in ("p50", "p90", "p99")]
+            rows.append(("failover ucmha/floor: p50, p90, p99", "", "", f"{uf['p50']}x {uf['p90']}x {uf['p99']}x"))
     st = results.get("storm")
     for run in (st or {}).get("sizes", []):
         u, b = run["ucmha"], run["baseline"]
