@@ -14,6 +14,7 @@ the least a repoint task can do and keep the contract (see its docstring).
 from __future__ import annotations
 
 import os
+import time
 from functools import lru_cache
 
 import psycopg
@@ -27,6 +28,8 @@ TASK = "bench.bare_failover"
 DONE_KEY = "bench:bare:done"
 FAILED_KEY = "bench:bare:failed"
 FLOOR_TASK = "bench.floor_repoint"
+WARM_TASK = "bench.warm"
+WARM_KEY = "bench:warm:done"
 
 BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/0")
 
@@ -101,3 +104,13 @@ def floor_repoint(pair_id: int, epoch: int) -> str:
     conn.execute(_APPLIED, (pair_id, epoch, owner))
     conn.commit()
     return "applied"
+
+
+@app.task(name=WARM_TASK)
+def warm() -> str:
+    """Open this child's database connection and upstream token, as a long-running worker has."""
+    _db(os.getpid())
+    get_client(UpstreamSettings.from_env()).warm()
+    time.sleep(0.2)  # hold the child, so the other warm-up messages go to the other children
+    _redis(os.getpid()).incr(WARM_KEY)
+    return "warm"

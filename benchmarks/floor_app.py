@@ -24,6 +24,7 @@ import json
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -42,12 +43,14 @@ COPIED = ("floor_devices", "floor_pairs", "floor_syncs")  # rows copied from the
 
 
 def prepare(dsn: str) -> None:
-    """Create the floor's tables (if missing) and copy in the devices, pairs and sync rows seeded so far."""
+    """The floor's tables, emptied, with a copy of the devices, pairs and sync rows seeded so far."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         for floor, real in TABLES.items():
             conn.execute(f"CREATE TABLE IF NOT EXISTS {floor} (LIKE {real} INCLUDING ALL)")
+        conn.execute(f"TRUNCATE {', '.join(TABLES)}")
         for floor in COPIED:
-            conn.execute(f"INSERT INTO {floor} SELECT * FROM {TABLES[floor]} ON CONFLICT DO NOTHING")
+            conn.execute(f"INSERT INTO {floor} SELECT * FROM {TABLES[floor]}")
+        conn.execute(f"ANALYZE {', '.join(TABLES)}")
 
 
 def plain_dsn(url: str) -> str:
@@ -101,8 +104,10 @@ class Floor:
         """Every node's secret in memory, before the first request (not part of any measured request)."""
         with psycopg.connect(self.dsn) as conn:
             rows = conn.execute(
-                "SELECT d.mac, d.id, d.org_id, p.id, d.webhook_secret_enc FROM floor_devices d LEFT JOIN floor_pairs p"
-                " ON d.id IN (p.primary_device_id, p.secondary_device_id)").fetchall()
+                "SELECT d.mac, d.id, d.org_id, p.id, d.webhook_secret_enc FROM floor_devices d"
+                " JOIN floor_pairs p ON p.primary_device_id = d.id"
+                " UNION ALL SELECT d.mac, d.id, d.org_id, p.id, d.webhook_secret_enc FROM floor_devices d"
+                " JOIN floor_pairs p ON p.secondary_device_id = d.id").fetchall()
         self.nodes = {mac: Node(id_, org, pair, self.box.open(sealed)) for mac, id_, org, pair, sealed in rows}
 
     def receive(self, mac: str) -> tuple[dict[str, Any], int]:
@@ -136,6 +141,9 @@ class Floor:
 def create_app() -> Flask:
     app = Flask("ucmha-bench-floor")
     floor = Floor(os.environ)
+    if os.environ.get("BENCH_READY_DIR"):
+        # gunicorn listens before its workers have booted: tell the benchmark this one is ready.
+        (Path(os.environ["BENCH_READY_DIR"]) / str(os.getpid())).touch()
 
     @app.post("/api/v1/webhooks/ucm/<mac>")
     def accept(mac: str):  # type: ignore[no-untyped-def]

@@ -287,6 +287,14 @@ class Bench:
             f"floor {floor_res.accepted}/{len(measured)} in {floor_res.wall_s:.2f} s; "
             f"ucmha {svc_res.accepted}/{len(measured)} in {svc_res.wall_s:.2f} s")
         svc, base_, flo = _load_summary(svc_res), _load_summary(bare_res), _load_summary(floor_res)
+        # CPU of our processes (client, servers, Redis, PostgreSQL backends) per accepted request:
+        # unlike wall time, barely moved by what else runs on the machine.
+        cpu = self.monitor.summary()
+        for side, res, span in ((svc, svc_res, "intake.ucmha"), (base_, bare_res, "intake.baseline"),
+                                (flo, floor_res, "intake.floor")):
+            c = cpu.get(span)
+            side["cpu_ms_per_accepted"] = (round(c["ours_cores"] * c["seconds"] * 1000 / res.accepted, 2)
+                                           if c and res.accepted else None)
         return {
             "requests": len(measured), "warmup_requests": len(warm), "rounds": len(chunks), "clients": s.clients,
             "nodes": len(nodes), "pairs": len(pairs), "gunicorn": " ".join(opts),
@@ -303,29 +311,39 @@ class Bench:
                                   "p99": ratio(flo["p99_ms"], base_["p99_ms"])},
                 "ucmha_vs_floor": {"throughput": ratio(svc["accepted_per_s"], flo["accepted_per_s"]),
                                    "p50": ratio(svc["p50_ms"], flo["p50_ms"]),
-                                   "p99": ratio(svc["p99_ms"], flo["p99_ms"])},
+                                   "p99": ratio(svc["p99_ms"], flo["p99_ms"]),
+                                   "cpu_per_accepted": ratio(svc["cpu_ms_per_accepted"], flo["cpu_ms_per_accepted"])
+                                   if svc["cpu_ms_per_accepted"] and flo["cpu_ms_per_accepted"] else None},
             },
         }
 
-    def _start_api_like(self, name: str, app: str) -> tuple[Proc, int]:
+    def _start_api_like(self, name: str, app: str, env: dict[str, str] | None = None) -> tuple[Proc, int]:
         """`app` served by gunicorn with the API's command line (only the bind address and the app
         differ) and from the same working directory (so the same ./gunicorn.conf.py, if any, applies)."""
         assert self.stack is not None and self.workdir is not None
         port = free_port()
         proc = Proc(name, [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", *self.gunicorn_settings(), app],
-                    self.stack.env(), self.workdir / f"{name}.log")
+                    {**self.stack.env(), **(env or {})}, self.workdir / f"{name}.log")
         self.extra_procs[name] = proc
         proc.start()
         wait_for(lambda: _port_open(port), 30, f"the {name} gunicorn app")
         return proc, port
 
     def _start_floor_api(self) -> tuple[Proc, int]:
-        """The floor app, on copies of the rows seeded so far (it loads its nodes' secrets at start)."""
-        assert self.db_url is not None
+        """The floor app, on copies of the rows seeded so far; returns once every gunicorn worker has
+        booted and loaded its nodes' secrets (a cold worker would put its boot into the figure)."""
+        assert self.db_url is not None and self.workdir is not None
         floor_app.prepare(floor_app.plain_dsn(self.db_url))
-        return self._start_api_like("floor-api", "benchmarks.floor_app:create_app()")
+        ready = self.workdir / f"floor-ready-{uuid.uuid4().hex[:6]}"
+        ready.mkdir()
+        opts = self.gunicorn_settings()
+        workers = int(opts[opts.index("--workers") + 1]) if "--workers" in opts else 1
+        proc, port = self._start_api_like("floor-api", "benchmarks.floor_app:create_app()",
+                                          {"BENCH_READY_DIR": str(ready)})
+        wait_for(lambda: len(list(ready.iterdir())) >= workers, 120, "the floor app's workers")
+        return proc, port
 
-    def _start_bare_worker(self) -> Proc:
+    def _start_bare_worker(self, warm: bool = False) -> Proc:
         """The bare Celery worker (bare and floor tasks) with the ucmha worker's exact command line."""
         assert self.stack is not None and self.workdir is not None
         worker_cmd = self.stack.procs["worker"].cmd
@@ -338,6 +356,18 @@ class Bench:
         self.extra_procs["bare-worker"] = proc
         proc.start()
         wait_for(lambda: "ready." in proc.tail(200), 60, "the bare Celery worker")
+        if warm:
+            # Every child with its database connection and upstream token, as ucmha's long-running
+            # worker has them (the floor must not carry a cold start ucmha does not).
+            concurrency = int(cmd[cmd.index("--concurrency") + 1])
+            counter = redis.Redis.from_url(self.stack.redis_url)
+            counter.delete(bare_tasks.WARM_KEY)
+            bare_tasks.app.conf.broker_url = self.stack.redis_url
+            for _ in range(2 * concurrency):
+                bare_tasks.app.send_task(bare_tasks.WARM_TASK, queue=bare_tasks.QUEUE)
+            wait_for(lambda: int(counter.get(bare_tasks.WARM_KEY) or 0) >= 2 * concurrency, 60,
+                     "the bare worker's warm-up")
+            counter.close()
         return proc
 
     # -- 2. single failover --
@@ -363,7 +393,7 @@ class Bench:
         with self.engine.begin() as db:
             db.execute(sa.text("UPDATE floor_syncs SET desired_key = CASE target WHEN 'remote_connect' THEN :d "
                                "ELSE :b END WHERE pair_id = :id"), {"d": f_domain, "b": f_binding, "id": pair.id})
-        floor_worker = self._start_bare_worker()
+        floor_worker = self._start_bare_worker(warm=True)
         floor_conn = http.client.HTTPConnection("127.0.0.1", floor_port, timeout=30)
         floor_s: list[float] = []
         floor_answered_s: list[float] = []
@@ -580,9 +610,11 @@ class Bench:
         per_pair = []
         for run in runs:
             u, b = run["ucmha"]["all_applied_s"], run["baseline"]["all_done_s"]
+            f = run["floor"]["all_applied_s"]
             per_pair.append({"pairs": run["pairs"],
                              "ucmha_ms_per_pair": round(u / run["pairs"] * 1000, 2) if u else None,
                              "baseline_ms_per_pair": round(b / run["pairs"] * 1000, 2) if b else None,
+                             "floor_ms_per_pair": round(f / run["pairs"] * 1000, 2) if f else None,
                              "ratio": run["ratio"]["time"]})
         return {"sizes": runs, "per_pair": per_pair}
 
@@ -657,6 +689,7 @@ class Bench:
         self.stack.procs["beat"].stop()
         self.stack.procs["worker"].stop()
         bare_result = self._storm_baseline(pairs)
+        floor_result = self._storm_floor(pairs, jobs)
 
         svc = {"all_applied_s": round(all_applied_s, 2) if all_applied_s is not None else None,
                "timed_out": timed_out, "stopped_after_s": round(stopped_at, 1),
@@ -678,8 +711,67 @@ class Bench:
         both = svc["all_applied_s"] and bare_result["all_done_s"]
         return {"pairs": n, "clients": s.clients, "worker_concurrency": s.concurrency,
                 "seed_db_s": round(t_db, 1), "seed_upstream_s": round(t_up, 1),
-                "ucmha": svc, "baseline": bare_result,
-                "ratio": {"time": ratio(svc["all_applied_s"], bare_result["all_done_s"]) if both else None}}
+                "ucmha": svc, "baseline": bare_result, "floor": floor_result,
+                "ratio": {"time": ratio(svc["all_applied_s"], bare_result["all_done_s"]) if both else None},
+                "floor_ratio": {
+                    "floor_vs_bare": ratio(floor_result["all_applied_s"], bare_result["all_done_s"])
+                    if floor_result["all_applied_s"] and bare_result["all_done_s"] else None,
+                    "ucmha_vs_floor": ratio(svc["all_applied_s"], floor_result["all_applied_s"])
+                    if floor_result["all_applied_s"] and svc["all_applied_s"] else None}}
+
+    def _storm_floor(self, pairs: list[SeededPair], jobs: list[Job]) -> dict[str, Any]:
+        """The storm through the floor route and task: the same role changes (fresh webhook-ids),
+        the same worker command line; every pair back on its Secondary at epoch 4 (ucmha took
+        epoch 2, the bare task 3). ucmha's worker and scheduler are stopped, as for the baseline."""
+        s = self.sizes
+        assert self.engine is not None and self.monitor is not None
+        n = len(pairs)
+        ids = [p.id for p in pairs]
+        lo, hi = min(ids), max(ids)
+        floor_api, floor_port = self._start_floor_api()
+        with self.engine.begin() as db:
+            db.execute(sa.text("UPDATE floor_pairs SET epoch = 3 WHERE id BETWEEN :lo AND :hi"), {"lo": lo, "hi": hi})
+        worker = self._start_bare_worker(warm=True)
+        count_sql = sa.text("SELECT count(*) FROM floor_syncs WHERE pair_id BETWEEN :lo AND :hi "
+                            "AND state = 'in_sync' AND applied_epoch = 4")
+        holder: dict[str, LoadResult] = {}
+        samples: list[dict[str, float]] = []
+        applied = 0
+        log(f"storm floor: posting {n} role changes to the floor route")
+        try:
+            with self.monitor.span(f"storm{n}.floor"):
+                t0 = time.time()
+                poster = threading.Thread(target=lambda: holder.__setitem__("result", run_load(
+                    "127.0.0.1", floor_port, jobs, s.clients, keep_bodies=False, deadline_s=s.storm_timeout_s)),
+                    name="storm-floor-post", daemon=True)
+                poster.start()
+                deadline = time.monotonic() + s.storm_timeout_s
+                while time.monotonic() < deadline:
+                    with self.engine.connect() as db:
+                        applied = int(db.execute(count_sql, {"lo": lo, "hi": hi}).scalar_one())
+                    samples.append({"t_s": round(time.time() - t0, 1), "rows_applied": applied})
+                    if applied >= 2 * n and not poster.is_alive():
+                        break
+                    time.sleep(0.1)
+            poster.join(timeout=60)
+            with self.engine.connect() as db:
+                last = db.execute(sa.text("SELECT max(applied_at) FROM floor_syncs WHERE pair_id BETWEEN :lo AND :hi "
+                                          "AND applied_epoch = 4"), {"lo": lo, "hi": hi}).scalar_one()
+        finally:
+            for proc in (floor_api, worker):
+                proc.stop()
+                del self.extra_procs[proc.name]
+        done = applied >= 2 * n
+        all_applied_s = last.timestamp() - t0 if (done and last is not None) else None
+        res = holder.get("result")
+        log(f"storm floor: {applied}/{2 * n} repoints applied in "
+            f"{'-' if all_applied_s is None else round(all_applied_s, 1)} s")
+        return {"all_applied_s": round(all_applied_s, 2) if all_applied_s is not None else None,
+                "rows_applied": applied, "rows_expected": 2 * n,
+                "webhooks_accepted": res.accepted if res else 0,
+                "webhooks_per_s": round(res.accepted / res.wall_s, 1) if res and res.wall_s else None,
+                "upstream_verified": self._verify_upstream(pairs, epoch=4, active="secondary") if done else None,
+                "progress": _thin(samples, 150)}
 
     def _storm_baseline(self, pairs: list[SeededPair]) -> dict[str, Any]:
         s = self.sizes
@@ -926,8 +1018,11 @@ def table(results: dict[str, Any]) -> str:
                  f"{b['accepted_per_s']}", f"{fr['throughput']}x"),
                 ("intake floor: latency p50 (ms)", f"{f['p50_ms']}", f"{b['p50_ms']}", f"{fr['p50']}x"),
                 ("intake floor: latency p99 (ms)", f"{f['p99_ms']}", f"{b['p99_ms']}", f"{fr['p99']}x"),
-                ("intake ucmha/floor: accepted /s, p50, p99", "", "",
-                 f"{uf['throughput']}x {uf['p50']}x {uf['p99']}x"),
+                ("intake: CPU ms per accepted (ucmha, bare; floor below)", f"{u['cpu_ms_per_accepted']}",
+                 f"{b['cpu_ms_per_accepted']}", ""),
+                ("intake floor: CPU ms per accepted", f"{f['cpu_ms_per_accepted']}", "", ""),
+                ("intake ucmha/floor: accepted /s, p50, p99, CPU per accepted", "", "",
+                 f"{uf['throughput']}x {uf['p50']}x {uf['p99']}x {uf['cpu_per_accepted']}x"),
             ]
     fo = results.get("failover")
     if fo:
@@ -953,6 +1048,13 @@ def table(results: dict[str, Any]) -> str:
                      "timeout" if u["all_applied_s"] is None else f"{u['all_applied_s']}",
                      "timeout" if b["all_done_s"] is None else f"{b['all_done_s']}",
                      f"{run['ratio']['time']}x" if run["ratio"]["time"] else "-"))
+    for run in (st or {}).get("sizes", []):
+        f, fr = run.get("floor") or {}, run.get("floor_ratio") or {}
+        if f:
+            rows.append((f"storm floor: {run['pairs']} pairs, all applied (s; floor, bare)",
+                         "timeout" if f["all_applied_s"] is None else f"{f['all_applied_s']}",
+                         "timeout" if run["baseline"]["all_done_s"] is None else f"{run['baseline']['all_done_s']}",
+                         f"{fr.get('floor_vs_bare')}x; ucmha/floor {fr.get('ucmha_vs_floor')}x"))
     for pp in (st or {}).get("per_pair", []):
         rows.append((f"storm: {pp['pairs']} pairs, ms per pair", f"{pp['ucmha_ms_per_pair']}",
                      f"{pp['baseline_ms_per_pair']}", ""))
@@ -1021,7 +1123,7 @@ def main(argv: list[str] | None = None) -> int:
         "clients": args.clients, "concurrency": args.concurrency, "storm_timeout_s": args.storm_timeout}.items()
         if v is not None}
     sizes = Sizes(**{**asdict(base), **overrides})
-    needed = sizes.storm_timeout_s * 2 * len(sizes.storm_sizes) + 900
+    needed = sizes.storm_timeout_s * 3 * len(sizes.storm_sizes) + 900  # ucmha, bare and floor sides
     if needed > sizes.run_limit_s:
         sizes = Sizes(**{**asdict(sizes), "run_limit_s": needed})
     if shutil.which("redis-server") is None:
