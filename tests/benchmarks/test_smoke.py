@@ -55,6 +55,8 @@ def test_the_stack_benchmark_runs_every_figure_and_draws_the_storm(tmp_path, pg_
     for storm in storms:
         assert storm["ucmha"]["upstream_verified"]["pairs_wrong"] == 0
         assert storm["baseline"]["tasks_done"] == storm["pairs"]
+        assert storm["floor"]["all_applied_s"] > 0 and storm["floor"]["upstream_verified"]["pairs_wrong"] == 0
+        assert storm["floor"]["upstream_verified"]["pairs_switched_more_than_once"] == 0
     assert [p["pairs"] for p in result["storm"]["per_pair"]] == [10, 20]
     assert set(result["soak"]["rss"]) >= {"api.main", "worker.main"}
     assert (tmp_path / "run-storm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
