@@ -62,9 +62,11 @@ _INSERT_NOTE = (
     "INSERT INTO floor_notifications (org_id, device_id, pair_id, source, webhook_id, type, occurred_at, sequence,"
     " payload, outcome, received_at) VALUES (%s, %s, %s, 'webhook', %s, %s, %s, %s, %s, 'accepted', now())"
     " ON CONFLICT (device_id, webhook_id) DO NOTHING RETURNING id")
+# Only forward: a report overtaken by a newer one of the same node must not take its sequence back
+# (the same statement, no extra round trip).
 _LIVENESS = (
     "UPDATE floor_devices SET last_sequence = %s, last_status_at = %s, last_status_role = %s, last_heard_at = now()"
-    " WHERE id = %s")
+    " WHERE id = %s AND (last_sequence IS NULL OR last_sequence < %s)")
 _SWITCH = (
     "UPDATE floor_pairs SET epoch = epoch + 1, active_device_id = %s, last_switch_at = now(), last_switch_to_mac = %s,"
     " last_switch_reason = %s WHERE id = %s RETURNING epoch")
@@ -133,7 +135,7 @@ class Floor:
                 # After the commit, as the service does: the owed rows already hold the work.
                 self.publisher.send_task(bare_tasks.FLOOR_TASK, args=[node.pair_id, epoch])
                 return {"status": "accepted", "epoch": epoch}, 202
-            cur.execute(_LIVENESS, (note["sequence"], note["occurred_at"], data["role"], node.id))
+            cur.execute(_LIVENESS, (note["sequence"], note["occurred_at"], data["role"], node.id, note["sequence"]))
         conn.commit()
         return {"status": "accepted", "duplicate": inserted is None}, 202
 
