@@ -778,8 +778,9 @@ class Bench:
         assert self.stack is not None and self.workdir is not None and self.monitor is not None
         worker_cmd = self.stack.procs["worker"].cmd
         concurrency = worker_cmd[worker_cmd.index("--concurrency") + 1]
-        # The ucmha worker's exact command line, with the bare app and its queue instead.
-        proc = self._start_bare_worker()
+        # The ucmha worker's exact command line, with the bare app and its queue instead; warm, as
+        # ucmha's long-running worker is (a cold start would flatter ucmha at small storms).
+        proc = self._start_bare_worker(warm=True)
         counter = redis.Redis.from_url(self.stack.redis_url)
         counter.delete(bare_tasks.DONE_KEY, bare_tasks.FAILED_KEY)
         bare_tasks.app.conf.broker_url = self.stack.redis_url
