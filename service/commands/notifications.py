@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -83,7 +83,7 @@ def _receive_once(ctx: CommandContext, device_id: int, webhook_id: str, note: di
     # read of its own before the lock, which would only be read again after it.
     claimed = queries.claim_live_pair_of(ctx.session, device_id)
     if claimed is None:
-        return _repeat_or(ctx, device_id, webhook_id, refusal=_unpaired)
+        return _repeat_or(ctx, device_id, webhook_id, refusal=_unpaired(ctx, device_id))
     pair = claimed.pair
     device = pair.primary if pair.primary_device_id == device_id else pair.secondary
     peer = pair.secondary if device.id == pair.primary_device_id else pair.primary
@@ -91,7 +91,7 @@ def _receive_once(ctx: CommandContext, device_id: int, webhook_id: str, note: di
     if peer_mac is not None and peer_mac != peer.mac and not lifecycle.peer_tolerated(pair, device, peer_mac):
         refusal = NotInPair(f"peer_mac {peer_mac} is not the peer of {device.mac} in pair {pair.id} ({peer.mac}).",
                             code="peer_not_in_pair")
-        return _repeat_or(ctx, device_id, webhook_id, refusal=lambda _ctx, _id: refusal)
+        return _repeat_or(ctx, device_id, webhook_id, refusal=refusal)
     ctx.org_id = pair.org_id
     # Read with the pair, after its lock: whether the organization has subscribers (else the event
     # recorder has nothing to read) and whether the pair has an open alarm (else none to read).
@@ -103,8 +103,7 @@ def _receive_once(ctx: CommandContext, device_id: int, webhook_id: str, note: di
     try:
         change = HANDLERS[note["type"]](ctx, pair, device, note)
     except DomainError as exc:
-        refused = exc
-        return _repeat_or(ctx, device_id, webhook_id, refusal=lambda _ctx, _id: refused)
+        return _repeat_or(ctx, device_id, webhook_id, refusal=exc)
     now = ctx.now()
     notification_id = notification_rows.insert_once(ctx.session.connection(), {
         "org_id": pair.org_id, "device_id": device.id, "pair_id": pair.id, "source": source,
@@ -124,7 +123,7 @@ def _receive_once(ctx: CommandContext, device_id: int, webhook_id: str, note: di
 
 
 def _repeat_or(ctx: CommandContext, device_id: int, webhook_id: str, *,
-               refusal: Callable[[CommandContext, int], Exception] | None) -> Receipt:
+               refusal: DomainError | None) -> Receipt:
     """A repeated webhook-id is answered with its first row, whatever the pair is now; anything
     else is refused (``refusal``), or, with none, started over."""
     ctx.rollback()
@@ -133,7 +132,7 @@ def _repeat_or(ctx: CommandContext, device_id: int, webhook_id: str, *,
         return Receipt(existing.id, existing.outcome, first_time=False, pair_id=existing.pair_id, type=existing.type)
     if refusal is None:
         raise _Again()
-    raise refusal(ctx, device_id)
+    raise refusal
 
 
 def _unpaired(ctx: CommandContext, device_id: int) -> InvalidState:
