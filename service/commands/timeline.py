@@ -57,6 +57,11 @@ def apply_alarms(ctx: CommandContext, pair: HaPair, changes: Iterable[AlarmChang
             close_alarm(ctx, pair, change.kind, change.text)
 
 
+def open_kinds(ctx: CommandContext, pair: HaPair) -> frozenset[str]:
+    """The pair's open alarm kinds now (for a domain function that decides about them)."""
+    return frozenset(_open_kinds(ctx, pair))
+
+
 def _open_kinds(ctx: CommandContext, pair: HaPair) -> set[str]:
     """The pair's open alarm kinds, read once per command: most commands touch several."""
     cache = ctx.open_alarm_kinds

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from harness.webhooks import role_changed, signed_headers
 from service.models import EventDelivery
+from tests.formed_pair import form_pair
 
 PRIMARY, SECONDARY = "02:00:00:30:00:01", "02:00:00:30:00:02"
 
@@ -16,21 +17,7 @@ PRIMARY, SECONDARY = "02:00:00:30:00:01", "02:00:00:30:00:02"
 @pytest.fixture
 def pair(client, tenant):  # type: ignore[no-untyped-def]
     """A pair owing nothing: custom domain and Cloud IM on GDMS, both rows in sync at epoch 1."""
-    h = tenant.admin()
-    secrets = {}
-    for k, mac in enumerate((PRIMARY, SECONDARY)):
-        r = client.post("/api/v1/devices", json={"mac": mac, "model": "UCM6304", "firmware": "1.0.15.8",
-                                                  "cloud_im_enabled": k == 0}, headers=h)
-        secrets[mac] = r.json["webhook_secret"]
-        client.post("/api/v1/plans", json={"tier": "Pro", "ha": True, "cloud_im": True, "status": "active",
-                                           "device_mac": mac}, headers=h)
-    r = client.post("/api/v1/ha-pairs", json={"primary_mac": PRIMARY, "secondary_mac": SECONDARY}, headers=h)
-    assert r.status_code == 201, r.json
-    pid = r.json["id"]
-    assert client.put(f"/api/v1/ha-pairs/{pid}/custom-domain", json={"domain": "cost.example.com"},
-                      headers=h).status_code == 200
-    assert client.put(f"/api/v1/ha-pairs/{pid}/cloud-im", json={"enabled": True}, headers=h).status_code == 200
-    return {"id": pid, "secrets": secrets, "headers": h}
+    return form_pair(client, tenant, PRIMARY, SECONDARY, domain="cost.example.com", cloud_im="gdms", primary_cloud_im=True)
 
 
 class Statements:

@@ -9,25 +9,12 @@ from sqlalchemy import func, select
 
 from service.models import Event, Notification
 from harness.webhooks import role_changed, signed_headers, status
-
-PRIMARY, SECONDARY = "00:0B:82:A4:6E:BF", "C0:74:AD:45:3B:10"
+from tests.formed_pair import PRIMARY, SECONDARY, form_pair
 
 
 @pytest.fixture
 def pair(client, tenant):
-    h = tenant.admin()
-    secrets = {}
-    for mac in (PRIMARY, SECONDARY):
-        r = client.post("/api/v1/devices", json={"mac": mac, "model": "UCM6304", "firmware": "1.0.15.8"}, headers=h)
-        secrets[mac] = r.json["webhook_secret"]
-        client.post("/api/v1/plans", json={"tier": "Pro", "ha": True, "cloud_im": True, "status": "active",
-                                           "device_mac": mac}, headers=h)
-    r = client.post("/api/v1/ha-pairs", json={"primary_mac": PRIMARY, "secondary_mac": SECONDARY}, headers=h)
-    assert r.status_code == 201, r.json
-    pair_id = r.json["id"]
-    assert client.put(f"/api/v1/ha-pairs/{pair_id}/custom-domain", json={"domain": "pbx.example.com"},
-                      headers=h).status_code == 200
-    return {"id": pair_id, "secrets": secrets, "headers": h}
+    return form_pair(client, tenant)
 
 
 def post(client, mac, secret, body, **kw):
