@@ -52,6 +52,33 @@ def test_repeated_webhook_id_answers_first_outcome_without_second_effect(client,
     assert count(db_session, Notification) == 1
 
 
+def test_a_repeat_is_answered_the_same_once_the_pair_is_dissolved(client, pair, db_session):
+    """The repeat is told by the notification's insert after the pair's lock; a device in no pair
+    any more, or a claim the pair now refuses, still gets the first answer, not a refusal."""
+    body = role_changed("2026-11-24T09:30:00Z", 1, "heart_beat_lost", peer_mac=PRIMARY)
+    first = post(client, SECONDARY, pair["secrets"][SECONDARY], body, msg_id="msg_before")
+    assert first.status_code == 202 and first.json["outcome"] == "applied"
+    assert client.delete(f"/api/v1/ha-pairs/{pair['id']}", headers=pair["headers"]).status_code == 200
+    again = post(client, SECONDARY, pair["secrets"][SECONDARY], body, msg_id="msg_before")
+    assert again.status_code == 200 and again.json == first.json
+    fresh = post(client, SECONDARY, pair["secrets"][SECONDARY], body, msg_id="msg_after")
+    assert fresh.status_code == 409 and fresh.json["type"].endswith("device-not-paired"), fresh.json
+    assert count(db_session, Notification) == 1
+
+
+def test_a_repeat_whose_peer_is_refused_now_is_answered_the_same(client, pair, db_session):
+    first = post(client, SECONDARY, pair["secrets"][SECONDARY],
+                 role_changed("2026-11-24T09:30:00Z", 1, "heart_beat_lost"), msg_id="msg_peer")
+    assert first.status_code == 202
+    # The same webhook-id with a body naming a stranger as peer: a repeat is not read again.
+    stranger = role_changed("2026-11-24T09:30:00Z", 1, "heart_beat_lost", peer_mac="02:00:00:00:99:99")
+    again = post(client, SECONDARY, pair["secrets"][SECONDARY], stranger, msg_id="msg_peer")
+    assert again.status_code == 200 and again.json == first.json
+    refused = post(client, SECONDARY, pair["secrets"][SECONDARY], stranger, msg_id="msg_peer_new")
+    assert refused.status_code == 422 and refused.json["type"].endswith("peer-not-in-pair"), refused.json
+    assert count(db_session, Notification) == 1
+
+
 def test_sequence_going_backwards_is_stale(client, pair):
     s = pair["secrets"][SECONDARY]
     assert post(client, SECONDARY, s, status("2026-11-24T09:00:00Z", 5, "standby")).json["outcome"] == "recorded"
