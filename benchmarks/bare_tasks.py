@@ -7,12 +7,17 @@ make (`switch_connection`, `switch_im_binding`) with the same `UpstreamClient`, 
 itself done in Redis (`INCR bench:bare:done`; failures also `INCR bench:bare:failed`).
 
     celery -A benchmarks.bare_tasks worker -Q bench-bare ...   # BENCH_BROKER_URL, UCMHA_UPSTREAM_*
+
+The same worker also runs the floor's task (`floor_repoint`, published by `benchmarks.floor_app`):
+the least a repoint task can do and keep the contract (see its docstring).
 """
 from __future__ import annotations
 
 import os
+import time
 from functools import lru_cache
 
+import psycopg
 import redis
 from celery import Celery
 
@@ -22,6 +27,9 @@ QUEUE = "bench-bare"
 TASK = "bench.bare_failover"
 DONE_KEY = "bench:bare:done"
 FAILED_KEY = "bench:bare:failed"
+FLOOR_TASK = "bench.floor_repoint"
+WARM_TASK = "bench.warm"
+WARM_KEY = "bench:warm:done"
 
 BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/0")
 
@@ -31,6 +39,7 @@ app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
+    worker_disable_rate_limits=True,  # as the ucmha worker (workers/celery_app.py)
     task_serializer="json",
     accept_content=["json"],
     task_default_queue=QUEUE,
@@ -59,3 +68,49 @@ def bare_failover(domain: str, binding_id: str, mac: str, epoch: int) -> str:
     finally:
         counter.incr(DONE_KEY)
     return "applied"
+
+
+@lru_cache(maxsize=4)
+def _db(pid: int) -> psycopg.Connection:  # type: ignore[type-arg]
+    # One connection per prefork child (keyed by pid, as `_redis`), kept for its life: a pool of one.
+    url = os.environ["DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://", 1)
+    return psycopg.connect(url)
+
+
+_CLAIM = ("UPDATE floor_syncs SET state = 'applying', lease_owner = %s, lease_until = now() + interval '30 seconds',"
+          " attempts = attempts + 1 WHERE pair_id = %s AND desired_epoch = %s AND state = 'owed'"
+          " RETURNING target, desired_key, desired_mac, desired_epoch")
+_APPLIED = ("UPDATE floor_syncs SET state = 'in_sync', applied_key = desired_key, applied_mac = desired_mac,"
+            " applied_epoch = desired_epoch, applied_at = now(), lease_owner = NULL, lease_until = NULL"
+            " WHERE pair_id = %s AND desired_epoch = %s AND state = 'applying' AND lease_owner = %s")
+
+
+@app.task(name=FLOOR_TASK, acks_late=True)
+def floor_repoint(pair_id: int, epoch: int) -> str:
+    """The floor of a repoint: claim the pair's owed rows (one UPDATE ... RETURNING + COMMIT: a
+    redelivered or duplicate message finds nothing to claim, so each switch is made once in
+    effect), make the same two upstream calls as the bare task, record them applied (COMMIT).
+    No domain, no ORM, no retries or backoff, no events."""
+    conn = _db(os.getpid())
+    owner = f"{os.getpid()}"
+    rows = conn.execute(_CLAIM, (owner, pair_id, epoch)).fetchall()
+    conn.commit()
+    if not rows:
+        return "nothing_owed"
+    client = get_client(UpstreamSettings.from_env())
+    calls = {"remote_connect": client.switch_connection, "cloud_im": client.switch_im_binding}
+    for target, key, mac, at_epoch in sorted(rows, key=lambda r: r[0] != "remote_connect"):
+        calls[target](key, mac, at_epoch)
+    conn.execute(_APPLIED, (pair_id, epoch, owner))
+    conn.commit()
+    return "applied"
+
+
+@app.task(name=WARM_TASK)
+def warm() -> str:
+    """Open this child's database connection and upstream token, as a long-running worker has."""
+    _db(os.getpid())
+    get_client(UpstreamSettings.from_env()).warm()
+    time.sleep(0.2)  # hold the child, so the other warm-up messages go to the other children
+    _redis(os.getpid()).incr(WARM_KEY)
+    return "warm"

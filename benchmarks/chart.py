@@ -4,7 +4,8 @@
 
 One panel per storm size. ucmha's curve is `pair_syncs` rows in sync at the new epoch (sampled
 from the database every 0.5 s); the baseline's is its finished tasks times two (each bare task
-makes both switch calls). Needs matplotlib (the `bench` extra).
+makes both switch calls); the floor's, when measured, its `floor_syncs` rows in sync (every 0.1 s).
+Needs matplotlib (the `bench` extra).
 """
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ def storm_chart(results: dict[str, Any], path: Path) -> Path:
         ax.plot([p["t_s"] for p in u], [p["rows_applied"] for p in u], label="ucmha", color="tab:blue")
         ax.plot([p["t_s"] for p in b], [2 * p["tasks_done"] for p in b], label="bare Celery task",
                 color="tab:orange")
+        f = (run.get("floor") or {}).get("progress")
+        if f:  # the stack's floor (benchmarks.floor_app + floor_repoint), when the run measured it
+            ax.plot([p["t_s"] for p in f], [p["rows_applied"] for p in f], label="floor (contract only)",
+                    color="tab:green")
         ax.axhline(2 * n, color="grey", linewidth=0.6, linestyle=":")
         ratio = run["ratio"]["time"]
         ax.set_title(f"{n:,} pairs ({ratio}x)" if ratio else f"{n:,} pairs")

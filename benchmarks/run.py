@@ -14,6 +14,12 @@ and beat, its own Redis, the upstream simulator) on a fresh PostgreSQL database 
              bare Celery task doing the same two upstream calls per pair, same worker concurrency,
              same Redis, same simulator.
 
+Intake and failover also measure the stack's floor in the same alternating rounds
+(`benchmarks.floor_app` and the `floor_repoint` task of `benchmarks.bare_tasks`): only what the
+contract cannot skip (signature, durable commit before the 202, outbox rows and one Celery hop,
+the worker's claim). Reported as `floor` and `floor_ratio` (floor/bare, ucmha/floor) next to
+each figure; the baseline ratios are unchanged.
+
 Prints a table and writes benchmarks/results/latest.json. Always stops by itself (each phase
 has a deadline and the whole run a hard limit) and removes its processes, database and files,
 also on failure or Ctrl-C. See docs/benchmarks.md.
@@ -44,7 +50,7 @@ import requests
 import sqlalchemy as sa
 from standardwebhooks import Webhook
 
-from benchmarks import bare_tasks
+from benchmarks import bare_tasks, floor_app
 from benchmarks.cpu import CpuMonitor
 from benchmarks.db import ADMIN_URL, create_database, drop_database
 from benchmarks.load import Job, LoadResult, percentile, run_load, signed_headers
@@ -251,45 +257,118 @@ class Bench:
         size = -(-len(measured) // rounds)
         chunks = [measured[k:k + size] for k in range(0, len(measured), size)]
 
-        bare_port = free_port()
         assert self.stack is not None and self.workdir is not None and self.monitor is not None
         opts = self.gunicorn_settings()
-        # Same command line as the API but the bind address and the app, and the same working
-        # directory (so the same ./gunicorn.conf.py, if any, applies to both).
-        bare = Proc("bare-api", [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{bare_port}", *opts,
-                                 "benchmarks.bare_app:create_app()"], self.stack.env(), self.workdir / "bare-api.log")
-        self.extra_procs["bare-api"] = bare
-        bare.start()
-        wait_for(lambda: _port_open(bare_port), 30, "the bare gunicorn app")
-        log(f"intake: bare app up with the API's gunicorn options {' '.join(opts)}; {rounds} alternating rounds")
+        bare, bare_port = self._start_api_like("bare-api", "benchmarks.bare_app:create_app()")
+        floor, floor_port = self._start_floor_api()
+        log(f"intake: bare app and floor app up with the API's gunicorn options {' '.join(opts)}; "
+            f"{rounds} alternating rounds")
         svc_parts: list[LoadResult] = []
         bare_parts: list[LoadResult] = []
+        floor_parts: list[LoadResult] = []
         try:
             run_load("127.0.0.1", bare_port, warm, s.clients)
+            run_load("127.0.0.1", floor_port, warm, s.clients)
             run_load("127.0.0.1", self.api_port, warm, s.clients)
-            for chunk in chunks:  # alternate, so drifting background load hits both sides alike
+            for chunk in chunks:  # alternate, so drifting background load hits every side alike
                 with self.monitor.span("intake.baseline"):
                     bare_parts.append(run_load("127.0.0.1", bare_port, chunk, s.clients, deadline_s=300))
+                with self.monitor.span("intake.floor"):
+                    floor_parts.append(run_load("127.0.0.1", floor_port, chunk, s.clients, deadline_s=300))
                 with self.monitor.span("intake.ucmha"):
                     svc_parts.append(run_load("127.0.0.1", self.api_port, chunk, s.clients, keep_bodies=True,
                                               deadline_s=600))
         finally:
-            bare.stop()
-            del self.extra_procs["bare-api"]
-        bare_res, svc_res = _merge(bare_parts), _merge(svc_parts)
+            for proc in (bare, floor):
+                proc.stop()
+                del self.extra_procs[proc.name]
+        bare_res, svc_res, floor_res = _merge(bare_parts), _merge(svc_parts), _merge(floor_parts)
         log(f"intake: bare {bare_res.accepted}/{len(measured)} accepted in {bare_res.wall_s:.2f} s; "
+            f"floor {floor_res.accepted}/{len(measured)} in {floor_res.wall_s:.2f} s; "
             f"ucmha {svc_res.accepted}/{len(measured)} in {svc_res.wall_s:.2f} s")
-        svc, base_ = _load_summary(svc_res), _load_summary(bare_res)
+        svc, base_, flo = _load_summary(svc_res), _load_summary(bare_res), _load_summary(floor_res)
+        # CPU of our processes (client, servers, Redis, PostgreSQL backends) per accepted request:
+        # unlike wall time, barely moved by what else runs on the machine.
+        cpu = self.monitor.summary()
+        for side, res, span in ((svc, svc_res, "intake.ucmha"), (base_, bare_res, "intake.baseline"),
+                                (flo, floor_res, "intake.floor")):
+            c = cpu.get(span)
+            side["cpu_ms_per_accepted"] = (round(c["ours_cores"] * c["seconds"] * 1000 / res.accepted, 2)
+                                           if c and res.accepted else None)
         return {
             "requests": len(measured), "warmup_requests": len(warm), "rounds": len(chunks), "clients": s.clients,
             "nodes": len(nodes), "pairs": len(pairs), "gunicorn": " ".join(opts),
-            "ucmha": {**svc, "outcomes": _outcomes(svc_res.bodies)}, "baseline": base_,
+            "ucmha": {**svc, "outcomes": _outcomes(svc_res.bodies)}, "baseline": base_, "floor": flo,
             "ratio": {
                 "throughput": ratio(svc["accepted_per_s"], base_["accepted_per_s"]),
                 "p50": ratio(svc["p50_ms"], base_["p50_ms"]),
                 "p99": ratio(svc["p99_ms"], base_["p99_ms"]),
             },
+            # floor / bare: what the contract costs on this stack; ucmha / floor: what ucmha adds to it.
+            "floor_ratio": {
+                "floor_vs_bare": {"throughput": ratio(flo["accepted_per_s"], base_["accepted_per_s"]),
+                                  "p50": ratio(flo["p50_ms"], base_["p50_ms"]),
+                                  "p99": ratio(flo["p99_ms"], base_["p99_ms"])},
+                "ucmha_vs_floor": {"throughput": ratio(svc["accepted_per_s"], flo["accepted_per_s"]),
+                                   "p50": ratio(svc["p50_ms"], flo["p50_ms"]),
+                                   "p99": ratio(svc["p99_ms"], flo["p99_ms"]),
+                                   "cpu_per_accepted": ratio(svc["cpu_ms_per_accepted"], flo["cpu_ms_per_accepted"])
+                                   if svc["cpu_ms_per_accepted"] and flo["cpu_ms_per_accepted"] else None},
+            },
         }
+
+    def _start_api_like(self, name: str, app: str, env: dict[str, str] | None = None) -> tuple[Proc, int]:
+        """`app` served by gunicorn with the API's command line (only the bind address and the app
+        differ) and from the same working directory (so the same ./gunicorn.conf.py, if any, applies)."""
+        assert self.stack is not None and self.workdir is not None
+        port = free_port()
+        proc = Proc(name, [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", *self.gunicorn_settings(), app],
+                    {**self.stack.env(), **(env or {})}, self.workdir / f"{name}.log")
+        self.extra_procs[name] = proc
+        proc.start()
+        wait_for(lambda: _port_open(port), 30, f"the {name} gunicorn app")
+        return proc, port
+
+    def _start_floor_api(self) -> tuple[Proc, int]:
+        """The floor app, on copies of the rows seeded so far; returns once every gunicorn worker has
+        booted and loaded its nodes' secrets (a cold worker would put its boot into the figure)."""
+        assert self.db_url is not None and self.workdir is not None
+        floor_app.prepare(floor_app.plain_dsn(self.db_url))
+        ready = self.workdir / f"floor-ready-{uuid.uuid4().hex[:6]}"
+        ready.mkdir()
+        opts = self.gunicorn_settings()
+        workers = int(opts[opts.index("--workers") + 1]) if "--workers" in opts else 1
+        proc, port = self._start_api_like("floor-api", "benchmarks.floor_app:create_app()",
+                                          {"BENCH_READY_DIR": str(ready)})
+        wait_for(lambda: len(list(ready.iterdir())) >= workers, 120, "the floor app's workers")
+        return proc, port
+
+    def _start_bare_worker(self, warm: bool = False) -> Proc:
+        """The bare Celery worker (bare and floor tasks) with the ucmha worker's exact command line."""
+        assert self.stack is not None and self.workdir is not None
+        worker_cmd = self.stack.procs["worker"].cmd
+        env = {**self.stack.env(), "BENCH_BROKER_URL": self.stack.redis_url}
+        cmd = [*worker_cmd[:worker_cmd.index("-A") + 1], "benchmarks.bare_tasks",
+               *worker_cmd[worker_cmd.index("-A") + 2:], "-Q", bare_tasks.QUEUE]
+        # Its own node name: the ucmha worker may be running next to it.
+        cmd[cmd.index("-n") + 1] = "bare-worker@%h"
+        proc = Proc("bare-worker", cmd, env, self.workdir / "bare-worker.log")
+        self.extra_procs["bare-worker"] = proc
+        proc.start()
+        wait_for(lambda: "ready." in proc.tail(200), 60, "the bare Celery worker")
+        if warm:
+            # Every child with its database connection and upstream token, as ucmha's long-running
+            # worker has them (the floor must not carry a cold start ucmha does not).
+            concurrency = int(cmd[cmd.index("--concurrency") + 1])
+            counter = redis.Redis.from_url(self.stack.redis_url)
+            counter.delete(bare_tasks.WARM_KEY)
+            bare_tasks.app.conf.broker_url = self.stack.redis_url
+            for _ in range(2 * concurrency):
+                bare_tasks.app.send_task(bare_tasks.WARM_TASK, queue=bare_tasks.QUEUE)
+            wait_for(lambda: int(counter.get(bare_tasks.WARM_KEY) or 0) >= 2 * concurrency, 60,
+                     "the bare worker's warm-up")
+            counter.close()
+        return proc
 
     # -- 2. single failover --
 
@@ -306,6 +385,18 @@ class Bench:
         client = client_from_settings(self.upstream)
         b_domain, b_binding = "failover-baseline.bench.example", "im-bench-failover-baseline"
         client.bind_domain(b_domain, pair.primary_mac)
+        # The floor: a copy of the pair's rows, repointing its own domain and binding (bound like the
+        # pair's), through the floor route and the floor task on the bare worker.
+        f_domain, f_binding = "failover-floor.bench.example", "im-bench-failover-floor"
+        client.bind_domain(f_domain, pair.primary_mac)
+        floor_api, floor_port = self._start_floor_api()
+        with self.engine.begin() as db:
+            db.execute(sa.text("UPDATE floor_syncs SET desired_key = CASE target WHEN 'remote_connect' THEN :d "
+                               "ELSE :b END WHERE pair_id = :id"), {"d": f_domain, "b": f_binding, "id": pair.id})
+        floor_worker = self._start_bare_worker(warm=True)
+        floor_conn = http.client.HTTPConnection("127.0.0.1", floor_port, timeout=30)
+        floor_s: list[float] = []
+        floor_answered_s: list[float] = []
         conn = http.client.HTTPConnection("127.0.0.1", self.api_port, timeout=30)
         upstream_s: list[float] = []
         recorded_s: list[float] = []
@@ -346,19 +437,29 @@ class Bench:
                     client.switch_connection(b_domain, claimant, k + 2)
                     client.switch_im_binding(b_binding, claimant, k + 2)
                     direct = time.perf_counter() - t0
+                time.sleep(0.1)
+                with self.monitor.span("failover.floor"):
+                    f_up, f_answer = self._floor_failover(floor_conn, claimant, body, signers[claimant], pair.id,
+                                                          f_domain, f_binding)
                 if k >= s.failover_warmup:
                     upstream_s.append(up)
                     recorded_s.append(rec)
                     answered_s.append(t_answer - t_post)
                     base_s.append(direct)
+                    floor_s.append(f_up)
+                    floor_answered_s.append(f_answer)
                     marks.append({"post": t_post, "first_switch": min(parse_iso(c_now["updated_at"]),
                                                                       parse_iso(b_now["updated_at"])).timestamp()})
                 time.sleep(0.1)
         finally:
             conn.close()
+            floor_conn.close()
             client.close()
-        log(f"failover: ucmha p50 {ms(percentile(upstream_s, 50))} ms, baseline p50 {ms(percentile(base_s, 50))} ms "
-            f"over {len(upstream_s)} failovers")
+            for proc in (floor_api, floor_worker):
+                proc.stop()
+                del self.extra_procs[proc.name]
+        log(f"failover: ucmha p50 {ms(percentile(upstream_s, 50))} ms, baseline p50 {ms(percentile(base_s, 50))} ms, "
+            f"floor p50 {ms(percentile(floor_s, 50))} ms over {len(upstream_s)} failovers")
         svc = {"p50_ms": ms(percentile(upstream_s, 50)), "p90_ms": ms(percentile(upstream_s, 90)),
                "p99_ms": ms(percentile(upstream_s, 99)),
                "max_ms": ms(max(upstream_s)), "mean_ms": ms(sum(upstream_s) / len(upstream_s)),
@@ -372,15 +473,51 @@ class Bench:
                "p99_ms": ms(percentile(base_s, 99)),
                "max_ms": ms(max(base_s)), "mean_ms": ms(sum(base_s) / len(base_s)),
                "samples_ms": [ms(b) for b in base_s]}
+        flo = {"p50_ms": ms(percentile(floor_s, 50)), "p90_ms": ms(percentile(floor_s, 90)),
+               "p99_ms": ms(percentile(floor_s, 99)),
+               "max_ms": ms(max(floor_s)), "mean_ms": ms(sum(floor_s) / len(floor_s)),
+               "webhook_answered_p50_ms": ms(percentile(floor_answered_s, 50)),
+               "samples_ms": [[ms(a), ms(u)] for a, u in zip(floor_answered_s, floor_s)]}
         breakdown = failover_breakdown(marks, self.worker_log())
         log(f"failover breakdown (ms after the POST, p50): answered {svc['webhook_answered_p50_ms']}, message received "
             f"{breakdown['message_received_p50_ms']}, task started {breakdown['task_started_p50_ms']}, first switch "
             f"{breakdown['first_switch_p50_ms']}, both {svc['p50_ms']}, recorded {svc['recorded_in_db_p50_ms']}; "
             f"{breakdown['messages_per_failover']} message(s) per failover")
         return {"failovers": len(upstream_s), "warmup_failovers": s.failover_warmup, "ucmha": svc, "baseline": bas,
-                "breakdown": breakdown,
+                "breakdown": breakdown, "floor": flo,
                 "ratio": {"p50": ratio(svc["p50_ms"], bas["p50_ms"]), "p90": ratio(svc["p90_ms"], bas["p90_ms"]),
-                          "p99": ratio(svc["p99_ms"], bas["p99_ms"])}}
+                          "p99": ratio(svc["p99_ms"], bas["p99_ms"])},
+                # floor / bare calls: what the contract costs on this stack; ucmha / floor: what ucmha adds.
+                "floor_ratio": {
+                    "floor_vs_bare": {q: ratio(flo[f"{q}_ms"], bas[f"{q}_ms"]) for q in ("p50", "p90", "p99")},
+                    "ucmha_vs_floor": {q: ratio(svc[f"{q}_ms"], flo[f"{q}_ms"]) for q in ("p50", "p90", "p99")}}}
+
+    def _floor_failover(self, conn: http.client.HTTPConnection, claimant: str, body: str, signer: Webhook,
+                        pair_id: int, domain: str, binding: str) -> tuple[float, float]:
+        """One failover through the floor route and task: (POST -> both switched upstream, POST -> 202), s."""
+        assert self.engine is not None and self.stack is not None and self.stack.sim is not None
+        headers = signed_headers(signer, body)  # the same body as ucmha's, with its own webhook-id
+        t_post = time.time()
+        conn.request("POST", f"/api/v1/webhooks/ucm/{claimant}", body=body.encode(), headers=headers)
+        resp = conn.getresponse()
+        answer = resp.read()
+        t_answer = time.time()
+        if resp.status != 202:
+            raise AssertionError(f"floor failover: {resp.status} {answer[:300]!r}")
+        epoch = json.loads(answer)["epoch"]
+        done_sql = sa.text("SELECT count(*) FROM floor_syncs WHERE pair_id = :id AND state = 'in_sync' "
+                           "AND applied_epoch = :epoch")
+
+        def applied() -> bool:
+            with self.engine.connect() as db:  # type: ignore[union-attr]
+                return db.execute(done_sql, {"id": pair_id, "epoch": epoch}).scalar_one() == 2
+
+        wait_for(applied, 60, "the floor failover to be applied", interval=0.005)
+        state = self.stack.sim.state()
+        c_now, b_now = state["connections"][domain], state["bindings"][binding]
+        assert c_now["epoch"] == epoch and b_now["epoch"] == epoch and c_now["active_mac"] == claimant, (c_now, b_now)
+        up = max(parse_iso(c_now["updated_at"]), parse_iso(b_now["updated_at"])).timestamp() - t_post
+        return up, t_answer - t_post
 
     def _synced(self, pair_id: int, epoch: int) -> list[Any] | None:
         assert self.engine is not None
@@ -473,9 +610,11 @@ class Bench:
         per_pair = []
         for run in runs:
             u, b = run["ucmha"]["all_applied_s"], run["baseline"]["all_done_s"]
+            f = run["floor"]["all_applied_s"]
             per_pair.append({"pairs": run["pairs"],
                              "ucmha_ms_per_pair": round(u / run["pairs"] * 1000, 2) if u else None,
                              "baseline_ms_per_pair": round(b / run["pairs"] * 1000, 2) if b else None,
+                             "floor_ms_per_pair": round(f / run["pairs"] * 1000, 2) if f else None,
                              "ratio": run["ratio"]["time"]})
         return {"sizes": runs, "per_pair": per_pair}
 
@@ -550,6 +689,7 @@ class Bench:
         self.stack.procs["beat"].stop()
         self.stack.procs["worker"].stop()
         bare_result = self._storm_baseline(pairs)
+        floor_result = self._storm_floor(pairs, jobs)
 
         svc = {"all_applied_s": round(all_applied_s, 2) if all_applied_s is not None else None,
                "timed_out": timed_out, "stopped_after_s": round(stopped_at, 1),
@@ -571,22 +711,76 @@ class Bench:
         both = svc["all_applied_s"] and bare_result["all_done_s"]
         return {"pairs": n, "clients": s.clients, "worker_concurrency": s.concurrency,
                 "seed_db_s": round(t_db, 1), "seed_upstream_s": round(t_up, 1),
-                "ucmha": svc, "baseline": bare_result,
-                "ratio": {"time": ratio(svc["all_applied_s"], bare_result["all_done_s"]) if both else None}}
+                "ucmha": svc, "baseline": bare_result, "floor": floor_result,
+                "ratio": {"time": ratio(svc["all_applied_s"], bare_result["all_done_s"]) if both else None},
+                "floor_ratio": {
+                    "floor_vs_bare": ratio(floor_result["all_applied_s"], bare_result["all_done_s"])
+                    if floor_result["all_applied_s"] and bare_result["all_done_s"] else None,
+                    "ucmha_vs_floor": ratio(svc["all_applied_s"], floor_result["all_applied_s"])
+                    if floor_result["all_applied_s"] and svc["all_applied_s"] else None}}
+
+    def _storm_floor(self, pairs: list[SeededPair], jobs: list[Job]) -> dict[str, Any]:
+        """The storm through the floor route and task: the same role changes (fresh webhook-ids),
+        the same worker command line; every pair back on its Secondary at epoch 4 (ucmha took
+        epoch 2, the bare task 3). ucmha's worker and scheduler are stopped, as for the baseline."""
+        s = self.sizes
+        assert self.engine is not None and self.monitor is not None
+        n = len(pairs)
+        ids = [p.id for p in pairs]
+        lo, hi = min(ids), max(ids)
+        floor_api, floor_port = self._start_floor_api()
+        with self.engine.begin() as db:
+            db.execute(sa.text("UPDATE floor_pairs SET epoch = 3 WHERE id BETWEEN :lo AND :hi"), {"lo": lo, "hi": hi})
+        worker = self._start_bare_worker(warm=True)
+        count_sql = sa.text("SELECT count(*) FROM floor_syncs WHERE pair_id BETWEEN :lo AND :hi "
+                            "AND state = 'in_sync' AND applied_epoch = 4")
+        holder: dict[str, LoadResult] = {}
+        samples: list[dict[str, float]] = []
+        applied = 0
+        log(f"storm floor: posting {n} role changes to the floor route")
+        try:
+            with self.monitor.span(f"storm{n}.floor"):
+                t0 = time.time()
+                poster = threading.Thread(target=lambda: holder.__setitem__("result", run_load(
+                    "127.0.0.1", floor_port, jobs, s.clients, keep_bodies=False, deadline_s=s.storm_timeout_s)),
+                    name="storm-floor-post", daemon=True)
+                poster.start()
+                deadline = time.monotonic() + s.storm_timeout_s
+                while time.monotonic() < deadline:
+                    with self.engine.connect() as db:
+                        applied = int(db.execute(count_sql, {"lo": lo, "hi": hi}).scalar_one())
+                    samples.append({"t_s": round(time.time() - t0, 1), "rows_applied": applied})
+                    if applied >= 2 * n and not poster.is_alive():
+                        break
+                    time.sleep(0.1)
+            poster.join(timeout=60)
+            with self.engine.connect() as db:
+                last = db.execute(sa.text("SELECT max(applied_at) FROM floor_syncs WHERE pair_id BETWEEN :lo AND :hi "
+                                          "AND applied_epoch = 4"), {"lo": lo, "hi": hi}).scalar_one()
+        finally:
+            for proc in (floor_api, worker):
+                proc.stop()
+                del self.extra_procs[proc.name]
+        done = applied >= 2 * n
+        all_applied_s = last.timestamp() - t0 if (done and last is not None) else None
+        res = holder.get("result")
+        log(f"storm floor: {applied}/{2 * n} repoints applied in "
+            f"{'-' if all_applied_s is None else round(all_applied_s, 1)} s")
+        return {"all_applied_s": round(all_applied_s, 2) if all_applied_s is not None else None,
+                "rows_applied": applied, "rows_expected": 2 * n,
+                "webhooks_accepted": res.accepted if res else 0,
+                "webhooks_per_s": round(res.accepted / res.wall_s, 1) if res and res.wall_s else None,
+                "upstream_verified": self._verify_upstream(pairs, epoch=4, active="secondary") if done else None,
+                "progress": _thin(samples, 150)}
 
     def _storm_baseline(self, pairs: list[SeededPair]) -> dict[str, Any]:
         s = self.sizes
         assert self.stack is not None and self.workdir is not None and self.monitor is not None
         worker_cmd = self.stack.procs["worker"].cmd
         concurrency = worker_cmd[worker_cmd.index("--concurrency") + 1]
-        env = {**self.stack.env(), "BENCH_BROKER_URL": self.stack.redis_url}
-        # The ucmha worker's exact command line, with the bare app and its queue instead.
-        cmd = [*worker_cmd[:worker_cmd.index("-A") + 1], "benchmarks.bare_tasks",
-               *worker_cmd[worker_cmd.index("-A") + 2:], "-Q", bare_tasks.QUEUE]
-        proc = Proc("bare-worker", cmd, env, self.workdir / "bare-worker.log")
-        self.extra_procs["bare-worker"] = proc
-        proc.start()
-        wait_for(lambda: "ready." in proc.tail(200), 60, "the bare Celery worker")
+        # The ucmha worker's exact command line, with the bare app and its queue instead; warm, as
+        # ucmha's long-running worker is (a cold start would flatter ucmha at small storms).
+        proc = self._start_bare_worker(warm=True)
         counter = redis.Redis.from_url(self.stack.redis_url)
         counter.delete(bare_tasks.DONE_KEY, bare_tasks.FAILED_KEY)
         bare_tasks.app.conf.broker_url = self.stack.redis_url
@@ -817,6 +1011,20 @@ def table(results: dict[str, Any]) -> str:
             ("intake: latency p50 (ms)", f"{u['p50_ms']}", f"{b['p50_ms']}", f"{r['p50']}x"),
             ("intake: latency p99 (ms)", f"{u['p99_ms']}", f"{b['p99_ms']}", f"{r['p99']}x"),
         ]
+        f = intake.get("floor")
+        if f:
+            fr, uf = intake["floor_ratio"]["floor_vs_bare"], intake["floor_ratio"]["ucmha_vs_floor"]
+            rows += [
+                ("intake floor: accepted /s (floor, bare, floor/bare)", f"{f['accepted_per_s']}",
+                 f"{b['accepted_per_s']}", f"{fr['throughput']}x"),
+                ("intake floor: latency p50 (ms)", f"{f['p50_ms']}", f"{b['p50_ms']}", f"{fr['p50']}x"),
+                ("intake floor: latency p99 (ms)", f"{f['p99_ms']}", f"{b['p99_ms']}", f"{fr['p99']}x"),
+                ("intake: CPU ms per accepted (ucmha, bare; floor below)", f"{u['cpu_ms_per_accepted']}",
+                 f"{b['cpu_ms_per_accepted']}", ""),
+                ("intake floor: CPU ms per accepted", f"{f['cpu_ms_per_accepted']}", "", ""),
+                ("intake ucmha/floor: accepted /s, p50, p99, CPU per accepted", "", "",
+                 f"{uf['throughput']}x {uf['p50']}x {uf['p99']}x {uf['cpu_per_accepted']}x"),
+            ]
     fo = results.get("failover")
     if fo:
         u, b, r = fo["ucmha"], fo["baseline"], fo["ratio"]
@@ -828,6 +1036,12 @@ def table(results: dict[str, Any]) -> str:
              f"{b['p99_ms']}",
              f"{r['p99']}x"),
         ]
+        f = fo.get("floor")
+        if f:
+            fr, uf = fo["floor_ratio"]["floor_vs_bare"], fo["floor_ratio"]["ucmha_vs_floor"]
+            rows += [(f"failover floor -> both applied upstream {q} (ms; floor, bare)", f"{f[q + '_ms']}",
+                      f"{b[q + '_ms']}", f"{fr[q]}x") for q in ("p50", "p90", "p99")]
+            rows.append(("failover ucmha/floor: p50, p90, p99", "", "", f"{uf['p50']}x {uf['p90']}x {uf['p99']}x"))
     st = results.get("storm")
     for run in (st or {}).get("sizes", []):
         u, b = run["ucmha"], run["baseline"]
@@ -835,6 +1049,13 @@ def table(results: dict[str, Any]) -> str:
                      "timeout" if u["all_applied_s"] is None else f"{u['all_applied_s']}",
                      "timeout" if b["all_done_s"] is None else f"{b['all_done_s']}",
                      f"{run['ratio']['time']}x" if run["ratio"]["time"] else "-"))
+    for run in (st or {}).get("sizes", []):
+        f, fr = run.get("floor") or {}, run.get("floor_ratio") or {}
+        if f:
+            rows.append((f"storm floor: {run['pairs']} pairs, all applied (s; floor, bare)",
+                         "timeout" if f["all_applied_s"] is None else f"{f['all_applied_s']}",
+                         "timeout" if run["baseline"]["all_done_s"] is None else f"{run['baseline']['all_done_s']}",
+                         f"{fr.get('floor_vs_bare')}x; ucmha/floor {fr.get('ucmha_vs_floor')}x"))
     for pp in (st or {}).get("per_pair", []):
         rows.append((f"storm: {pp['pairs']} pairs, ms per pair", f"{pp['ucmha_ms_per_pair']}",
                      f"{pp['baseline_ms_per_pair']}", ""))
@@ -903,7 +1124,7 @@ def main(argv: list[str] | None = None) -> int:
         "clients": args.clients, "concurrency": args.concurrency, "storm_timeout_s": args.storm_timeout}.items()
         if v is not None}
     sizes = Sizes(**{**asdict(base), **overrides})
-    needed = sizes.storm_timeout_s * 2 * len(sizes.storm_sizes) + 900
+    needed = sizes.storm_timeout_s * 3 * len(sizes.storm_sizes) + 900  # ucmha, bare and floor sides
     if needed > sizes.run_limit_s:
         sizes = Sizes(**{**asdict(sizes), "run_limit_s": needed})
     if shutil.which("redis-server") is None:

@@ -3,21 +3,15 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
-from standardwebhooks import Webhook
+from simulator.fleet.node import sign
 
 
 def signed_headers(secret: str, body: str, *, msg_id: str | None = None, at: datetime | None = None) -> dict[str, str]:
-    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
-    at = at or datetime.now(timezone.utc)
-    return {
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(int(at.timestamp())),
-        "webhook-signature": Webhook(secret).sign(msg_id, at, body),
-        "content-type": "application/json",
-    }
+    """The Standard Webhooks headers a UCM sends with `body` (the simulated nodes sign the same way)."""
+    return sign(secret, msg_id or f"msg_{uuid.uuid4().hex}", body, at)
 
 
 def notification(type_: str, occurred_at: str, sequence: int, **data: Any) -> str:

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from celery import Celery
+from celery import Celery, signals
 from kombu.exceptions import OperationalError
 
+from service.observability import context as log_context
 from service.settings import Settings
+
+# The message header naming the request (or task) that enqueued a task: the worker binds it as the
+# task's request_id, so one request id follows a failover from the webhook to its repoint.
+REQUEST_ID_HEADER = "ucmha_request_id"
 
 
 def transport_options(broker_url: str) -> dict[str, object]:
@@ -40,7 +45,19 @@ def make_publisher(settings: Settings) -> Celery:
     """A Celery app that only publishes (no task modules, no worker signals)."""
     app = Celery("ucmha", broker=settings.broker_url)
     app.conf.update(publishing_conf(settings))
+    carry_request_ids()
     return app
+
+
+def carry_request_ids() -> None:
+    """Every task published from this process names the request id bound where it was enqueued."""
+    signals.before_task_publish.connect(_carry_request_id, weak=False, dispatch_uid="ucmha.broker.request_id")
+
+
+def _carry_request_id(headers: dict[str, Any] | None = None, **_kwargs: Any) -> None:
+    request_id = log_context.current().get("request_id")
+    if request_id and headers is not None:
+        headers.setdefault(REQUEST_ID_HEADER, request_id)
 
 
 def broker_status(app: Celery) -> str:

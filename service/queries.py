@@ -13,7 +13,8 @@ from service.domain.attention import ATTENTION_STATUSES, ATTENTION_SYNC_STATES
 from service.domain.errors import NotFound
 from service.domain.node_rules import StorageItem
 from service.domain.plans import PlanFacts, plan_counts_for_ha
-from service.models import Alarm, ApiToken, Device, Event, HaPair, Organization, PairSearch, PairSync, Plan
+from service.models import (Alarm, ApiToken, Device, Event, EventSubscription, HaPair, Organization, PairSearch,
+                            PairSync, Plan)
 
 T = TypeVar("T")
 
@@ -136,6 +137,42 @@ def _load_locked(session: Session, pair_id: int) -> HaPair:
         select(HaPair).where(HaPair.id == pair_id).options(*_LOCKED_PAIR_GRAPH)
         .execution_options(populate_existing=True)
     ).unique().scalar_one()
+
+
+@dataclass(frozen=True)
+class ClaimedPair:
+    """A locked pair read fresh with two facts a decision's writes need, in the same statement."""
+    pair: HaPair
+    subscribed: bool  # the organization has an enabled event subscription (events.record_events)
+    any_open_alarm: bool  # else its open alarm kinds are known without a read (timeline._open_kinds)
+
+
+# Read after the lock, in the statement that loads the pair: a subscription or an alarm committed
+# while this transaction waited for the pair is seen (the lock statement's snapshot would predate it).
+_SUBSCRIBED = (
+    select(EventSubscription.id)
+    .where(EventSubscription.org_id == HaPair.org_id, EventSubscription.enabled.is_(True))
+    .exists().label("subscribed")
+)
+_ANY_OPEN_ALARM = (
+    select(Alarm.id).where(Alarm.pair_id == HaPair.id, Alarm.closed_at.is_(None)).exists().label("any_open_alarm")
+)
+
+
+def claim_live_pair_of(session: Session, device_id: int) -> ClaimedPair | None:
+    """:func:`live_pair_of` with ``for_update``, and whether its organization has subscribers and
+    the pair open alarms: the two reads an eventful notification would otherwise make."""
+    pair_id = _lock_pair_row(
+        session, HaPair.status != "dissolved",
+        or_(HaPair.primary_device_id == device_id, HaPair.secondary_device_id == device_id),
+    )
+    if pair_id is None:
+        return None
+    pair, subscribed, any_open_alarm = session.execute(
+        select(HaPair, _SUBSCRIBED, _ANY_OPEN_ALARM).where(HaPair.id == pair_id).options(*_LOCKED_PAIR_GRAPH)
+        .execution_options(populate_existing=True)
+    ).unique().one()
+    return ClaimedPair(pair, bool(subscribed), bool(any_open_alarm))
 
 
 def live_pair_ids(session: Session, device_ids: Sequence[int]) -> dict[int, int]:

@@ -72,6 +72,9 @@ class Settings:
     event_sweep_interval_s: float = 10.0
     # Development only: lets subscriptions use http:// and loopback addresses (the demo receiver).
     event_allow_loopback: bool = False
+    # PEM file of the CAs that subscribers' HTTPS certificates are checked against (a private CA);
+    # None: the system's trust store.
+    event_ca_bundle: str | None = None
     log_level: str = "INFO"
     metrics_enabled: bool = True  # serve GET /metrics
     metrics_token: str | None = field(default=None, repr=False)  # if set, /metrics wants "Bearer <it>"
@@ -104,6 +107,19 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError as exc:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _readable_file(env: Mapping[str, str], name: str) -> str | None:
+    """A path that must name a readable file when set: a wrong path fails at start, not at the first use."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        with open(raw, "rb"):
+            pass
+    except OSError as exc:
+        raise SettingsError(f"{name} must name a readable file, got {raw!r}: {exc.strerror}") from exc
+    return raw
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -204,6 +220,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         event_sweep_interval_s=_float(env, "UCMHA_EVENT_SWEEP_INTERVAL_S", defaults.event_sweep_interval_s),
         # On by default in development so the demo receiver (the simulator, on loopback) works.
         event_allow_loopback=_bool(env, "UCMHA_EVENT_ALLOW_LOOPBACK", mode == "development"),
+        event_ca_bundle=_readable_file(env, "UCMHA_EVENT_CA_BUNDLE"),
         log_level=env.get("UCMHA_LOG_LEVEL", defaults.log_level),
         metrics_enabled=_bool(env, "UCMHA_METRICS_ENABLED", defaults.metrics_enabled),
         metrics_token=env.get("UCMHA_METRICS_TOKEN") or None,

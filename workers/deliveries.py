@@ -60,7 +60,7 @@ def policy(settings: Settings) -> DeliveryPolicy:
 
 def sender_for(settings: Settings) -> EventSender:
     return EventSender(settings.event_connect_timeout_s, settings.event_read_timeout_s,
-                       settings.event_allow_loopback)
+                       settings.event_allow_loopback, ca_certs=settings.event_ca_bundle)
 
 
 def lease_s(settings: Settings) -> float:

@@ -6,7 +6,8 @@ by dispatch_uid), so it is harmless in the API process, where these signals neve
 - `setup_logging`: Celery leaves logging to us and we call `configure_logging(settings)`: the same
   JSON lines, context and redaction as the API. The level is the more verbose of `UCMHA_LOG_LEVEL`
   and the worker's `--loglevel`.
-- `task_prerun` / `task_postrun`: `task_id` and `task` (its name) in the log context of every line the
+- `task_prerun` / `task_postrun`: `task_id`, `task` (its name) and the `request_id` of the request
+  that enqueued it (a message header, `service.broker`) in the log context of every line the
   task logs; the repoint binds `pair_id` and `target` itself (see workers/repoint.py).
 - `worker_process_shutdown`: `mark_process_dead` for a prefork child in multiprocess mode.
 - `worker_init`: with `settings.worker_metrics_bind` ("[host:]port"), an HTTP exporter of the worker's
@@ -27,6 +28,7 @@ from typing import Any
 from celery import signals
 from celery.utils.dispatch.signal import Signal
 
+from service.broker import REQUEST_ID_HEADER, carry_request_ids
 from service.observability import context, metrics
 from service.observability.logging import configure_logging
 from workers.upstream import StaleEpochError, TransientUpstreamError, UpstreamBusinessError, UpstreamClient
@@ -50,6 +52,7 @@ def connect_signals(settings: Any) -> None:
     ]
     for signal, receiver in receivers:
         signal.connect(receiver, weak=False, dispatch_uid=f"ucmha.observability.{signal.name}")
+    carry_request_ids()  # tasks a task enqueues (retries, follow-ups) keep its request id
 
 
 def _on_setup_logging(loglevel: Any = None, **_kwargs: Any) -> None:
@@ -63,7 +66,11 @@ def _on_setup_logging(loglevel: Any = None, **_kwargs: Any) -> None:
 def _on_task_prerun(task_id: str | None = None, task: Any = None, **_kwargs: Any) -> None:
     if task_id is None:
         return
-    _task_tokens[task_id] = context.bind(task_id=task_id, task=getattr(task, "name", None))
+    # Custom message headers are merged into the task's request (Celery's protocol 2).
+    request = getattr(task, "request", None)
+    request_id = request.get(REQUEST_ID_HEADER) if request is not None else None
+    _task_tokens[task_id] = context.bind(task_id=task_id, task=getattr(task, "name", None),
+                                         request_id=request_id if isinstance(request_id, str) else None)
 
 
 def _on_task_postrun(task_id: str | None = None, **_kwargs: Any) -> None:

@@ -16,7 +16,7 @@ from werkzeug.exceptions import Unauthorized
 from service.commands import notifications
 from service.models import Device
 from service.domain.alerts import parse_alert
-from service.observability.ratelimit import rate_limited
+from service.observability.ratelimit import rate_limited, spend, spends_budget
 from service.security import SecretBox, hash_token, webhook_signature_valid
 from service.webhook_keys import WebhookKey, WebhookKeys
 
@@ -36,19 +36,14 @@ blp = Blueprint("webhooks", __name__, url_prefix="/api/v1/webhooks",
 NOTIFICATION = NotificationSchema()  # built once (see schemas.webhooks._DATA_LOADERS)
 
 
-def _device_key() -> str:
+def _device_key(mac: str) -> str:
     """Rate-limit bucket of a node notification: the device's MAC (normalized by the converter)."""
-    return "mac:" + str((request.view_args or {}).get("mac", ""))
+    return "mac:" + mac
 
 
 def _alert_key() -> str:
     """Rate-limit bucket of a native alert: a hash of its alert token (never the token itself)."""
     return "alert:" + hash_token(str((request.view_args or {}).get("alert_token", "")))[:32]
-
-
-def _counts_for_device(response) -> bool:  # type: ignore[no-untyped-def]
-    """Only signed notifications use up a node's budget: knowing a MAC must not be enough to block it."""
-    return response.status_code not in (401, 413, 429)
 
 
 def webhook_keys() -> WebhookKeys:
@@ -182,13 +177,15 @@ REFUSALS = (
 @_problems(*REFUSALS, (401, "unknown device, or the signature or timestamp is not valid"),
            (409, "the device is in no live HA pair: nothing stored"),
            (422, "the notification does not validate (see errors), contains NUL, or names the wrong peer"))
-@rate_limited("rate_limit_webhook", _device_key, count_if=_counts_for_device)
+@spends_budget("rate_limit_webhook")
 @blp.response(202, ReceiptSchema)
 @blp.alt_response(200, schema=ReceiptSchema, description="a repeated webhook-id: the first outcome, no effect")
 def node_notification(mac):
     body = read_body(current_app.extensions["ucmha"].settings.webhook_max_bytes)
     webhook_id = check_webhook_id()
     device = signing_device(mac, body)
+    # Only signed notifications use up a node's budget: knowing a MAC must not be enough to block it.
+    spend("rate_limit_webhook", _device_key(mac))
     try:
         note = NOTIFICATION.load(parse_json(body))
     except ma.ValidationError as exc:

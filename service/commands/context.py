@@ -28,6 +28,10 @@ class CommandContext:
     _after_commit: list[tuple[str, tuple[object, ...]]] = field(default_factory=list)
     # Open alarm kinds per pair, read once per command (see timeline._open_kinds).
     open_alarm_kinds: dict[int, set[str]] = field(default_factory=dict)
+    # Whether an organization has an enabled event subscription, as read after a pair's lock in
+    # this transaction (queries.claim_live_pair_of); events.record_events skips its read on False.
+    # Valid for one transaction only: cleared by commit and rollback.
+    org_subscribed: dict[int, bool] = field(default_factory=dict)
     # Called with (ctx, pair, change) in the same transaction for every pair transition
     # (`domain.transition.PairTransition`, from commands.transitions.persist) and every outbox
     # change (`domain.outbox.OutboxChange`, from commands.sync.persist_change): where an event
@@ -51,6 +55,7 @@ class CommandContext:
         self.session.rollback()
         self._after_commit.clear()
         self.open_alarm_kinds.clear()
+        self.org_subscribed.clear()
 
     def commit(self) -> None:
         """Commit, then hand queued tasks to the broker.
@@ -60,6 +65,7 @@ class CommandContext:
         and the sweeper enqueues it again.
         """
         self.session.commit()
+        self.org_subscribed.clear()
         pending, self._after_commit = self._after_commit, []
         for task, args in pending:
             try:

@@ -42,14 +42,9 @@ def of_line(pair: HaPair, kind: str, mac: str | None, detail: Mapping[str, Any])
 def record_events(ctx: CommandContext, pair: HaPair, events: Sequence[SubscriptionEvent]) -> None:
     if not events:
         return
-    # Read per call: events are rare (a switch, an alarm), and a subscription changed earlier in
-    # this transaction must count.
-    # FOR KEY SHARE: a subscription deleted meanwhile waits for this commit instead of failing
-    # the decision's transaction on the deliveries' foreign key (PATCH does not conflict).
-    wanting = list(ctx.session.execute(
-        select(EventSubscription).where(EventSubscription.org_id == pair.org_id, EventSubscription.enabled.is_(True))
-        .with_for_update(read=True, key_share=True)
-    ).scalars())
+    wanting = _subscriptions(ctx, pair.org_id)
+    if not wanting:
+        return
     now = ctx.now()
     give_up_at = now + timedelta(seconds=ctx.settings.event_give_up_after_s)
     for event in events:
@@ -65,6 +60,34 @@ def record_events(ctx: CommandContext, pair: HaPair, events: Sequence[Subscripti
                                           pair_id=pair.id, state="pending", attempts=0, next_attempt_at=now,
                                           give_up_at=give_up_at))
             ctx.enqueue_after_commit(DELIVER_TASK, subscription.id, pair.id)
+
+
+def _subscriptions(ctx: CommandContext, org_id: int) -> list[EventSubscription]:
+    """The organization's enabled subscriptions, read per call: events are rare (a switch, an
+    alarm), and a subscription changed earlier in this transaction must count.
+
+    A caller that read, after its pair's lock, that the organization has none
+    (``ctx.org_subscribed``, from ``queries.claim_live_pair_of``) saves the read: nothing else in
+    its transaction created one, and one committed by another transaction after that read is as
+    concurrent as one committed after this read would be (the snapshot of either read decides).
+    Nothing to receive the events, nothing to lock either.
+
+    FOR KEY SHARE: a subscription deleted meanwhile waits for this commit instead of failing the
+    decision's transaction on the deliveries' foreign key (PATCH does not conflict).
+    No autoflush: the read depends on nothing but subscriptions, so only pending ones are written
+    first; the command's row changes go out together at its commit, not split around this read.
+    """
+    session = ctx.session
+    pending = any(isinstance(obj, EventSubscription) for obj in (*session.new, *session.dirty, *session.deleted))
+    if pending:
+        session.flush()
+    elif ctx.org_subscribed.get(org_id) is False:
+        return []
+    with session.no_autoflush:
+        return list(session.execute(
+            select(EventSubscription).where(EventSubscription.org_id == org_id, EventSubscription.enabled.is_(True))
+            .with_for_update(read=True, key_share=True)
+        ).scalars())
 
 
 def envelope(public_id: str, event: SubscriptionEvent, at: Any) -> dict[str, Any]:

@@ -14,17 +14,16 @@ Hooks (called by other commands, so every path that changes a pair is observed):
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Iterable
 
 from sqlalchemy import select
 
 from service import queries
 from service.queries import storage_items
-from service.domain import alarms as alarm_kinds
 from service.domain import lifecycle as rules
 from service.domain.lifecycle import (FIRMWARE_UPGRADE, REPLACE, Candidate, FirmwareOutcome, PairFacts,
                                       ReplacementFacts)
-from service.models import Alarm, Device, HaPair
+from service.models import Device, HaPair
 
 from . import failover, search_text, sync, timeline
 from .context import CommandContext
@@ -63,15 +62,11 @@ def replace_node(ctx: CommandContext, pair_id: int, failed_mac: str, new_mac: st
     ).unique().scalar_one_or_none()
     failed = pair.node(failed_mac)
     survivor = pair.active if failed is None else (pair.secondary if failed.id == pair.primary_device_id else pair.primary)
-    now = ctx.now()
-    doc = rules.start_replacement(pair_facts(pair), pair.procedure, failed_mac, new_mac,
-                                  _candidate(ctx, survivor, pair.id),
-                                  _candidate(ctx, new, pair.id) if new is not None else None, now)
+    begun = rules.begin_replacement(pair_facts(pair), pair.procedure, failed_mac, new_mac,
+                                    _candidate(ctx, survivor, pair.id),
+                                    _candidate(ctx, new, pair.id) if new is not None else None, ctx.now(),
+                                    actor=ctx.actor, open_alarms=timeline.open_kinds(ctx, pair))
     assert failed is not None and new is not None
-    if rules.is_running(pair.procedure, FIRMWARE_UPGRADE):
-        timeline.record(ctx, pair, "firmware_upgrade_abandoned", why=f"{failed.mac} is being replaced")
-        timeline.close_alarm(ctx, pair, rules.FIRMWARE_INCOMPLETE, "the upgrade was abandoned for a node replacement")
-
     # The GDMS side, done now: the new node takes the failed node's place and site type; the failed
     # device leaves the pair (it is free to be removed or paired again).
     if failed.id == pair.primary_device_id:
@@ -79,22 +74,9 @@ def replace_node(ctx: CommandContext, pair_id: int, failed_mac: str, new_mac: st
     else:
         pair.secondary_device_id, pair.secondary = new.id, new
     search_text.refresh(ctx.session, [pair.id])
-    previous = pair.status
-    pair.status = "replacing"
-    pair.procedure = doc
-    timeline.record(ctx, pair, "replacement_started", mac=new.mac, actor=ctx.actor, case=doc["case"],
-                    failed_mac=failed.mac, new_mac=new.mac, survivor_mac=survivor.mac,
-                    site=doc["failed_site"], steps=[s["name"] for s in doc["steps"]])
-    if previous != pair.status:
-        timeline.record(ctx, pair, "status_changed", status=pair.status, previous=previous)
-    for step in doc["steps"]:
-        if step["done"]:
-            timeline.record(ctx, pair, "replacement_step", mac=new.mac, step=step["name"], title=step["title"],
-                            how=step.get("how"))
-    if doc.get("domain"):
-        timeline.record(ctx, pair, "custom_domain_moving", mac=new.mac, domain=doc["domain"]["name"],
-                        from_mac=failed.mac, to_mac=new.mac)
-    _close_alarms_of(ctx, pair, failed.mac, f"{failed.mac} was replaced by {new.mac}")
+    pair.status, pair.procedure = begun.status, begun.procedure
+    _apply_lines(ctx, pair, begun.lines)
+    timeline.apply_alarms(ctx, pair, begun.alarms)
     observe(ctx, pair)
     sync.plan_repoint(ctx, pair, why=f"{failed.mac} replaced by {new.mac}")
     pair.rules_due_at = None  # a new node and a running procedure: the periodic check is due now (rules_due)
@@ -102,14 +84,9 @@ def replace_node(ctx: CommandContext, pair_id: int, failed_mac: str, new_mac: st
     return pair
 
 
-def _close_alarms_of(ctx: CommandContext, pair: HaPair, mac: str, why: str) -> None:
-    """Close the alarms about one node (silent node, its faults)."""
-    kinds = ctx.session.execute(
-        select(Alarm.kind).where(Alarm.pair_id == pair.id, Alarm.closed_at.is_(None))
-    ).scalars().all()
-    for kind in kinds:
-        if alarm_kinds.is_about(kind, mac):
-            timeline.close_alarm(ctx, pair, kind, why)
+def _apply_lines(ctx: CommandContext, pair: HaPair, lines: Iterable[tuple[str, dict[str, Any]]]) -> None:
+    for kind, detail in lines:
+        timeline.record(ctx, pair, kind, **detail)
 
 
 def _observe_replacement(ctx: CommandContext, pair: HaPair) -> None:
@@ -117,7 +94,7 @@ def _observe_replacement(ctx: CommandContext, pair: HaPair) -> None:
     assert doc is not None
     new = pair.node(doc["new_mac"])
     if new is None:
-        pair.procedure = rules.abandon(doc, ctx.now(), f"{doc['new_mac']} is no longer a node of the pair")
+        pair.procedure = rules.replacement_lost_node(doc, ctx.now())
         timeline.record(ctx, pair, "replacement_abandoned", why=pair.procedure["abandoned_because"])
         return
     row = pair.sync("remote_connect")
@@ -130,25 +107,9 @@ def _observe_replacement(ctx: CommandContext, pair: HaPair) -> None:
     if not progress.changed:
         return
     pair.procedure = progress.procedure
-    steps = {s["name"]: s for s in progress.procedure["steps"]}
-    if progress.domain_released:
-        domain = progress.procedure["domain"]["name"]
-        timeline.record(ctx, pair, "custom_domain_released", mac=doc["failed_mac"], domain=domain,
-                        next=f"the domain now goes to {new.mac}, the new Primary")
-    for name in progress.done:
-        timeline.record(ctx, pair, "replacement_step", mac=new.mac, step=name, title=steps[name]["title"],
-                        how=steps[name].get("how"), note=steps[name].get("note"))
-    for warning in progress.warnings:
-        timeline.record(ctx, pair, "replacement_warning", mac=new.mac, warning=warning)
-    if progress.status and progress.status != pair.status:
-        previous = pair.status
+    if progress.status:
         pair.status = progress.status
-        timeline.record(ctx, pair, "status_changed", status=pair.status, previous=previous,
-                        why=f"{new.mac} reports in as a paired Standby",
-                        left=rules.left_to_do(progress.procedure) or None)
-    if progress.completed:
-        timeline.record(ctx, pair, "replacement_completed", mac=new.mac, failed_mac=doc["failed_mac"],
-                        new_mac=new.mac, case=doc["case"], warnings=progress.procedure["warnings"] or None)
+    _apply_lines(ctx, pair, progress.lines)
 
 
 def peer_tolerated(pair: HaPair, device: Device, peer_mac: str) -> bool:
@@ -188,8 +149,7 @@ def firmware_changed(ctx: CommandContext, pair: HaPair, device: Device, firmware
 def _apply_firmware(ctx: CommandContext, pair: HaPair, outcome: FirmwareOutcome) -> None:
     if outcome.procedure is not None and outcome.procedure != pair.procedure:
         pair.procedure = outcome.procedure
-    for kind, detail in outcome.events:
-        timeline.record(ctx, pair, kind, **detail)
+    _apply_lines(ctx, pair, outcome.events)
     timeline.apply_alarms(ctx, pair, outcome.alarms)
 
 
@@ -208,40 +168,25 @@ def observe(ctx: CommandContext, pair: HaPair) -> None:
 def dissolve(ctx: CommandContext, pair_id: int, *, release_domain: bool = False) -> tuple[HaPair, str]:
     """Dissolve the pair; with `release_domain` also give its custom domain up (also on a dissolved pair)."""
     pair = queries.pair_by_id(ctx.session, ctx.org_id, pair_id, for_update=True)
-    now = ctx.now()
-    if pair.status == "dissolved":
-        if not (release_domain and pair.custom_domain):
-            rules.ensure_dissolvable(pair.status)
-    else:
-        if rules.is_running(pair.procedure):
-            kind = "replacement_abandoned" if pair.procedure["kind"] == REPLACE else "firmware_upgrade_abandoned"  # type: ignore[index]
-            pair.procedure = rules.abandon(pair.procedure, now, "the pair was dissolved")  # type: ignore[arg-type]
-            timeline.record(ctx, pair, kind, why="the pair was dissolved")
-        # A new epoch: the domain's connection goes back to the former Primary, superseding any
-        # repoint still in flight.
+    done = rules.dissolve(pair_facts(pair), pair.procedure, ctx.now(), actor=ctx.actor, release_domain=release_domain,
+                          cloud_im_enabled=bool(pair.cloud_im_enabled), open_alarms=timeline.open_kinds(ctx, pair))
+    if done.epoch_bump:
         failover.bump_epoch(ctx, pair)
-        previous = pair.status
-        pair.status, pair.dissolved_at = "dissolved", now
-        if pair.cloud_im_enabled:
-            # Cloud IM stays with the node that was Active; the other node has it off (R3, R13).
-            pair.active.cloud_im_enabled, pair.standby.cloud_im_enabled = True, False
-        timeline.record(ctx, pair, "pair_dissolved", mac=pair.active.mac, actor=ctx.actor, previous=previous,
-                        primary_mac=pair.primary.mac, secondary_mac=pair.secondary.mac,
-                        active_mac=pair.active.mac, custom_domain=pair.custom_domain,
-                        cloud_im_bound_mac=pair.active.mac if pair.cloud_im_enabled else None)
-        for kind in ctx.session.execute(
-            select(Alarm.kind).where(Alarm.pair_id == pair.id, Alarm.closed_at.is_(None))
-        ).scalars().all():
-            timeline.close_alarm(ctx, pair, kind, "the pair was dissolved")
-    facts = pair_facts(pair)
-    released = False
-    if release_domain and pair.custom_domain:
-        timeline.record(ctx, pair, "custom_domain_removed", mac=pair.primary.mac, domain=pair.custom_domain,
-                        actor=ctx.actor, why="released at dissolution")
+    if done.procedure is not None:
+        pair.procedure = done.procedure
+    if pair.status != done.status:
+        pair.status, pair.dissolved_at = done.status, ctx.now()
+    if done.cloud_im_keeper is not None:
+        # Cloud IM stays with the node that was Active; the other node has it off (R3, R13).
+        keeper = pair.node(done.cloud_im_keeper)
+        other = pair.secondary if keeper is pair.primary else pair.primary
+        keeper.cloud_im_enabled, other.cloud_im_enabled = True, False
+    _apply_lines(ctx, pair, done.lines)
+    timeline.apply_alarms(ctx, pair, done.alarms)
+    if done.release_domain:
         pair.custom_domain = None
         search_text.refresh(ctx.session, [pair.id])
-        released = True
     observe(ctx, pair)
-    sync.plan_repoint(ctx, pair, why="pair dissolved" if not released else "custom domain released")
+    sync.plan_repoint(ctx, pair, why="custom domain released" if done.release_domain else "pair dissolved")
     ctx.commit()
-    return pair, rules.dissolve_notice(facts, cloud_im_enabled=pair.cloud_im_enabled, domain_released=released)
+    return pair, done.notice

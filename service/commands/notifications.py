@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -15,10 +15,10 @@ from service.domain import transition
 from service.domain.claims import RoleClaim, StatusReport
 from service.domain.clock import bound_occurred_at
 from service.domain.transition import PairTransition
-from service.domain.errors import InvalidState, NotInPair
+from service.domain.errors import DomainError, InvalidState, NotInPair
 from service.models import Device, HaPair, Notification
 
-from . import failover, lifecycle, quiet_reports, timeline, transitions
+from . import failover, lifecycle, notification_rows, quiet_reports, timeline, transitions
 from .settle import settle
 from .context import CommandContext
 
@@ -60,7 +60,7 @@ def receive(ctx: CommandContext, device: Device, webhook_id: str, note: dict[str
     for _attempt in range(MAX_CAS_RETRIES):
         try:
             return _receive_once(ctx, device.id, webhook_id, note, source)
-        except (failover.EpochConflict, IntegrityError):
+        except (failover.EpochConflict, IntegrityError, _Again):
             # A concurrent notification won the race for this pair or this webhook-id: start over.
             ctx.rollback()
         except OperationalError as exc:
@@ -71,46 +71,75 @@ def receive(ctx: CommandContext, device: Device, webhook_id: str, note: dict[str
                        code="busy")
 
 
+class _Again(Exception):
+    """The webhook-id's row was there for the insert but is gone for the read: start over."""
+
+
 def _receive_once(ctx: CommandContext, device_id: int, webhook_id: str, note: dict[str, Any],
                   source: str) -> Receipt:
-    existing = _existing(ctx, device_id, webhook_id)
-    if existing is not None:
-        return Receipt(existing.id, existing.outcome, first_time=False, pair_id=existing.pair_id, type=existing.type)
-    # The device is read fresh as a member of its locked pair (queries.live_pair_of): no read of
-    # its own before the lock, which would only be read again after it.
-    pair = queries.live_pair_of(ctx.session, device_id, for_update=True)
-    if pair is None:
-        _refuse_unpaired(ctx, device_id)
+    # No read of the webhook-id first: the notification's insert tells a repeat (ON CONFLICT DO
+    # NOTHING, notification_rows), which is then answered as before from the first row.
+    # The device is read fresh as a member of its locked pair (queries.claim_live_pair_of): no
+    # read of its own before the lock, which would only be read again after it.
+    claimed = queries.claim_live_pair_of(ctx.session, device_id)
+    if claimed is None:
+        return _repeat_or(ctx, device_id, webhook_id, refusal=_unpaired(ctx, device_id))
+    pair = claimed.pair
     device = pair.primary if pair.primary_device_id == device_id else pair.secondary
     peer = pair.secondary if device.id == pair.primary_device_id else pair.primary
     peer_mac = note["data"].get("peer_mac")
     if peer_mac is not None and peer_mac != peer.mac and not lifecycle.peer_tolerated(pair, device, peer_mac):
-        raise NotInPair(f"peer_mac {peer_mac} is not the peer of {device.mac} in pair {pair.id} ({peer.mac}).",
-                        code="peer_not_in_pair")
+        refusal = NotInPair(f"peer_mac {peer_mac} is not the peer of {device.mac} in pair {pair.id} ({peer.mac}).",
+                            code="peer_not_in_pair")
+        return _repeat_or(ctx, device_id, webhook_id, refusal=refusal)
     ctx.org_id = pair.org_id
+    # Read with the pair, after its lock: whether the organization has subscribers (else the event
+    # recorder has nothing to read) and whether the pair has an open alarm (else none to read).
+    ctx.org_subscribed[pair.org_id] = claimed.subscribed
+    if not claimed.any_open_alarm:
+        ctx.open_alarm_kinds[pair.id] = set()
     # Lock, snapshot, let the domain decide, persist exactly that. The decision is pure, so the
     # notification row is written once, with its outcome (no insert, then update).
-    change = HANDLERS[note["type"]](ctx, pair, device, note)
-    row = Notification(org_id=pair.org_id, device_id=device.id, pair_id=pair.id, source=source,
-                       webhook_id=webhook_id, type=note["type"], occurred_at=note["occurred_at"],
-                       sequence=note["sequence"], payload=_payload(note), outcome=change.outcome,
-                       detail=change.why, received_at=ctx.now())
-    ctx.session.add(row)
-    ctx.session.flush()  # the row's id, which the timeline lines name
-    device.last_heard_at = ctx.now()  # after that flush: written with the device's other changes
-    transitions.persist(ctx, pair, change, notification_id=row.id)
+    try:
+        change = HANDLERS[note["type"]](ctx, pair, device, note)
+    except DomainError as exc:
+        return _repeat_or(ctx, device_id, webhook_id, refusal=exc)
+    now = ctx.now()
+    notification_id = notification_rows.insert_once(ctx.session.connection(), {
+        "org_id": pair.org_id, "device_id": device.id, "pair_id": pair.id, "source": source,
+        "webhook_id": webhook_id, "type": note["type"], "occurred_at": note["occurred_at"],
+        "sequence": note["sequence"], "payload": _payload(note), "outcome": change.outcome,
+        "detail": change.why, "received_at": now,
+    })  # its id, which the timeline lines name
+    if notification_id is None:
+        return _repeat_or(ctx, device_id, webhook_id, refusal=None)
+    device.last_heard_at = now  # written with the device's other changes
+    transitions.persist(ctx, pair, change, notification_id=notification_id)
     if note["type"] == "ha.status" and change.outcome != "stale":
         after_status(ctx, pair, device, note)
     settle(ctx, pair, why=f"{note['type']} from {device.mac}")
     ctx.commit()
-    return Receipt(row.id, change.outcome, first_time=True, pair_id=pair.id, type=row.type)
+    return Receipt(notification_id, change.outcome, first_time=True, pair_id=pair.id, type=note["type"])
 
 
-def _refuse_unpaired(ctx: CommandContext, device_id: int) -> NoReturn:
+def _repeat_or(ctx: CommandContext, device_id: int, webhook_id: str, *,
+               refusal: DomainError | None) -> Receipt:
+    """A repeated webhook-id is answered with its first row, whatever the pair is now; anything
+    else is refused (``refusal``), or, with none, started over."""
+    ctx.rollback()
+    existing = _existing(ctx, device_id, webhook_id)
+    if existing is not None:
+        return Receipt(existing.id, existing.outcome, first_time=False, pair_id=existing.pair_id, type=existing.type)
+    if refusal is None:
+        raise _Again()
+    raise refusal
+
+
+def _unpaired(ctx: CommandContext, device_id: int) -> InvalidState:
     device = ctx.session.get(Device, device_id)
     if device is None:  # deleted since the intake's (cached) lookup: it was in no pair, store nothing
-        raise InvalidState("The device is not in an HA pair.", code="device_not_paired")
-    raise InvalidState(f"Device {device.mac} is not in an HA pair.", code="device_not_paired")
+        return InvalidState("The device is not in an HA pair.", code="device_not_paired")
+    return InvalidState(f"Device {device.mac} is not in an HA pair.", code="device_not_paired")
 
 
 def _payload(note: dict[str, Any]) -> dict[str, Any]:

@@ -35,7 +35,6 @@ from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 
 from service.db import is_retryable
@@ -43,13 +42,14 @@ from service.domain import transition
 from service.domain.claims import StatusReport
 from service.domain.pair_state import liveness_of
 from service.domain.periodic import node_heard, postpones_silence
-from service.models import Alarm, Device, HaPair, Notification
+from service.models import Alarm, Device, HaPair
 
+from . import notification_rows
 from .context import CommandContext
 from .failover import state_of
 
 _pairs, _devices = HaPair.__table__, Device.__table__
-_alarms, _notes = Alarm.__table__, Notification.__table__
+_alarms = Alarm.__table__
 
 # Built once: SQLAlchemy then finds each statement's compiled form in its cache.
 _LOCK = (
@@ -90,11 +90,7 @@ _PAIR_ASSERTION = (
     update(_pairs).where(_pairs.c.id == bindparam("pair_id"))
     .values(newest_active_assertion_at=bindparam("newest"))
 )
-_INSERTS = {
-    name: dialect.insert(_notes).on_conflict_do_nothing(index_elements=["device_id", "webhook_id"])
-    .returning(_notes.c.id)
-    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
-}
+_INSERTS = notification_rows.INSERTS
 
 
 def try_receive(ctx: CommandContext, device_id: int, webhook_id: str, note: dict[str, Any],

@@ -58,7 +58,7 @@ def apply_alarms(ctx: CommandContext, pair: HaPair, changes: Iterable[AlarmChang
 
 
 def open_kinds(ctx: CommandContext, pair: HaPair) -> frozenset[str]:
-    """The pair's open alarm kinds as this command leaves them (read once per command)."""
+    """The pair's open alarm kinds now (for a domain function that decides about them)."""
     return frozenset(_open_kinds(ctx, pair))
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from service.commands.context import CommandContext
 from service.commands.failover import EpochConflict
 from service.domain.errors import DomainError, NotFound
 from service.domain.mac import InvalidMac, normalize_mac
-from service.models import Device, Event, HaPair, utcnow
+from service.models import Device, Event, EventDelivery, HaPair, utcnow
 
 from . import auth, formatting, listing, story
 
@@ -220,6 +221,40 @@ def pair(pair_id: int):  # type: ignore[no-untyped-def]
                            events=events, lines=lines, badges=badges, older=before is not None,
                            firmware_differs=row.primary.firmware != row.secondary.firmware,
                            deliveries=subscription_queries.recent_pair_deliveries(session, org_id, row.id))
+
+
+# --- event subscriptions --------------------------------------------------------------------------
+
+DELIVERIES_PER_PAGE = 25
+DELIVERY_STATES = ("pending", "failed", "delivered")
+HEALTH_WINDOW = timedelta(hours=24)
+
+
+@blp.get("/subscriptions")
+def subscriptions():  # type: ignore[no-untyped-def]
+    """Who is told when a pair fails over, and whether it is keeping up."""
+    who = _who()
+    now = utcnow()
+    rows = subscription_queries.subscription_health(db(), who.principal.org_id, now - HEALTH_WINDOW)
+    return render_template("dashboard_subscriptions.html", rows=rows)
+
+
+@blp.get("/subscriptions/<int:subscription_id>")
+def subscription(subscription_id: int):  # type: ignore[no-untyped-def]
+    who = _who()
+    org_id = who.principal.org_id
+    session = db()
+    sub = subscription_queries.subscription_by_id(session, org_id, subscription_id)  # another org's -> 404
+    state = request.args.get("state") or None
+    if state is not None and state not in DELIVERY_STATES:
+        abort(400, description="Show pending, failed or delivered deliveries, or all of them.")
+    before = request.args.get("before", type=int)
+    if before is not None and not 0 < before <= MAX_EVENT_ID:
+        abort(400, description="That page link is not valid. Start again from the newest deliveries.")
+    deliveries = queries.paginate(session, subscription_queries.deliveries_stmt(org_id, sub.id, state=state),
+                                  EventDelivery.id, DELIVERIES_PER_PAGE, before, descending=True)
+    return render_template("dashboard_subscription.html", sub=sub, deliveries=deliveries, state=state,
+                           states=DELIVERY_STATES, older=before is not None)
 
 
 def _command_context() -> CommandContext:

@@ -32,13 +32,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from .alarms import FIRMWARE_INCOMPLETE, FIRMWARE_MISMATCH, AlarmChange
+from .alarms import FIRMWARE_INCOMPLETE, FIRMWARE_MISMATCH, AlarmChange, is_about
 from .errors import InvalidState, NotInPair, RuleViolation, Violation
 from .node_rules import StorageItem, describe_storage, same_firmware, same_model, storage_profile
 from .plans import PlanFacts, node_plan_ha_violations, plan_is_usable, same_spec
 from .timeutil import as_utc
 
 Doc = dict[str, Any]
+Line = tuple[str, Doc]  # a timeline line: its kind and detail (``mac`` among them)
 
 REPLACE = "replace"
 FIRMWARE_UPGRADE = "firmware_upgrade"
@@ -285,6 +286,48 @@ def start_replacement(pair: PairFacts, procedure: Mapping[str, Any] | None, fail
     return doc
 
 
+@dataclass(frozen=True)
+class Replacement:
+    """A replacement that starts now: its document, the pair's status, alarms and timeline lines."""
+
+    procedure: Doc
+    status: str
+    alarms: tuple[AlarmChange, ...]
+    lines: tuple[Line, ...]
+
+
+def begin_replacement(pair: PairFacts, procedure: Mapping[str, Any] | None, failed_mac: str, new_mac: str,
+                      survivor: Candidate, new: Candidate | None, now: datetime, *, actor: str,
+                      open_alarms: Sequence[str]) -> Replacement:
+    """Start replacing ``failed_mac`` by ``new_mac`` (or refuse): a running firmware upgrade is
+    abandoned, the failed node's own alarms close (it leaves the pair), the pair is ``replacing``."""
+    doc = start_replacement(pair, procedure, failed_mac, new_mac, survivor, new, now)
+    lines: list[Line] = []
+    alarms: list[AlarmChange] = []
+    if is_running(procedure, FIRMWARE_UPGRADE):
+        lines.append(("firmware_upgrade_abandoned", {"why": f"{failed_mac} is being replaced"}))
+        alarms.append(AlarmChange(FIRMWARE_INCOMPLETE, False, "the upgrade was abandoned for a node replacement"))
+    lines.append(("replacement_started", {
+        "mac": new_mac, "actor": actor, "case": doc["case"], "failed_mac": failed_mac, "new_mac": new_mac,
+        "survivor_mac": survivor.mac, "site": doc["failed_site"], "steps": [s["name"] for s in doc["steps"]]}))
+    if pair.status != "replacing":
+        lines.append(("status_changed", {"status": "replacing", "previous": pair.status}))
+    lines.extend(("replacement_step", {"mac": new_mac, "step": step["name"], "title": step["title"],
+                                       "how": step.get("how")})
+                 for step in doc["steps"] if step["done"])
+    if doc.get("domain"):
+        lines.append(("custom_domain_moving", {"mac": new_mac, "domain": doc["domain"]["name"],
+                                               "from_mac": failed_mac, "to_mac": new_mac}))
+    alarms.extend(AlarmChange(kind, False, f"{failed_mac} was replaced by {new_mac}")
+                  for kind in open_alarms if is_about(kind, failed_mac))
+    return Replacement(doc, "replacing", tuple(alarms), tuple(lines))
+
+
+def replacement_lost_node(procedure: Mapping[str, Any], now: datetime) -> Doc:
+    """The replacement's new node is no longer in the pair (replaced again, pair changed): abandoned."""
+    return abandon(procedure, now, f"{procedure['new_mac']} is no longer a node of the pair")
+
+
 def domain_release_pending(procedure: Mapping[str, Any] | None, custom_domain: str | None) -> bool:
     """Case 2: the custom domain must first come off the failed Primary upstream (withhold it)."""
     if not is_running(procedure, REPLACE):
@@ -325,6 +368,7 @@ class Progress:
     completed: bool = False
     domain_released: bool = False
     warnings: tuple[str, ...] = ()
+    lines: tuple[Line, ...] = ()  # the timeline lines of this progress, in order
 
     @property
     def changed(self) -> bool:
@@ -385,7 +429,30 @@ def replacement_progress(procedure: Mapping[str, Any], facts: ReplacementFacts, 
     if completed:
         doc["state"], doc["completed_at"] = COMPLETED, iso(now)
     doc["next_step"] = _next_step(doc)
-    return Progress(doc, tuple(done), status, completed, released_now, tuple(warnings))
+    return Progress(doc, tuple(done), status, completed, released_now, tuple(warnings),
+                    _progress_lines(doc, pair.status, done, status, completed, released_now, warnings))
+
+
+def _progress_lines(doc: Doc, previous: str, done: Sequence[str], status: str | None, completed: bool,
+                    released: bool, warnings: Sequence[str]) -> tuple[Line, ...]:
+    new = doc["new_mac"]
+    steps = {s["name"]: s for s in doc["steps"]}
+    lines: list[Line] = []
+    if released:
+        lines.append(("custom_domain_released", {"mac": doc["failed_mac"], "domain": doc["domain"]["name"],
+                                                 "next": f"the domain now goes to {new}, the new Primary"}))
+    lines.extend(("replacement_step", {"mac": new, "step": name, "title": steps[name]["title"],
+                                       "how": steps[name].get("how"), "note": steps[name].get("note")})
+                 for name in done)
+    lines.extend(("replacement_warning", {"mac": new, "warning": warning}) for warning in warnings)
+    if status and status != previous:
+        lines.append(("status_changed", {"status": status, "previous": previous,
+                                         "why": f"{new} reports in as a paired Standby",
+                                         "left": left_to_do(doc) or None}))
+    if completed:
+        lines.append(("replacement_completed", {"mac": new, "failed_mac": doc["failed_mac"], "new_mac": new,
+                                                "case": doc["case"], "warnings": doc["warnings"] or None}))
+    return tuple(lines)
 
 
 # --- R13: dissolving a pair -----------------------------------------------------------------------
@@ -400,6 +467,51 @@ def replacement_progress(procedure: Mapping[str, Any], facts: ReplacementFacts, 
 def ensure_dissolvable(status: str) -> None:
     if status == "dissolved":
         raise InvalidState("The HA pair is dissolved already.", code="pair_dissolved")
+
+
+@dataclass(frozen=True)
+class Dissolution:
+    """What dissolving (or releasing the domain of a dissolved pair) does to the pair."""
+
+    procedure: Doc | None  # the running procedure, abandoned; None when none ran
+    status: str  # "dissolved"
+    epoch_bump: bool  # a new epoch: the domain's repoint to the former Primary supersedes any in flight
+    cloud_im_keeper: str | None  # the node that keeps Cloud IM on (the other has it off), if Cloud IM is on
+    release_domain: bool
+    alarms: tuple[AlarmChange, ...]
+    lines: tuple[Line, ...]
+    notice: str
+
+
+def dissolve(pair: PairFacts, procedure: Mapping[str, Any] | None, now: datetime, *, actor: str,
+             release_domain: bool, cloud_im_enabled: bool, open_alarms: Sequence[str]) -> Dissolution:
+    """Dissolve the pair (R13); with ``release_domain`` also give its custom domain up (also on a
+    pair dissolved earlier, which is otherwise refused)."""
+    releases = release_domain and bool(pair.custom_domain)
+    lines: list[Line] = []
+    alarms: tuple[AlarmChange, ...] = ()
+    doc: Doc | None = None
+    already = pair.status == "dissolved"
+    if already and not releases:
+        ensure_dissolvable(pair.status)
+    if not already:
+        if is_running(procedure):
+            kind = "replacement_abandoned" if procedure["kind"] == REPLACE else "firmware_upgrade_abandoned"  # type: ignore[index]
+            doc = abandon(procedure, now, "the pair was dissolved")  # type: ignore[arg-type]
+            lines.append((kind, {"why": "the pair was dissolved"}))
+        lines.append(("pair_dissolved", {
+            "mac": pair.active_mac, "actor": actor, "previous": pair.status, "primary_mac": pair.primary_mac,
+            "secondary_mac": pair.secondary_mac, "active_mac": pair.active_mac, "custom_domain": pair.custom_domain,
+            "cloud_im_bound_mac": pair.active_mac if cloud_im_enabled else None}))
+        alarms = tuple(AlarmChange(kind, False, "the pair was dissolved") for kind in open_alarms)
+    if releases:
+        lines.append(("custom_domain_removed", {"mac": pair.primary_mac, "domain": pair.custom_domain,
+                                                "actor": actor, "why": "released at dissolution"}))
+    return Dissolution(
+        procedure=doc, status="dissolved", epoch_bump=not already,
+        cloud_im_keeper=pair.active_mac if cloud_im_enabled and not already else None,
+        release_domain=releases, alarms=alarms, lines=tuple(lines),
+        notice=dissolve_notice(pair, cloud_im_enabled=cloud_im_enabled, domain_released=releases))
 
 
 def dissolve_notice(pair: PairFacts, *, cloud_im_enabled: bool, domain_released: bool) -> str:

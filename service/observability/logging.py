@@ -18,6 +18,7 @@ says it is a secret (authorization, cookie, *_token, *_secret, *password, *signa
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -92,7 +93,13 @@ def redact(text: str) -> str:
 
 
 def is_sensitive_key(key: object) -> bool:
-    return isinstance(key, str) and bool(_SENSITIVE_KEY.search(key))
+    return isinstance(key, str) and _sensitive_name(key)
+
+
+@functools.lru_cache(maxsize=1024)
+def _sensitive_name(key: str) -> bool:
+    # Field names repeat (every access line has the same dozen): one search per name, not per line.
+    return bool(_SENSITIVE_KEY.search(key))
 
 
 def redact_value(value: Any, key: object = None, _depth: int = 0) -> Any:

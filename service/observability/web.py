@@ -108,14 +108,14 @@ def _observe_webhook(response: Response) -> None:
     metrics.count_webhook(metrics.webhook_outcome(response.status_code))
     if response.status_code not in (200, 202):
         return
-    body = response.get_json(silent=True) if response.is_json else None
-    event_id = body.get("event_id") if isinstance(body, dict) else None
-    if not isinstance(event_id, int):
-        return
     receipt = g.get("webhook_receipt")  # what the command returned (service/api/webhooks.py)
-    if receipt is not None and receipt.event_id == event_id:
-        pair_id, kind, outcome = receipt.pair_id, receipt.type, receipt.outcome
+    if receipt is not None:  # the answer was made from it: no need to parse the body back
+        event_id, pair_id, kind, outcome = receipt.event_id, receipt.pair_id, receipt.type, receipt.outcome
     else:
+        body = response.get_json(silent=True) if response.is_json else None
+        event_id = body.get("event_id") if isinstance(body, dict) else None
+        if not isinstance(event_id, int):
+            return
         session = g.get("db")
         notification = None
         if session is not None:

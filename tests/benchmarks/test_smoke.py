@@ -39,11 +39,24 @@ def test_the_stack_benchmark_runs_every_figure_and_draws_the_storm(tmp_path, pg_
     assert result["failover"]["failovers"] == 1
     assert result["failover"]["breakdown"]["messages_per_failover"] == 1  # one repoint message per failover
     assert result["failover"]["breakdown"]["task_started_p50_ms"] is not None
+    # The stack's floor, measured next to each figure (not instead of the baseline).
+    intake_floor = result["intake"]["floor"]
+    assert intake_floor["accepted"] == 60 and intake_floor["accepted_per_s"] > 0
+    assert intake_floor["p50_ms"] > 0 and intake_floor["p99_ms"] > 0
+    failover_floor = result["failover"]["floor"]
+    assert failover_floor["p50_ms"] > 0 and failover_floor["p99_ms"] > 0
+    for figure in ("intake", "failover"):
+        ratios = result[figure]["floor_ratio"]
+        assert all(ratios[side][q] > 0 for side in ("floor_vs_bare", "ucmha_vs_floor") for q in ("p50", "p99")), ratios
+    assert result["intake"]["floor_ratio"]["floor_vs_bare"]["throughput"] > 0
+    assert {"intake.floor", "failover.floor"} <= set(result["cpu"])
     storms = result["storm"]["sizes"]
     assert [s["pairs"] for s in storms] == [10, 20]
     for storm in storms:
         assert storm["ucmha"]["upstream_verified"]["pairs_wrong"] == 0
         assert storm["baseline"]["tasks_done"] == storm["pairs"]
+        assert storm["floor"]["all_applied_s"] > 0 and storm["floor"]["upstream_verified"]["pairs_wrong"] == 0
+        assert storm["floor"]["upstream_verified"]["pairs_switched_more_than_once"] == 0
     assert [p["pairs"] for p in result["storm"]["per_pair"]] == [10, 20]
     assert set(result["soak"]["rss"]) >= {"api.main", "worker.main"}
     assert (tmp_path / "run-storm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

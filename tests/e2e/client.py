@@ -59,9 +59,10 @@ class Admin:
                              json={"enabled": True, "server": "gdms"}).status_code == 200
         return pair_id
 
-    def notify(self, mac: str, body: str, msg_id: str | None = None) -> requests.Response:
+    def notify(self, mac: str, body: str, msg_id: str | None = None,
+               headers: dict[str, str] | None = None) -> requests.Response:
         return self.http.post(f"{self.stack.api}/api/v1/webhooks/ucm/{mac}", data=body, timeout=30,
-                              headers=signed_headers(self.secrets[mac], body, msg_id=msg_id))
+                              headers={**signed_headers(self.secrets[mac], body, msg_id=msg_id), **(headers or {})})
 
     def get_pair(self, pair_id: int) -> dict[str, Any]:
         r = self.call("GET", f"/ha-pairs/{pair_id}")

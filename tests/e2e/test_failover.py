@@ -1,6 +1,7 @@
 """End to end: gunicorn, Celery worker and beat, Redis, PostgreSQL and the simulator as processes."""
 from __future__ import annotations
 
+import json
 import signal
 from datetime import datetime, timedelta, timezone
 
@@ -38,6 +39,20 @@ def test_failover_is_repointed_upstream(fresh_stack):
     assert_once_in_effect(fresh_stack, view)
     kinds = [e["kind"] for e in admin.call("GET", f"/ha-pairs/{pair_id}/events").json()["items"]]
     assert "sync_applied" in kinds and "switch" in kinds
+
+
+def test_the_webhooks_request_id_follows_the_failover_into_the_workers_log(fresh_stack):
+    admin = Admin.bootstrap(fresh_stack)
+    pair_id = admin.pair()
+    admin.converged(pair_id)
+    r = admin.notify(SECONDARY, role_changed(at(1), 1, "heart_beat_lost"), headers={"X-Request-ID": "trace-failover-42"})
+    assert r.status_code == 202 and r.headers["X-Request-ID"] == "trace-failover-42"
+    admin.converged(pair_id)
+    lines = [json.loads(line) for line in fresh_stack.procs["worker"].log.read_text(errors="replace").splitlines()
+             if line.startswith("{")]
+    traced = [line for line in lines if line.get("request_id") == "trace-failover-42"]
+    assert {line.get("task") for line in traced} == {"ucmha.repoint"}, traced
+    assert any("succeeded" in line["message"] for line in traced), traced  # the repoint ran under it
 
 
 def test_worker_killed_mid_repoint_then_restarted(fresh_stack):

@@ -137,3 +137,12 @@ def test_settings_are_frozen_and_overridable():
         settings.env = "production"  # type: ignore[misc]
     changed = settings.with_overrides(webhook_tolerance_s=5)
     assert changed.webhook_tolerance_s == 5 and settings.webhook_tolerance_s == 300
+
+
+def test_the_event_ca_bundle_must_be_a_readable_file(tmp_path: Path):
+    assert load_settings({"UCMHA_ENV": "development"}).event_ca_bundle is None
+    bundle = tmp_path / "private-ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    assert load_settings({"UCMHA_ENV": "development", "UCMHA_EVENT_CA_BUNDLE": str(bundle)}).event_ca_bundle == str(bundle)
+    with pytest.raises(SettingsError, match="UCMHA_EVENT_CA_BUNDLE must name a readable file"):
+        load_settings({"UCMHA_ENV": "development", "UCMHA_EVENT_CA_BUNDLE": str(tmp_path / "missing.pem")})

@@ -1,6 +1,7 @@
 """Delivering events to a real HTTP endpoint (the simulator's receiver): signed, retried, logged, in order."""
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import random
 import threading
@@ -15,8 +16,8 @@ from service.security import SecretBox
 from harness.webhooks import role_changed, signed_headers
 from workers import deliveries
 from workers.event_sender import EXCERPT_CHARS, EventSender
+from tests.formed_pair import PRIMARY, SECONDARY, form_pair
 
-PRIMARY, SECONDARY = "00:0B:82:A4:6E:BF", "C0:74:AD:45:3B:10"
 BASE = "/api/v1/event-subscriptions"
 
 
@@ -42,17 +43,7 @@ def api(loopback_app):
 
 @pytest.fixture
 def pair(api, tenant):
-    h = tenant.admin()
-    secrets = {}
-    for mac in (PRIMARY, SECONDARY):
-        secrets[mac] = api.post("/api/v1/devices", json={"mac": mac, "model": "UCM6304", "firmware": "1.0.15.8"},
-                                headers=h).json["webhook_secret"]
-        api.post("/api/v1/plans", json={"tier": "Pro", "ha": True, "cloud_im": True, "status": "active",
-                                        "device_mac": mac}, headers=h)
-    pair_id = api.post("/api/v1/ha-pairs", json={"primary_mac": PRIMARY, "secondary_mac": SECONDARY},
-                       headers=h).json["id"]
-    api.put(f"/api/v1/ha-pairs/{pair_id}/custom-domain", json={"domain": "pbx.example.com"}, headers=h)
-    return {"id": pair_id, "secrets": secrets, "headers": h}
+    return form_pair(api, tenant)
 
 
 def subscribe(api, tenant, url, events=("pair.switched",)):
@@ -368,7 +359,7 @@ class _Ok(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_https_goes_to_the_vetted_address_and_checks_the_certificate_against_the_name(tmp_path):
+def test_https_goes_to_the_vetted_address_and_checks_the_certificate_against_the_name(tmp_path, settings):
     import ssl
 
     cert, key = _self_signed(tmp_path, "hooks.example.test")
@@ -381,7 +372,9 @@ def test_https_goes_to_the_vetted_address_and_checks_the_certificate_against_the
     port = server.server_port
     try:
         resolver = {"hooks.example.test": ["127.0.0.1"], "other.example.test": ["127.0.0.1"]}
-        sender = EventSender(1.0, 2.0, allow_loopback=True, resolver=lambda h, p: resolver[h], ca_certs=cert)
+        # Our CA comes from the setting (UCMHA_EVENT_CA_BUNDLE), as a worker builds its sender.
+        configured = deliveries.sender_for(settings.with_overrides(event_ca_bundle=cert, event_allow_loopback=True))
+        sender = dataclasses.replace(configured, resolver=lambda h, p: resolver[h])
         sent = sender.send(f"https://hooks.example.test:{port}/in", {}, b"{}", utcnow())
         assert sent.result.status == 204, sent.result.error
         assert server.hosts == [f"hooks.example.test:{port}"]

@@ -10,8 +10,7 @@ from service.models import PairSync
 from harness.webhooks import role_changed, signed_headers
 from workers import reconcile, repoint, sweep
 from workers.upstream import get_client
-
-PRIMARY, SECONDARY = "00:0B:82:A4:6E:BF", "C0:74:AD:45:3B:10"
+from tests.formed_pair import PRIMARY, SECONDARY, form_pair
 
 
 @pytest.fixture
@@ -22,17 +21,7 @@ def upstream_settings(settings, sim):
 
 @pytest.fixture
 def pair(client, tenant):
-    h = tenant.admin()
-    secrets = {}
-    for mac in (PRIMARY, SECONDARY):
-        secrets[mac] = client.post("/api/v1/devices", json={"mac": mac, "model": "UCM6304", "firmware": "1.0.15.8"},
-                                   headers=h).json["webhook_secret"]
-        client.post("/api/v1/plans", json={"tier": "Pro", "ha": True, "cloud_im": True, "status": "active",
-                                           "device_mac": mac}, headers=h)
-    pair_id = client.post("/api/v1/ha-pairs", json={"primary_mac": PRIMARY, "secondary_mac": SECONDARY},
-                          headers=h).json["id"]
-    client.put(f"/api/v1/ha-pairs/{pair_id}/custom-domain", json={"domain": "pbx.example.com"}, headers=h)
-    return {"id": pair_id, "secrets": secrets, "headers": h}
+    return form_pair(client, tenant)
 
 
 def run(session_factory, settings, pair_id, target="remote_connect", owner="w1", queue=None):

@@ -17,6 +17,7 @@ from harness.stack import wait_for
 from tests.workers.test_repoint import PRIMARY, SECONDARY, run, sync_row
 from workers import repoint, sweep
 from workers.upstream import get_client
+from tests.formed_pair import PRIMARY, SECONDARY, form_pair
 
 
 @pytest.fixture
@@ -27,18 +28,7 @@ def upstream_settings(settings, sim):
 
 @pytest.fixture
 def pair(client, tenant):
-    h = tenant.admin()
-    secrets = {}
-    for mac in (PRIMARY, SECONDARY):
-        secrets[mac] = client.post("/api/v1/devices", json={"mac": mac, "model": "UCM6304", "firmware": "1.0.15.8"},
-                                   headers=h).json["webhook_secret"]
-        client.post("/api/v1/plans", json={"tier": "Pro", "ha": True, "cloud_im": True, "status": "active",
-                                           "device_mac": mac}, headers=h)
-    pair_id = client.post("/api/v1/ha-pairs", json={"primary_mac": PRIMARY, "secondary_mac": SECONDARY},
-                          headers=h).json["id"]
-    client.put(f"/api/v1/ha-pairs/{pair_id}/custom-domain", json={"domain": "pbx.example.com"}, headers=h)
-    client.put(f"/api/v1/ha-pairs/{pair_id}/cloud-im", json={"enabled": True, "server": "gdms"}, headers=h)
-    return {"id": pair_id, "secrets": secrets, "headers": h}
+    return form_pair(client, tenant, cloud_im="gdms")
 
 
 def test_the_lease_is_one_upstream_call_long_not_a_minute(pair, session_factory, db_session, upstream_settings, sim):

@@ -11,8 +11,8 @@ from service.security import SecretBox
 from harness.webhooks import role_changed, signed_headers, status
 
 from .helpers import assert_problem
+from tests.formed_pair import PRIMARY, SECONDARY, form_pair
 
-PRIMARY, SECONDARY = "00:0B:82:A4:6E:BF", "C0:74:AD:45:3B:10"
 URL = "https://hooks.example.com/ucmha"
 BASE = "/api/v1/event-subscriptions"
 DELIVER = "ucmha.deliver_events"
@@ -20,18 +20,7 @@ DELIVER = "ucmha.deliver_events"
 
 @pytest.fixture
 def pair(client, tenant):
-    h = tenant.admin()
-    secrets = {}
-    for mac in (PRIMARY, SECONDARY):
-        r = client.post("/api/v1/devices", json={"mac": mac, "model": "UCM6304", "firmware": "1.0.15.8"}, headers=h)
-        secrets[mac] = r.json["webhook_secret"]
-        client.post("/api/v1/plans", json={"tier": "Pro", "ha": True, "cloud_im": True, "status": "active",
-                                           "device_mac": mac}, headers=h)
-    r = client.post("/api/v1/ha-pairs", json={"primary_mac": PRIMARY, "secondary_mac": SECONDARY}, headers=h)
-    pair_id = r.json["id"]
-    assert client.put(f"/api/v1/ha-pairs/{pair_id}/custom-domain", json={"domain": "pbx.example.com"},
-                      headers=h).status_code == 200
-    return {"id": pair_id, "secrets": secrets, "headers": h}
+    return form_pair(client, tenant)
 
 
 def subscribe(client, tenant, events=("*",), url=URL, **extra):

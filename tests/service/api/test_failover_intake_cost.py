@@ -8,6 +8,8 @@ import pytest
 import sqlalchemy as sa
 
 from harness.webhooks import role_changed, signed_headers
+from service.models import EventDelivery
+from tests.formed_pair import form_pair
 
 PRIMARY, SECONDARY = "02:00:00:30:00:01", "02:00:00:30:00:02"
 
@@ -15,21 +17,7 @@ PRIMARY, SECONDARY = "02:00:00:30:00:01", "02:00:00:30:00:02"
 @pytest.fixture
 def pair(client, tenant):  # type: ignore[no-untyped-def]
     """A pair owing nothing: custom domain and Cloud IM on GDMS, both rows in sync at epoch 1."""
-    h = tenant.admin()
-    secrets = {}
-    for k, mac in enumerate((PRIMARY, SECONDARY)):
-        r = client.post("/api/v1/devices", json={"mac": mac, "model": "UCM6304", "firmware": "1.0.15.8",
-                                                  "cloud_im_enabled": k == 0}, headers=h)
-        secrets[mac] = r.json["webhook_secret"]
-        client.post("/api/v1/plans", json={"tier": "Pro", "ha": True, "cloud_im": True, "status": "active",
-                                           "device_mac": mac}, headers=h)
-    r = client.post("/api/v1/ha-pairs", json={"primary_mac": PRIMARY, "secondary_mac": SECONDARY}, headers=h)
-    assert r.status_code == 201, r.json
-    pid = r.json["id"]
-    assert client.put(f"/api/v1/ha-pairs/{pid}/custom-domain", json={"domain": "cost.example.com"},
-                      headers=h).status_code == 200
-    assert client.put(f"/api/v1/ha-pairs/{pid}/cloud-im", json={"enabled": True}, headers=h).status_code == 200
-    return {"id": pid, "secrets": secrets, "headers": h}
+    return form_pair(client, tenant, PRIMARY, SECONDARY, domain="cost.example.com", cloud_im="gdms", primary_cloud_im=True)
 
 
 class Statements:
@@ -52,10 +40,7 @@ def claim(client, pair, mac, minutes_ago):  # type: ignore[no-untyped-def]
     return client.post(f"/api/v1/webhooks/ucm/{mac}", data=body, headers=signed_headers(pair["secrets"][mac], body))
 
 
-def test_a_failover_is_decided_in_eleven_statements(client, pair, engine):  # type: ignore[no-untyped-def]
-    """It took 20: the device read alone and again with its plan, the pair with three joined
-    devices and one plan query per member, the notification inserted then updated, and row
-    updates split around the epoch swap and the alarm read."""
+def _failover_statements(client, pair, engine) -> list[str]:  # type: ignore[no-untyped-def]
     # Warm: both devices in the intake's key cache (service/webhook_keys.py).
     assert claim(client, pair, SECONDARY, 10).json["outcome"] == "applied"
     assert claim(client, pair, PRIMARY, 5).json["outcome"] == "applied"
@@ -65,11 +50,36 @@ def test_a_failover_is_decided_in_eleven_statements(client, pair, engine):  # ty
     finally:
         statements.close()
     assert r.status_code == 202 and r.json["outcome"] == "applied", r.json
-    assert len(statements.seen) <= 11, "\n".join(s[:120] for s in statements.seen)
-    reads_of_pair = [s for s in statements.seen if s.startswith("SELECT ha_pairs.id, ha_pairs.org_id")]
+    return statements.seen
+
+
+def test_a_failover_is_decided_in_eight_statements(client, pair, engine):  # type: ignore[no-untyped-def]
+    """It took 20, then 11 (session 3): the webhook-id read before the lock, the event
+    recorder's subscription read (with the autoflush it caused) for an organization without
+    subscriptions, the read of the pair's open alarms when it has none. Left: the lock, the pair
+    with its members, plans, syncs and those two facts, the notification's insert (which tells a
+    repeat), the epoch's compare-and-swap, and the commit's writes (devices, timeline, pair, syncs)."""
+    seen = _failover_statements(client, pair, engine)
+    assert len(seen) <= 8, "\n".join(s[:120] for s in seen)
+    reads_of_pair = [s for s in seen if s.startswith("SELECT ha_pairs.id, ha_pairs.org_id")]
     assert len(reads_of_pair) == 1  # the pair, its members, their plans and its syncs: one statement
-    assert not any(s.startswith("SELECT pair_syncs") for s in statements.seen)
-    assert sum(s.startswith("UPDATE notifications") for s in statements.seen) == 0
+    assert seen[0].startswith("SELECT ha_pairs.id FROM ha_pairs") and seen[0].endswith("FOR NO KEY UPDATE")
+    assert not any(s.startswith(("SELECT notifications", "SELECT event_subscriptions", "SELECT alarms",
+                                 "SELECT pair_syncs", "UPDATE notifications")) for s in seen)
+    inserts = [s for s in seen if s.startswith("INSERT INTO notifications")]
+    assert len(inserts) == 1 and "ON CONFLICT (device_id, webhook_id) DO NOTHING RETURNING" in inserts[0]
+
+
+def test_with_a_subscriber_the_event_recorder_reads_and_locks_the_subscriptions(client, pair, engine, tenant,
+                                                                                 db_session):  # type: ignore[no-untyped-def]
+    assert client.post("/api/v1/event-subscriptions", json={"url": "https://hooks.example.com/",
+                                                             "events": ["pair.switched"]},
+                       headers=tenant.admin()).status_code == 201
+    seen = _failover_statements(client, pair, engine)
+    reads = [s for s in seen if s.startswith("SELECT event_subscriptions")]
+    assert len(reads) == 1 and reads[0].endswith("FOR KEY SHARE"), reads
+    assert len(seen) <= 11, "\n".join(s[:120] for s in seen)  # + the read, the event and its delivery
+    assert db_session.execute(sa.select(sa.func.count()).select_from(EventDelivery)).scalar_one() == 3
 
 
 def test_a_failover_sends_one_repoint_message_naming_both_rows(client, pair, enqueued):  # type: ignore[no-untyped-def]

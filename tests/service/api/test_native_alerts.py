@@ -7,23 +7,12 @@ import pytest
 from sqlalchemy import select
 
 from service.models import Notification
-
-PRIMARY, SECONDARY = "00:0B:82:A4:6E:BF", "C0:74:AD:45:3B:10"
+from tests.formed_pair import PRIMARY, SECONDARY, form_pair
 
 
 @pytest.fixture
 def pair(client, tenant):
-    h = tenant.admin()
-    tokens = {}
-    for mac in (PRIMARY, SECONDARY):
-        r = client.post("/api/v1/devices", json={"mac": mac, "model": "UCM6304", "firmware": "1.0.15.8"}, headers=h)
-        tokens[mac] = r.json["alert_token"]
-        assert r.json["alert_url"].endswith(f"/api/v1/webhooks/ucm-alerts/{r.json['alert_token']}")
-        client.post("/api/v1/plans", json={"tier": "Pro", "ha": True, "cloud_im": False, "status": "active",
-                                           "device_mac": mac}, headers=h)
-    pair_id = client.post("/api/v1/ha-pairs", json={"primary_mac": PRIMARY, "secondary_mac": SECONDARY},
-                          headers=h).json["id"]
-    return {"id": pair_id, "tokens": tokens, "headers": h}
+    return form_pair(client, tenant, domain=None, plan_cloud_im=False)
 
 
 def alert(client, token, content, action="HA倒换", mac="C074AD453B10"):

@@ -8,22 +8,14 @@ from harness.webhooks import signed_headers, status
 from service.models import Device, Notification
 from service.security import SecretBox, new_webhook_secret
 from service.webhook_keys import WebhookKeys
+from tests.formed_pair import PRIMARY, SECONDARY, form_pair
 
 PRIMARY, SECONDARY, LONER = "00:0B:82:A4:6E:BF", "C0:74:AD:45:3B:10", "C0:74:AD:00:00:01"
 
 
 @pytest.fixture
 def pair(client, tenant):
-    h = tenant.admin()
-    secrets = {}
-    for mac in (PRIMARY, SECONDARY):
-        r = client.post("/api/v1/devices", json={"mac": mac, "model": "UCM6304", "firmware": "1.0.15.8"}, headers=h)
-        secrets[mac] = r.json["webhook_secret"]
-        client.post("/api/v1/plans", json={"tier": "Pro", "ha": True, "cloud_im": True, "status": "active",
-                                           "device_mac": mac}, headers=h)
-    r = client.post("/api/v1/ha-pairs", json={"primary_mac": PRIMARY, "secondary_mac": SECONDARY}, headers=h)
-    assert r.status_code == 201, r.json
-    return {"id": r.json["id"], "secrets": secrets, "headers": h}
+    return form_pair(client, tenant, domain=None)
 
 
 def report(client, mac, secret, seq):

@@ -9,25 +9,12 @@ from sqlalchemy import func, select
 
 from service.models import Event, Notification
 from harness.webhooks import role_changed, signed_headers, status
-
-PRIMARY, SECONDARY = "00:0B:82:A4:6E:BF", "C0:74:AD:45:3B:10"
+from tests.formed_pair import PRIMARY, SECONDARY, form_pair
 
 
 @pytest.fixture
 def pair(client, tenant):
-    h = tenant.admin()
-    secrets = {}
-    for mac in (PRIMARY, SECONDARY):
-        r = client.post("/api/v1/devices", json={"mac": mac, "model": "UCM6304", "firmware": "1.0.15.8"}, headers=h)
-        secrets[mac] = r.json["webhook_secret"]
-        client.post("/api/v1/plans", json={"tier": "Pro", "ha": True, "cloud_im": True, "status": "active",
-                                           "device_mac": mac}, headers=h)
-    r = client.post("/api/v1/ha-pairs", json={"primary_mac": PRIMARY, "secondary_mac": SECONDARY}, headers=h)
-    assert r.status_code == 201, r.json
-    pair_id = r.json["id"]
-    assert client.put(f"/api/v1/ha-pairs/{pair_id}/custom-domain", json={"domain": "pbx.example.com"},
-                      headers=h).status_code == 200
-    return {"id": pair_id, "secrets": secrets, "headers": h}
+    return form_pair(client, tenant)
 
 
 def post(client, mac, secret, body, **kw):
@@ -62,6 +49,33 @@ def test_repeated_webhook_id_answers_first_outcome_without_second_effect(client,
     assert first.status_code == 202 and again.status_code == 200
     assert again.json == first.json
     assert get_pair(client, pair)["epoch"] == 2
+    assert count(db_session, Notification) == 1
+
+
+def test_a_repeat_is_answered_the_same_once_the_pair_is_dissolved(client, pair, db_session):
+    """The repeat is told by the notification's insert after the pair's lock; a device in no pair
+    any more, or a claim the pair now refuses, still gets the first answer, not a refusal."""
+    body = role_changed("2026-11-24T09:30:00Z", 1, "heart_beat_lost", peer_mac=PRIMARY)
+    first = post(client, SECONDARY, pair["secrets"][SECONDARY], body, msg_id="msg_before")
+    assert first.status_code == 202 and first.json["outcome"] == "applied"
+    assert client.delete(f"/api/v1/ha-pairs/{pair['id']}", headers=pair["headers"]).status_code == 200
+    again = post(client, SECONDARY, pair["secrets"][SECONDARY], body, msg_id="msg_before")
+    assert again.status_code == 200 and again.json == first.json
+    fresh = post(client, SECONDARY, pair["secrets"][SECONDARY], body, msg_id="msg_after")
+    assert fresh.status_code == 409 and fresh.json["type"].endswith("device-not-paired"), fresh.json
+    assert count(db_session, Notification) == 1
+
+
+def test_a_repeat_whose_peer_is_refused_now_is_answered_the_same(client, pair, db_session):
+    first = post(client, SECONDARY, pair["secrets"][SECONDARY],
+                 role_changed("2026-11-24T09:30:00Z", 1, "heart_beat_lost"), msg_id="msg_peer")
+    assert first.status_code == 202
+    # The same webhook-id with a body naming a stranger as peer: a repeat is not read again.
+    stranger = role_changed("2026-11-24T09:30:00Z", 1, "heart_beat_lost", peer_mac="02:00:00:00:99:99")
+    again = post(client, SECONDARY, pair["secrets"][SECONDARY], stranger, msg_id="msg_peer")
+    assert again.status_code == 200 and again.json == first.json
+    refused = post(client, SECONDARY, pair["secrets"][SECONDARY], stranger, msg_id="msg_peer_new")
+    assert refused.status_code == 422 and refused.json["type"].endswith("peer-not-in-pair"), refused.json
     assert count(db_session, Notification) == 1
 
 

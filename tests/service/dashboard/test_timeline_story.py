@@ -15,6 +15,7 @@ from service.dashboard import story
 from tests.webhook_helpers import role_changed, signed_headers
 from workers import repoint
 from workers.upstream import get_client
+from tests.formed_pair import form_pair
 
 PRIMARY, SECONDARY = "02:5A:00:00:00:01", "02:5A:00:00:00:02"
 
@@ -26,19 +27,7 @@ def upstream_settings(settings, sim):
 
 @pytest.fixture
 def pair(client, tenant):
-    h = tenant.admin()
-    secrets = {}
-    for mac in (PRIMARY, SECONDARY):
-        secrets[mac] = client.post("/api/v1/devices", json={"mac": mac, "model": "UCM6304", "firmware": "1.0.15.8"},
-                                   headers=h).json["webhook_secret"]
-        client.post("/api/v1/plans", json={"tier": "Pro", "ha": True, "cloud_im": True, "status": "active",
-                                           "device_mac": mac}, headers=h)
-    pair_id = client.post("/api/v1/ha-pairs", json={"primary_mac": PRIMARY, "secondary_mac": SECONDARY},
-                          headers=h).json["id"]
-    assert client.put(f"/api/v1/ha-pairs/{pair_id}/custom-domain", json={"domain": "pbx.story.example"},
-                      headers=h).status_code == 200
-    assert client.put(f"/api/v1/ha-pairs/{pair_id}/cloud-im", json={"enabled": True}, headers=h).status_code == 200
-    return {"id": pair_id, "secrets": secrets, "headers": h}
+    return form_pair(client, tenant, PRIMARY, SECONDARY, domain="pbx.story.example", cloud_im="gdms")
 
 
 def repoint_both(session_factory, settings, pair_id):

@@ -8,6 +8,7 @@ import pytest
 from service.domain import lifecycle as lc
 from service.domain.errors import InvalidState, NotInPair, RuleViolation
 from service.domain.lifecycle import Candidate, PairFacts, ReplacementFacts, StorageItem
+from service.domain.alarms import node_silent
 from service.domain.plans import PlanFacts
 
 P, S, C, X = "00:0B:82:A4:6E:BF", "C0:74:AD:45:3B:10", "C0:74:AD:00:00:0C", "C0:74:AD:00:00:99"
@@ -283,6 +284,40 @@ def test_abandon_keeps_the_steps():
     assert not lc.replacement_progress(doc, ReplacementFacts(after_swap(), new_last_heard_at=at(10)), at(10)).changed
 
 
+def test_beginning_a_replacement_says_everything_it_does_in_order():
+    upgrade = lc.firmware_reported(None, fw(s=V1), S, V1, T0).procedure
+    assert lc.is_running(upgrade, lc.FIRMWARE_UPGRADE)
+    begun = lc.begin_replacement(facts(active=P), upgrade, S, C, node(P), node(C), at(5), actor="admin:1",
+                                 open_alarms=[node_silent(S), node_silent(P), "split_brain"])
+    assert begun.status == "replacing" and begun.procedure["new_mac"] == C
+    assert [kind for kind, _ in begun.lines] == ["firmware_upgrade_abandoned", "replacement_started",
+                                                 "status_changed", "replacement_step"]
+    started_line = dict(begun.lines)["replacement_started"]
+    assert (started_line["mac"], started_line["failed_mac"], started_line["survivor_mac"], started_line["actor"]) == (
+        C, S, P, "admin:1")
+    assert dict(begun.lines)["replacement_step"]["step"] == "add_new_node"
+    # Only the failed node's own alarms close (it leaves the pair), and the abandoned upgrade's.
+    assert {(a.kind, a.open) for a in begun.alarms} == {(lc.FIRMWARE_INCOMPLETE, False), (node_silent(S), False)}
+
+
+def test_beginning_case_2_moves_the_domain_and_a_refusal_says_nothing():
+    begun = lc.begin_replacement(facts(active=S), None, P, C, node(S), node(C), T0, actor="a", open_alarms=[])
+    assert dict(begun.lines)["custom_domain_moving"] == {"mac": C, "domain": "pbx.example.com", "from_mac": P,
+                                                        "to_mac": C}
+    with pytest.raises(InvalidState):
+        lc.begin_replacement(facts(active=P), None, P, C, node(S), node(C), T0, actor="a", open_alarms=[])
+
+
+def test_progress_lines_tell_steps_status_and_completion():
+    progress = lc.replacement_progress(started(), ReplacementFacts(
+        after_swap(), new_last_heard_at=at(60), new_status_role="standby", new_work_status="paired"), at(60))
+    kinds = [kind for kind, _ in progress.lines]
+    assert kinds[-1] == "status_changed" and set(kinds[:-1]) == {"replacement_step"}
+    assert {d["step"] for k, d in progress.lines if k == "replacement_step"} == set(progress.done)
+    assert dict(progress.lines)["status_changed"]["status"] == "paired"
+    assert not lc.replacement_progress(started(), ReplacementFacts(after_swap()), at(10)).lines
+
+
 # --- R13 ---------------------------------------------------------------------------------------------
 
 def test_dissolving_twice_is_409():
@@ -297,6 +332,30 @@ def test_dissolve_notice_names_the_domain_owner_and_the_binding():
     assert text.startswith("Terminals must be re-registered to a new address")
     assert f"stays with the former Primary {P}" in text and f"binding stays with {S}" in text
     assert "released" in lc.dissolve_notice(facts(), cloud_im_enabled=False, domain_released=True)
+
+
+def test_dissolving_abandons_the_procedure_closes_every_alarm_and_keeps_cloud_im_with_the_active():
+    running = started()
+    out = lc.dissolve(facts(active=S, status="replacing"), running, at(9), actor="admin:1", release_domain=False,
+                      cloud_im_enabled=True, open_alarms=["split_brain", node_silent(P)])
+    assert out.status == "dissolved" and out.epoch_bump and out.cloud_im_keeper == S and not out.release_domain
+    assert out.procedure["state"] == "abandoned"
+    assert [kind for kind, _ in out.lines] == ["replacement_abandoned", "pair_dissolved"]
+    assert dict(out.lines)["pair_dissolved"]["cloud_im_bound_mac"] == S
+    assert {a.kind for a in out.alarms} == {"split_brain", node_silent(P)} and not any(a.open for a in out.alarms)
+
+
+def test_a_dissolved_pair_can_only_release_its_domain():
+    out = lc.dissolve(facts(status="dissolved"), None, T0, actor="a", release_domain=True, cloud_im_enabled=True,
+                      open_alarms=[])
+    assert (out.epoch_bump, out.cloud_im_keeper, out.release_domain, out.alarms) == (False, None, True, ())
+    assert [kind for kind, _ in out.lines] == ["custom_domain_removed"] and "released" in out.notice
+    with pytest.raises(InvalidState):
+        lc.dissolve(facts(status="dissolved"), None, T0, actor="a", release_domain=False, cloud_im_enabled=False,
+                    open_alarms=[])
+    with pytest.raises(InvalidState):
+        lc.dissolve(facts(status="dissolved", custom_domain=None), None, T0, actor="a", release_domain=True,
+                    cloud_im_enabled=False, open_alarms=[])
 
 
 # --- R11: the stage machine ------------------------------------------------------------------------

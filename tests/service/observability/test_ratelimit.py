@@ -11,9 +11,9 @@ from limits.storage import MemoryStorage
 from service.app import create_app
 from service.security import new_alert_token
 from tests.service.api.helpers import assert_problem
-from harness.webhooks import role_changed, signed_headers
+from harness.webhooks import role_changed, signed_headers, status
 
-from .conftest import at, random_mac
+from .conftest import at, make_pair, post_signed, random_mac
 
 
 def build_app(settings, session_factory, enqueued, **limits):  # type: ignore[no-untyped-def]
@@ -97,6 +97,60 @@ def test_node_webhooks_are_limited_per_mac_counting_signed_ones(settings, sessio
     assert send(other, devices[other]).status_code == 409
 
 
+class CommandCounter:
+    """Counts the commands the limiter's Redis client sends (each one round trip to Redis)."""
+
+    def __init__(self, app) -> None:  # type: ignore[no-untyped-def]
+        client = app.extensions["ucmha_limiter"].storage.storage  # limits' RedisStorage -> redis.Redis
+        self.commands: list[str] = []
+        send = client.execute_command
+
+        def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+            self.commands.append(str(args[0]))
+            return send(*args, **kwargs)
+
+        client.execute_command = counted
+
+    def take(self) -> list[str]:
+        taken, self.commands[:] = list(self.commands), []
+        return taken
+
+
+def test_an_accepted_webhook_costs_one_redis_round_trip_and_a_forged_one_none(settings, session_factory, enqueued,
+                                                                               redis_url, tenant):
+    app = build_app(settings, session_factory, enqueued, redis_url=redis_url, rate_limit_webhook="3/minute")
+    client = app.test_client()
+    pair = make_pair(client, tenant)
+    mac, secret = pair.primary, pair.secrets[pair.primary]
+    counter = CommandCounter(app)
+    # Forged: refused before the budget is touched, so not a single command.
+    for _ in range(4):
+        body = status(at(), 1, "active")
+        assert post_signed(client, mac, "whsec_" + "A" * 44, body).status_code == 401
+    assert counter.take() == []
+    # Signed: checking and spending the budget together, one command (the increment-with-expiry).
+    for sequence in (1, 2, 3):
+        r = post_signed(client, mac, secret, status(at(), sequence, "active"))
+        assert r.status_code == 202, r.get_json()
+        assert len(counter.take()) == 1
+    # The forged ones used none of it: the fourth signed one is the first refused.
+    retry_after = assert_rate_limited(post_signed(client, mac, secret, status(at(), 4, "active")))
+    assert retry_after <= 60
+
+
+def test_node_webhooks_are_limited_in_memory_while_redis_is_down(settings, session_factory, enqueued, tenant):
+    app = build_app(settings, session_factory, enqueued, redis_url=f"redis://127.0.0.1:{closed_port()}/15",
+                    rate_limit_webhook="2/minute")
+    client = app.test_client()
+    pair = make_pair(client, tenant)
+    mac, secret = pair.primary, pair.secrets[pair.primary]
+    assert post_signed(client, mac, "whsec_" + "A" * 44, status(at(), 1, "active")).status_code == 401
+    for sequence in (1, 2):
+        r = post_signed(client, mac, secret, status(at(), sequence, "active"))
+        assert r.status_code == 202, r.get_json()
+    assert_rate_limited(post_signed(client, mac, secret, status(at(), 3, "active")))
+
+
 def test_native_alerts_are_limited_per_alert_token(settings, session_factory, enqueued, redis_url, redis_client,
                                                    tenant):
     app = build_app(settings, session_factory, enqueued, redis_url=redis_url, rate_limit_alerts="2/minute")
@@ -160,3 +214,37 @@ def test_redis_outage_falls_back_to_memory_not_to_errors(settings, session_facto
     assert client.get("/api/v1/devices", headers=tenant.admin()).status_code == 200
     assert client.get("/api/v1/devices", headers=tenant.admin()).status_code == 200
     assert_rate_limited(client.get("/api/v1/devices", headers=tenant.admin()))
+
+
+class FlakyStorage(MemoryStorage):
+    """Memory storage that fails like an unreachable Redis while `down`."""
+
+    down = False
+
+    def incr(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self.down:
+            raise redis.ConnectionError("unreachable")
+        return super().incr(*args, **kwargs)
+
+
+def test_spent_budgets_fall_back_to_memory_and_go_back_to_the_storage(monkeypatch):
+    from limits import parse_many
+    from werkzeug.exceptions import TooManyRequests
+
+    from service.observability import ratelimit
+
+    clock = [1000.0]
+    monkeypatch.setattr(ratelimit.time, "monotonic", lambda: clock[0])
+    shared = FlakyStorage()
+    budgets = ratelimit.Budgets(shared, {"rate_limit_webhook": list(parse_many("2/minute"))}, fallback=True)
+    shared.down = True
+    budgets.spend("rate_limit_webhook", "mac:a")  # no error: counted in memory
+    budgets.spend("rate_limit_webhook", "mac:a")
+    with pytest.raises(TooManyRequests):
+        budgets.spend("rate_limit_webhook", "mac:a")
+    shared.down = False
+    budgets.spend("rate_limit_webhook", "mac:b")  # before the retry time: still memory
+    assert shared.get("LIMITER/ucmha/mac:b/rate_limit_webhook/2/1/minute") == 0
+    clock[0] += ratelimit.Budgets.RETRY_S
+    budgets.spend("rate_limit_webhook", "mac:b")  # the storage is back and used again
+    assert shared.get("LIMITER/ucmha/mac:b/rate_limit_webhook/2/1/minute") == 1
