@@ -54,6 +54,9 @@ class Settings:
     repoint_batch_threads: int = 16
     sweep_interval_s: float = 2.0
     reconcile_interval_s: float = 60.0
+    # Upstream reads the reconciler may spend per pass: a small fleet is verified every pass, a
+    # large one in turns (oldest-verified first), never more than this load on the upstream.
+    reconcile_reads_per_pass: int = 1000
     alarm_check_interval_s: float = 60.0
     # The periodic rule check visits only the pairs whose time-based rules are due
     # (`domain.periodic.rules_due_at`), but every pair at least this often whatever its rules say
@@ -207,6 +210,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         repoint_batch_threads=max(1, _int(env, "UCMHA_REPOINT_BATCH_THREADS", defaults.repoint_batch_threads)),
         sweep_interval_s=_float(env, "UCMHA_SWEEP_INTERVAL_S", defaults.sweep_interval_s),
         reconcile_interval_s=_float(env, "UCMHA_RECONCILE_INTERVAL_S", defaults.reconcile_interval_s),
+        reconcile_reads_per_pass=max(1, _int(env, "UCMHA_RECONCILE_READS_PER_PASS", defaults.reconcile_reads_per_pass)),
         alarm_check_interval_s=_float(env, "UCMHA_ALARM_CHECK_INTERVAL_S", defaults.alarm_check_interval_s),
         rule_check_revisit_s=_float(env, "UCMHA_RULE_CHECK_REVISIT_S", defaults.rule_check_revisit_s),
         rate_limit_admin=env.get("UCMHA_RATE_LIMIT_ADMIN", defaults.rate_limit_admin),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service import queries
@@ -16,7 +16,7 @@ from service.commands.settle import settle
 from service.commands.context import CommandContext
 from service.db import unit_of_work
 from service.domain import outbox
-from service.models import PairSync
+from service.models import PairSync, utcnow
 from service.settings import Settings
 from workers.upstream import TransientUpstreamError, UpstreamBusinessError, UpstreamClient
 
@@ -33,20 +33,27 @@ def _upstream_view(client: UpstreamClient, row: PairSync) -> tuple[str | None, i
 
 
 def reconcile(session_factory: sessionmaker[Session], client: UpstreamClient, settings: Settings,
-              enqueue: Callable[[str, tuple[object, ...]], None], batch: int = 500) -> int:
-    repaired, after_id = 0, 0
-    while True:
-        with unit_of_work(session_factory) as session:
-            rows = list(session.execute(
-                select(PairSync.pair_id, PairSync.target, PairSync.applied_key)
-                .where(PairSync.state == "in_sync", PairSync.applied_key.is_not(None), PairSync.pair_id > after_id)
-                .order_by(PairSync.pair_id).limit(batch)
-            ).all())
-        if not rows:
-            return repaired
-        after_id = rows[-1].pair_id
-        for pair_id, target, _key in rows:
-            repaired += _check_one(session_factory, client, settings, enqueue, pair_id, target)
+              enqueue: Callable[[str, tuple[object, ...]], None], budget: int | None = None) -> int:
+    """Read up to ``budget`` in-sync rows back from the upstream, those verified longest ago
+    first, and repair drift; returns how many were repaired.
+
+    The budget (``settings.reconcile_reads_per_pass``) bounds the load a pass puts on the upstream
+    and on the worker: a fleet of up to budget/2 pairs is verified every pass as before, a larger
+    one in turns (every row within ``rows / budget`` passes), so a storm of failovers is not slowed
+    by reading the whole fleet back every minute.
+    """
+    budget = settings.reconcile_reads_per_pass if budget is None else budget
+    with unit_of_work(session_factory) as session:
+        rows = list(session.execute(
+            select(PairSync.pair_id, PairSync.target)
+            .where(PairSync.state == "in_sync", PairSync.applied_key.is_not(None))
+            .order_by(PairSync.verified_at.asc().nulls_first(), PairSync.pair_id, PairSync.target)
+            .limit(budget)
+        ).all())
+    repaired = 0
+    for pair_id, target in rows:
+        repaired += _check_one(session_factory, client, settings, enqueue, pair_id, target)
+    return repaired
 
 
 def _check_one(session_factory: sessionmaker[Session], client: UpstreamClient, settings: Settings,
@@ -63,12 +70,17 @@ def _check_one(session_factory: sessionmaker[Session], client: UpstreamClient, s
             log.info("reconcile skipped a pair: upstream unavailable", extra={"pair_id": pair_id, "error": str(exc)})
             return 0
         if outbox.on_upstream_view(sync.snapshot(row), mac, epoch) is None:
+            # Only when it was compared; the row alone, without the pair's lock (nothing decided),
+            # and not as a change of the row (updated_at kept).
+            session.execute(update(PairSync).where(PairSync.pair_id == pair_id, PairSync.target == target)
+                            .values(verified_at=utcnow(), updated_at=PairSync.updated_at))
             return 0
         # Lock order: the pair, then its sync row (read again under the lock).
         pair = queries.lock_pair(session, pair_id)
         row = session.get(PairSync, (pair_id, target), with_for_update=True, populate_existing=True)
         if pair is None or row is None or row.state != "in_sync":
             return 0
+        row.verified_at = utcnow()
         repair = outbox.on_upstream_view(sync.snapshot(row), mac, epoch)
         if repair is None:
             return 0

@@ -120,6 +120,8 @@ class PairSync(Base):
     # so notifications for the pair are never blocked behind a slow upstream.
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When the reconciler last read this row's object back from the upstream (None: never).
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
     pair: Mapped[HaPair] = relationship(back_populates="syncs")
