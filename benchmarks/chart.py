@@ -42,7 +42,8 @@ def storm_chart(results: dict[str, Any], path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right")
     commit = results.get("machine", {}).get("git_commit", "")
-    fig.suptitle(f"Storm: repoints applied over time (commit {commit}, {results.get('generated_at', '')})")
+    # Two lines: one storm's panel is narrower than the title on one line.
+    fig.suptitle(f"Storm: repoints applied over time\ncommit {commit}, {results.get('generated_at', '')}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
