@@ -118,7 +118,15 @@ def _push(client: UpstreamClient, target: str, owed: Owed) -> None:
             return
         if owed.applied_key != owed.key:
             _bind(client, owed.key, owed.owner_mac)
-        client.switch_connection(owed.key, owed.mac, owed.epoch)
+        try:
+            client.switch_connection(owed.key, owed.mac, owed.epoch)
+        except UpstreamBusinessError as exc:
+            if exc.ret_code != codes.NOT_FOUND or owed.applied_key != owed.key:
+                raise
+            # Bound by us earlier but unknown upstream now (deleted in GDMS, an upstream restored
+            # from older state): the domain is still ours, so bind it to the Primary again.
+            _bind(client, owed.key, owed.owner_mac)
+            client.switch_connection(owed.key, owed.mac, owed.epoch)
     elif owed.key is not None:
         client.switch_im_binding(owed.key, owed.mac, owed.epoch)
 

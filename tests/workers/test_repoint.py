@@ -136,6 +136,20 @@ def test_sweep_reenqueues_owed_rows_once_per_lease(client, pair, session_factory
     assert sweep.sweep(session_factory, collect, grace_s=0) == 0  # claimed for SWEEP_LEASE_S
 
 
+def test_a_domain_the_upstream_lost_is_bound_again_then_switched(client, pair, session_factory, db_session,
+                                                                   upstream_settings, sim):
+    assert run(session_factory, upstream_settings, pair["id"]) == "applied"
+    # The upstream forgets the binding (deleted in GDMS, or the simulator restarted empty).
+    get_client(upstream_settings).unbind_domain("pbx.example.com")
+    body = role_changed("2026-11-24T09:01:00Z", 1, "heart_beat_lost")
+    r = client.post(f"/api/v1/webhooks/ucm/{SECONDARY}", data=body,
+                    headers=signed_headers(pair["secrets"][SECONDARY], body))
+    assert r.status_code == 202 and r.json["outcome"] == "applied"
+    assert run(session_factory, upstream_settings, pair["id"]) == "applied"
+    detail = get_client(upstream_settings).connection_detail("pbx.example.com")
+    assert detail["active_mac"] == SECONDARY and detail["epoch"] == sync_row(db_session, pair["id"]).applied_epoch
+
+
 def test_reconcile_repairs_drift(client, pair, session_factory, db_session, upstream_settings, sim):
     assert run(session_factory, upstream_settings, pair["id"]) == "applied"
     # Someone moves the connection upstream behind our back, at a higher epoch.
