@@ -11,13 +11,13 @@ from sqlalchemy import select
 from service import migrate
 from service.app import create_app
 from service.db import make_engine, make_session_factory
-from service.models import ApiToken, Organization, PairSync, utcnow
-from service.security import hash_token, new_api_token
+from service.models import PairSync, utcnow
 from harness.stack import wait_for
 from tests.workers.test_repoint import PRIMARY, SECONDARY, run, sync_row
 from workers import repoint, sweep
 from workers.upstream import get_client
 from tests.formed_pair import PRIMARY, SECONDARY, form_pair
+from tests.real_database import admin_tenant
 
 
 @pytest.fixture
@@ -150,14 +150,7 @@ def test_the_lease_is_renewed_while_the_attempt_runs_and_lapses_when_it_stops(re
     fast = settings.with_overrides(upstream_base_url=sim.base_url, upstream_connect_timeout_s=0.1,
                                    upstream_read_timeout_s=0.2)
     app = create_app(fast, session_factory=real_factory, enqueue=lambda *a: None, broker_check=lambda: "ok")
-    with real_factory() as session:
-        org = Organization(name=f"org-{random.randrange(10**9)}")
-        session.add(org)
-        session.flush()
-        token = new_api_token()
-        session.add(ApiToken(org_id=org.id, role="admin", token_hash=hash_token(token), prefix=token[:12]))
-        session.commit()
-    h = {"Authorization": f"Bearer {token}"}
+    h = admin_tenant(real_factory).admin()
     http = app.test_client()
     for mac in (PRIMARY, SECONDARY):
         assert http.post("/api/v1/devices", json={"mac": mac, "model": "UCM6304", "firmware": "1.0.15.8"},

@@ -20,14 +20,14 @@ import sqlalchemy as sa
 from service import migrate
 from service.app import create_app
 from service.db import make_engine, make_session_factory
-from service.models import ApiToken, HaPair, Organization
-from service.security import hash_token, new_api_token
+from service.models import HaPair
 from service.settings import Settings
 from tests.conftest import repoint_rows
-from tests.service.api.helpers import create_pair, new_mac, ready_device
+from tests.service.api.helpers import create_pair, new_mac
 from tests.webhook_helpers import role_changed, signed_headers, status
 from workers import repoint
 from workers.upstream import get_client
+from tests.real_database import admin_tenant
 
 PAIRS = 24
 COPIES = 3  # copies of one webhook-id posted at the same time
@@ -61,25 +61,6 @@ def real_app(fresh_database, sim):  # type: ignore[no-untyped-def]
     engine.dispose()
 
 
-class _Tenant:
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    def admin(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
-def _tenant(factory) -> _Tenant:  # type: ignore[no-untyped-def]
-    with factory() as session:
-        org = Organization(name=f"org-{uuid.uuid4().hex[:8]}")
-        session.add(org)
-        session.flush()
-        token = new_api_token()
-        session.add(ApiToken(org_id=org.id, role="admin", token_hash=hash_token(token), prefix=token[:12]))
-        session.commit()
-    return _Tenant(token)
-
-
 def _drain_repoints(factory, settings, enqueued: ThreadSafeEnqueued) -> None:  # type: ignore[no-untyped-def]
     """Run every enqueued repoint (several at once), until nothing more is owed."""
     client = get_client(settings)
@@ -99,7 +80,7 @@ def _drain_repoints(factory, settings, enqueued: ThreadSafeEnqueued) -> None:  #
 def test_both_nodes_at_once_with_retries_never_500_and_switch_once(real_app, sim):
     app, factory, settings, enqueued = real_app
     admin = app.test_client()
-    tenant = _tenant(factory)
+    tenant = admin_tenant(factory)
     pairs = []
     for n in range(PAIRS):
         secrets = {}
@@ -173,7 +154,7 @@ def test_a_nodes_reports_at_once_never_lower_its_sequence(real_app):
     stored once, the late ones judged stale."""
     app, factory, settings, _enqueued = real_app
     admin = app.test_client()
-    tenant = _tenant(factory)
+    tenant = admin_tenant(factory)
     secrets, macs = {}, []
     for _ in range(2):
         mac = new_mac()

@@ -13,15 +13,7 @@ from service.domain.subscriptions import SubscriptionEvent
 from service.models import Device, EventDelivery, EventSubscription, HaPair, Organization, OutboundEvent
 from service.security import SecretBox, hash_token, new_alert_token, new_webhook_secret
 from harness.stack import wait_for
-
-
-def _waiting_for_a_lock(engine: sa.Engine) -> bool:
-    # A new transaction per look: PostgreSQL keeps one snapshot of pg_stat_activity per transaction,
-    # so polling in a single transaction never sees the delete start waiting if it looked too early.
-    with engine.connect() as watch:
-        return watch.execute(sa.text(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
-        )).scalar_one() >= 1
+from tests.real_database import waiting_for_a_lock
 
 
 def test_a_delete_waits_for_the_decision_that_is_writing_events_for_it(fresh_database, settings):
@@ -65,7 +57,7 @@ def test_a_delete_waits_for_the_decision_that_is_writing_events_for_it(fresh_dat
 
         deleter = threading.Thread(target=delete)
         deleter.start()
-        wait_for(lambda: _waiting_for_a_lock(engine), 10, "the delete to wait for the deciding transaction")
+        wait_for(lambda: waiting_for_a_lock(engine), 10, "the delete to wait for the deciding transaction")
         assert not deleted.is_set()
         ctx.commit()  # the decision and its events commit (no foreign key failure)
         deciding.close()

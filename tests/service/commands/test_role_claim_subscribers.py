@@ -7,7 +7,6 @@ The intake reads whether the organization has subscribers with the locked pair
 from __future__ import annotations
 
 import threading
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -20,19 +19,12 @@ from service.commands import events
 from service.commands.context import CommandContext
 from service.db import make_engine, make_session_factory
 from service.domain.subscriptions import PAIR_SWITCHED, SubscriptionEvent
-from service.models import ApiToken, EventDelivery, EventSubscription, HaPair, Organization, OutboundEvent
-from service.security import SecretBox, hash_token, new_api_token, new_webhook_secret
+from service.models import EventDelivery, EventSubscription, HaPair, OutboundEvent
+from service.security import SecretBox, new_webhook_secret
 from service.settings import Settings
 from tests.service.api.helpers import create_device, create_pair, create_plan
+from tests.real_database import admin_tenant, waiting_for_a_lock
 from tests.webhook_helpers import role_changed, signed_headers
-
-
-class _Tenant:
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    def admin(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
 
 
 @pytest.fixture
@@ -45,15 +37,9 @@ def real(fresh_database):  # type: ignore[no-untyped-def]
                         rate_limit_webhook="10000/minute", rate_limit_admin="100000/minute")
     app = create_app(settings, session_factory=factory, enqueue=lambda task, args: None, broker_check=lambda: "ok")
     app.testing = False  # an exception must show as the 500 a node would get
-    with factory() as s:
-        org = Organization(name=f"org-{uuid.uuid4().hex[:8]}")
-        s.add(org)
-        s.flush()
-        token = new_api_token()
-        s.add(ApiToken(org_id=org.id, role="admin", token_hash=hash_token(token), prefix=token[:12]))
-        s.commit()
-        org_id = org.id
-    admin, tenant = app.test_client(), _Tenant(token)
+    tenant = admin_tenant(factory)
+    org_id = tenant.org_id
+    admin = app.test_client()
     secrets: dict[str, str] = {}
     macs = []
     for _ in range(2):
@@ -76,13 +62,6 @@ def _subscribe(real, box: SecretBox) -> int:  # type: ignore[no-untyped-def]
         return sub.id
 
 
-def _waiting_for_a_lock(engine: sa.Engine) -> bool:
-    with engine.connect() as watch:
-        return watch.execute(sa.text(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
-        )).scalar_one() >= 1
-
-
 def test_a_subscription_committed_while_the_claim_waits_for_the_pair_gets_its_event(real, settings):
     """Whether there are subscribers is read after the pair's lock: a subscription committed while
     the claim waited for the pair is one of them (read with the lock statement, or from a cache, it
@@ -102,7 +81,7 @@ def test_a_subscription_committed_while_the_claim_waits_for_the_pair_gets_its_ev
     claiming = threading.Thread(target=claim)
     claiming.start()
     try:
-        wait_for(lambda: _waiting_for_a_lock(real["engine"]), 10, "the claim to wait for the pair's lock")
+        wait_for(lambda: waiting_for_a_lock(real["engine"]), 10, "the claim to wait for the pair's lock")
         subscription_id = _subscribe(real, SecretBox(settings.encryption_key))
     finally:
         blocker.commit()

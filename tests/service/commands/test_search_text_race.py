@@ -9,19 +9,12 @@ from __future__ import annotations
 import threading
 import time
 
-import sqlalchemy as sa
 
 from service import migrate, queries
 from service.commands import search_text
 from service.db import make_engine, make_session_factory
 from service.models import Device, HaPair, Organization, PairSearch
-
-
-def _waiting_for_a_lock(engine: sa.Engine) -> bool:
-    with engine.connect() as conn:
-        return bool(conn.execute(sa.text(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND datname = current_database()")).scalar())
+from tests.real_database import waiting_for_a_lock
 
 
 def test_a_rename_waiting_for_a_domain_change_composes_from_the_committed_domain(fresh_database):
@@ -61,7 +54,7 @@ def test_a_rename_waiting_for_a_domain_change_composes_from_the_committed_domain
         renamer = threading.Thread(target=rename)
         renamer.start()
         deadline = time.monotonic() + 10
-        while not _waiting_for_a_lock(engine):
+        while not waiting_for_a_lock(engine):
             assert renamer.is_alive() and time.monotonic() < deadline, "the rename did not wait for the pair"
         domain_side.commit()
         domain_side.close()
