@@ -37,11 +37,16 @@ from flask import Blueprint, Flask, Response, current_app, request
 from flask_limiter import Limiter
 from flask_limiter.errors import RateLimitExceeded
 from limits import RateLimitItem, parse_many
+from limits.errors import StorageError
 from limits.storage import MemoryStorage, Storage
 from limits.strategies import FixedWindowRateLimiter
+from redis.exceptions import RedisError
 from werkzeug.exceptions import TooManyRequests
 
 log = logging.getLogger(__name__)
+
+# What a failing limiter storage raises (the Redis client's errors, unwrapped by Flask-Limiter's storage).
+STORAGE_ERRORS = (StorageError, RedisError, OSError)
 
 ATTR = "_ucmha_rate_limit"
 SPENDS_ATTR = "_ucmha_spends_budget"
@@ -118,7 +123,7 @@ class Budgets:
         if self._retry_at is None or time.monotonic() >= self._retry_at:
             try:
                 allowed = self._primary.hit(item, *args)
-            except Exception:  # any storage failure: the request goes on, limited in memory
+            except STORAGE_ERRORS:  # the request goes on, limited in memory
                 self._storage_failed()
             else:
                 if self._retry_at is not None:
@@ -140,7 +145,7 @@ class Budgets:
     def _retry_after(strategy: FixedWindowRateLimiter | None, item: RateLimitItem, args: tuple[str, ...]) -> int:
         try:
             reset_at = strategy.get_window_stats(item, *args).reset_time if strategy else time.time() + 1
-        except Exception:  # the storage failed just now: still a 429, with the shortest wait
+        except STORAGE_ERRORS:  # the storage failed just now: still a 429, with the shortest wait
             reset_at = time.time() + 1
         return max(1, math.ceil(reset_at - time.time()))
 
