@@ -7,6 +7,7 @@ import threading
 from functools import lru_cache
 
 from celery import current_app, shared_task, signals
+from kombu.exceptions import OperationalError
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -106,7 +107,7 @@ def _full_rule_check_at_start(sender: object = None, **_kwargs: object) -> None:
     app = getattr(sender, "app", None) or current_app
     try:
         app.send_task("ucmha.check_alarms", kwargs={"full": True})
-    except Exception as exc:  # noqa: BLE001 - a broker away now: the revisit period still covers every pair
+    except (OperationalError, OSError) as exc:  # a broker away now: the revisit period still covers every pair
         log.warning("full rule check not queued at start", extra={"error": type(exc).__name__})
 
 
