@@ -5,6 +5,11 @@ else ran is only comparable with one measured under similar conditions. Every se
 samples `/proc`: the machine's busy CPU time, and the CPU time of "our" processes, i.e. the
 benchmark process and its descendants (API, workers, Redis, simulator, baselines) plus the
 PostgreSQL backends connected to the benchmark's database. `foreign = busy - ours`.
+
+"Ours" is also split by process kind (`kind_of`: the API's gunicorn, the bare and floor apps,
+PostgreSQL, Redis, the Celery worker and scheduler, the simulator, the benchmark process itself,
+which is the load client), so a figure's CPU per request can be read part by part: what the
+service's Python costs and what its database costs.
 """
 from __future__ import annotations
 
@@ -23,6 +28,24 @@ def _machine_busy() -> int:
         fields = [int(v) for v in f.readline().split()[1:]]
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
     return sum(fields[:8]) - idle  # user nice system idle iowait irq softirq steal
+
+
+def kind_of(cmdline: str) -> str:
+    """The kind of one of our processes, from its command line (`/proc/PID/cmdline`, NULs as spaces)."""
+    for marker, kind in (("bare_app", "bare_api"), ("floor_app", "floor_api"), ("service.wsgi", "api"),
+                         ("postgres", "postgres"), ("redis-server", "redis"), (" beat", "beat"),
+                         ("celery", "worker"), ("simulator", "simulator")):
+        if marker in cmdline:
+            return kind
+    return "other"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _proc_table() -> dict[int, tuple[int, int]]:
@@ -45,6 +68,7 @@ class Sample:
     t: float
     busy: int
     ours: int
+    by_kind: dict[str, int] = field(default_factory=dict)  # cumulative ticks of each kind
 
 
 @dataclass
@@ -62,6 +86,8 @@ class CpuMonitor:
         self._thread = threading.Thread(target=self._run, name="cpu-monitor", daemon=True)
         self._last: dict[int, int] = {}
         self._ours_total = 0
+        self._kind_totals: dict[str, int] = {}
+        self._kinds: dict[int, str] = {}  # pid -> kind, read once per process
         self._lock = threading.Lock()
 
     def start(self) -> "CpuMonitor":
@@ -113,16 +139,23 @@ class CpuMonitor:
             pass
         current = {pid: table[pid][1] for pid in ours if pid in table}
         # Ticks since the last sample; a process first seen now counts from its start.
-        self._ours_total += sum(t - self._last.get(pid, 0) for pid, t in current.items())
+        for pid, t in current.items():
+            ticks = t - self._last.get(pid, 0)
+            self._ours_total += ticks
+            kind = self._kinds.get(pid)
+            if kind is None:
+                kind = self._kinds[pid] = "client" if pid == me else kind_of(_cmdline(pid))
+            self._kind_totals[kind] = self._kind_totals.get(kind, 0) + ticks
         self._last = current
-        self.samples.append(Sample(time.monotonic(), _machine_busy(), self._ours_total))
+        self.samples.append(Sample(time.monotonic(), _machine_busy(), self._ours_total, dict(self._kind_totals)))
 
-    def _delta(self, start: float, end: float) -> tuple[float, int, int] | None:
+    def _delta(self, start: float, end: float) -> tuple[float, int, int, dict[str, int]] | None:
         inside = [x for x in self.samples if start <= x.t <= end]
         if len(inside) < 2:
             return None
         a, b = inside[0], inside[-1]
-        return b.t - a.t, b.busy - a.busy, b.ours - a.ours
+        kinds = {k: v - a.by_kind.get(k, 0) for k, v in b.by_kind.items() if v - a.by_kind.get(k, 0) > 0}
+        return b.t - a.t, b.busy - a.busy, b.ours - a.ours, kinds
 
     def summary(self) -> dict[str, dict[str, float]]:
         out = {}
@@ -135,6 +168,12 @@ class CpuMonitor:
             # Per-process ticks and /proc/stat are sampled a moment apart; over very short spans
             # "ours" can come out a little above the machine's total.
             ours = min(busy, sum(d[2] for d in deltas) / HZ / secs)
+            kinds: dict[str, int] = {}
+            for d in deltas:
+                for k, v in d[3].items():
+                    kinds[k] = kinds.get(k, 0) + v
             out[name] = {"seconds": round(secs, 1), "machine_busy_cores": round(busy, 2),
-                         "ours_cores": round(ours, 2), "foreign_cores": round(max(0.0, busy - ours), 2)}
+                         "ours_cores": round(ours, 2), "foreign_cores": round(max(0.0, busy - ours), 2),
+                         # CPU-seconds of each kind of our processes over the spans (see kind_of)
+                         "ours_cpu_s": {k: round(v / HZ, 2) for k, v in sorted(kinds.items())}}
         return out

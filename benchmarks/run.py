@@ -295,6 +295,10 @@ class Bench:
             c = cpu.get(span)
             side["cpu_ms_per_accepted"] = (round(c["ours_cores"] * c["seconds"] * 1000 / res.accepted, 2)
                                            if c and res.accepted else None)
+            # The same, process kind by process kind (client, API, postgres, redis, ...).
+            side["cpu_ms_per_accepted_by_kind"] = ({k: round(v * 1000 / res.accepted, 2)
+                                                    for k, v in c.get("ours_cpu_s", {}).items()}
+                                                   if c and res.accepted else {})
         return {
             "requests": len(measured), "warmup_requests": len(warm), "rounds": len(chunks), "clients": s.clients,
             "nodes": len(nodes), "pairs": len(pairs), "gunicorn": " ".join(opts),
@@ -1025,6 +1029,11 @@ def table(results: dict[str, Any]) -> str:
                 ("intake ucmha/floor: accepted /s, p50, p99, CPU per accepted", "", "",
                  f"{uf['throughput']}x {uf['p50']}x {uf['p99']}x {uf['cpu_per_accepted']}x"),
             ]
+        for name, side in (("ucmha", u), ("floor", f or {}), ("bare", b)):
+            parts = side.get("cpu_ms_per_accepted_by_kind") or {}
+            if parts:
+                rows.append((f"intake CPU ms per accepted by process ({name})",
+                             " ".join(f"{k} {v}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1])), "", ""))
     fo = results.get("failover")
     if fo:
         u, b, r = fo["ucmha"], fo["baseline"], fo["ratio"]
