@@ -8,8 +8,12 @@ ORM, no domain decision, no metrics, no logging:
 - verify the Standard Webhooks signature over the raw body (the service's own check,
   `service.security.webhook_signature_valid`), with the node's secret already in memory;
 - parse the JSON;
-- `ha.status`: INSERT the notification (ON CONFLICT on the webhook-id: a repeat is not stored
-  twice) and UPDATE the reporter's liveness; COMMIT; 202 (202 only after the commit);
+- `ha.status`: lock the pair row and read its two nodes after the lock (the report is judged
+  against the pair: its sequence against the node's last, its role against the pair's Active and
+  the peer's last role, for a split brain; without the lock two reports of one pair could each
+  decide on what the other is changing); INSERT the notification (ON CONFLICT on the webhook-id:
+  a repeat is not stored twice) and UPDATE the reporter's liveness; COMMIT; 202 (202 only after
+  the commit). The floor reads what a decision needs but decides nothing;
 - `ha.role_changed`: INSERT the notification, UPDATE the pair (epoch + 1: the fence), UPDATE its
   two sync rows to owed at that epoch (the outbox: the work survives a lost message); COMMIT;
   publish one Celery message (`bare_tasks.floor_repoint`, same publishing options as the
@@ -67,6 +71,9 @@ _INSERT_NOTE = (
 _LIVENESS = (
     "UPDATE floor_devices SET last_sequence = %s, last_status_at = %s, last_status_role = %s, last_heard_at = now()"
     " WHERE id = %s AND (last_sequence IS NULL OR last_sequence < %s)")
+_LOCK_PAIR = ("SELECT primary_device_id, secondary_device_id, active_device_id, epoch FROM floor_pairs"
+              " WHERE id = %s FOR NO KEY UPDATE")
+_NODES = "SELECT id, last_sequence, last_status_role, last_status_at FROM floor_devices WHERE id IN (%s, %s)"
 _SWITCH = (
     "UPDATE floor_pairs SET epoch = epoch + 1, active_device_id = %s, last_switch_at = now(), last_switch_to_mac = %s,"
     " last_switch_reason = %s WHERE id = %s RETURNING epoch")
@@ -124,6 +131,11 @@ class Floor:
         data = note["data"]
         conn = self.db()
         with conn.cursor() as cur:
+            if note["type"] == "ha.status":
+                cur.execute(_LOCK_PAIR, (node.pair_id,))
+                primary_id, secondary_id, _active_id, _epoch = cur.fetchone()  # type: ignore[misc]
+                cur.execute(_NODES, (primary_id, secondary_id))
+                cur.fetchall()
             cur.execute(_INSERT_NOTE, (node.org_id, node.id, node.pair_id, h["webhook-id"], note["type"],
                                        note["occurred_at"], note["sequence"], Json(note)))
             inserted = cur.fetchone()

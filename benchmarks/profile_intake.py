@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                              "what this process computes, without the waits for PostgreSQL")
     parser.add_argument("--sort", default="cumulative", choices=("cumulative", "tottime"),
                         help="order of the --cpu table (default cumulative)")
+    parser.add_argument("--pstats", type=Path, help="with --cpu: also dump the raw profile here (for pstats' "
+                                                     "print_callers)")
     args = parser.parse_args(argv)
 
     name, url = create_database("ucmha_profile")
@@ -130,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.cpu:
             out = io.StringIO()
             pstats.Stats(cpu_profile, stream=out).sort_stats(args.sort).print_stats(45)
+            if args.pstats:
+                cpu_profile.dump_stats(args.pstats)
             text = head + out.getvalue()
         else:
             text = head + profiler.output_text(unicode=False, color=False, show_all=False, short_mode=False)

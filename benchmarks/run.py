@@ -81,7 +81,7 @@ class Sizes:
     soak_notifications: int
 
 
-FULL = Sizes(intake_requests=2000, intake_warmup=100, intake_pairs=100, clients=16, intake_rounds=4, failovers=30,
+FULL = Sizes(intake_requests=2000, intake_warmup=1200, intake_pairs=100, clients=16, intake_rounds=4, failovers=30,
              failover_warmup=3, storm_sizes=(1_000, 3_000, 10_000), concurrency=8, storm_timeout_s=1800,
              run_limit_s=5400, soak_notifications=100_000)
 QUICK = Sizes(intake_requests=300, intake_warmup=30, intake_pairs=100, clients=16, intake_rounds=2, failovers=8,
@@ -252,6 +252,9 @@ class Bench:
             seq = i // len(nodes) + 1
             body = status(iso(base + timedelta(milliseconds=seq)), seq, role)
             jobs.append(Job(f"/api/v1/webhooks/ucm/{mac}", signers[mac], body))
+        # The warm-up has every node report several times (full sizes: 6 x 200 nodes), so that each API
+        # worker has nearly every node's key cached, as in a fleet that reports every minute (the
+        # cache keeps a key 300 s); the floor app loads every secret before its first request.
         warm, measured = jobs[:s.intake_warmup], jobs[s.intake_warmup:]
         rounds = max(1, min(s.intake_rounds, len(measured) // 50 or 1))
         size = -(-len(measured) // rounds)
