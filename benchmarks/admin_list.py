@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         pairs = []
         for start in range(0, args.pairs, 10_000):  # in slices: bounded memory per transaction
             n = min(10_000, args.pairs - start)
-            pairs += seed_pairs(engine, settings.encryption_key, org_id,
+            pairs += seed_pairs(engine, settings, org_id,
                                 [f"p{i}.bench.example" for i in range(start, start + n)], "im-admin-")
         ids = [p.id for p in pairs]
         counts = shape_fleet(engine, org_id, min(ids), max(ids))

@@ -41,10 +41,15 @@ def iso(at: datetime) -> str:
     return at.isoformat().replace("+00:00", "Z")
 
 
-def build_requests(pairs: Sequence[Any], n: int, kind: str) -> list[tuple[str, Webhook, str]]:
+def first_request_at(pairs: int, n: int) -> datetime:
+    """When the first request is dated: far enough back that the last (a minute per round of
+    role claims) is still in the past."""
+    return datetime.now(timezone.utc) - timedelta(minutes=n // max(1, pairs) + 10)
+
+
+def build_requests(pairs: Sequence[Any], n: int, kind: str, base: datetime) -> list[tuple[str, Webhook, str]]:
     """`status`: every node reports its current role in turn, rising sequences (nothing changes).
     `role_changed`: the pairs' nodes take turns claiming Active, a minute apart (every claim applies)."""
-    base = datetime.now(timezone.utc) - timedelta(minutes=n // max(1, len(pairs)) + 10)
     out = []
     if kind == "status":
         nodes = [(p.primary_mac, p.primary_secret, "active") for p in pairs] + \
@@ -87,13 +92,15 @@ def main(argv: list[str] | None = None) -> int:
                                   "UCMHA_RATE_LIMIT_WEBHOOK": "1000000/minute"})
         engine = sa.create_engine(url)
         org_id = create_org(engine, f"profile-{uuid.uuid4().hex[:8]}")
-        pairs = seed_pairs(engine, settings.encryption_key, org_id,
-                           [f"prof{i}.bench.example" for i in range(args.pairs)], "im-prof-")
+        base = first_request_at(args.pairs, args.warmup + args.n)
+        # The nodes last reported a minute before the first request: every request is the node's newest word.
+        pairs = seed_pairs(engine, settings, org_id, [f"prof{i}.bench.example" for i in range(args.pairs)],
+                           "im-prof-", reported_at=base - timedelta(minutes=1))
         engine.dispose()
         enqueued: list[tuple[str, Sequence[object]]] = []
         app = create_app(settings, enqueue=lambda task, a: enqueued.append((task, a)), broker_check=lambda: "ok")
         client = app.test_client()
-        reqs = build_requests(pairs, args.warmup + args.n, args.kind)
+        reqs = build_requests(pairs, args.warmup + args.n, args.kind, base)
 
         def send(batch: Sequence[tuple[str, Webhook, str]]) -> dict[int, int]:
             codes: dict[int, int] = {}

@@ -27,7 +27,7 @@ from benchmarks.db import create_database, drop_database
 from benchmarks.seed import create_org, seed_pairs
 from service import migrate
 from service.db import make_engine, make_session_factory
-from service.models import Device, HaPair, utcnow
+from service.models import HaPair, utcnow
 from service.settings import Settings
 from workers import alarms
 
@@ -64,11 +64,10 @@ def main() -> None:
         engine = make_engine(url)
         factory = make_session_factory(engine)
         org = create_org(engine, f"rules-{uuid.uuid4().hex[:6]}")
-        seed_pairs(engine, settings.encryption_key, org, [f"r{i}.example.com" for i in range(args.pairs)], "im-r-")
-        with engine.begin() as conn:  # a fleet that reports: every node heard, every backup done
-            now = utcnow()
-            conn.execute(sa.update(Device).values(last_status_at=now, last_heard_at=now, last_status_role="standby"))
-            conn.execute(sa.update(HaPair).values(last_full_backup_at=now))
+        # A fleet that reports (the seed's nodes just reported) and whose every backup is done.
+        seed_pairs(engine, settings, org, [f"r{i}.example.com" for i in range(args.pairs)], "im-r-")
+        with engine.begin() as conn:
+            conn.execute(sa.update(HaPair).values(last_full_backup_at=utcnow()))
             conn.execute(sa.text("ANALYZE"))
         result: dict[str, Any] = {"pairs": args.pairs, "due": args.due, "rounds": []}
         if args.no_full:

@@ -202,10 +202,13 @@ class Bench:
         assert self.stack is not None
         return self.stack.api_port
 
-    def seed(self, domains: list[str], binding_prefix: str) -> tuple[list[SeededPair], float, float]:
+    def seed(self, domains: list[str], binding_prefix: str, *, heard: bool = True,
+             reported_at: datetime | None = None) -> tuple[list[SeededPair], float, float]:
+        """Pairs as a running fleet has them (`benchmarks.seed.seed_pairs`), in the database and upstream."""
         assert self.engine is not None
         t0 = time.perf_counter()
-        pairs = seed_pairs(self.engine, self.settings.encryption_key, self.org_id, domains, binding_prefix)
+        pairs = seed_pairs(self.engine, self.settings, self.org_id, domains, binding_prefix, heard=heard,
+                           reported_at=reported_at)
         t_db = time.perf_counter() - t0
         t0 = time.perf_counter()
         seed_upstream(self.upstream, pairs)
@@ -383,7 +386,8 @@ class Bench:
         s = self.sizes
         assert self.engine is not None and self.stack is not None and self.stack.sim is not None
         assert self.monitor is not None
-        (pair,), _, _ = self.seed(["failover.bench.example"], "im-bench-failover-")
+        # Never heard: the claims below are dated back to before any report the seed could give.
+        (pair,), _, _ = self.seed(["failover.bench.example"], "im-bench-failover-", heard=False)
         signers = {pair.primary_mac: Webhook(pair.primary_secret), pair.secondary_mac: Webhook(pair.secondary_secret)}
         sequences = {pair.primary_mac: 0, pair.secondary_mac: 0}
         n = s.failover_warmup + s.failovers
@@ -540,10 +544,12 @@ class Bench:
         """RSS of every API and worker process while the fleet's status reports keep coming."""
         s = self.sizes
         assert self.stack is not None and self.monitor is not None
-        pairs, _, _ = self.seed([f"soak{i}.bench.example" for i in range(100)], "im-bench-soak-")
+        base = datetime.now(timezone.utc) - timedelta(minutes=2)
+        # The nodes' last reports before the soak's first: each of its reports is the node's newest.
+        pairs, _, _ = self.seed([f"soak{i}.bench.example" for i in range(100)], "im-bench-soak-",
+                                reported_at=base - timedelta(minutes=1))
         nodes = [(p.primary_mac, Webhook(p.primary_secret), "active") for p in pairs] + \
                 [(p.secondary_mac, Webhook(p.secondary_secret), "standby") for p in pairs]
-        base = datetime.now(timezone.utc) - timedelta(minutes=2)
         total = s.soak_notifications
         jobs = []
         for i in range(total):

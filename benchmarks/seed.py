@@ -4,7 +4,13 @@ The database side is bulk inserts through the ORM tables (so column defaults app
 database migrated to head: per pair two devices with their own webhook secret (sealed with the
 stack's encryption key, as the API would), two active "Pro" plans with HA and Cloud IM, the pair
 (custom domain, Cloud IM on the GDMS server, epoch 1, Active = Primary, its search text) and both `pair_syncs`
-rows `in_sync` at epoch 1. The upstream side is put in the same state through the real upstream
+rows `in_sync` at epoch 1. By default the pairs are also as a running fleet has them: each node
+reported its role a few seconds before the seeding (the Primary active, the Secondary standby;
+taken through the domain's own status transition, so its liveness columns are what the service
+would have written), and each pair's `rules_due_at` is the domain's answer for that pair (the
+periodic rule check has nothing to do for it until its nodes have been silent for
+`node_silent_after_s`). With `heard=False` the nodes were never heard and the pairs are due now,
+as pairs just formed. The upstream side is put in the same state through the real upstream
 API (`UpstreamClient`: bind the domain to the Primary, switch the connection and the IM binding
 to the Primary at epoch 1), so reconcile finds no drift and every later switch is a real one.
 """
@@ -14,18 +20,32 @@ import itertools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Iterable, Iterator, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from service.domain import periodic, transition
+from service.domain.pair_state import PairState, liveness_of
 from service.domain.search import NodeText, pair_search_text
+from service.domain.status import StatusReport
 from service.models import Device, HaPair, Organization, PairSearch, PairSync, Plan, utcnow
 from service.security import SecretBox, hash_token, new_alert_token, new_webhook_secret
+from service.settings import Settings
 from workers.upstream import UpstreamClient, UpstreamSettings, client_from_settings
 
 CHUNK = 2000
 FIRMWARE = "1.0.15.8"
+HEARTBEAT_TIMEOUT_S = 7
+# When each node last reported, before the seeding: longer ago than the heartbeat timeout, so a
+# heart_beat_lost claim dated at or after the seeding (the storm's) finds the Active silent for
+# longer than that and is applied, however fast the seeding went; and a few seconds only, so the
+# nodes' silence limit (node_silent_after_s after it) comes as late as a fleet that just reported.
+REPORTED_BEFORE_SEEDING = timedelta(seconds=HEARTBEAT_TIMEOUT_S + 3)
+# The sequence of that report: the lowest the webhook schema accepts, so any later notification
+# (the benchmarks' start at 1) is above it.
+REPORTED_SEQUENCE = 0
 _mac_counter = itertools.count(1)
 _mac_lock = threading.Lock()
 
@@ -58,20 +78,66 @@ def create_org(engine: Engine, name: str) -> int:
         return int(conn.execute(sa.insert(Organization).values(name=name).returning(Organization.id)).scalar_one())
 
 
-def seed_pairs(engine: Engine, encryption_key: str, org_id: int, domains: Sequence[str],
-               binding_prefix: str) -> list[SeededPair]:
-    """One formed pair per domain, in sync at epoch 1 with Active = Primary."""
-    box = SecretBox(encryption_key)
+@dataclass(frozen=True)
+class Reported:
+    """What a pair's nodes last said, as the service would have stored it."""
+
+    devices: dict[str, dict]  # MAC -> the device's liveness columns
+    newest_active_assertion_at: datetime | None
+    rules_due_at: datetime | None
+
+
+def reported(settings: Settings, primary_mac: str, secondary_mac: str, at: datetime, now: datetime) -> Reported:
+    """A formed pair (epoch 1, Active = Primary, created ``now``) once each node reported its role
+    at ``at``: the domain's status transition decides what is stored, its periodic rules when the
+    pair is next due. Raises if a report would be more than liveness (the pair would not be healthy)."""
+    state = PairState(primary_mac=primary_mac, secondary_mac=secondary_mac, active_mac=primary_mac, status="paired",
+                      epoch=1, heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S)
+    devices: dict[str, dict] = {}
+    for mac, role in ((primary_mac, "active"), (secondary_mac, "standby")):
+        report = StatusReport(mac, role, "paired", "idle", FIRMWARE, at, REPORTED_SEQUENCE)
+        change = transition.on_status(state, report, settings.status_liveness_window_s)
+        if not transition.changes_only_liveness(change, frozenset()) or change.node_report is None:
+            raise RuntimeError(f"seeding {mac} reporting {role} is more than liveness: {change.why}")
+        state = change.after
+        node = liveness_of(state, mac)
+        devices[mac] = {
+            "last_sequence": node.last_sequence, "last_active_assertion_at": node.last_active_assertion_at,
+            "last_status_at": node.last_status_at, "last_status_role": node.last_status_role,
+            "last_heard_at": at,  # received as soon as sent
+            "last_work_status": change.node_report.work_status, "last_backup_status": change.node_report.backup_status,
+        }
+    due = periodic.rules_due_at(
+        [periodic.node_heard(mac, d["last_status_at"], d["last_heard_at"]) for mac, d in devices.items()],
+        now, None, (None, None), frozenset(), now,  # no full backup yet, plans without expiry, no alarm
+        procedure_running=False, silent_after_s=settings.node_silent_after_s,
+        backup_overdue_after_s=settings.backup_overdue_after_s, revisit_after_s=settings.rule_check_revisit_s)
+    return Reported(devices, state.newest_active_assertion_at, due)
+
+
+def seed_pairs(engine: Engine, settings: Settings, org_id: int, domains: Sequence[str], binding_prefix: str, *,
+               heard: bool = True, reported_at: datetime | None = None) -> list[SeededPair]:
+    """One formed pair per domain, in sync at epoch 1 with Active = Primary.
+
+    ``heard``: each node reported its role at ``reported_at`` (default: ``REPORTED_BEFORE_SEEDING``
+    before now) and the pair is next due when the domain says; else never heard, due now.
+    """
+    if reported_at is not None and not heard:
+        raise ValueError("reported_at is for nodes that were heard")
+    box = SecretBox(settings.encryption_key)
     now = utcnow()
+    at = reported_at or now - REPORTED_BEFORE_SEEDING
     n = len(domains)
     macs = [(_next_mac(), _next_mac()) for _ in range(n)]
     secrets = [(new_webhook_secret(), new_webhook_secret()) for _ in range(n)]
+    said = [reported(settings, pmac, smac, at, now) if heard else None for pmac, smac in macs]
     device_rows: list[dict] = []
-    for (pmac, smac), (psec, ssec) in zip(macs, secrets):
+    for (pmac, smac), (psec, ssec), pair_said in zip(macs, secrets, said):
         for mac, secret, im in ((pmac, psec, True), (smac, ssec, False)):
             device_rows.append({
                 "org_id": org_id, "mac": mac, "model": "UCM6304", "firmware": FIRMWARE, "cloud_im_enabled": im,
                 "storage": [], "webhook_secret_enc": box.seal(secret), "alert_token_hash": hash_token(new_alert_token()),
+                **(pair_said.devices[mac] if pair_said is not None else {}),
             })
     device_ids: dict[str, int] = {}
     with engine.begin() as conn:
@@ -85,9 +151,12 @@ def seed_pairs(engine: Engine, encryption_key: str, org_id: int, domains: Sequen
         pair_rows = [{
             "org_id": org_id, "primary_device_id": device_ids[pmac], "secondary_device_id": device_ids[smac],
             "active_device_id": device_ids[pmac], "status": "paired", "epoch": 1, "use_ucmrc": True,
-            "ha_settings": {"heartbeat_port": 9527, "heartbeat_timeout_s": 7}, "custom_domain": domain,
-            "cloud_im_enabled": True, "cloud_im_server": "gdms", "cloud_im_binding_id": f"{binding_prefix}{i}",
-        } for i, ((pmac, smac), domain) in enumerate(zip(macs, domains))]
+            "ha_settings": {"heartbeat_port": 9527, "heartbeat_timeout_s": HEARTBEAT_TIMEOUT_S},
+            "custom_domain": domain, "cloud_im_enabled": True, "cloud_im_server": "gdms", "cloud_im_binding_id": f"{binding_prefix}{i}",
+            "created_at": now,  # the instant the due time was computed from
+            "newest_active_assertion_at": pair_said.newest_active_assertion_at if pair_said is not None else None,
+            "rules_due_at": pair_said.rules_due_at if pair_said is not None else None,
+        } for i, ((pmac, smac), domain, pair_said) in enumerate(zip(macs, domains, said))]
         pair_ids: dict[str, int] = {}
         for chunk in _chunks(pair_rows):
             for row in conn.execute(sa.insert(HaPair).returning(HaPair.id, HaPair.custom_domain), list(chunk)):
