@@ -183,6 +183,25 @@ def seed_pairs(engine: Engine, settings: Settings, org_id: int, domains: Sequenc
             for i, (domain, (pmac, smac), (psec, ssec)) in enumerate(zip(domains, macs, secrets))]
 
 
+def report_again(engine: Engine, settings: Settings, pairs: Sequence[SeededPair]) -> None:
+    """Each seeded pair's nodes report their roles again, ``REPORTED_BEFORE_SEEDING`` before now (the
+    same report as ``seed_pairs``', through the domain): for a phase that starts long after the
+    seeding (the upstream side of 10,000 pairs takes a minute), so that its nodes' silence limit
+    counts from its start, as in a fleet whose nodes all reported just before an outage."""
+    now = utcnow()
+    at = now - REPORTED_BEFORE_SEEDING
+    said = [(pair, reported(settings, pair.primary_mac, pair.secondary_mac, at, now)) for pair in pairs]
+    device_rows = [{"b_mac": mac, **columns} for _pair, r in said for mac, columns in r.devices.items()]
+    pair_rows = [{"b_id": pair.id, "newest_active_assertion_at": r.newest_active_assertion_at,
+                  "rules_due_at": r.rules_due_at} for pair, r in said]
+    devices, ha_pairs = Device.__table__, HaPair.__table__
+    with engine.begin() as conn:
+        for chunk in _chunks(device_rows):
+            conn.execute(devices.update().where(devices.c.mac == sa.bindparam("b_mac")), list(chunk))
+        for chunk in _chunks(pair_rows):
+            conn.execute(ha_pairs.update().where(ha_pairs.c.id == sa.bindparam("b_id")), list(chunk))
+
+
 def seed_upstream(settings: UpstreamSettings, pairs: Iterable[SeededPair], threads: int = 8) -> int:
     """Put the upstream where the database says it is: bound to the Primary, epoch 1. Returns calls made."""
     local = threading.local()

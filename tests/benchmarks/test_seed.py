@@ -3,7 +3,7 @@ check has nothing due and nothing to say about them, and a role claim like the s
 over. (Seeded as never heard, every pair was due at once and every node went silent mid-storm.)"""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
 
 import pytest
@@ -11,12 +11,12 @@ import sqlalchemy as sa
 from standardwebhooks import Webhook
 
 from benchmarks.load import signed_headers
-from benchmarks.seed import create_org, seed_pairs
+from benchmarks.seed import create_org, report_again, seed_pairs
 from harness.webhooks import role_changed
 from service import migrate, queries
 from service.app import create_app
 from service.db import make_engine, make_session_factory
-from service.models import Alarm, HaPair
+from service.models import Alarm, Device, HaPair
 from service.settings import Settings
 from workers import alarms
 
@@ -78,3 +78,24 @@ def test_a_role_claim_like_the_storms_fails_a_seeded_pair_over(fleet_db):
             "SELECT p.epoch, d.mac FROM ha_pairs p JOIN devices d ON d.id = p.active_device_id WHERE p.id = :id"),
             {"id": pair.id}).one()
     assert (epoch, active) == (2, pair.secondary_mac)
+
+
+def test_reporting_again_moves_the_silence_limit_and_the_due_time_later(fleet_db):
+    engine, settings = fleet_db
+    reported_at = datetime.now(timezone.utc) - timedelta(seconds=settings.node_silent_after_s - 5)
+    pairs = seed_pairs(engine, settings, create_org(engine, "seeded"), ["a.seed.example", "b.seed.example"],
+                       "im-seed-", reported_at=reported_at)
+    seeded_due = due_times(engine)
+    report_again(engine, settings, pairs)
+
+    with engine.connect() as conn:
+        heard = dict(conn.execute(sa.select(Device.mac, Device.last_status_at)).all())
+    assert set(heard) == {mac for p in pairs for mac in (p.primary_mac, p.secondary_mac)}
+    assert all(at > reported_at + timedelta(seconds=60) for at in heard.values()), heard
+    assert all(due_times(engine)[pair_id] > due for pair_id, due in seeded_due.items())
+    # Still a healthy fleet: nothing due, and a full pass writes the same due times back.
+    factory = make_session_factory(engine)
+    assert alarms.check_pairs(factory, settings, lambda task, args: None) == 0
+    again_due = due_times(engine)
+    assert alarms.check_pairs(factory, settings, lambda task, args: None, full=True) == 2
+    assert due_times(engine) == again_due
