@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from service.models import Notification
 
-_notes = Notification.__table__
+NOTES = _notes = Notification.__table__
 
 # Built once: SQLAlchemy then finds each statement's compiled form in its cache.
 INSERTS = {

@@ -9,8 +9,9 @@ settle) cost ~25 ms of CPU; this path takes it in six short statements on plain 
 3. read its open alarm kinds (with the nodes, in the same statement, when there is none);
 4. let the domain decide (``transition.on_status``) and judge the result
    (``transition.changes_only_liveness``);
-5. insert the notification with its outcome (``ON CONFLICT DO NOTHING``: a repeated webhook-id);
-6. update the reporter's liveness (and the pair's newest Active assertion when it moved); commit.
+5. insert the notification with its outcome (``ON CONFLICT DO NOTHING``: a repeated webhook-id)
+   and update the reporter's liveness, in one statement on PostgreSQL (a data-modifying ``WITH``),
+   in two on SQLite; then the pair's newest Active assertion when it moved; commit.
 
 Anything else, and it answers ``None`` before writing, having rolled back: the caller then takes
 the full path (``notifications._receive_once``), which stays the reference for every case: stale
@@ -34,7 +35,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, or_, select, update
+from sqlalchemy import Connection, Select, Update, bindparam, exists, or_, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import OperationalError
 
 from service.db import is_retryable
@@ -42,7 +44,7 @@ from service.domain import transition
 from service.domain.claims import StatusReport
 from service.domain.pair_state import liveness_of
 from service.domain.periodic import node_heard, postpones_silence
-from service.models import Alarm, Device, HaPair
+from service.models import Alarm, Device, HaPair, utcnow
 
 from . import notification_rows
 from .context import CommandContext
@@ -73,24 +75,41 @@ _NODES = select(
     _devices.c.last_status_at, _devices.c.last_status_role, _devices.c.last_heard_at, _ANY_OPEN_ALARM,
 ).where(or_(_devices.c.id == bindparam("primary_id"), _devices.c.id == bindparam("secondary_id")))
 _OPEN_ALARMS = select(_alarms.c.kind).where(_alarms.c.pair_id == bindparam("pair_id"), _alarms.c.closed_at.is_(None))
-_LIVENESS = (
-    update(_devices).where(_devices.c.id == bindparam("device_id"))
-    .values(last_sequence=bindparam("sequence"), last_active_assertion_at=bindparam("active_assertion_at"),
-            last_status_at=bindparam("status_at"), last_status_role=bindparam("status_role"),
-            last_heard_at=bindparam("heard_at"))
-)
-_NODE_REPORT = (
-    update(_devices).where(_devices.c.id == bindparam("device_id"))
-    .values(last_sequence=bindparam("sequence"), last_active_assertion_at=bindparam("active_assertion_at"),
-            last_status_at=bindparam("status_at"), last_status_role=bindparam("status_role"),
-            last_heard_at=bindparam("heard_at"), last_work_status=bindparam("work_status"),
-            last_backup_status=bindparam("backup_status"))
-)
+_NODE_COLUMNS = ("last_sequence", "last_active_assertion_at", "last_status_at", "last_status_role", "last_heard_at")
+
+
+def _node_update(*extra: str) -> Update:
+    """The reporter's row: its liveness columns (and ``extra``), each from the ``n_``-prefixed parameter
+    (``updated_at`` too: inside a ``WITH`` SQLAlchemy applies no column's ``onupdate``)."""
+    return (update(_devices).where(_devices.c.id == bindparam("n_device_id"))
+            .values({c: bindparam("n_" + c) for c in (*_NODE_COLUMNS, *extra, "updated_at")}))
+
+
+def _stored_with(node_update: Update) -> Select:  # type: ignore[type-arg]
+    """PostgreSQL: the notification's insert and the reporter's ``node_update`` in one statement, one
+    round trip fewer per report. The update runs only when the insert stored a row; after a repeated
+    webhook-id nothing is written, the caller rolls back and the full path answers."""
+    # Prefixed parameters: an UPDATE would take a parameter named like one of its table's columns
+    # (org_id) as one more column to set.
+    note = (postgresql.insert(_notes)
+            .values({c: bindparam("note_" + c) for c in _NOTE_COLUMNS})
+            .on_conflict_do_nothing(index_elements=["device_id", "webhook_id"])
+            .returning(_notes.c.id).cte("note"))
+    return select(note.c.id).add_cte(node_update.where(exists(select(note.c.id))).cte("node"))
+
+
+_NOTE_COLUMNS = ("org_id", "device_id", "pair_id", "source", "webhook_id", "type", "occurred_at", "sequence",
+                 "payload", "outcome", "detail", "received_at")
+_notes = notification_rows.NOTES
+_INSERTS = notification_rows.INSERTS  # SQLite: the insert, then the node's update (no DML in a WITH)
+# By whether the report's work and backup status are stored too: the node's update alone, and the
+# same after the notification's insert in one statement.
+_WRITES = {with_report: (node_update, _stored_with(node_update)) for with_report, node_update in (
+    (False, _node_update()), (True, _node_update("last_work_status", "last_backup_status")))}
 _PAIR_ASSERTION = (
     update(_pairs).where(_pairs.c.id == bindparam("pair_id"))
     .values(newest_active_assertion_at=bindparam("newest"))
 )
-_INSERTS = notification_rows.INSERTS
 
 
 def try_receive(ctx: CommandContext, device_id: int, webhook_id: str, note: dict[str, Any],
@@ -157,23 +176,29 @@ def _take(ctx: CommandContext, conn: Connection, device_id: int, webhook_id: str
     if not postpones_silence(node_heard(reporter.mac, reporter.last_status_at, reporter.last_heard_at),
                              node_heard(reporter.mac, node.last_status_at, now), pair.created_at):
         return None
-    notification_id = conn.execute(insert, {
+    stored = {
         "org_id": pair.org_id, "device_id": device_id, "pair_id": pair.id, "source": "webhook",
         "webhook_id": webhook_id, "type": note["type"], "occurred_at": note["occurred_at"],
         "sequence": note["sequence"], "payload": payload, "outcome": change.outcome, "detail": change.why,
         "received_at": now,
-    }).scalar()
-    if notification_id is None:
-        return None  # a repeated webhook-id: the full path answers with the first outcome
-    ctx.org_id = pair.org_id
-    params = {"device_id": reporter.id, "sequence": node.last_sequence,
-              "active_assertion_at": node.last_active_assertion_at, "status_at": node.last_status_at,
-              "status_role": node.last_status_role, "heard_at": now}
+    }
     said = change.node_report
-    if said is None:
-        conn.execute(_LIVENESS, params)
+    node_update, stored_with = _WRITES[said is not None]
+    heard = {"n_device_id": reporter.id, "n_last_sequence": node.last_sequence,
+             "n_last_active_assertion_at": node.last_active_assertion_at, "n_last_status_at": node.last_status_at,
+             "n_last_status_role": node.last_status_role, "n_last_heard_at": now}
+    if said is not None:
+        heard |= {"n_last_work_status": said.work_status, "n_last_backup_status": said.backup_status}
+    heard["n_updated_at"] = utcnow()
+    if conn.dialect.name == "postgresql":
+        notification_id = conn.execute(stored_with, {"note_" + k: v for k, v in stored.items()} | heard).scalar()
     else:
-        conn.execute(_NODE_REPORT, {**params, "work_status": said.work_status, "backup_status": said.backup_status})
+        notification_id = conn.execute(insert, stored).scalar()
+        if notification_id is not None:
+            conn.execute(node_update, heard)
+    if notification_id is None:
+        return None  # a repeated webhook-id, nothing written: the full path answers with the first outcome
+    ctx.org_id = pair.org_id
     if change.after.newest_active_assertion_at != change.before.newest_active_assertion_at:
         conn.execute(_PAIR_ASSERTION, {"pair_id": pair.id, "newest": change.after.newest_active_assertion_at})
     return notification_id, pair.id, change.outcome

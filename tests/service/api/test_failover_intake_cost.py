@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from harness.webhooks import role_changed, signed_headers
+from harness.webhooks import role_changed, signed_headers, status
 from service.models import EventDelivery
 from tests.formed_pair import form_pair
 
@@ -95,3 +95,23 @@ def test_rows_a_batch_could_not_take_together_get_a_message_each(client, pair, e
     enqueued.calls.clear()
     assert claim(client, pair, SECONDARY, 5).json["outcome"] == "applied"
     assert enqueued.messages("ucmha.repoint") == [(pair["id"], "remote_connect"), (pair["id"], "cloud_im")]
+
+
+def test_a_quiet_status_report_is_three_statements_on_postgresql(client, pair, engine):  # type: ignore[no-untyped-def]
+    """The lean path (commands/quiet_reports.py): the pair's lock, its nodes, then the notification's
+    insert and the reporter's liveness in one statement (a data-modifying WITH; four statements
+    before session 5). Statement counts are what the intake's CPU follows (docs/benchmarks.md)."""
+    at = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    for sequence in (1, 2):  # the first report warms the key cache
+        body = status(at, sequence, "standby")
+        statements = Statements(engine)
+        try:
+            r = client.post(f"/api/v1/webhooks/ucm/{SECONDARY}", data=body,
+                            headers=signed_headers(pair["secrets"][SECONDARY], body))
+        finally:
+            statements.close()
+        assert r.status_code == 202 and r.json["outcome"] == "recorded", r.json
+    seen = statements.seen
+    assert len(seen) == 3, "\n".join(s[:160] for s in seen)
+    assert seen[0].startswith("SELECT ha_pairs.id") and seen[0].endswith("FOR NO KEY UPDATE")
+    assert seen[2].startswith("WITH note AS (INSERT INTO notifications") and "UPDATE devices SET" in seen[2]

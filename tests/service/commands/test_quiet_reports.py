@@ -15,10 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 from sqlalchemy import select
 
+from service import migrate
 from service.commands import notifications, quiet_reports
 from service.commands.context import CommandContext
+from service.db import make_engine, make_session_factory
 from service.domain.errors import DomainError
 from service.models import Alarm, Device, Event, HaPair, Notification, PairSync
+from service.settings import Settings
 from tests.lifecycle.helpers import FIRMWARE, Api
 
 # The steps' clock starts after the pairs are made (at the real time); anything stamped before it
@@ -198,3 +201,44 @@ def test_a_quiet_report_is_taken_by_the_lean_path(client, tenant, session_factor
         before["events"], before["alarms"], before["syncs"], before["pair"])
     assert after["devices"]["secondary"]["last_sequence"] == 1
     assert after["devices"]["secondary"]["last_heard_at"] == now
+
+
+class TestOnSQLite:
+    """SQLite, the embedded default, has no data-modifying WITH: the lean path writes the notification
+    and the reporter's liveness in two statements there, and must still leave what it leaves on
+    PostgreSQL."""
+
+    @pytest.fixture
+    def sqlite_url(self, tmp_path) -> str:  # type: ignore[no-untyped-def]
+        url = f"sqlite:///{tmp_path / 'ucmha.db'}"
+        migrate.upgrade(url)
+        return url
+
+    @pytest.fixture
+    def settings(self, sqlite_url: str) -> Settings:
+        return Settings(env="test", database_url=sqlite_url, broker_url="memory://", redis_url=None)
+
+    @pytest.fixture
+    def session_factory(self, sqlite_url: str):  # type: ignore[no-untyped-def]
+        engine = make_engine(sqlite_url)
+        yield make_session_factory(engine)
+        engine.dispose()
+
+    def test_a_quiet_report_is_taken_by_the_lean_path(self, client, tenant, session_factory, settings,
+                                                      monkeypatch):  # type: ignore[no-untyped-def]
+        assert session_factory.kw["bind"].dialect.name == "sqlite"
+        test_a_quiet_report_is_taken_by_the_lean_path(client, tenant, session_factory, settings, monkeypatch)
+
+    def test_a_repeated_webhook_id_writes_nothing_and_answers_the_first_outcome(
+            self, client, tenant, session_factory, settings, monkeypatch):  # type: ignore[no-untyped-def]
+        side = Side(Api(client, tenant), lean=True)
+        step = {"node": "secondary", "kind": "status", "role": "standby", "work_status": "paired",
+                "backup_status": "idle", "firmware": FIRMWARE, "peer": "peer", "sequence_step": 1, "occurred_s": 60,
+                "clock_s": 0, "repeat_webhook_id": False}
+        now = datetime.now(timezone.utc)
+        assert side.send(session_factory, settings, monkeypatch, step, 1, now) == ("taken", "recorded", True, "ha.status")
+        first = side.state(session_factory)
+        again = {**step, "repeat_webhook_id": True, "sequence_step": 1}
+        assert side.send(session_factory, settings, monkeypatch, again, 2, now + timedelta(seconds=5)) == (
+            "taken", "recorded", False, "ha.status")
+        assert side.state(session_factory) == first
