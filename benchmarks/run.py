@@ -79,6 +79,8 @@ class Sizes:
     storm_timeout_s: float
     run_limit_s: float
     soak_notifications: int
+    api_workers: int = 2  # gunicorn of the API (and of the bare and floor apps, which copy its options)
+    api_threads: int = 4
 
 
 FULL = Sizes(intake_requests=2000, intake_warmup=1200, intake_pairs=100, clients=16, intake_rounds=4, failovers=200,
@@ -140,6 +142,7 @@ class Bench:
         self.workdir = new_workdir()
         self.stack = Stack(
             database_url=self.db_url, workdir=self.workdir, worker_concurrency=self.sizes.concurrency,
+            api_workers=self.sizes.api_workers, api_threads=self.sizes.api_threads,
             # The service's own scheduler periods (service/settings.py), not the harness's test-speed
             # ones (sweep 1 s, reconcile 5 s): with thousands of pairs the latter is a different system.
             extra_env={"UCMHA_SWEEP_INTERVAL_S": str(self.sweep_s),
@@ -1128,6 +1131,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--failovers", type=int, help="measured failovers (default 30, --quick 8)")
     parser.add_argument("--clients", type=int, help="concurrent HTTP clients (default 16)")
     parser.add_argument("--concurrency", type=int, help="Celery worker concurrency, ucmha and baseline (default 8)")
+    parser.add_argument("--api-workers", type=int, help="gunicorn workers of the API and the bare and floor apps "
+                                                         "(default 2)")
+    parser.add_argument("--api-threads", type=int, help="gthread threads per API worker (default 4)")
     parser.add_argument("--storm-timeout", type=float, help="seconds each storm side may take (default 1800, quick 300)")
     parser.add_argument("--only", choices=("intake", "failover", "storm", "soak"), action="append",
                         help="run only these figures (repeatable)")
@@ -1142,7 +1148,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {k: v for k, v in {
         "storm_sizes": tuple(int(v) for v in args.storm_pairs.split(",")) if args.storm_pairs else None,
         "soak_notifications": args.soak_notifications, "intake_requests": args.intake_requests, "failovers": args.failovers,
-        "clients": args.clients, "concurrency": args.concurrency, "storm_timeout_s": args.storm_timeout}.items()
+        "clients": args.clients, "concurrency": args.concurrency, "storm_timeout_s": args.storm_timeout,
+        "api_workers": args.api_workers, "api_threads": args.api_threads}.items()
         if v is not None}
     sizes = Sizes(**{**asdict(base), **overrides})
     needed = sizes.storm_timeout_s * 3 * len(sizes.storm_sizes) + 900  # ucmha, bare and floor sides
@@ -1169,7 +1176,7 @@ def main(argv: list[str] | None = None) -> int:
         "generated_at": iso(datetime.now(timezone.utc).replace(microsecond=0)),
         "command": " ".join([".venv/bin/python -m benchmarks.run", *(argv if argv is not None else sys.argv[1:])]),
         "mode": "quick" if args.quick else "full", "sizes": asdict(sizes),
-        "settings": {"api_workers": 2, "sweep_interval_s": args.sweep_interval,
+        "settings": {"api_workers": sizes.api_workers, "api_threads": sizes.api_threads, "sweep_interval_s": args.sweep_interval,
                      "reconcile_interval_s": args.reconcile_interval},
         "machine": machine(),
     }

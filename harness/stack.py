@@ -75,6 +75,7 @@ class Stack:
     api_port: int = field(default_factory=free_port)
     redis_port: int = field(default_factory=free_port)
     api_workers: int = 2
+    api_threads: int = 4  # gthread threads per API worker
     worker_concurrency: int = 2
     workers: int = 1  # Celery workers ("worker", "worker2", ...), each its own node
     beats: int = 1  # schedulers ("beat", "beat2", ...): several at once must be safe
@@ -129,7 +130,7 @@ class Stack:
         self.start_redis()
         env = self.env()
         self.procs["api"] = Proc("api", [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.api_port}", "--workers",
-                                         str(self.api_workers), "--threads", "4", "service.wsgi:create_app()"],
+                                         str(self.api_workers), "--threads", str(self.api_threads), "service.wsgi:create_app()"],
                                  env, self.workdir / "api.log")
         for n in range(1, self.workers + 1):
             name = "worker" if n == 1 else f"worker{n}"
