@@ -83,7 +83,7 @@ class Sizes:
     api_threads: int = 4
 
 
-FULL = Sizes(intake_requests=2000, intake_warmup=1200, intake_pairs=100, clients=16, intake_rounds=4, failovers=200,
+FULL = Sizes(intake_requests=6000, intake_warmup=1200, intake_pairs=100, clients=16, intake_rounds=6, failovers=200,
              failover_warmup=3, storm_sizes=(1_000, 3_000, 10_000), concurrency=8, storm_timeout_s=1800,
              run_limit_s=5400, soak_notifications=100_000)
 QUICK = Sizes(intake_requests=300, intake_warmup=30, intake_pairs=100, clients=16, intake_rounds=2, failovers=8,

@@ -9,7 +9,10 @@ from service.observability.logging import _TEXT_PATTERNS, redact
 # Fragments that the patterns react to, glued with random text, so both branches are exercised.
 FRAGMENTS = ["Bearer ", "basic ", "realm=", "v1,", "v1a,", "whsec_", "ucmalert_", "ucmha_", "/ucm-alerts/",
              "gAAAAA", "token=", "Secret: ", "\"password\": \"", "api-key=", "x_enc=", "x_hash:", "session=",
-             "[REDACTED]", "<mac>", "\\\"", "&", " ", "/", "="]
+             "[REDACTED]", "<mac>", "\\\"", "&", " ", "/", "=",
+             # Other spellings: the case-insensitive patterns must not be skipped for them.
+             "BEARER ", "Basic\t", "V1,", "WHSEC_", "GAAAAA", "TOKEN=", "x-Api_Key: ", "AUTHORIZATION=", "Cookie: ",
+             "X_ENC=", "Session=", "refresh_token\": \"", "PASSWD="]
 PIECE = st.one_of(st.sampled_from(FRAGMENTS), st.text("abcXYZ0189+/=_-.:", min_size=0, max_size=50))
 
 
