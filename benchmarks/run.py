@@ -45,6 +45,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+import psycopg
 import redis
 import requests
 import sqlalchemy as sa
@@ -79,6 +80,7 @@ class Sizes:
     storm_timeout_s: float
     run_limit_s: float
     soak_notifications: int
+    commit_probe_s: float = 10  # the storage's commit latency, measured with the intake
     api_workers: int = 2  # gunicorn of the API (and of the bare and floor apps, which copy its options)
     api_threads: int = 4
 
@@ -86,7 +88,7 @@ class Sizes:
 FULL = Sizes(intake_requests=6000, intake_warmup=1200, intake_pairs=100, clients=16, intake_rounds=6, failovers=200,
              failover_warmup=3, storm_sizes=(1_000, 3_000, 10_000), concurrency=8, storm_timeout_s=1800,
              run_limit_s=5400, soak_notifications=100_000)
-QUICK = Sizes(intake_requests=300, intake_warmup=30, intake_pairs=100, clients=16, intake_rounds=2, failovers=8,
+QUICK = Sizes(commit_probe_s=2, intake_requests=300, intake_warmup=30, intake_pairs=100, clients=16, intake_rounds=2, failovers=8,
               failover_warmup=2, storm_sizes=(200, 500), concurrency=8, storm_timeout_s=300, run_limit_s=900,
               soak_notifications=3_000)
 
@@ -291,6 +293,11 @@ class Bench:
             for proc in (bare, floor):
                 proc.stop()
                 del self.extra_procs[proc.name]
+        # The storage under every durable commit, measured right after: one client committing one
+        # row at a time. Its stalls (fsync) hold every request in flight on both committing sides.
+        storage = commit_probe(floor_app.plain_dsn(self.db_url), seconds=s.commit_probe_s)
+        log(f"intake: storage commits p50 {storage['p50_ms']} ms, p99.9 {storage['p999_ms']} ms, max "
+            f"{storage['max_ms']} ms, {storage['stalls_over_100ms']} over 100 ms in {storage['seconds']} s")
         bare_res, svc_res, floor_res = _merge(bare_parts), _merge(svc_parts), _merge(floor_parts)
         log(f"intake: bare {bare_res.accepted}/{len(measured)} accepted in {bare_res.wall_s:.2f} s; "
             f"floor {floor_res.accepted}/{len(measured)} in {floor_res.wall_s:.2f} s; "
@@ -310,7 +317,7 @@ class Bench:
                                                    if c and res.accepted else {})
         return {
             "requests": len(measured), "warmup_requests": len(warm), "rounds": len(chunks), "clients": s.clients,
-            "nodes": len(nodes), "pairs": len(pairs), "gunicorn": " ".join(opts),
+            "nodes": len(nodes), "pairs": len(pairs), "gunicorn": " ".join(opts), "storage_commits": storage,
             "ucmha": {**svc, "outcomes": _outcomes(svc_res.bodies)}, "baseline": base_, "floor": flo,
             "ratio": {
                 "throughput": ratio(svc["accepted_per_s"], base_["accepted_per_s"]),
@@ -861,12 +868,39 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def commit_probe(dsn: str, seconds: float) -> dict[str, Any]:
+    """Commit latency of the database alone: one connection inserting and committing one row at a
+    time for ``seconds`` (a table of its own, dropped after). Durable commits wait for the WAL's
+    fsync, so this is the storage's latency as every committing request sees it."""
+    table = f"bench_commit_probe_{uuid.uuid4().hex[:8]}"
+    lat: list[float] = []
+    with psycopg.connect(dsn) as conn:
+        conn.execute(f"CREATE TABLE {table} (id bigserial PRIMARY KEY, at timestamptz NOT NULL)")
+        conn.commit()
+        try:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                t0 = time.perf_counter()
+                conn.execute(f"INSERT INTO {table} (at) VALUES (now())")
+                conn.commit()
+                lat.append(time.perf_counter() - t0)
+        finally:
+            conn.execute(f"DROP TABLE {table}")
+            conn.commit()
+    return {"seconds": seconds, "commits": len(lat), "p50_ms": ms(percentile(lat, 50)),
+            "p99_ms": ms(percentile(lat, 99)), "p999_ms": ms(percentile(lat, 99.9)), "max_ms": ms(max(lat)),
+            "stalls_over_100ms": sum(1 for x in lat if x > 0.1)}
+
+
 def _load_summary(res: LoadResult) -> dict[str, Any]:
     lat = res.latencies_s
     return {"accepted": res.accepted, "sent": len(res.statuses), "status_counts": res.status_counts(),
             "wall_s": round(res.wall_s, 3), "accepted_per_s": round(res.accepted / res.wall_s, 1) if res.wall_s else 0,
             "p50_ms": ms(percentile(lat, 50)), "p99_ms": ms(percentile(lat, 99)),
-            "mean_ms": ms(sum(lat) / len(lat)) if lat else None}
+            "mean_ms": ms(sum(lat) / len(lat)) if lat else None,
+            # The tail's shape: a p99 far above the p90 is a few slow moments, not a slow path.
+            "tail_ms": {f"p{q}": ms(percentile(lat, q)) for q in (75, 90, 95, 99.5, 99.9)} | {
+                "max": ms(max(lat)) if lat else None}}
 
 
 def _merge(parts: list[LoadResult]) -> LoadResult:
@@ -1044,6 +1078,11 @@ def table(results: dict[str, Any]) -> str:
                 ("intake ucmha/floor: accepted /s, p50, p99, CPU per accepted", "", "",
                  f"{uf['throughput']}x {uf['p50']}x {uf['p99']}x {uf['cpu_per_accepted']}x"),
             ]
+        st_ = intake.get("storage_commits")
+        if st_:
+            rows.append(("storage: one client's commits p50 / p99.9 / max (ms), stalls > 100 ms",
+                         f"{st_['p50_ms']} / {st_['p999_ms']} / {st_['max_ms']}", "", f"{st_['stalls_over_100ms']} in "
+                         f"{st_['seconds']:.0f} s"))
         for name, side in (("ucmha", u), ("floor", f or {}), ("bare", b)):
             parts = side.get("cpu_ms_per_accepted_by_kind") or {}
             if parts:

@@ -50,6 +50,11 @@ def test_the_stack_benchmark_runs_every_figure_and_draws_the_storm(tmp_path, pg_
         assert all(ratios[side][q] > 0 for side in ("floor_vs_bare", "ucmha_vs_floor") for q in ("p50", "p99")), ratios
     assert result["intake"]["floor_ratio"]["floor_vs_bare"]["throughput"] > 0
     assert {"intake.floor", "failover.floor"} <= set(result["cpu"])
+    # Where each side's CPU went, by process kind; the storage's own commit latency; the tail.
+    assert result["intake"]["ucmha"]["cpu_ms_per_accepted_by_kind"].get("api", 0) > 0
+    assert result["intake"]["floor"]["cpu_ms_per_accepted_by_kind"].get("floor_api", 0) > 0
+    assert result["intake"]["storage_commits"]["commits"] > 0
+    assert result["intake"]["ucmha"]["tail_ms"]["max"] >= result["intake"]["ucmha"]["p99_ms"]
     storms = result["storm"]["sizes"]
     assert [s["pairs"] for s in storms] == [10, 20]
     for storm in storms:
