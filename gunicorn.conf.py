@@ -29,6 +29,7 @@ request id); gunicorn's own lines go through the same JSON handler as the app's.
 """
 from __future__ import annotations
 
+import gc
 import glob
 import os
 import shutil
@@ -98,6 +99,15 @@ logconfig_dict = {
 
 
 # --- hooks ----------------------------------------------------------------------------------------
+
+
+def post_worker_init(worker):  # type: ignore[no-untyped-def]
+    """The worker has loaded the application: take what it built out of the garbage collector's
+    reach. Modules, the app, its schemas and prepared statements are ~130,000 objects that live as
+    long as the worker; a full collection walked them all, ~100 ms with every request thread of the
+    worker stopped (a p99 of their own). `gc.freeze()` moves them to the permanent generation; what
+    requests allocate is collected as before."""
+    gc.freeze()
 
 
 def child_exit(server, worker):  # type: ignore[no-untyped-def]

@@ -20,6 +20,7 @@ by dispatch_uid), so it is harmless in the API process, where these signals neve
 """
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import time
@@ -49,6 +50,7 @@ def connect_signals(settings: Any) -> None:
         (signals.task_postrun, _on_task_postrun),
         (signals.worker_process_shutdown, _on_worker_process_shutdown),
         (signals.worker_init, _on_worker_init),
+        (signals.worker_process_init, _on_worker_process_init),
     ]
     for signal, receiver in receivers:
         signal.connect(receiver, weak=False, dispatch_uid=f"ucmha.observability.{signal.name}")
@@ -87,6 +89,14 @@ def _on_worker_init(**_kwargs: Any) -> None:
     bind = getattr(_settings, "worker_metrics_bind", None)
     if bind:
         start_exporter(bind)
+    # What the worker has loaded lives as long as it does: out of the garbage collector's reach
+    # (as the API's gunicorn workers do, see gunicorn.conf.py), before the pool forks its children,
+    # which then share those pages instead of copying them on the collector's first walk.
+    gc.freeze()
+
+
+def _on_worker_process_init(**_kwargs: Any) -> None:
+    gc.freeze()  # a pool child: what it built at start too
 
 
 def start_exporter(bind: str) -> tuple[str, int]:
