@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None, *, session_factory: sessionmake
     app.url_map.converters["mac"] = MacConverter
     app.url_map.converters["int"] = IdConverter  # a malformed id is named in the 404, see converters
     app.url_value_preprocessor(reject_invalid_path_values)
+    owns_engine = session_factory is None
     if session_factory is None:
         engine = make_engine(settings.database_url, hide_parameters=settings.is_production,
                              ping_every_checkout=False)  # see service.db.PING_AFTER_IDLE_S
@@ -73,7 +74,8 @@ def create_app(settings: Settings | None = None, *, session_factory: sessionmake
         enqueue = enqueue or default_enqueue
         broker_check = broker_check or default_check
     app.extensions["ucmha"] = Extension(settings, session_factory, enqueue, broker_check,
-                                        TokenUseRecorder(session_factory))
+                                        # its own thread only with a pool of our own (see the class)
+                                        TokenUseRecorder(session_factory, background=owns_engine))
     web.init_app(app, settings, session_factory)  # first hooks: request id, access log, metrics; /metrics
     app.teardown_appcontext(close_db)
     app.teardown_request(drain_unread_body)

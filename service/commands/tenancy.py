@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.domain.errors import Conflict, NotFound
@@ -75,12 +77,25 @@ def revoke_token(ctx: CommandContext, token_id: int) -> ApiToken:
 
 class TokenUseRecorder:
     """Notes that a token authenticated a request: at most one short write per token per minute
-    and process, in its own transaction (the request's transaction may be read-only or roll back)."""
+    and process, in its own transaction (the request's transaction may be read-only or roll back),
+    by a thread of its own. The request only hands the note over: the write is a commit, a commit
+    waits for the disk's fsync, and on a read-only request it was the one write, so once a minute a
+    listing took as long as the storage's slowest moment (docs/benchmarks.md, session 5). A note
+    still queued when the process ends is lost: "last used" is bookkeeping, to the minute.
 
-    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+    ``background=False`` writes in the request instead, as before: for a session factory the app
+    did not make (a test's, bound to one connection that a second thread must not use)."""
+
+    def __init__(self, session_factory: sessionmaker[Session], *, background: bool = True) -> None:
         self._factory = session_factory
+        self._background = background
         self._noted: dict[int, float] = {}
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._pending: deque[tuple[int, datetime]] = deque()
+        self._busy = False  # a note taken off the queue and being written
+        self._writer: threading.Thread | None = None
+        self._pid = os.getpid()
 
     def note(self, token_id: int, now: datetime) -> None:
         tick = time.monotonic()
@@ -88,6 +103,41 @@ class TokenUseRecorder:
             if tick - self._noted.get(token_id, -LAST_USED_PRECISION_S) < LAST_USED_PRECISION_S:
                 return
             self._noted[token_id] = tick
+            if self._background:
+                self._pending.append((token_id, now))
+                self._start_writer()
+                self._changed.notify_all()
+                return
+        self._write(token_id, now)
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until every note handed over so far is written (tests, shutdown); False on timeout."""
+        with self._lock:
+            return self._changed.wait_for(lambda: not self._pending and not self._busy, timeout=timeout_s)
+
+    def _start_writer(self) -> None:
+        # Called with the lock held. A process forked after the first note (a preloading server)
+        # inherits no thread: it starts its own.
+        if self._writer is not None and self._writer.is_alive() and self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        self._writer = threading.Thread(target=self._run, name="ucmha-token-use", daemon=True)
+        self._writer.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                self._changed.wait_for(lambda: bool(self._pending))
+                token_id, now = self._pending.popleft()
+                self._busy = True
+            try:
+                self._write(token_id, now)
+            finally:
+                with self._lock:
+                    self._busy = False
+                    self._changed.notify_all()
+
+    def _write(self, token_id: int, now: datetime) -> None:
         stale_before = now - timedelta(seconds=LAST_USED_PRECISION_S)
         session = self._factory()
         try:
@@ -96,8 +146,8 @@ class TokenUseRecorder:
                 or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at < stale_before),
             ).values(last_used_at=now))
             session.commit()
-        except OperationalError as exc:
-            # Bookkeeping only: a busy database must not turn an authenticated request away.
+        except SQLAlchemyError as exc:
+            # Bookkeeping only: a database that is busy or away loses this note, nothing else.
             session.rollback()
             log.warning("could not record token use", extra={"token_id": token_id, "error": type(exc).__name__})
         finally:
