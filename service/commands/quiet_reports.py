@@ -2,7 +2,7 @@
 
 A fleet's nodes report every minute, and nearly every report only confirms what the pair already
 knows. Taking each through the pair's object graph (pair, three devices, plans, sync rows, alarms,
-settle) cost ~25 ms of CPU; this path takes it in six short statements on plain rows:
+settle) cost ~25 ms of CPU; this path takes it in three or four short statements on plain rows:
 
 1. lock the pair row (``FOR NO KEY UPDATE``, no joins: see ``queries._lock_pair_row``);
 2. read its two nodes after the lock (a concurrent report from the peer may just have changed them);
@@ -75,6 +75,9 @@ _NODES = select(
     _devices.c.last_status_at, _devices.c.last_status_role, _devices.c.last_heard_at, _ANY_OPEN_ALARM,
 ).where(or_(_devices.c.id == bindparam("primary_id"), _devices.c.id == bindparam("secondary_id")))
 _OPEN_ALARMS = select(_alarms.c.kind).where(_alarms.c.pair_id == bindparam("pair_id"), _alarms.c.closed_at.is_(None))
+_NOTE_COLUMNS = ("org_id", "device_id", "pair_id", "source", "webhook_id", "type", "occurred_at", "sequence",
+                 "payload", "outcome", "detail", "received_at")
+_notes = notification_rows.NOTES
 _NODE_COLUMNS = ("last_sequence", "last_active_assertion_at", "last_status_at", "last_status_role", "last_heard_at")
 
 
@@ -98,9 +101,6 @@ def _stored_with(node_update: Update) -> Select:  # type: ignore[type-arg]
     return select(note.c.id).add_cte(node_update.where(exists(select(note.c.id))).cte("node"))
 
 
-_NOTE_COLUMNS = ("org_id", "device_id", "pair_id", "source", "webhook_id", "type", "occurred_at", "sequence",
-                 "payload", "outcome", "detail", "received_at")
-_notes = notification_rows.NOTES
 _INSERTS = notification_rows.INSERTS  # SQLite: the insert, then the node's update (no DML in a WITH)
 # By whether the report's work and backup status are stored too: the node's update alone, and the
 # same after the notification's insert in one statement.
