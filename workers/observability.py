@@ -91,12 +91,15 @@ def _on_worker_init(**_kwargs: Any) -> None:
         start_exporter(bind)
     # What the worker has loaded lives as long as it does: out of the garbage collector's reach
     # (as the API's gunicorn workers do, see gunicorn.conf.py), before the pool forks its children,
-    # which then share those pages instead of copying them on the collector's first walk.
+    # which then share those pages instead of copying them on the collector's first walk. One
+    # collection first: garbage frozen with them would never be freed.
+    gc.collect()
     gc.freeze()
 
 
 def _on_worker_process_init(**_kwargs: Any) -> None:
-    gc.freeze()  # a pool child: what it built at start too
+    gc.collect()  # a pool child: what it built at start too
+    gc.freeze()
 
 
 def start_exporter(bind: str) -> tuple[str, int]:
