@@ -10,20 +10,33 @@ from typing import Any, Callable, Sequence
 
 from celery import Celery, signals
 from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
 
 from service.observability import context as log_context
-from service.settings import Settings
+from service.settings import Settings, is_sentinel
 
 # The message header naming the request (or task) that enqueued a task: the worker binds it as the
 # task's request_id, so one request id follows a failover from the webhook to its repoint.
 REQUEST_ID_HEADER = "ucmha_request_id"
 
 
-def transport_options(broker_url: str) -> dict[str, object]:
-    if broker_url.startswith(("redis://", "rediss://")):
-        # Redelivery of a message a dead worker held; the sweeper covers losses sooner anyway.
-        return {"visibility_timeout": 300, "socket_timeout": 3, "socket_connect_timeout": 2}
-    return {}
+REDIS_SCHEMES = ("redis://", "rediss://", "sentinel://")
+
+
+def is_redis(broker_url: str) -> bool:
+    return broker_url.startswith(REDIS_SCHEMES)
+
+
+def transport_options(settings: Settings) -> dict[str, object]:
+    if not is_redis(settings.broker_url):
+        return {}
+    # Redelivery of a message a dead worker held; the sweeper covers losses sooner anyway.
+    options: dict[str, object] = {"visibility_timeout": 300, "socket_timeout": 3, "socket_connect_timeout": 2}
+    if is_sentinel(settings.broker_url):
+        # kombu asks these sentinels for the master's address at every (re)connection.
+        options.update(master_name=settings.redis_sentinel_master,
+                       sentinel_kwargs={"socket_timeout": 1, "socket_connect_timeout": 1})
+    return options
 
 
 def publishing_conf(settings: Settings) -> dict[str, Any]:
@@ -37,7 +50,7 @@ def publishing_conf(settings: Settings) -> dict[str, Any]:
                                       "interval_max": 0.5},
         "broker_connection_timeout": 2,
         "broker_connection_retry_on_startup": True,
-        "broker_transport_options": transport_options(settings.broker_url),
+        "broker_transport_options": transport_options(settings),
     }
 
 
@@ -61,11 +74,18 @@ def _carry_request_id(headers: dict[str, Any] | None = None, **_kwargs: Any) -> 
 
 
 def broker_status(app: Celery) -> str:
+    """"ok" when the broker takes messages: a Redis that answers but is a replica (a demoted master,
+    read-only) takes none, so it is down like one that does not answer, as the worker sees it."""
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
+            if is_redis(str(app.conf.broker_url)):
+                role = conn.default_channel.client.execute_command("ROLE")[0]
+                role = role.decode() if isinstance(role, bytes) else str(role)
+                if role != "master":
+                    return f"read-only: the Redis broker is a {role}"
         return "ok"
-    except (OperationalError, OSError) as exc:
+    except (OperationalError, OSError, RedisError) as exc:
         return f"unreachable: {type(exc).__name__}"
 
 

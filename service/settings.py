@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 DEV_SECRET = "ucmha-dev-insecure-secret-change-me"
 DEV_ENCRYPTION_KEY = "dWNtaGEtZGV2LWluc2VjdXJlLWtleS0zMmJ5dGVzISE="  # 32 bytes, dev only
@@ -24,6 +25,8 @@ class Settings:
     database_url: str = "sqlite:///var/ucmha.db"
     broker_url: str = "sqla+sqlite:///var/celery-broker.db"
     redis_url: str | None = None  # rate limits and metrics coordination; None -> in-memory
+    # The Sentinel master name when broker_url or redis_url names Redis Sentinels (sentinel://...).
+    redis_sentinel_master: str | None = None
     secret_key: str = field(default=DEV_SECRET, repr=False)
     encryption_key: str = field(default=DEV_ENCRYPTION_KEY, repr=False)
     upstream_base_url: str = "http://127.0.0.1:8090"
@@ -137,6 +140,111 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
+def database_url_from(raw: str, name: str = "DATABASE_URL") -> str:
+    """The database URL in the form SQLAlchemy parses.
+
+    libpq's multi-host form, `postgresql+psycopg://u@h1:5451,h2:5452/db?target_session_attrs=read-write`
+    (what a Patroni cluster is usually given as), is rewritten to SQLAlchemy's
+    `postgresql+psycopg://u@/db?host=h1:5451&host=h2:5452&target_session_attrs=read-write`.
+    """
+    scheme, sep, rest = raw.partition("://")
+    if not sep or not scheme.startswith("postgresql"):
+        return raw
+    netloc, slash, tail = rest.partition("/")
+    userinfo, at, hostlist = netloc.rpartition("@")
+    hosts = [h for h in hostlist.split(",") if h]
+    if "," not in hostlist:
+        return raw
+    path, _, query = tail.partition("?")
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if any(key in ("host", "port") for key, _ in pairs) or len(hosts) != len(hostlist.split(",")):
+        raise SettingsError(
+            f"{name} names its hosts twice or leaves one empty; write them either as "
+            f"{scheme}://user@h1:5432,h2:5432/{path} or as {scheme}://user@/{path}?host=h1:5432&host=h2:5432")
+    with_ports = [":" in h.rsplit("]", 1)[-1] for h in hosts]
+    if any(with_ports) and not all(with_ports):
+        # SQLAlchemy takes either every host with its port or none: the default port is written out.
+        hosts = [h if has_port else f"{h}:5432" for h, has_port in zip(hosts, with_ports)]
+    query = urlencode([("host", h) for h in hosts] + pairs, safe=":[]")
+    return f"{scheme}://{userinfo}{at}/{path}?{query}" if slash or path else f"{scheme}://{userinfo}{at}/?{query}"
+
+
+SENTINEL_SCHEMES = ("sentinel://", "redis+sentinel://")
+
+
+def is_sentinel(url: str | None) -> bool:
+    return bool(url) and url.startswith(SENTINEL_SCHEMES)  # type: ignore[union-attr]
+
+
+def sentinel_hosts(url: str) -> list[tuple[str, int]]:
+    """The (host, port) of every sentinel a normalised `sentinel://h:p/db;sentinel://h:p/db` URL names."""
+    hosts = []
+    for part in url.split(";"):
+        parsed = urlsplit(part)
+        hosts.append((parsed.hostname or "localhost", parsed.port or 26379))
+    return hosts
+
+
+def sentinel_db(url: str) -> int:
+    path = urlsplit(url.split(";")[0]).path.strip("/")
+    return int(path) if path.isdigit() else 0
+
+
+def _redis_location(raw: str | None, name: str, master: str | None) -> tuple[str | None, str | None]:
+    """(URL, Sentinel master name) for a Redis URL setting.
+
+    Sentinels are written as kombu takes them, `sentinel://h1:26379;sentinel://h2:26379/0`, the master
+    name given by `?master_name=` on any of them or by UCMHA_REDIS_SENTINEL_MASTER; the limits form
+    `redis+sentinel://h1:26379,h2:26379/master` is accepted too. Both come out in the first form, the
+    master name apart, so every reader of Redis (broker, worker, rate limiter) is built from the same two
+    values.
+    """
+    if not raw or not is_sentinel(raw):
+        return raw, master
+    named: set[str] = set()
+    db = ""
+    userinfo = ""
+    hosts: list[str] = []
+    if raw.startswith("redis+sentinel://"):
+        parsed = urlsplit(raw)
+        netloc = parsed.netloc
+        userinfo, _, hostlist = netloc.rpartition("@")
+        hosts = [h for h in hostlist.split(",") if h]
+        service, _, maybe_db = parsed.path.strip("/").partition("/")
+        if service:
+            named.add(service)
+        db = maybe_db
+        named.update(v for k, v in parse_qsl(parsed.query) if k in ("master_name", "service_name"))
+    else:
+        for part in raw.split(";"):
+            part = part.strip()
+            if not part:
+                continue
+            if not part.startswith("sentinel://"):
+                raise SettingsError(f"{name}: every part of a Sentinel URL starts with sentinel://, got {part!r}")
+            parsed = urlsplit(part)
+            part_user, _, host = parsed.netloc.rpartition("@")
+            userinfo = userinfo or part_user
+            hosts.append(host)
+            db = db or parsed.path.strip("/")
+            named.update(v for k, v in parse_qsl(parsed.query) if k == "master_name")
+    if master:
+        named.add(master)
+    if not hosts or not all(hosts):
+        raise SettingsError(f"{name} names no Sentinel host: {raw!r}")
+    if db and not db.isdigit():
+        raise SettingsError(f"{name}: the Redis database after the last sentinel must be a number, got {db!r}")
+    if len(named) != 1:
+        found = " and ".join(sorted(named)) if named else "none"
+        raise SettingsError(
+            f"{name} names Redis Sentinels, which need exactly one master name (found {found}): set "
+            "UCMHA_REDIS_SENTINEL_MASTER, or write sentinel://h1:26379;sentinel://h2:26379?master_name=mymaster")
+    at = "@" if userinfo else ""
+    # kombu reads the database from the first part, the sentinels from all: each part names it.
+    url = ";".join(f"sentinel://{userinfo}{at}{h}" + (f"/{db}" if db else "") for h in hosts)
+    return url, named.pop()
+
+
 def default_var_dir(env: Mapping[str, str]) -> Path:
     """Where the embedded SQLite files live when `UCMHA_VAR_DIR` is unset.
 
@@ -159,14 +267,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(f"UCMHA_ENV must be development, production or test, got {mode!r}")
     var_dir = Path(env["UCMHA_VAR_DIR"]).resolve() if env.get("UCMHA_VAR_DIR") else default_var_dir(env)
 
-    redis_url = env.get("REDIS_URL") or env.get("UCMHA_REDIS_URL") or None
-    database_url = env.get("DATABASE_URL") or env.get("UCMHA_DATABASE_URL") or f"sqlite:///{var_dir / 'ucmha.db'}"
-    broker_url = (
-        env.get("UCMHA_BROKER_URL")
-        or env.get("CELERY_BROKER_URL")
-        or redis_url
-        or f"sqla+sqlite:///{var_dir / 'celery-broker.db'}"
-    )
+    master = env.get("UCMHA_REDIS_SENTINEL_MASTER") or None
+    redis_url, redis_master = _redis_location(env.get("REDIS_URL") or env.get("UCMHA_REDIS_URL") or None,
+                                              "REDIS_URL", master)
+    database_url = database_url_from(
+        env.get("DATABASE_URL") or env.get("UCMHA_DATABASE_URL") or f"sqlite:///{var_dir / 'ucmha.db'}")
+    broker_url, broker_master = _redis_location(
+        env.get("UCMHA_BROKER_URL") or env.get("CELERY_BROKER_URL") or redis_url, "UCMHA_BROKER_URL",
+        master or (redis_master if is_sentinel(redis_url) else None))
+    if is_sentinel(redis_url) and is_sentinel(broker_url) and redis_master != broker_master:
+        raise SettingsError(f"REDIS_URL and UCMHA_BROKER_URL name two Sentinel masters ({redis_master} and "
+                            f"{broker_master}); set one UCMHA_REDIS_SENTINEL_MASTER")
+    sentinel_master = broker_master if is_sentinel(broker_url) else (redis_master if is_sentinel(redis_url) else None)
+    broker_url = broker_url or f"sqla+sqlite:///{var_dir / 'celery-broker.db'}"
     secrets = {
         "secret_key": env.get("UCMHA_SECRET_KEY"),
         "encryption_key": env.get("UCMHA_ENCRYPTION_KEY"),
@@ -188,6 +301,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         database_url=database_url,
         broker_url=broker_url,
         redis_url=redis_url,
+        redis_sentinel_master=sentinel_master,
         secret_key=secrets["secret_key"] or defaults.secret_key,
         encryption_key=secrets["encryption_key"] or defaults.encryption_key,
         upstream_base_url=env.get("UCMHA_UPSTREAM_BASE_URL", defaults.upstream_base_url).rstrip("/"),

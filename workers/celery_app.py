@@ -4,7 +4,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from service.broker import broker_status, publishing_conf
+from service.broker import broker_status, is_redis, publishing_conf
 from service.settings import Settings
 from workers import observability
 
@@ -44,7 +44,7 @@ def make_celery(settings: Settings) -> Celery:
 
 def broker_backlog(app: Celery) -> int | None:
     """Messages waiting in the default queue (Redis brokers only; None when unknown)."""
-    if not str(app.conf.broker_url).startswith(("redis://", "rediss://")):
+    if not is_redis(str(app.conf.broker_url)):
         return None
     try:
         with app.connection_for_read() as conn:

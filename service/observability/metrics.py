@@ -244,7 +244,7 @@ class BrokerCollector:
 
     def collect(self) -> Iterator[Metric]:
         up = self._check() == "ok"  # the check reports an unreachable broker, it does not raise
-        yield GaugeMetricFamily("ucmha_broker_up", "1 when the Celery broker accepts connections.", value=int(up))
+        yield GaugeMetricFamily("ucmha_broker_up", "1 when the Celery broker accepts messages (answers, and is a Redis master).", value=int(up))
 
 
 # --- scraping -----------------------------------------------------------------------------------

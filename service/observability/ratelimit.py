@@ -32,6 +32,7 @@ import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, TypeVar
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, current_app, request
 from flask_limiter import Limiter
@@ -42,6 +43,8 @@ from limits.storage import MemoryStorage, Storage
 from limits.strategies import FixedWindowRateLimiter
 from redis.exceptions import RedisError
 from werkzeug.exceptions import TooManyRequests
+
+from service.settings import is_sentinel, sentinel_db, sentinel_hosts
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +153,22 @@ class Budgets:
         return max(1, math.ceil(reset_at - time.time()))
 
 
+def storage_location(settings: Any) -> tuple[str, dict[str, Any]]:
+    """(limits storage URI, its options): `settings.redis_url`, through its Sentinels when it names them."""
+    if not settings.redis_url:
+        return "memory://", {}
+    options: dict[str, Any] = {"socket_connect_timeout": 1.0, "socket_timeout": 1.0}
+    if not is_sentinel(settings.redis_url):
+        return settings.redis_url, options
+    hosts = ",".join(f"{host}:{port}" for host, port in sentinel_hosts(settings.redis_url))
+    userinfo = urlsplit(settings.redis_url.split(";")[0]).netloc.rpartition("@")[0]
+    at = "@" if userinfo else ""
+    # Counters are read from the master too: a replica's may lag behind the window.
+    options.update(db=sentinel_db(settings.redis_url), use_replicas=False,
+                   sentinel_kwargs={"socket_connect_timeout": 1.0, "socket_timeout": 1.0})
+    return f"redis+sentinel://{userinfo}{at}{hosts}/{settings.redis_sentinel_master}", options
+
+
 def client_address() -> str:
     return "ip:" + (request.remote_addr or "unknown")
 
@@ -157,10 +176,7 @@ def client_address() -> str:
 def init_app(app: Flask, settings: Any, *, problem_handler: Callable[[Any], Response],
              admin_blueprints: Iterable[Blueprint] = (), admin_key: Callable[[], str] = client_address) -> Limiter:
     """Create this app's limiter; call after every blueprint is registered."""
-    storage = settings.redis_url or "memory://"
-    options: dict[str, Any] = {}
-    if settings.redis_url:
-        options = {"socket_connect_timeout": 1.0, "socket_timeout": 1.0}
+    storage, options = storage_location(settings)
     limiter = Limiter(
         key_func=client_address,
         storage_uri=storage,

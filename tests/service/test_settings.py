@@ -146,3 +146,120 @@ def test_the_event_ca_bundle_must_be_a_readable_file(tmp_path: Path):
     assert load_settings({"UCMHA_ENV": "development", "UCMHA_EVENT_CA_BUNDLE": str(bundle)}).event_ca_bundle == str(bundle)
     with pytest.raises(SettingsError, match="UCMHA_EVENT_CA_BUNDLE must name a readable file"):
         load_settings({"UCMHA_ENV": "development", "UCMHA_EVENT_CA_BUNDLE": str(tmp_path / "missing.pem")})
+
+
+# --- several database hosts (a Patroni cluster) ------------------------------------------------
+
+MULTI = "postgresql+psycopg://ucmha:pw@db1:5451,db2:5452/ucmha?target_session_attrs=read-write"
+
+
+def connect_args(url: str) -> dict[str, object]:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    return engine.dialect.create_connect_args(engine.url)[1]
+
+
+def test_the_multi_host_database_url_reaches_libpq_with_every_host_and_port():
+    settings = load_settings({"DATABASE_URL": MULTI})
+    args = connect_args(settings.database_url)
+    assert (args["host"], args["port"]) == ("db1,db2", "5451,5452")
+    assert args["target_session_attrs"] == "read-write" and args["dbname"] == "ucmha"
+    assert args["user"] == "ucmha" and args["password"] == "pw"
+
+
+def test_the_multi_host_form_is_accepted_in_production_and_by_ucmha_database_url():
+    assert connect_args(load_settings(production(DATABASE_URL=MULTI)).database_url)["host"] == "db1,db2"
+    assert connect_args(load_settings({"UCMHA_DATABASE_URL": MULTI}).database_url)["port"] == "5451,5452"
+
+
+def test_a_host_without_its_port_gets_the_default_one():
+    args = connect_args(load_settings({"DATABASE_URL": "postgresql+psycopg://u@db1,db2:5433/x"}).database_url)
+    assert (args["host"], args["port"]) == ("db1,db2", "5432,5433")
+
+
+def test_hosts_given_both_ways_are_refused_with_both_forms_shown():
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"DATABASE_URL": "postgresql+psycopg://u@db1:1,db2:2/x?host=db3:3"})
+    assert "user@h1:5432,h2:5432/x" in str(caught.value) and "user@/x?host=h1:5432&host=h2:5432" in str(caught.value)
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql+psycopg://u@db1:5432/x",
+    "postgresql+psycopg://u@/x?host=db1:1&host=db2:2",
+    "sqlite:////tmp/x.db",
+])
+def test_single_host_and_sqlalchemy_forms_are_left_as_they_are(url):
+    assert load_settings({"DATABASE_URL": url}).database_url == url
+
+
+def test_the_migrations_take_the_multi_host_form_through_the_same_settings(tmp_path):
+    from service import migrate
+
+    url = load_settings({"DATABASE_URL": MULTI}).database_url
+    assert migrate.alembic_config(url).get_main_option("sqlalchemy.url") == url
+
+
+# --- Redis through Sentinel -------------------------------------------------------------------
+
+SENTINELS = "sentinel://r1:26401;sentinel://r2:26402;sentinel://r3:26403"
+
+
+def test_a_sentinel_broker_with_its_master_name_in_the_url():
+    settings = load_settings({"UCMHA_BROKER_URL": SENTINELS + "?master_name=ucmha"})
+    assert settings.broker_url == SENTINELS and settings.redis_sentinel_master == "ucmha"
+
+
+def test_a_sentinel_broker_with_its_master_name_as_a_setting_and_a_database():
+    settings = load_settings({"UCMHA_BROKER_URL": "sentinel://r1:26401;sentinel://r2:26402/3",
+                              "UCMHA_REDIS_SENTINEL_MASTER": "ucmha"})
+    assert settings.broker_url == "sentinel://r1:26401/3;sentinel://r2:26402/3"
+    assert settings.redis_sentinel_master == "ucmha"
+
+
+def test_a_sentinel_redis_url_is_the_broker_too():
+    settings = load_settings({"REDIS_URL": SENTINELS + "?master_name=ucmha"})
+    assert settings.redis_url == settings.broker_url == SENTINELS and settings.redis_sentinel_master == "ucmha"
+
+
+def test_the_rate_limiters_form_of_sentinels_is_accepted():
+    settings = load_settings({"REDIS_URL": "redis+sentinel://r1:26401,r2:26402/ucmha"})
+    assert settings.redis_url == "sentinel://r1:26401;sentinel://r2:26402"
+    assert settings.redis_sentinel_master == "ucmha"
+
+
+@pytest.mark.parametrize("env", [
+    {"UCMHA_BROKER_URL": SENTINELS},
+    {"REDIS_URL": SENTINELS},
+    {"UCMHA_BROKER_URL": SENTINELS + "?master_name=a", "UCMHA_REDIS_SENTINEL_MASTER": "b"},
+    {"UCMHA_BROKER_URL": SENTINELS + "?master_name=a", "REDIS_URL": SENTINELS + "?master_name=b"},
+])
+def test_sentinels_without_exactly_one_master_name_are_refused_naming_the_setting(env):
+    with pytest.raises(SettingsError, match="UCMHA_REDIS_SENTINEL_MASTER"):
+        load_settings(env)
+
+
+def test_a_sentinel_list_mixed_with_another_scheme_is_refused():
+    with pytest.raises(SettingsError, match="sentinel://"):
+        load_settings({"UCMHA_BROKER_URL": "sentinel://r1:26401;redis://r2:6379", "UCMHA_REDIS_SENTINEL_MASTER": "m"})
+
+
+def test_the_broker_and_the_rate_limiter_are_built_from_the_same_sentinels():
+    from service.broker import publishing_conf
+    from service.observability.ratelimit import storage_location
+
+    settings = load_settings({"REDIS_URL": "sentinel://:pw@r1:26401;sentinel://:pw@r2:26402/2",
+                              "UCMHA_REDIS_SENTINEL_MASTER": "ucmha"})
+    options = publishing_conf(settings)["broker_transport_options"]
+    assert options["master_name"] == "ucmha"
+    uri, storage_options = storage_location(settings)
+    assert uri == "redis+sentinel://:pw@r1:26401,r2:26402/ucmha"
+    assert storage_options["db"] == 2 and storage_options["use_replicas"] is False
+
+
+def test_a_plain_redis_broker_has_no_sentinel_options():
+    from service.broker import publishing_conf
+
+    settings = load_settings({"REDIS_URL": "redis://r:6379/0"})
+    assert settings.redis_sentinel_master is None
+    assert "master_name" not in publishing_conf(settings)["broker_transport_options"]
