@@ -25,6 +25,9 @@ def make_celery(settings: Settings) -> Celery:
         # its token buckets. Nothing is dropped or acknowledged differently: only that check goes.
         worker_disable_rate_limits=True,
         worker_hijack_root_logger=False,
+        # A Redis master demoted to a replica answers READONLY (a channel error, not a lost
+        # connection): the consumer reconnects and waits for a master instead of exiting.
+        broker_channel_error_retry=True,
         beat_schedule={
             # A periodic run still queued when the next is due is dropped, not piled up.
             "sweep-owed-repoints": {"task": "ucmha.sweep", "schedule": settings.sweep_interval_s,
