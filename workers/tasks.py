@@ -16,6 +16,7 @@ from service.settings import Settings, load_settings
 from workers import alarms, deliveries, reconcile, repoint_batch, sweep
 from workers.celery_app import broker_backlog
 from workers.observability import instrument_upstream
+from workers.outage import through_database_outages
 from workers.upstream import UpstreamClient, get_client
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ def _enqueue(task: str, args: tuple[object, ...], countdown: float = 0.0) -> Non
 
 
 @shared_task(name="ucmha.repoint", bind=True, acks_late=True)
+@through_database_outages("ucmha.repoint", "database_unavailable")
 def repoint_task(self, pair_id: int, target: str, *more_targets: str) -> str:  # type: ignore[no-untyped-def]
     settings, factory, client = runtime()
     owner = f"{self.request.hostname}:{self.request.id}"
@@ -75,6 +77,7 @@ def repoint_task(self, pair_id: int, target: str, *more_targets: str) -> str:  #
 
 
 @shared_task(name="ucmha.sweep", acks_late=True)
+@through_database_outages("ucmha.sweep", 0)
 def sweep_task() -> int:
     _settings, factory, _client = runtime()
     backlog = broker_backlog(current_app)
@@ -85,6 +88,7 @@ def sweep_task() -> int:
 
 
 @shared_task(name="ucmha.reconcile", acks_late=True)
+@through_database_outages("ucmha.reconcile", 0)
 def reconcile_task() -> int:
     settings, factory, client = runtime()
     # The reconciler steps in for repoints waiting out a backoff: each pass retries them now.
@@ -93,6 +97,7 @@ def reconcile_task() -> int:
 
 
 @shared_task(name="ucmha.check_alarms", acks_late=True)
+@through_database_outages("ucmha.check_alarms", 0)
 def check_alarms_task(full: bool = False) -> int:
     """The periodic rule check: the pairs whose rules are due, or every live pair when ``full``."""
     settings, factory, _client = runtime()
@@ -112,6 +117,7 @@ def _full_rule_check_at_start(sender: object = None, **_kwargs: object) -> None:
 
 
 @shared_task(name="ucmha.deliver_events", bind=True, acks_late=True)
+@through_database_outages("ucmha.deliver_events", "database_unavailable")
 def deliver_events_task(self, subscription_id: int, pair_id: int | None) -> str:  # type: ignore[no-untyped-def]
     settings, factory, _client = runtime()
     owner = f"{self.request.hostname}:{self.request.id}"[:64]
@@ -120,6 +126,7 @@ def deliver_events_task(self, subscription_id: int, pair_id: int | None) -> str:
 
 
 @shared_task(name="ucmha.sweep_events", acks_late=True)
+@through_database_outages("ucmha.sweep_events", 0)
 def sweep_events_task() -> int:
     _settings, factory, _client = runtime()
     backlog = broker_backlog(current_app)
