@@ -17,6 +17,7 @@ import requests
 import sqlalchemy as sa
 
 from service.db import is_retryable
+from service.settings import database_url_from
 
 from harness.simulator import SimProcess, free_port, start_simulator
 
@@ -79,6 +80,9 @@ class Stack:
     worker_concurrency: int = 2
     workers: int = 1  # Celery workers ("worker", "worker2", ...), each its own node
     beats: int = 1  # schedulers ("beat", "beat2", ...): several at once must be safe
+    apis: int = 1  # API instances ("api", "api2", ...): each its own gunicorn master and port
+    own_redis: bool = True  # False: extra_env names the Redis (e.g. Sentinels) the test runs itself
+    api_ports: list[int] = field(default_factory=list)
     extra_env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, Proc] = field(default_factory=dict)
     sim: SimProcess | None = None
@@ -86,6 +90,11 @@ class Stack:
     @property
     def api(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def api_urls(self) -> list[str]:
+        """Every API instance, as a load balancer in front of them would know them."""
+        return [f"http://127.0.0.1:{port}" for port in [self.api_port, *self.api_ports]]
 
     @property
     def redis_url(self) -> str:
@@ -127,11 +136,16 @@ class Stack:
         """Start the simulator, Redis and `services` (api, worker, beat: every worker and beat)."""
         (self.workdir / "prom").mkdir(parents=True, exist_ok=True)
         self.sim = start_simulator()
-        self.start_redis()
+        if self.own_redis:
+            self.start_redis()
         env = self.env()
-        self.procs["api"] = Proc("api", [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.api_port}", "--workers",
-                                         str(self.api_workers), "--threads", str(self.api_threads), "service.wsgi:create_app()"],
-                                 env, self.workdir / "api.log")
+        self.api_ports = self.api_ports or [free_port() for _ in range(self.apis - 1)]
+        for n, port in enumerate([self.api_port, *self.api_ports], start=1):
+            name = "api" if n == 1 else f"api{n}"
+            self.procs[name] = Proc(name, [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers",
+                                           str(self.api_workers), "--threads", str(self.api_threads),
+                                           "service.wsgi:create_app()"],
+                                    env, self.workdir / f"{name}.log")
         for n in range(1, self.workers + 1):
             name = "worker" if n == 1 else f"worker{n}"
             self.procs[name] = Proc(name, [str(BIN / "celery"), "-A", "workers.worker", "worker", "--loglevel",
@@ -147,7 +161,8 @@ class Stack:
             if name != "redis" and name.rstrip("0123456789") in services:  # Redis is already running
                 self.procs[name].start()
         if "api" in services:
-            wait_for(self._api_up, 60, "the API")
+            for url in self.api_urls:
+                wait_for(lambda: self._api_up(url), 60, f"the API at {url}")
         if "worker" in services:
             for name in self.worker_names():
                 wait_for(lambda: "ready." in self.procs[name].tail(200), 60, f"the Celery {name}")
@@ -156,9 +171,9 @@ class Stack:
     def worker_names(self) -> list[str]:
         return [name for name in self.procs if name.startswith("worker")]
 
-    def _api_up(self) -> bool:
+    def _api_up(self, url: str | None = None) -> bool:
         try:
-            return requests.get(self.api + "/readyz", timeout=2).status_code == 200
+            return requests.get((url or self.api) + "/readyz", timeout=2).status_code == 200
         except requests.RequestException:
             return False
 
@@ -203,7 +218,7 @@ class Stack:
     # --- state helpers -------------------------------------------------------------------------
 
     def truncate(self) -> None:
-        engine = sa.create_engine(self.database_url)
+        engine = sa.create_engine(database_url_from(self.database_url))
         for attempt in range(5):
             try:
                 with engine.begin() as conn:
@@ -223,7 +238,7 @@ class Stack:
         self.sim.clear_faults()
 
     def owed(self) -> int:
-        engine = sa.create_engine(self.database_url)
+        engine = sa.create_engine(database_url_from(self.database_url))
         with engine.connect() as conn:
             count = conn.execute(sa.text(
                 "SELECT count(*) FROM pair_syncs WHERE state IN ('pending', 'failing')")).scalar_one()
