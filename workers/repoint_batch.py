@@ -31,6 +31,7 @@ import logging
 import os
 import random
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -46,6 +47,7 @@ from service.models import Device, HaPair, PairSync, utcnow
 from service.observability import metrics
 from service.settings import Settings
 from workers import repoint, sweep
+from workers.outage import is_database_outage
 from workers.upstream import UpstreamClient
 
 log = logging.getLogger(__name__)
@@ -189,6 +191,28 @@ def record_all(session_factory: sessionmaker[Session], settings: Settings, owner
     return outcomes
 
 
+RECORD_RETRY_S = 0.25
+
+
+def record_when_back(session_factory: sessionmaker[Session], settings: Settings, owner: str, claimed: list[Claimed],
+                     results: list[tuple[str | None, float | None]], enqueue: repoint.Enqueue, rng: random.Random,
+                     lease_ends: float) -> dict[tuple[int, str], str]:
+    """`record_all`, tried again while the database is away (a switchover) and the lease lasts.
+
+    The upstream calls are made and their results known: recorded as soon as the database
+    answers, the rows are in sync then, not left leased (and owed) until the lease runs out. The
+    record is one transaction, so a failed attempt left nothing behind; after the lease, the rows
+    are the sweeper's again and the error is the task's.
+    """
+    while True:
+        try:
+            return record_all(session_factory, settings, owner, claimed, results, enqueue, rng)
+        except SQLAlchemyError as exc:
+            if not is_database_outage(exc) or time.monotonic() + RECORD_RETRY_S >= lease_ends:
+                raise
+        time.sleep(RECORD_RETRY_S)  # the database gives no signal when it is back: try again shortly
+
+
 def run_batch(session_factory: sessionmaker[Session], client: UpstreamClient, settings: Settings, owner: str,
               enqueue: repoint.Enqueue, first: tuple[int, str] | None = None, size: int | None = None,
               threads: int | None = None, rng: random.Random | None = None, more: tuple[str, ...] = ()) -> str:
@@ -203,7 +227,8 @@ def run_batch(session_factory: sessionmaker[Session], client: UpstreamClient, se
         return "nothing_owed"
     with leases_renewed(session_factory, owner, [(c.pair_id, c.target) for c in claimed], lease_s):
         results = push_all(client, claimed, threads or settings.repoint_batch_threads)
-    outcomes = record_all(session_factory, settings, owner, claimed, results, enqueue, rng or random.Random())
+    outcomes = record_when_back(session_factory, settings, owner, claimed, results, enqueue, rng or random.Random(),
+                                lease_ends=time.monotonic() + lease_s)
     if any(c.owed.had_failed and error is None for c, (error, _) in zip(claimed, results)):
         # The upstream takes calls again: the other repoints waiting out a backoff go now.
         sweep.wake_waiting(session_factory, enqueue)

@@ -262,3 +262,42 @@ def test_a_message_naming_both_rows_of_a_pair_claims_them_together_in_one_statem
     assert len(seen) == 1, seen
     leased = {(r.pair_id, r.target): r.lease_owner for r in rows(db_session) if r.pair_id == pair_id}
     assert leased == {(pair_id, "remote_connect"): "w1", (pair_id, "cloud_im"): "w1"}
+
+
+class DatabaseAway(Exception):
+    sqlstate = "57P01"  # admin_shutdown: the primary went away mid-switchover
+
+
+def record_failing(monkeypatch, times):  # type: ignore[no-untyped-def]
+    """`record_all` meets a database that is away for its first `times` attempts."""
+    real, attempts = repoint_batch.record_all, []
+
+    def record(*args, **kwargs):  # type: ignore[no-untyped-def]
+        attempts.append(1)
+        if len(attempts) <= times:
+            raise sa.exc.OperationalError("SELECT ... FOR UPDATE", {}, DatabaseAway("terminating connection"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(repoint_batch, "record_all", record)
+    monkeypatch.setattr(repoint_batch, "RECORD_RETRY_S", 0.05)
+    return attempts
+
+
+def test_results_are_recorded_as_soon_as_the_database_is_back_not_left_leased(
+        fleet, session_factory, db_session, upstream_settings, sim, monkeypatch):
+    attempts = record_failing(monkeypatch, times=3)
+    outcome = batch(session_factory, upstream_settings, get_client(upstream_settings),
+                    first=(fleet[0]["id"], "remote_connect"))
+    assert outcome.startswith("applied +") and len(attempts) == 4
+    assert owed(db_session) == []
+    assert all(r.lease_owner is None for r in rows(db_session))
+
+
+def test_a_database_away_for_longer_than_the_lease_leaves_the_rows_to_the_sweeper(
+        fleet, session_factory, db_session, upstream_settings, sim, monkeypatch):
+    attempts = record_failing(monkeypatch, times=10_000)
+    monkeypatch.setattr(repoint_batch.repoint, "lease_seconds", lambda settings: 0.5)
+    with pytest.raises(sa.exc.OperationalError):
+        batch(session_factory, upstream_settings, get_client(upstream_settings), first=(fleet[0]["id"], "remote_connect"))
+    assert 2 <= len(attempts) <= 12
+    assert owed(db_session), "nothing recorded: still owed, for the sweeper once the lease ends"
