@@ -150,7 +150,7 @@ def database_url_from(raw: str, name: str = "DATABASE_URL") -> str:
     scheme, sep, rest = raw.partition("://")
     if not sep or not scheme.startswith("postgresql"):
         return raw
-    netloc, slash, tail = rest.partition("/")
+    netloc, _, tail = rest.partition("/")
     userinfo, at, hostlist = netloc.rpartition("@")
     hosts = [h for h in hostlist.split(",") if h]
     if "," not in hostlist:
@@ -166,7 +166,7 @@ def database_url_from(raw: str, name: str = "DATABASE_URL") -> str:
         # SQLAlchemy takes either every host with its port or none: the default port is written out.
         hosts = [h if has_port else f"{h}:5432" for h, has_port in zip(hosts, with_ports)]
     query = urlencode([("host", h) for h in hosts] + pairs, safe=":[]")
-    return f"{scheme}://{userinfo}{at}/{path}?{query}" if slash or path else f"{scheme}://{userinfo}{at}/?{query}"
+    return f"{scheme}://{userinfo}{at}/{path}?{query}"
 
 
 SENTINEL_SCHEMES = ("sentinel://", "redis+sentinel://")
@@ -195,9 +195,9 @@ def _redis_location(raw: str | None, name: str, master: str | None) -> tuple[str
 
     Sentinels are written as kombu takes them, `sentinel://h1:26379;sentinel://h2:26379/0`, the master
     name given by `?master_name=` on any of them or by UCMHA_REDIS_SENTINEL_MASTER; the limits form
-    `redis+sentinel://h1:26379,h2:26379/master` is accepted too. Both come out in the first form, the
-    master name apart, so every reader of Redis (broker, worker, rate limiter) is built from the same two
-    values.
+    `redis+sentinel://h1:26379,h2:26379/master` is accepted too. Both come out as kombu's form with
+    the database on every part (`sentinel://h1:26379/0;sentinel://h2:26379/0`), the master name
+    apart, so every reader of Redis (broker, worker, rate limiter) is built from the same two values.
     """
     if not raw or not is_sentinel(raw):
         return raw, master
