@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
+from datetime import datetime, timezone
 import threading
 import time
 from typing import Iterator
@@ -156,7 +157,8 @@ def test_secrets_and_tokens_changed_through_one_instance_hold_on_the_other_at_on
     sequence = iter(range(1, 100))
 
     def report(api: str, secret: str) -> int:
-        body = status("2030-01-01T00:00:00Z", next(sequence), "active")
+        now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+        body = status(now, next(sequence), "active")
         return requests.post(f"{api}/api/v1/webhooks/ucm/{primary}", data=body, timeout=30,
                              headers=signed_headers(secret, body)).status_code
 
