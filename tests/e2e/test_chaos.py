@@ -63,6 +63,7 @@ class Chaos:
     lock: threading.Lock = field(default_factory=threading.Lock)
     sent: int = 0  # attempts so far: alternates them over the API instances, as a load balancer does
     last_accepted: float = 0.0  # time.monotonic() of the last notification accepted
+    senders: int = 16  # nodes sending at once (each node of a real fleet sends on its own)
 
     def next_api(self) -> str:
         urls = self.stack.api_urls
@@ -111,7 +112,7 @@ class Chaos:
         errors: list[BaseException] = []
 
         def run() -> None:
-            with ThreadPoolExecutor(max_workers=16) as pool:
+            with ThreadPoolExecutor(max_workers=self.senders) as pool:
                 for future in [pool.submit(self.deliver, *job) for job in jobs]:
                     try:
                         future.result()

@@ -62,7 +62,7 @@ def chaos() -> Iterator[Chaos]:
                            [f"p{i}.patroni.example" for i in range(PAIRS)], "im-patroni-", heard=False)
         seed_upstream(UpstreamSettings.from_object(settings), pairs)
         yield Chaos(stack, cluster, engine, pairs, active={p.id: p.primary_mac for p in pairs},  # type: ignore[arg-type]
-                    epoch={p.id: 1 for p in pairs})
+                    epoch={p.id: 1 for p in pairs}, senders=PAIRS)
     except BaseException:
         print(stack.logs(), cluster.log_tail())
         raise

@@ -58,7 +58,7 @@ def chaos() -> Iterator[Chaos]:
                            [f"p{i}.sentinel.example" for i in range(PAIRS)], "im-sentinel-", heard=False)
         seed_upstream(UpstreamSettings.from_object(settings), pairs)
         chaos = Chaos(stack, cluster, engine, pairs, active={p.id: p.primary_mac for p in pairs},
-                      epoch={p.id: 1 for p in pairs})
+                      epoch={p.id: 1 for p in pairs}, senders=PAIRS)
         chaos.redis = redis  # type: ignore[attr-defined]
         yield chaos
     except BaseException:
