@@ -41,7 +41,8 @@ def demoted(fresh_database) -> Iterator[tuple[Stack, int]]:  # type: ignore[no-u
     try:
         stack.start(services=())
         replica = Proc("replica", ["redis-server", "--bind", "127.0.0.1", "--port", str(replica_port), "--save", "",
-                                   "--appendonly", "no", "--replicaof", "127.0.0.1", str(stack.redis_port)],
+                                   "--appendonly", "no", "--dir", str(workdir),
+                                   "--replicaof", "127.0.0.1", str(stack.redis_port)],
                        stack.env(), workdir / "replica.log")
         replica.start()
         stack.procs["redis2"] = replica
