@@ -1,6 +1,10 @@
 # The ucmha image: API (gunicorn), Celery worker and beat, `ucmha` CLI, and the demo simulator.
 # Dependencies are installed at the versions the test suite ran with (constraints.txt).
-FROM python:3.11-slim
+# BASE_IMAGE: any image with Python 3.11 whose `python` and `pip` (on PATH) may install into their
+# environment (a virtualenv or the image's own Python). The test suite builds from a Debian base made
+# of Debian's packages (tests/deploy/images.py), as no image registry is reachable there.
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
