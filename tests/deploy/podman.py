@@ -19,10 +19,10 @@ import os
 import re
 import shutil
 import subprocess
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from harness.stack import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PODMAN = ["podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs"]
@@ -163,7 +163,8 @@ VAR = re.compile(r"\$\{([A-Za-z0-9_]+)(?::?([?-])([^}]*))?\}")
 #     ports are moved to free host ports instead (see `run_arguments`);
 #   depends_on: the test starts migrate, then the rest, as the conditions say;
 #   profiles: the test runs production services only.
-MIRRORED = {"read_only", "environment", "volumes", "tmpfs", "command", "healthcheck", "cpus", "user"}
+MIRRORED = {"read_only", "environment", "volumes", "tmpfs", "command", "healthcheck", "cpus", "user", "init",
+            "hostname", "stop_signal", "stop_grace_period"}
 IGNORED = {"build", "image", "restart", "ports", "expose", "depends_on", "profiles"}
 
 
@@ -203,13 +204,6 @@ def duration(value: str | int | float) -> float:
     return sum(float(n) * units[u] for n, u in parts)
 
 
-@dataclass
-class Container:
-    name: str
-    service: str
-    healthcheck: dict[str, Any] | None
-
-
 def run_arguments(name: str, service: dict[str, Any], *, operator_env: dict[str, str],
                   overrides: dict[str, str], port_map: dict[int, int], image: str,
                   container: str) -> list[str]:
@@ -237,6 +231,14 @@ def run_arguments(name: str, service: dict[str, Any], *, operator_env: dict[str,
         args += ["--user", str(service["user"])]
     if "cpus" in service:
         args += ["--cpus", str(service["cpus"])]
+    if service.get("init"):
+        args.append("--init")
+    if "hostname" in service:
+        args += ["--hostname", str(service["hostname"])]
+    if "stop_signal" in service:
+        args += ["--stop-signal", str(service["stop_signal"])]
+    if "stop_grace_period" in service:
+        args += ["--stop-timeout", f"{duration(service['stop_grace_period']):.0f}"]
     environment = service.get("environment") or {}
     assert isinstance(environment, dict), f"{name}: environment as a mapping"
     for key, value in environment.items():
@@ -268,17 +270,23 @@ def run_arguments(name: str, service: dict[str, Any], *, operator_env: dict[str,
 
 
 def healthy(container: str, timeout: float) -> None:
-    """Run the container's health check (compose's, as given to podman) until it passes."""
-    deadline = time.monotonic() + timeout
-    while True:
+    """Run the container's health check (compose's, as given to podman) until it passes; fail at once
+    if the container stops (nothing restarts it here: podman runs no restart supervisor)."""
+    last: list[str] = [""]
+
+    def passes() -> bool:
         result = podman("healthcheck", "run", container, check=False, timeout=60)
         if result.returncode == 0:
-            return
+            return True
+        last[0] = result.stdout + result.stderr
         state = podman("inspect", "--format", "{{.State.Status}}", container, check=False).stdout.strip()
-        if state != "running" or time.monotonic() > deadline:
-            raise AssertionError(f"{container} not healthy ({state}): {result.stdout}{result.stderr}\n"
-                                 + logs(container))
-        time.sleep(1)
+        assert state == "running", f"{container} {state}: {last[0]}\n{logs(container)}"
+        return False
+
+    try:
+        wait_for(passes, timeout, f"{container}'s health check", interval=1)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {last[0]}\n{logs(container)}") from None
 
 
 def logs(container: str, lines: int = 80) -> str:

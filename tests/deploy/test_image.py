@@ -8,6 +8,7 @@ Build and run times are printed (pytest -s, or the report of a failure).
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -151,7 +152,7 @@ def test_a_failover_goes_through_the_compose_services_run_from_the_image(image, 
 
         def cli(*args: str) -> dict[str, Any]:
             out = pm.podman("exec", api, "ucmha", *args).stdout
-            return __import__("json").loads(out.strip().splitlines()[-1])
+            return json.loads(out.strip().splitlines()[-1])
 
         org = f"org-{uuid.uuid4().hex[:8]}"
         cli("org", "create", org)
