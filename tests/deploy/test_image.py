@@ -86,12 +86,25 @@ def test_compose_arguments_mirror_the_services_settings():
                          overrides={}, port_map={}, image="img", container="c")
 
 
-@pytest.fixture(scope="module")
-def image() -> str:
+def require_podman() -> None:
     try:
         pm.require_tools()
     except pm.PodmanMissing as exc:
         unavailable("podman", exc)
+
+
+@pytest.mark.parametrize("ci, outcome", [("true", pytest.fail.Exception), ("", pytest.skip.Exception)])
+def test_without_podman_ci_fails_and_a_laptop_skips(monkeypatch, ci, outcome):
+    monkeypatch.setattr(pm.shutil, "which", lambda tool: None)
+    monkeypatch.setenv("CI", ci)
+    monkeypatch.delenv("UCMHA_REQUIRE_SERVICES", raising=False)
+    with pytest.raises(outcome, match="podman, runc, mmdebstrap not on PATH"):
+        require_podman()
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    require_podman()
     started = time.monotonic()
     base = pm.ensure_base()
     based = time.monotonic()
