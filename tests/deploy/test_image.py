@@ -169,6 +169,8 @@ def test_a_failover_goes_through_the_compose_services_run_from_the_image(image, 
 
         org = f"org-{uuid.uuid4().hex[:8]}"
         cli("org", "create", org)
+        # A Stack that starts nothing: the e2e client helpers take the API's address, the simulator
+        # and the database (to count what is owed) from it.
         stack = Stack(database_url=database_url, workdir=Path("/nonexistent"), api_port=ports["api"][8000])
         stack.sim = sim
         admin = Admin(stack, cli("token", "create", "--org", org, "--role", "admin")["token"])
