@@ -140,7 +140,7 @@ def test_the_compose_health_checks_pass_against_running_worker_and_scheduler(sta
 
     def run(test: list[str]) -> subprocess.CompletedProcess[str]:
         # The harness names its worker `worker@%h`; compose leaves Celery's default `celery@%h`.
-        shell = test[1].replace("celery@$$HOSTNAME", f"worker@{socket.gethostname()}") if test[0] != "CMD" else ""
+        shell = test[1].replace("celery@$$(hostname)", f"worker@{socket.gethostname()}") if test[0] != "CMD" else ""
         argv = test[1:] if test[0] == "CMD" else shell.split()
         argv = [a for a in argv if not a.startswith(">")]
         program = sys.executable if argv[0] == "python" else str(BIN / argv[0])
