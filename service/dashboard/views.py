@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import (Blueprint, Response, abort, current_app, flash, redirect, render_template, request,
                    url_for)
+from markupsafe import Markup
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
@@ -21,6 +22,7 @@ from service.commands.failover import EpochConflict
 from service.domain.errors import DomainError, NotFound
 from service.domain.mac import InvalidMac, normalize_mac
 from service.models import Device, Event, EventDelivery, HaPair, utcnow
+from service.text import printable
 
 from . import auth, formatting, listing, story
 
@@ -89,6 +91,21 @@ def _static_version(filename: str) -> str:
 
 def static_url(filename: str) -> str:
     return url_for("dashboard.static", filename=filename, v=_static_version(filename))
+
+
+@blp.record_once
+def _render_stored_text(state: Any) -> None:
+    """Every value a page shows goes through `_printable`: a page renders whatever is stored."""
+    state.app.jinja_env.finalize = _printable
+
+
+def _printable(value: Any) -> Any:
+    """Text as stored may hold lone surrogates (see service/text.py), which no page can encode."""
+    if isinstance(value, Markup):
+        return Markup(printable(value))
+    if isinstance(value, str):
+        return printable(value)
+    return value
 
 
 @blp.context_processor
