@@ -7,11 +7,10 @@ from datetime import timezone
 import marshmallow as ma
 from marshmallow import validate
 
+from service.api.converters import MAX_ID
 from service.domain.mac import InvalidMac, normalize_mac
 from service.text import UNSTORABLE_MESSAGE, printable, unstorable
 
-
-MAX_ID = 2**63 - 1  # ids are at most BIGINT
 
 
 class SafeTextSchema(ma.Schema):
