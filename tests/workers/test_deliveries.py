@@ -289,8 +289,11 @@ def test_the_sender_judges_and_resolves_the_host_in_its_ascii_form():
     assert sent.refused and "loopback" in sent.result.error and resolved == []  # refused before any DNS
     sent = sender.send("https://B\u00fccher.example/hook", {}, b"{}", utcnow())
     assert sent.refused and resolved == ["xn--bcher-kva.example"]
-    sent = sender.send("http://metadata.google.internal/", {}, b"{}", utcnow())
-    assert sent.refused and resolved == ["xn--bcher-kva.example"]
+    development = EventSender(0.5, 0.5, allow_loopback=True, resolver=sender.resolver)
+    for url in ("http://metadata.google.internal/", "http://nas.local/", "http://intranet/"):
+        sent = development.send(url, {}, b"{}", utcnow())
+        assert sent.refused and "local or internal" in sent.result.error
+    assert resolved == ["xn--bcher-kva.example"]
 
 
 def test_the_sender_connects_to_the_address_it_vetted(sim):
