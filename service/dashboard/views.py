@@ -22,7 +22,7 @@ from service.commands.failover import EpochConflict
 from service.domain.errors import DomainError, NotFound
 from service.domain.mac import InvalidMac, normalize_mac
 from service.models import Device, Event, EventDelivery, HaPair, utcnow
-from service.text import printable
+from service.text import printable, unstorable
 
 from . import auth, formatting, listing, story
 
@@ -311,6 +311,9 @@ def resolve(pair_id: int):  # type: ignore[no-untyped-def]
         return _back(pair_id)
     if len(reason) > MAX_REASON:
         flash(f"Keep the reason under {MAX_REASON} characters.", "error")
+        return _back(pair_id)
+    if unstorable(reason):  # the API's rule (service/text.py); the form decoder already replaced bad UTF-8
+        flash("The reason holds characters that cannot be stored (NUL). Type it again.", "error")
         return _back(pair_id)
     try:
         result = commands.resolve(_command_context(), pair_id, active_mac, reason)

@@ -12,7 +12,6 @@ from service.domain.mac import InvalidMac, normalize_mac
 from service.text import UNSTORABLE_MESSAGE, printable, unstorable
 
 
-
 class SafeTextSchema(ma.Schema):
     """The API's one check of text from outside: a NUL or a lone surrogate anywhere in the input
     (bodies and queries, keys included) is refused with a 422 naming the field (see service/text.py)."""
