@@ -27,6 +27,7 @@ from service.db import make_engine, make_session_factory, unit_of_work
 from service.domain.errors import DomainError
 from service.models import ApiToken, Event, HaPair, utcnow
 from service.settings import Settings, SettingsError, load_settings
+from service.text import printable
 
 DEFAULT_FLEET_URL = "http://127.0.0.1:8091"
 FAILOVER_REASONS = ("force_switch", "network_port_disconnect", "heart_beat_lost")
@@ -122,7 +123,7 @@ def _table(headers: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -> None:
     cells = [tuple("-" if v is None or v == "" else str(v) for v in row) for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
     for row in [headers, *cells]:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+        click.echo(printable("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip()))
 
 
 @click.group(cls=Cli)
@@ -317,7 +318,7 @@ def pairs_show(runtime: Runtime, pair_id: int, org_name: str | None, as_json: bo
         lines.append(("violation", f"{violation.get('rule')} {violation.get('code')}: {violation.get('detail')}"))
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
-        click.echo(f"{key.ljust(width)}  {value}")
+        click.echo(printable(f"{key.ljust(width)}  {value}"))
 
 
 @pairs.command("events")

@@ -18,7 +18,8 @@ import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from service.domain.delivery import AttemptResult, parse_retry_after
-from service.domain.destinations import UnsafeDestination, parse_destination, vet_addresses
+from service.domain.destinations import UnsafeDestination, vet_addresses
+from service.event_urls import parse_event_url
 
 EXCERPT_CHARS = 256
 USER_AGENT = "ucmha-webhooks/1"
@@ -49,7 +50,7 @@ class EventSender:
 
     def send(self, url: str, headers: dict[str, str], body: bytes, now: datetime) -> SentAttempt:
         try:
-            destination = parse_destination(url, allow_loopback=self.allow_loopback)
+            destination = parse_event_url(url, allow_loopback=self.allow_loopback)
             try:
                 addresses = self.resolver(destination.host, destination.port)
             except (socket.gaierror, UnicodeError) as exc:

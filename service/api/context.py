@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from service.commands.context import CommandContext
 
-from .jsonbody import MAX_JSON_DEPTH, json_depth
+from .jsonbody import json_shape_problem
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +83,12 @@ def read_body(limit: int) -> bytes:
 
 def limit_admin_body() -> None:
     """before_request of the admin blueprints: the API body limit (also for chunked bodies), and no
-    JSON nested deeper than MAX_JSON_DEPTH (the parser would recurse past Python's limit)."""
+    JSON the parser would fail on unexpectedly (see jsonbody.json_shape_problem)."""
     if request.method in ("POST", "PUT", "PATCH"):
         body = read_body(current_app.extensions["ucmha"].settings.api_max_bytes)
-        if request.is_json and json_depth(body) > MAX_JSON_DEPTH:
-            abort(400, message=f"The body is nested deeper than {MAX_JSON_DEPTH} levels.")
+        problem = json_shape_problem(body) if request.is_json else None
+        if problem is not None:
+            abort(400, message=problem)
 
 
 # An early answer (413, 401, ...) must not leave the request body unread: the server would close

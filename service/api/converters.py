@@ -20,6 +20,9 @@ from werkzeug.routing import BaseConverter, Map, ValidationError
 
 from service.domain.mac import InvalidMac, normalize_mac
 
+MAX_ID = 2**63 - 1  # ids are at most BIGINT
+MAX_ID_DIGITS = len(str(MAX_ID))
+
 ANY_SEGMENT = r"[^/]+"
 _SHOWN_CHARS = 40
 
@@ -81,7 +84,8 @@ class IdConverter(_LenientConverter):
     """A non-negative decimal id (Werkzeug's `int`, but a bad value is named, not a missing URL)."""
 
     def parse(self, value: str) -> Any:
-        if value.isascii() and value.isdigit():
+        # Ids are BIGINT: the length check comes first, as int() refuses (ValueError) past 4,300 digits.
+        if value.isascii() and value.isdigit() and len(value) <= MAX_ID_DIGITS and int(value) <= MAX_ID:
             return int(value)
         return InvalidPathValue(value, "expected a non-negative integer id such as 42")
 

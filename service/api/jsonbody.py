@@ -1,8 +1,12 @@
-"""Bounded JSON: refuse bodies nested deeper than any real request before parsing them.
+"""Bounded JSON: refuse bodies shaped unlike any real request before parsing them.
 
 Python's JSON parser recurses once per level, so a body nested thousands of levels deep raises
 RecursionError (a 500) instead of a clean 400; the same input would later recurse through
 validation and storage too. Real requests here are a few levels deep.
+
+An integer literal over 4,300 digits makes the parser raise ValueError (Python's guard against
+quadratic int conversion), which the framework's parser does not expect (a 500). Every number
+here fits in 64 bits (19 digits), so a run of more than MAX_NUMBER_DIGITS digits is refused.
 """
 from __future__ import annotations
 
@@ -11,20 +15,20 @@ import re
 from typing import Any
 
 MAX_JSON_DEPTH = 32
-NUL = "\x00"
+MAX_NUMBER_DIGITS = 100
 
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
 _NOT_A_BRACKET = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_LONG_NUMBER = re.compile(rb"[0-9]{%d}" % (MAX_NUMBER_DIGITS + 1))
 
 
-class JsonTooDeep(ValueError):
-    pass
+class JsonShapeRefused(ValueError):
+    """The body is refused before parsing; the message says why, for the client."""
 
 
-def json_depth(body: bytes) -> int:
-    """The deepest nesting of arrays and objects in `body`, strings skipped (no parsing)."""
+def _depth(bare: bytes) -> int:
     depth = deepest = 0
-    for byte in _STRING.sub(b"", body).translate(None, _NOT_A_BRACKET):
+    for byte in bare.translate(None, _NOT_A_BRACKET):
         if byte in b"[{":
             depth += 1
             deepest = max(deepest, depth)
@@ -33,27 +37,22 @@ def json_depth(body: bytes) -> int:
     return deepest
 
 
+def json_shape_problem(body: bytes) -> str | None:
+    """Why `body` is refused before parsing (nested too deeply, a number too long), or None.
+
+    Looks at the bytes outside string literals only; parses nothing."""
+    bare = _STRING.sub(b"", body)
+    if _depth(bare) > MAX_JSON_DEPTH:
+        return f"The body is nested deeper than {MAX_JSON_DEPTH} levels."
+    if _LONG_NUMBER.search(bare):
+        return f"A number in the body has more than {MAX_NUMBER_DIGITS} digits."
+    return None
+
+
 def loads_bounded(body: bytes) -> Any:
-    """Parse a UTF-8 JSON body; JsonTooDeep past MAX_JSON_DEPTH, ValueError if it is not JSON."""
-    if json_depth(body) > MAX_JSON_DEPTH:
-        raise JsonTooDeep(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    """Parse a UTF-8 JSON body: JsonShapeRefused (see json_shape_problem), UnicodeDecodeError, or
+    another ValueError if it is not JSON."""
+    problem = json_shape_problem(body)
+    if problem is not None:
+        raise JsonShapeRefused(problem)
     return json.loads(body.decode("utf-8"))
-
-
-def contains_nul(value: Any) -> bool:
-    """Whether a NUL character hides in any string (or key) of a parsed document.
-
-    PostgreSQL cannot store NUL in text or JSON, so such input is refused up front (422).
-    """
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if NUL in item:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, (list, tuple)):
-            stack.extend(item)
-    return False

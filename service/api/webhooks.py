@@ -18,11 +18,11 @@ from service.models import Device
 from service.domain.alerts import parse_alert
 from service.observability.ratelimit import rate_limited, spend, spends_budget
 from service.security import SecretBox, hash_token, webhook_signature_valid
+from service.text import UNSTORABLE_MESSAGE, unstorable
 from service.webhook_keys import WebhookKey, WebhookKeys
 
 from .context import command_context, db, read_body
-from .jsonbody import MAX_JSON_DEPTH, JsonTooDeep, contains_nul, loads_bounded
-from .schemas.common import NUL_MESSAGE
+from .jsonbody import JsonShapeRefused, loads_bounded
 from .problems import PROBLEM_JSON, ProblemSchema
 from .schemas.webhooks import NOTIFICATION_DOCS, NativeAlertSchema, NotificationSchema, ReceiptSchema
 
@@ -126,11 +126,11 @@ def check_webhook_id() -> str:
 
 
 def parse_json(body: bytes) -> object:
-    """The body as JSON: 400 unless it is UTF-8 JSON nested at most MAX_JSON_DEPTH levels."""
+    """The body as JSON: 400 unless it is UTF-8 JSON of a shape loads_bounded accepts."""
     try:
         return loads_bounded(body)
-    except JsonTooDeep:
-        abort(400, message=f"The body is nested deeper than {MAX_JSON_DEPTH} levels.")
+    except JsonShapeRefused as exc:
+        abort(400, message=str(exc))
     except UnicodeDecodeError:
         abort(400, message="The body is not UTF-8.")
     except ValueError:
@@ -211,7 +211,7 @@ def _alert_device(alert_token: str) -> Device:
                                      "unclassified event.",
     "content": {"application/json": {"schema": NativeAlertSchema}}})
 @_problems(*REFUSALS, (401, "unknown alert token"), (409, "the device is in no live HA pair: nothing stored"),
-           (422, "the body contains NUL characters"))
+           (422, "the body contains NUL characters or lone UTF-16 surrogates"))
 @rate_limited("rate_limit_alerts", _alert_key)
 @blp.response(202, ReceiptSchema)
 @blp.alt_response(200, schema=ReceiptSchema, description="the same alert text again: no second effect")
@@ -221,12 +221,12 @@ def native_alert(alert_token):
     device = _alert_device(alert_token)
     try:
         document = loads_bounded(body)
-    except JsonTooDeep:
-        abort(400, message=f"The body is nested deeper than {MAX_JSON_DEPTH} levels.")
+    except JsonShapeRefused as exc:
+        abort(400, message=str(exc))
     except ValueError:
         document = None  # the UCM fills its template without escaping: a quote in the text breaks the JSON
-    if b"\x00" in body or contains_nul(document):
-        abort(422, errors={"_schema": [NUL_MESSAGE]})
+    if b"\x00" in body or unstorable(document):
+        abort(422, errors={"_schema": [UNSTORABLE_MESSAGE]})
     try:
         fields = NativeAlertSchema().load(document) if document is not None else None
     except ma.ValidationError:

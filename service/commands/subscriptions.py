@@ -9,8 +9,9 @@ from sqlalchemy import select
 
 from service import subscription_queries as queries
 from service.domain import alarms as alarm_kinds
-from service.domain.destinations import UnsafeDestination, parse_destination
+from service.domain.destinations import UnsafeDestination
 from service.domain.errors import InvalidInput, RuleViolation, Violation
+from service.event_urls import parse_event_url
 from service.models import Alarm, EventDelivery, EventSubscription, HaPair
 from service.security import SecretBox, new_webhook_secret
 
@@ -31,7 +32,7 @@ def disabled_alarm_kind(subscription_id: int) -> str:
 
 def check_url(ctx: CommandContext, url: str) -> str:
     try:
-        parse_destination(url, allow_loopback=ctx.settings.event_allow_loopback)
+        parse_event_url(url, allow_loopback=ctx.settings.event_allow_loopback)
     except UnsafeDestination as exc:
         raise RuleViolation([Violation("ssrf", exc.code, exc.detail)],
                             detail=f"The URL cannot receive events: {exc.detail}") from exc

@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import (Blueprint, Response, abort, current_app, flash, redirect, render_template, request,
                    url_for)
+from markupsafe import Markup
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
@@ -21,6 +22,7 @@ from service.commands.failover import EpochConflict
 from service.domain.errors import DomainError, NotFound
 from service.domain.mac import InvalidMac, normalize_mac
 from service.models import Device, Event, EventDelivery, HaPair, utcnow
+from service.text import printable, unstorable
 
 from . import auth, formatting, listing, story
 
@@ -89,6 +91,21 @@ def _static_version(filename: str) -> str:
 
 def static_url(filename: str) -> str:
     return url_for("dashboard.static", filename=filename, v=_static_version(filename))
+
+
+@blp.record_once
+def _render_stored_text(state: Any) -> None:
+    """Every value a page shows goes through `_printable`: a page renders whatever is stored."""
+    state.app.jinja_env.finalize = _printable
+
+
+def _printable(value: Any) -> Any:
+    """Text as stored may hold lone surrogates (see service/text.py), which no page can encode."""
+    if isinstance(value, Markup):
+        return Markup(printable(value))
+    if isinstance(value, str):
+        return printable(value)
+    return value
 
 
 @blp.context_processor
@@ -294,6 +311,9 @@ def resolve(pair_id: int):  # type: ignore[no-untyped-def]
         return _back(pair_id)
     if len(reason) > MAX_REASON:
         flash(f"Keep the reason under {MAX_REASON} characters.", "error")
+        return _back(pair_id)
+    if unstorable(reason):  # the API's rule (service/text.py); the form decoder already replaced bad UTF-8
+        flash("The reason holds characters that cannot be stored (NUL). Type it again.", "error")
         return _back(pair_id)
     try:
         result = commands.resolve(_command_context(), pair_id, active_mac, reason)

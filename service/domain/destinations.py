@@ -9,13 +9,20 @@ Refused in production: anything but https; loopback, private (RFC 1918, unique l
 (which holds the cloud metadata endpoint 169.254.169.254), shared (CGNAT, which holds
 100.100.100.200), multicast, reserved and unspecified addresses, and IPv6 forms that embed an
 IPv4 address (mapped, 6to4, NAT64 well-known prefix) are judged by the address they embed.
-The development setting `allow_loopback` admits http and loopback addresses, nothing else.
+The development setting `allow_loopback` admits http and loopback addresses and names, nothing else.
+
+The host is normalized before any check, by the caller's `to_ascii` (IDNA / UTS 46, in
+`service/event_urls.py`): `https://１２７.０.０.１/` is 127.0.0.1 to a resolver, so it is judged
+as 127.0.0.1. What is left must be a host name by RFC 1123 (letters, digits and hyphens, labels of
+at most 63 characters, at most 253 in all) or an address; ports are 1 to 65535.
 """
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from dataclasses import dataclass
+from typing import Callable
 from urllib.parse import urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -26,8 +33,13 @@ METADATA_ADDRESSES = frozenset({
     ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
     ipaddress.ip_address("fd00:ec2::254"),  # AWS over IPv6
 })
-LOCAL_NAMES = ("localhost", "localhost.localdomain", "metadata", "metadata.google.internal")
-LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".localdomain", ".home.arpa")
+LOOPBACK_NAMES = ("localhost", "localhost.localdomain")
+LOOPBACK_SUFFIXES = (".localhost",)  # RFC 6761: resolves to loopback
+LOCAL_NAMES = (*LOOPBACK_NAMES, "metadata", "metadata.google.internal")
+LOCAL_SUFFIXES = (*LOOPBACK_SUFFIXES, ".local", ".internal", ".localdomain", ".home.arpa")
+MAX_HOST_LENGTH = 253
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+HOST_NAME = re.compile(rf"(?=.{{1,{MAX_HOST_LENGTH}}}$){_LABEL}(?:\.{_LABEL})*", re.ASCII)
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 MAX_URL_LENGTH = 2000
 
@@ -55,8 +67,11 @@ class Destination:
         return host if self.port == default else f"{host}:{self.port}"
 
 
-def parse_destination(url: str, *, allow_loopback: bool) -> Destination:
-    """Check what can be checked without DNS; raise UnsafeDestination otherwise."""
+def parse_destination(url: str, *, allow_loopback: bool, to_ascii: Callable[[str], str]) -> Destination:
+    """Check what can be checked without DNS; raise UnsafeDestination otherwise.
+
+    `to_ascii` maps a host name to its ASCII form (IDNA / UTS 46), raising ValueError (UnicodeError
+    included) for one that has none."""
     if len(url) > MAX_URL_LENGTH:
         raise UnsafeDestination("url_too_long", f"The URL is longer than {MAX_URL_LENGTH} characters.")
     try:
@@ -74,18 +89,45 @@ def parse_destination(url: str, *, allow_loopback: bool) -> Destination:
                                                    "verify the signature instead.")
     if parts.fragment:
         raise UnsafeDestination("url_fragment", "Event URLs may not have a fragment.")
-    host = (parts.hostname or "").rstrip(".").lower()
-    if not host:
-        raise UnsafeDestination("url_invalid", "The URL has no host.")
+    if port == 0:
+        raise UnsafeDestination("url_port", "The port must be 1 to 65535.")
+    host = _host(parts.hostname or "", to_ascii)
     literal = _literal(host)
     if literal is not None:
         refuse_address(literal, allow_loopback=allow_loopback)
-    elif not allow_loopback and (host in LOCAL_NAMES or host.endswith(LOCAL_SUFFIXES) or "." not in host):
+    elif not (allow_loopback and _loopback_name(host)) and (
+            host in LOCAL_NAMES or host.endswith(LOCAL_SUFFIXES) or "." not in host):
         raise UnsafeDestination("address_local", f"{host} names a local or internal host.")
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query
     return Destination(scheme, host, port or (443 if scheme == "https" else 80), target)
+
+
+def _host(hostname: str, to_ascii: Callable[[str], str]) -> str:
+    """The host as a resolver would see it: an IPv6 address, or an ASCII name checked by RFC 1123."""
+    if not hostname.strip("."):
+        raise UnsafeDestination("url_invalid", "The URL has no host.")
+    if ":" in hostname:  # urlsplit took it from between brackets
+        try:
+            address = ipaddress.IPv6Address(hostname)
+        except ValueError as exc:
+            raise UnsafeDestination("url_host", "The host between brackets is not an IPv6 address.") from exc
+        if address.scope_id is not None:  # a zone names a local interface; public addresses need none
+            raise UnsafeDestination("url_host", "The IPv6 address may not name a zone (%).")
+        return str(address)
+    try:
+        host = to_ascii(hostname.rstrip(".\u3002\uff0e\uff61")).lower()  # a trailing dot, in any script
+    except ValueError as exc:
+        raise UnsafeDestination("url_host", f"The host is not a valid host name: {exc}.") from exc
+    if not HOST_NAME.fullmatch(host):
+        raise UnsafeDestination("url_host", "The host is not a valid host name: letters, digits and hyphens, "
+                                            f"labels of 1 to 63 characters, at most {MAX_HOST_LENGTH} in all.")
+    return host
+
+
+def _loopback_name(host: str) -> bool:
+    return host in LOOPBACK_NAMES or host.endswith(LOOPBACK_SUFFIXES)
 
 
 def _literal(host: str) -> IPAddress | None:

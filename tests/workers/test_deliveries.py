@@ -280,6 +280,22 @@ def test_the_sender_refuses_non_public_addresses_without_connecting(address, wha
     assert resolved == ["innocent.example.com"]
 
 
+def test_the_sender_judges_and_resolves_the_host_in_its_ascii_form():
+    """The same normalization as at save time (IDNA / UTS 46): full-width digits are ASCII ones."""
+    resolved = []
+    sender = EventSender(0.5, 0.5, allow_loopback=False,
+                         resolver=lambda host, port: resolved.append(host) or ["127.0.0.1"])
+    sent = sender.send("https://\uff11\uff12\uff17.\uff10.\uff10.\uff11/hook", {}, b"{}", utcnow())
+    assert sent.refused and "loopback" in sent.result.error and resolved == []  # refused before any DNS
+    sent = sender.send("https://B\u00fccher.example/hook", {}, b"{}", utcnow())
+    assert sent.refused and resolved == ["xn--bcher-kva.example"]
+    development = EventSender(0.5, 0.5, allow_loopback=True, resolver=sender.resolver)
+    for url in ("http://metadata.google.internal/", "http://nas.local/", "http://intranet/"):
+        sent = development.send(url, {}, b"{}", utcnow())
+        assert sent.refused and "local or internal" in sent.result.error
+    assert resolved == ["xn--bcher-kva.example"]
+
+
 def test_the_sender_connects_to_the_address_it_vetted(sim):
     """The name is resolved once, by us; the request goes to that address with the name as Host."""
     calls = []

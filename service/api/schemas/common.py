@@ -2,38 +2,50 @@ from __future__ import annotations
 
 import base64
 import binascii
+from datetime import timezone
 
 import marshmallow as ma
 from marshmallow import validate
 
-from service.api.jsonbody import contains_nul
+from service.api.converters import MAX_ID
 from service.domain.mac import InvalidMac, normalize_mac
+from service.text import UNSTORABLE_MESSAGE, printable, unstorable
 
 
-MAX_ID = 2**63 - 1  # ids are at most BIGINT
-
-
-NUL_MESSAGE = "Must not contain NUL characters."
-
-
-class NoNulSchema(ma.Schema):
-    """Refuses NUL characters anywhere in the input (422): the database cannot store or search them."""
+class SafeTextSchema(ma.Schema):
+    """The API's one check of text from outside: a NUL or a lone surrogate anywhere in the input
+    (bodies and queries, keys included) is refused with a 422 naming the field (see service/text.py)."""
 
     @ma.pre_load
-    def refuse_nul(self, data, **_kwargs):  # type: ignore[no-untyped-def]
+    def refuse_unstorable_text(self, data, **_kwargs):  # type: ignore[no-untyped-def]
         if hasattr(data, "getlist"):  # query arguments: every value of every key
             items = [(key, value) for key in data for value in data.getlist(key)]
         else:
             items = list(data.items()) if isinstance(data, dict) else []
-        bad = sorted({str(key) for key, value in items if contains_nul(key) or contains_nul(value)})
+        bad = sorted({str(key) for key, value in items if unstorable(key) or unstorable(value)})
         if bad:
-            raise ma.ValidationError({key.replace("\x00", "?"): [NUL_MESSAGE] for key in bad})
+            raise ma.ValidationError({printable(key.replace("\x00", "?")): [UNSTORABLE_MESSAGE] for key in bad})
         return data
 
 
-class StrictSchema(NoNulSchema):
+class StrictSchema(SafeTextSchema):
     class Meta:
         unknown = ma.RAISE
+
+
+class BoundedDateTime(ma.fields.AwareDateTime):
+    """A date-time with an offset that is still a date-time in UTC (kept with the offset sent).
+
+    0001-01-01T00:00:00+23:59 parses, but every comparison, clamp or database write converts it
+    to UTC and overflows there (a 500); it is refused here instead (422)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):  # type: ignore[no-untyped-def]
+        aware = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            aware.astimezone(timezone.utc)
+        except OverflowError as exc:
+            raise ma.ValidationError("The time is out of range once converted to UTC.") from exc
+        return aware
 
 
 # Every spelling normalize_mac accepts: colons, hyphens, Cisco dots, bare hex (one separator style).

@@ -3,7 +3,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import validate
 
-from .common import Mac, PageArgs, StrictSchema, page_schema
+from .common import BoundedDateTime, Mac, PageArgs, StrictSchema, page_schema
 
 PLAN_STATUSES = ("pending_delivery", "trial", "active", "expired")
 
@@ -14,7 +14,7 @@ class PlanCreateSchema(StrictSchema):
     ha = ma.fields.Boolean(required=True)
     cloud_im = ma.fields.Boolean(required=True)
     status = ma.fields.String(required=True, validate=validate.OneOf(PLAN_STATUSES))
-    expires_at = ma.fields.AwareDateTime(load_default=None, allow_none=True, default_timezone=None)
+    expires_at = BoundedDateTime(load_default=None, allow_none=True, default_timezone=None)
     device_mac = Mac(load_default=None, allow_none=True)
 
 
@@ -23,7 +23,7 @@ class PlanUpdateSchema(StrictSchema):
     cloud_im = ma.fields.Boolean()
     tier = ma.fields.String(validate=validate.Length(min=1, max=64))
     status = ma.fields.String(validate=validate.OneOf(PLAN_STATUSES))
-    expires_at = ma.fields.AwareDateTime(allow_none=True)
+    expires_at = BoundedDateTime(allow_none=True)
     device_mac = Mac(allow_none=True)
 
 

@@ -5,7 +5,7 @@ from marshmallow import validate
 
 from service.domain.claims import REASONS
 
-from .common import Mac, NoNulSchema
+from .common import BoundedDateTime, Mac, SafeTextSchema
 
 # The reasons the decision table knows are listed in the OpenAPI document; any other reason
 # (a newer firmware) is accepted and decided the cautious way (heart_beat_lost), not refused:
@@ -58,12 +58,12 @@ DATA_SCHEMAS: dict[str, type[ma.Schema]] = {
 _DATA_LOADERS = {type_: schema() for type_, schema in DATA_SCHEMAS.items()}
 
 
-class NotificationSchema(NoNulSchema):
+class NotificationSchema(SafeTextSchema):
     class Meta:
         unknown = ma.RAISE
 
     type = ma.fields.String(required=True, validate=validate.OneOf(tuple(DATA_SCHEMAS)))
-    occurred_at = ma.fields.AwareDateTime(required=True)
+    occurred_at = BoundedDateTime(required=True)
     sequence = ma.fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=2**62))
     data = ma.fields.Dict(required=True)
 
@@ -89,7 +89,7 @@ def _notification_doc(type_: str, data: type[ma.Schema]) -> type[ma.Schema]:
     name = "".join(part.title() for part in type_.replace(".", "_").split("_")) + "Notification"
     return type(name, (ma.Schema,), {
         "type": ma.fields.String(required=True, validate=validate.OneOf((type_,))),
-        "occurred_at": ma.fields.AwareDateTime(required=True),
+        "occurred_at": BoundedDateTime(required=True),
         "sequence": ma.fields.Integer(required=True, validate=validate.Range(min=0, max=2**62),
                                       metadata={"description": "per node, across every notification type"}),
         "data": ma.fields.Nested(data, required=True),

@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from service.app import create_app
 from service.models import Alarm, EventDelivery, EventSubscription, OutboundEvent, utcnow
 from service.security import SecretBox
 from harness.webhooks import role_changed, signed_headers, status
@@ -76,6 +77,18 @@ def test_bad_event_lists_are_422_and_store_nothing(client, tenant, db_session, e
     ("https://0.0.0.0/", "address_unspecified"),
     ("https://metadata.google.internal/", "address_local"),
     ("https://user:pw@hooks.example.com/", "url_credentials"),
+    # the host is normalized (IDNA / UTS 46) before any check: full-width digits and dots are ASCII ones
+    ("https://\uff11\uff12\uff17.\uff10.\uff10.\uff11/", "address_loopback"),
+    ("https://\uff11\uff10\uff0e\uff10\uff0e\uff10\uff0e\uff11/x", "address_private"),
+    ("https://LOCALHOST./x", "address_local"),
+    # host syntax (RFC 1123) and ports
+    ("https://" + "a" * 300 + ".example.com/", "url_host"),
+    ("https://" + ".".join(["a" * 60] * 31) + "/", "url_host"),
+    ("https://-hooks.example.com/", "url_host"),
+    ("https://hooks_1.example.com/", "url_host"),
+    ("https://hooks\u202e.example.com/", "url_host"),
+    ("https://example.com:0/", "url_port"),
+    ("https://example.com:65536/", "url_invalid"),
 ])
 def test_unsafe_urls_are_refused_when_loopback_is_not_allowed(client, tenant, url, code):
     r = client.post(BASE, json={"url": url, "events": ["*"]}, headers=tenant.admin())
@@ -86,6 +99,35 @@ def test_unsafe_urls_are_refused_when_loopback_is_not_allowed(client, tenant, ur
     sub = subscribe(client, tenant)
     assert_problem(client.patch(f"{BASE}/{sub['id']}", json={"url": url}, headers=tenant.admin()), 422)
     assert client.get(f"{BASE}/{sub['id']}", headers=tenant.admin()).get_json()["url"] == URL
+
+
+@pytest.fixture
+def dev_client(settings, session_factory, enqueued):  # type: ignore[no-untyped-def]
+    """The API with the development setting UCMHA_EVENT_ALLOW_LOOPBACK on."""
+    app = create_app(settings.with_overrides(event_allow_loopback=True), session_factory=session_factory,
+                     enqueue=enqueued, broker_check=lambda: "ok")
+    return app.test_client()
+
+
+@pytest.mark.parametrize("url", ["http://localhost:9000/in", "http://app.localhost/in", "http://127.0.0.1:8090/x",
+                                 "http://[::1]/x", "http://\uff11\uff12\uff17.0.0.1/x", "https://hooks.example.com/"])
+def test_the_development_setting_adds_loopback(dev_client, tenant, url):
+    r = dev_client.post(BASE, json={"url": url, "events": ["*"]}, headers=tenant.admin())
+    assert r.status_code == 201, r.get_json()
+
+
+@pytest.mark.parametrize("url, code", [
+    ("http://metadata.google.internal/computeMetadata/v1/", "address_local"),
+    ("http://metadata/x", "address_local"),
+    ("http://printer.local/x", "address_local"),
+    ("http://router.home.arpa/x", "address_local"),
+    ("http://intranet/x", "address_local"),
+    ("http://10.0.0.1/x", "address_private"),
+    ("http://169.254.169.254/x", "address_metadata"),
+])
+def test_the_development_setting_adds_nothing_but_loopback(dev_client, tenant, url, code):
+    body = assert_problem(dev_client.post(BASE, json={"url": url, "events": ["*"]}, headers=tenant.admin()), 422)
+    assert [v["code"] for v in body["violations"]] == [code]
 
 
 def test_failover_writes_one_pair_switched_event_and_delivery_in_the_same_transaction(client, tenant, pair,

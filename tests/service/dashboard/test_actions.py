@@ -56,6 +56,8 @@ def test_resolve_needs_a_reason_and_a_member_node(admin_client, seeder, tenant, 
     assert "Not resolved:" in admin_client.get(r.headers["Location"]).get_data(as_text=True)
     r = post(admin_client, url, {"active_mac": pair["primary_mac"], "reason": "y" * 501})
     assert "under 500" in admin_client.get(r.headers["Location"]).get_data(as_text=True)
+    r = post(admin_client, url, {"active_mac": pair["primary_mac"], "reason": "flooded\x00"})
+    assert "cannot be stored" in admin_client.get(r.headers["Location"]).get_data(as_text=True)
     db_session.expire_all()
     assert db_session.get(HaPair, pair["id"]).status == "split_brain"
 

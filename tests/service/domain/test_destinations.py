@@ -1,4 +1,5 @@
-"""URL and address rules against SSRF (no DNS: the addresses are given)."""
+"""URL and address rules against SSRF (no DNS: the addresses are given), with the host normalized as
+the service does it (service/event_urls.py: IDNA / UTS 46)."""
 from __future__ import annotations
 
 import ipaddress
@@ -7,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.domain.destinations import (UnsafeDestination, address_class, parse_destination, refuse_address,
-                                         vet_addresses)
+from service.domain.destinations import UnsafeDestination, address_class, refuse_address, vet_addresses
+from service.event_urls import parse_event_url as parse_destination
 
 
 def test_a_public_https_url_is_kept_as_given():
@@ -22,7 +23,37 @@ def test_the_development_setting_admits_http_and_loopback_only(url):
     parse_destination(url, allow_loopback=True)
 
 
-@pytest.mark.parametrize("url", ["http://10.0.0.1/", "https://169.254.169.254/", "https://192.168.1.1/"])
+@pytest.mark.parametrize("url, host", [
+    ("https://B\u00fccher.example/in", "xn--bcher-kva.example"),
+    ("https://\uff41\uff42\uff43.example/", "abc.example"),
+    ("https://xn--bcher-kva.example./", "xn--bcher-kva.example"),
+    ("https://r3---sn-abc.googlevideo.com/", "r3---sn-abc.googlevideo.com"),  # valid in DNS, not in IDNA 2008
+    ("https://[2606:2800:0220:0001::1]/", "2606:2800:220:1::1"),
+])
+def test_the_host_is_judged_and_sent_in_its_ascii_form(url, host):
+    assert parse_destination(url, allow_loopback=False).host == host
+
+
+@pytest.mark.parametrize("url, code", [
+    ("https://\uff11\uff12\uff17.\uff10.\uff10.\uff11/", "address_loopback"),
+    ("https://\u0661\u0662\u0667.0.0.1/", "url_host"),  # Arabic-Indic digits have no ASCII form
+    ("https://a" + "b" * 63 + ".example/", "url_host"),
+    ("https://" + "a." * 127 + "com/", "url_host"),  # 257 characters
+    ("https://exa%20mple.com/", "url_host"),
+    ("https://[::1%25eth0]/", "url_host"),
+    ("https://hooks.example.com:0/", "url_port"),
+    ("https://hooks.example.com:99999/", "url_invalid"),
+    ("https://./", "url_invalid"),
+])
+def test_hosts_and_ports_that_are_not_valid_are_refused(url, code):
+    with pytest.raises(UnsafeDestination) as exc:
+        parse_destination(url, allow_loopback=False)
+    assert exc.value.code == code
+
+
+@pytest.mark.parametrize("url", ["http://10.0.0.1/", "https://169.254.169.254/", "https://192.168.1.1/",
+                                 "http://metadata.google.internal/", "http://nas.local/", "http://intranet/",
+                                 "http://metadata/"])
 def test_the_development_setting_still_refuses_private_and_metadata(url):
     with pytest.raises(UnsafeDestination):
         parse_destination(url, allow_loopback=True)
