@@ -1,9 +1,9 @@
 """Persist a pair's transition exactly as the domain returned it: the one write path of a decision.
 
 Every input that changes a pair (claim, status report, fault, backup, admin ruling, a step of a
-procedure) comes through :func:`persist`, in the caller's transaction. An event recorder (outgoing subscriptions) hooks in
-through ``ctx.transition_hooks``: it sees the typed transition (switch from/to, reason, epoch,
-status change, alarms) in the same transaction as the decision.
+procedure) comes through :func:`persist`, in the caller's transaction. An event recorder
+(outgoing subscriptions) hooks in through ``ctx.transition_hooks``: it sees the typed transition
+(switch from/to, reason, epoch, status change, alarms) in the same transaction as the decision.
 """
 from __future__ import annotations
 
