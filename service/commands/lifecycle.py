@@ -1,9 +1,9 @@
-"""The guide's procedures on the write side: replace a failed node (R12), dissolve a pair (R13), and
-the hooks through which a running replacement or firmware upgrade (R11) follows the pair.
+"""The hooks through which a running replacement (R12) or firmware upgrade (R11) follows the pair;
+the admin's commands that start and end procedures are in `procedures`.
 
-The rules are in `service.domain.replacement`, `.dissolution` and `.firmware`; this module locks
-the pair, loads the facts the rules ask for, and persists the transition they return
-(`transitions.persist`, via `domain.transition.on_procedure`), then owes the repoints.
+The rules are in `service.domain.replacement` and `.firmware`; this module loads the facts the
+rules ask for and persists the transition they return (`transitions.persist`, via
+`domain.transition.on_procedure`).
 
 Hooks (called by other commands, so every path that changes a pair is observed):
 - `observe(ctx, pair)`: from `settle.settle` (every command and task that changes a pair), before
@@ -17,17 +17,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-
-from service import queries
-from service.domain import dissolution, firmware, replacement, transition
+from service.domain import firmware, replacement, transition
 from service.domain.procedures import (FIRMWARE_UPGRADE, REPLACE, PairFacts, Procedure, ProcedureChange,
                                        ReplaceProcedure, is_running, procedure_of)
-from service.domain.replacement import Candidate, ReplacementFacts
+from service.domain.replacement import ReplacementFacts
 from service.models import Device, HaPair
-from service.queries import storage_items
 
-from . import sync, timeline
+from . import timeline
 from .context import CommandContext
 from .failover import pair_state
 from .transitions import persist
@@ -45,48 +41,19 @@ def pair_facts(pair: HaPair) -> PairFacts:
     )
 
 
-def _candidate(ctx: CommandContext, device: Device, pair_id: int) -> Candidate:
-    other = queries.live_pair_of(ctx.session, device.id)
-    return Candidate(
-        mac=device.mac, model=device.model, firmware=device.firmware, cloud_im_enabled=device.cloud_im_enabled,
-        storage=storage_items(device),
-        plan=queries.plan_facts(device.plan), in_other_pair=other is not None and other.id != pair_id,
-    )
-
-
-def _persist(ctx: CommandContext, pair: HaPair, change: ProcedureChange, cause: str) -> None:
+def persist_step(ctx: CommandContext, pair: HaPair, change: ProcedureChange, cause: str) -> None:
+    """A procedure's step as the pair's transition, written by the one write path (no write, and no
+    transition for the hooks, when the step changes nothing)."""
     if change.changed:
         persist(ctx, pair, transition.on_procedure(pair_state(pair), change, cause))
 
 
-# --- R12: replace a failed node --------------------------------------------------------------------
-
-def replace_node(ctx: CommandContext, pair_id: int, failed_mac: str, new_mac: str) -> HaPair:
-    pair = queries.pair_by_id(ctx.session, ctx.org_id, pair_id, for_update=True)
-    running = procedure_of(pair.procedure)
-    if replacement.is_retry(running, failed_mac, new_mac):
-        return pair
-    new = ctx.session.execute(
-        select(Device).where(Device.mac == new_mac, Device.org_id == ctx.org_id).with_for_update(of=Device, key_share=True)
-    ).unique().scalar_one_or_none()
-    facts = pair_facts(pair)
-    survivor = pair.node(replacement.survivor_of(facts, failed_mac))
-    assert survivor is not None
-    begun = replacement.begin_replacement(facts, running, failed_mac, new_mac, _candidate(ctx, survivor, pair.id),
-                                          _candidate(ctx, new, pair.id) if new is not None else None, ctx.now(),
-                                          actor=ctx.actor, open_alarms=timeline.open_kinds(ctx, pair))
-    _persist(ctx, pair, begun, "replace")
-    observe(ctx, pair)
-    sync.plan_repoint(ctx, pair, why=f"{failed_mac} replaced by {new_mac}")
-    pair.rules_due_at = None  # a new node and a running procedure: the periodic check is due now (rules_due)
-    ctx.commit()
-    return pair
-
+# --- R12: a running replacement ------------------------------------------------------------------
 
 def _observe_replacement(ctx: CommandContext, pair: HaPair, procedure: ReplaceProcedure) -> None:
     new = pair.node(procedure.new_mac)
     if new is None:
-        _persist(ctx, pair, replacement.replacement_lost_node(procedure, ctx.now()), "procedure")
+        persist_step(ctx, pair, replacement.replacement_lost_node(procedure, ctx.now()), "procedure")
         return
     row = pair.sync("remote_connect")
     facts = ReplacementFacts(
@@ -94,12 +61,12 @@ def _observe_replacement(ctx: CommandContext, pair: HaPair, procedure: ReplacePr
         new_work_status=new.last_work_status, domain_applied_key=row.applied_key if row else None,
         domain_sync_state=row.state if row else None,
     )
-    _persist(ctx, pair, replacement.replacement_progress(procedure, facts, ctx.now()), "procedure")
+    persist_step(ctx, pair, replacement.replacement_progress(procedure, facts, ctx.now()), "procedure")
 
 
 def on_status(ctx: CommandContext, pair: HaPair, device: Device, data: dict[str, Any]) -> None:
     change = replacement.note_peer_report(procedure_of(pair.procedure), device.mac, data.get("peer_mac"), ctx.now())
-    _persist(ctx, pair, change, "procedure")
+    persist_step(ctx, pair, change, "procedure")
 
 
 def joined_at(pair: HaPair, device: Device) -> datetime | None:
@@ -116,7 +83,7 @@ def firmware_changed(ctx: CommandContext, pair: HaPair, device: Device, firmware
     # An upgrade (R11) may start or end here, outside settle when it comes from PATCH /devices:
     # the periodic check is due now (rules_due).
     pair.rules_due_at = None
-    _persist(ctx, pair, firmware.firmware_reported(procedure_of(pair.procedure), pair_facts(pair), device.mac,
+    persist_step(ctx, pair, firmware.firmware_reported(procedure_of(pair.procedure), pair_facts(pair), device.mac,
                                                    firmware_version, ctx.now()), "procedure")
 
 
@@ -128,22 +95,4 @@ def observe(ctx: CommandContext, pair: HaPair) -> None:
     if isinstance(procedure, ReplaceProcedure) and is_running(procedure, REPLACE):
         _observe_replacement(ctx, pair, procedure)
     elif is_running(procedure, FIRMWARE_UPGRADE):
-        _persist(ctx, pair, firmware.firmware_observe(procedure, pair_facts(pair), ctx.now()), "procedure")
-
-
-# --- R13: dissolve ---------------------------------------------------------------------------------
-
-def dissolve(ctx: CommandContext, pair_id: int, *, release_domain: bool = False) -> tuple[HaPair, str]:
-    """Dissolve the pair; with `release_domain` also give its custom domain up (also on a dissolved pair)."""
-    pair = queries.pair_by_id(ctx.session, ctx.org_id, pair_id, for_update=True)
-    facts = pair_facts(pair)
-    cloud_im_enabled = bool(pair.cloud_im_enabled)
-    done = dissolution.dissolve(facts, procedure_of(pair.procedure), ctx.now(), actor=ctx.actor,
-                                release_domain=release_domain, cloud_im_enabled=cloud_im_enabled,
-                                open_alarms=timeline.open_kinds(ctx, pair))
-    _persist(ctx, pair, done, "dissolve")
-    observe(ctx, pair)
-    sync.plan_repoint(ctx, pair, why="custom domain released" if done.release_domain else "pair dissolved")
-    ctx.commit()
-    return pair, dissolution.dissolve_notice(facts, cloud_im_enabled=cloud_im_enabled,
-                                             domain_released=done.release_domain)
+        persist_step(ctx, pair, firmware.firmware_observe(procedure, pair_facts(pair), ctx.now()), "procedure")

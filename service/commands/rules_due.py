@@ -12,7 +12,7 @@ could change anything):
   one is brought earlier when that is earlier (never later: see :func:`note`); the periodic
   visit writes the recomputed time as it is.
 - Writers that change what the check reads without ``settle`` reset it to NULL (due now) in the
-  same transaction: a replacement started (``lifecycle.replace_node``), a firmware change that may
+  same transaction: a replacement started (``procedures.replace_node``), a firmware change that may
   start or end an upgrade (``lifecycle.firmware_changed``, also from PATCH /devices). Dissolved
   pairs are never checked.
 - The lean path of quiet status reports (``commands.quiet_reports``) writes no pair row: it moves
