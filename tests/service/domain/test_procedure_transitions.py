@@ -115,7 +115,8 @@ def test_any_order_of_firmware_reports_keeps_the_upgrade_consistent(events):
         assert change.status is None and change.node_swap is None and not change.epoch_bump
         if change.procedure is not None:
             assert change.procedure != procedure, "a procedure in a change is a changed one"
-            before_done = {s.name for s in procedure.steps if s.done} if procedure is not None else set()
+            same = procedure is not None and procedure.started_at == change.procedure.started_at
+            before_done = {s.name for s in procedure.steps if s.done} if same else set()
             procedure = change.procedure
             assert isinstance(procedure, FirmwareUpgradeProcedure)
             assert_consistent(procedure)
@@ -175,3 +176,15 @@ def test_any_order_of_evidence_moves_a_replacement_forward_only(events, primary_
             assert_consistent(procedure)
             assert done_before <= {s.name for s in procedure.steps if s.done}, "a done step stays done"
             assert (procedure.state == "completed") == all(s.done for s in procedure.steps)
+
+
+def test_a_reported_peer_mac_is_refused_unless_it_is_the_peer_or_the_replaced_node_during_its_replacement():
+    running = replacement.start_replacement(facts(active=P), None, S, C, candidate(P), candidate(C), T0)
+    # After the node swap the survivor P's peer is C; it names S until its peer MAC is changed.
+    assert not replacement.peer_mac_refused(None, P, S, None)
+    assert not replacement.peer_mac_refused(None, P, S, S)
+    assert replacement.peer_mac_refused(None, P, C, S)
+    assert not replacement.peer_mac_refused(running, P, C, S)
+    assert replacement.peer_mac_refused(running, C, P, S), "only the survivor may name the failed node"
+    assert replacement.peer_mac_refused(replace(running, state="completed"), P, C, S)
+    assert replacement.joined_at(running, C) == T0 and replacement.joined_at(running, P) is None
