@@ -168,7 +168,8 @@ def on_status(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str,
 
 def after_status(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str, Any]) -> None:
     """What a fresh status report tells the procedures: the node's firmware (R11) and, from the
-    survivor of a replacement, its new peer (R12). Their rules live in ``domain.firmware`` and ``domain.replacement``."""
+    survivor of a replacement, its new peer (R12). Their rules live in ``domain.firmware`` and
+    ``domain.replacement``."""
     data = note["data"]
     if data["firmware"] != device.firmware:
         device.firmware = data["firmware"]

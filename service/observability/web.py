@@ -1,8 +1,8 @@
 """The Flask side of observability: request id, access log, request metrics and `/metrics`.
 
-`init_app(app, settings, session_factory, problem=...)` must run before any other `before_request` hook is
-registered, so the clock starts and the request id is bound before anything can answer early (415,
-429, 401, ...). Per request:
+`init_app(app, settings, session_factory, problem=...)` must run before any other
+`before_request` hook is registered, so the clock starts and the request id is bound before
+anything can answer early (415, 429, 401, ...). Per request:
 
 - `request_id`: the caller's `X-Request-ID` when it is sane (1-128 characters of
   `A-Za-z0-9._:@+/=-`), otherwise a new one; bound to the log context and echoed in the response's
@@ -63,9 +63,8 @@ def init_app(app: Flask, settings: Any, session_factory: sessionmaker[Session], 
     app.after_request(_finish)
     app.teardown_request(_teardown)
     if getattr(settings, "metrics_enabled", True):
-        app.add_url_rule("/metrics", "metrics", _metrics_view(registry, getattr(settings, "metrics_token", None),
-                                                        problem),
-                         methods=["GET"])
+        view = _metrics_view(registry, getattr(settings, "metrics_token", None), problem)
+        app.add_url_rule("/metrics", "metrics", view, methods=["GET"])
 
 
 def _start() -> None:
