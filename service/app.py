@@ -76,7 +76,8 @@ def create_app(settings: Settings | None = None, *, session_factory: sessionmake
     app.extensions["ucmha"] = Extension(settings, session_factory, enqueue, broker_check,
                                         # its own thread only with a pool of our own (see the class)
                                         TokenUseRecorder(session_factory, background=owns_engine))
-    web.init_app(app, settings, session_factory)  # first hooks: request id, access log, metrics; /metrics
+    # First hooks: request id, access log, metrics; /metrics.
+    web.init_app(app, settings, session_factory, problem=problem)
     app.teardown_appcontext(close_db)
     app.teardown_request(drain_unread_body)
     app.before_request(_require_json_body)

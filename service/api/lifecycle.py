@@ -8,7 +8,7 @@ from __future__ import annotations
 from flask_smorest import Blueprint
 
 from service import queries
-from service.commands import lifecycle as commands
+from service.commands import procedures as commands
 from service.models import HaPair, utcnow
 
 from .auth import require_token

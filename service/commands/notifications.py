@@ -12,6 +12,8 @@ from service import queries
 from service.db import is_retryable
 from service.domain.alerts import ParsedAlert
 from service.domain import transition
+from service.domain.procedures import procedure_of
+from service.domain.replacement import peer_mac_refused
 from service.domain.claims import RoleClaim, StatusReport
 from service.domain.clock import bound_occurred_at
 from service.domain.transition import PairTransition
@@ -88,7 +90,7 @@ def _receive_once(ctx: CommandContext, device_id: int, webhook_id: str, note: di
     device = pair.primary if pair.primary_device_id == device_id else pair.secondary
     peer = pair.secondary if device.id == pair.primary_device_id else pair.primary
     peer_mac = note["data"].get("peer_mac")
-    if peer_mac is not None and peer_mac != peer.mac and not lifecycle.peer_tolerated(pair, device, peer_mac):
+    if peer_mac_refused(procedure_of(pair.procedure), device.mac, peer.mac, peer_mac):
         refusal = NotInPair(f"peer_mac {peer_mac} is not the peer of {device.mac} in pair {pair.id} ({peer.mac}).",
                             code="peer_not_in_pair")
         return _repeat_or(ctx, device_id, webhook_id, refusal=refusal)
@@ -166,7 +168,8 @@ def on_status(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str,
 
 def after_status(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str, Any]) -> None:
     """What a fresh status report tells the procedures: the node's firmware (R11) and, from the
-    survivor of a replacement, its new peer (R12). Their rules live in ``domain.lifecycle``."""
+    survivor of a replacement, its new peer (R12). Their rules live in ``domain.firmware`` and
+    ``domain.replacement``."""
     data = note["data"]
     if data["firmware"] != device.firmware:
         device.firmware = data["firmware"]

@@ -44,6 +44,7 @@ from service.domain import transition
 from service.domain.claims import StatusReport
 from service.domain.pair_state import liveness_of
 from service.domain.periodic import node_heard, postpones_silence
+from service.domain.replacement import peer_mac_refused
 from service.models import Alarm, Device, HaPair, utcnow
 
 from . import notification_rows
@@ -148,7 +149,8 @@ def _take(ctx: CommandContext, conn: Connection, device_id: int, webhook_id: str
         return None
     data = note["data"]
     peer = secondary if reporter is primary else primary
-    if data["firmware"] != reporter.firmware or data.get("peer_mac") not in (None, peer.mac):
+    # No procedure runs here (checked above), so the peer MAC rule needs none.
+    if data["firmware"] != reporter.firmware or peer_mac_refused(None, reporter.mac, peer.mac, data.get("peer_mac")):
         return None
     active = nodes.get(pair.active_device_id)
     if active is None:

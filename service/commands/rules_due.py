@@ -12,7 +12,7 @@ could change anything):
   one is brought earlier when that is earlier (never later: see :func:`note`); the periodic
   visit writes the recomputed time as it is.
 - Writers that change what the check reads without ``settle`` reset it to NULL (due now) in the
-  same transaction: a replacement started (``lifecycle.replace_node``), a firmware change that may
+  same transaction: a replacement started (``procedures.replace_node``), a firmware change that may
   start or end an upgrade (``lifecycle.firmware_changed``, also from PATCH /devices). Dissolved
   pairs are never checked.
 - The lean path of quiet status reports (``commands.quiet_reports``) writes no pair row: it moves
@@ -31,7 +31,7 @@ from __future__ import annotations
 from sqlalchemy.orm.attributes import flag_modified
 
 from service.domain.alarms import AlarmChange
-from service.domain.lifecycle import is_running
+from service.domain.procedures import is_running, procedure_of
 from service.domain.periodic import NodeHeard, earlier_due, node_heard, periodic_alarms, rules_due_at
 from service.models import HaPair
 
@@ -65,7 +65,7 @@ def note(ctx: CommandContext, pair: HaPair, *, visited: bool = False) -> None:
     due = rules_due_at(
         nodes_heard(pair), pair.created_at, pair.last_full_backup_at,
         [node.plan.expires_at if node.plan is not None else None for node in (pair.primary, pair.secondary)],
-        timeline.open_kinds(ctx, pair), ctx.now(), procedure_running=is_running(pair.procedure),
+        timeline.open_kinds(ctx, pair), ctx.now(), procedure_running=is_running(procedure_of(pair.procedure)),
         silent_after_s=settings.node_silent_after_s, backup_overdue_after_s=settings.backup_overdue_after_s,
         revisit_after_s=settings.rule_check_revisit_s)
     if not visited:

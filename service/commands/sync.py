@@ -11,7 +11,8 @@ from typing import Callable
 
 from service.domain import outbox
 from service.domain.errors import Violation
-from service.domain.lifecycle import domain_release_pending
+from service.domain.procedures import procedure_of
+from service.domain.replacement import domain_release_pending
 from service.domain.outbox import OutboxChange, Routing, SyncRow
 from service.models import HaPair, PairSync
 from service.pair_rules import cloud_im_violations, remote_connect_violations
@@ -37,7 +38,7 @@ def routing(pair: HaPair) -> Routing:
     return Routing(
         primary_mac=pair.primary.mac, active_mac=pair.active.mac, status=pair.status, epoch=pair.epoch,
         use_ucmrc=pair.use_ucmrc, custom_domain=pair.custom_domain,
-        domain_withheld=domain_release_pending(pair.procedure, pair.custom_domain),
+        domain_withheld=domain_release_pending(procedure_of(pair.procedure), pair.custom_domain),
         cloud_im_binding=pair.cloud_im_binding_id if pair.cloud_im_enabled else None,
     )
 

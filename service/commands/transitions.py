@@ -1,17 +1,20 @@
 """Persist a pair's transition exactly as the domain returned it: the one write path of a decision.
 
-Every input that changes a pair (claim, status report, fault, backup, admin ruling) comes through
-:func:`persist`, in the caller's transaction. An event recorder (outgoing subscriptions) hooks in
-through ``ctx.transition_hooks``: it sees the typed transition (switch from/to, reason, epoch,
-status change, alarms) in the same transaction as the decision.
+Every input that changes a pair (claim, status report, fault, backup, admin ruling, a step of a
+procedure) comes through :func:`persist`, in the caller's transaction. An event recorder
+(outgoing subscriptions) hooks in through ``ctx.transition_hooks``: it sees the typed transition
+(switch from/to, reason, epoch, status change, alarms) in the same transaction as the decision.
 """
 from __future__ import annotations
 
-from service.domain.pair_state import PairState
-from service.domain.transition import PairTransition
-from service.models import HaPair
+from sqlalchemy import select
 
-from . import timeline
+from service.domain.pair_state import PairState
+from service.domain.procedures import NodeSwap, doc_of
+from service.domain.transition import PairTransition
+from service.models import Device, HaPair
+
+from . import search_text, timeline
 from .context import CommandContext
 from .failover import bump_epoch
 
@@ -44,8 +47,22 @@ def persist(ctx: CommandContext, pair: HaPair, transition: PairTransition, *,
         pair.last_switch_at = transition.switch.at
         pair.last_switch_to_mac = new_active.mac
         pair.last_switch_reason = transition.switch.reason[:64]
+    procedure = transition.procedure
+    if procedure is not None and procedure.node_swap is not None:
+        _swap_node(ctx, pair, procedure.node_swap)
     if after.status != pair.status:
         pair.status = after.status
+        if after.status == "dissolved":
+            pair.dissolved_at = ctx.now()
+    if procedure is not None:
+        if procedure.procedure is not None:
+            pair.procedure = doc_of(procedure.procedure)
+        if procedure.cloud_im_keeper is not None:
+            # Cloud IM stays with one node; the other has it off (R3, R13).
+            keeper = pair.node(procedure.cloud_im_keeper)
+            assert keeper is not None, "the domain only names members of the pair"
+            other = pair.secondary if keeper is pair.primary else pair.primary
+            keeper.cloud_im_enabled, other.cloud_im_enabled = True, False
     if transition.node_report is not None:
         device = pair.node(transition.node_report.mac)
         assert device is not None
@@ -55,5 +72,21 @@ def persist(ctx: CommandContext, pair: HaPair, transition: PairTransition, *,
         timeline.record(ctx, pair, line.kind, mac=line.mac, epoch=line.epoch, notification_id=notification_id,
                         **dict(line.detail))
     timeline.apply_alarms(ctx, pair, transition.alarms)
+    if procedure is not None and procedure.release_domain:
+        # After the lines: the events they cause still name the domain the pair gave up.
+        pair.custom_domain = None
+        search_text.refresh(ctx.session, [pair.id])
     for hook in ctx.transition_hooks:
         hook(ctx, pair, transition)
+
+
+def _swap_node(ctx: CommandContext, pair: HaPair, swap: NodeSwap) -> None:
+    """The new node takes the failed node's place and site type; the failed device leaves the pair."""
+    new = ctx.session.execute(
+        select(Device).where(Device.mac == swap.new_mac, Device.org_id == pair.org_id)
+    ).unique().scalar_one()  # locked by the command that decided the swap
+    if pair.primary.mac == swap.failed_mac:
+        pair.primary_device_id, pair.primary = new.id, new
+    else:
+        pair.secondary_device_id, pair.secondary = new.id, new
+    search_text.refresh(ctx.session, [pair.id])

@@ -1,6 +1,7 @@
 """The whole transition of a pair for each input, decided in one place.
 
-For a role claim, a status report, a fault, a backup report and an admin ruling, a function here
+For a role claim, a status report, a fault, a backup report, an admin ruling and each step of a
+procedure (replace, dissolve, firmware upgrade: ``on_procedure``), a function here
 takes the pair's snapshot (:class:`PairState`) and the input and returns a
 :class:`PairTransition`: the new pair state, whether and how the Active switched, the alarms to
 open and close, the timeline lines, and what the reporting node said about itself. The desired
@@ -19,8 +20,10 @@ from datetime import datetime
 from . import alarms as alarm_kinds
 from .alarms import AlarmChange
 from .claims import RoleClaim, decide_claim, record_claim, record_resolve, resolve
+from .epoch import next_epoch
 from .outbox import Desired, Routing, desired_targets
 from .pair_state import PairState, liveness_of, member_mac, sequence_is_fresh, with_sequence
+from .procedures import ProcedureChange
 from .status import StatusReport, decide_status, record_status
 from .timeline import TimelineLine
 from .timeutil import as_utc, latest
@@ -62,6 +65,7 @@ class PairTransition:
     alarms: tuple[AlarmChange, ...] = ()
     timeline: tuple[TimelineLine, ...] = ()
     node_report: NodeReport | None = None
+    procedure: ProcedureChange | None = None  # a procedure's step: what it does beyond the state
 
     @property
     def epoch_bumped(self) -> bool:
@@ -200,3 +204,23 @@ def on_backup(pair: PairState, mac: str, kind: str, result: str, occurred_at: da
             alarms = (AlarmChange(alarm_kinds.BACKUP_FAILED, True, f"the full backup on {node} failed"),)
     return PairTransition("backup", "recorded", "backup", f"{kind} backup {result}", pair, after, None, alarms,
                           (line,))
+
+
+def on_procedure(pair: PairState, change: ProcedureChange, cause: str) -> PairTransition:
+    """A step of a procedure (``replace``, ``dissolve``, ``procedure``: one the nodes' reports moved)
+    as the pair's transition: the replaced node's place, the status and the epoch in the state
+    after; the procedure, its alarms and timeline lines with it."""
+    after = pair
+    swap = change.node_swap
+    if swap is not None:
+        def swapped(mac: str) -> str:
+            return swap.new_mac if mac == swap.failed_mac else mac
+        after = replace(after, primary_mac=swapped(after.primary_mac), secondary_mac=swapped(after.secondary_mac),
+                        active_mac=swapped(after.active_mac))
+    if change.status is not None:
+        after = replace(after, status=change.status)
+    if change.epoch_bump:
+        after = replace(after, epoch=next_epoch(pair.epoch))
+    why = f"{cause}: the pair is {after.status}" if after.status != pair.status else cause
+    return PairTransition(cause, "recorded", cause, why, pair, after, None, change.alarms, change.timeline,
+                          procedure=change)

@@ -1,8 +1,8 @@
 """The Flask side of observability: request id, access log, request metrics and `/metrics`.
 
-`init_app(app, settings, session_factory)` must run before any other `before_request` hook is
-registered, so the clock starts and the request id is bound before anything can answer early (415,
-429, 401, ...). Per request:
+`init_app(app, settings, session_factory, problem=...)` must run before any other
+`before_request` hook is registered, so the clock starts and the request id is bound before
+anything can answer early (415, 429, 401, ...). Per request:
 
 - `request_id`: the caller's `X-Request-ID` when it is sane (1-128 characters of
   `A-Za-z0-9._:@+/=-`), otherwise a new one; bound to the log context and echoed in the response's
@@ -25,6 +25,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -47,7 +48,10 @@ def request_id_from(header: str | None) -> str:
     return uuid.uuid4().hex
 
 
-def init_app(app: Flask, settings: Any, session_factory: sessionmaker[Session]) -> None:
+def init_app(app: Flask, settings: Any, session_factory: sessionmaker[Session], *,
+             problem: Callable[..., Response]) -> None:
+    """`problem` builds the API's problem+json responses (``service.api.problems.problem``); it is
+    passed in because the API's modules import this package (no cycle)."""
     def broker_check() -> str:
         ext = app.extensions.get("ucmha")
         return ext.broker_check() if ext is not None else "unknown"
@@ -59,8 +63,8 @@ def init_app(app: Flask, settings: Any, session_factory: sessionmaker[Session]) 
     app.after_request(_finish)
     app.teardown_request(_teardown)
     if getattr(settings, "metrics_enabled", True):
-        app.add_url_rule("/metrics", "metrics", _metrics_view(registry, getattr(settings, "metrics_token", None)),
-                         methods=["GET"])
+        view = _metrics_view(registry, getattr(settings, "metrics_token", None), problem)
+        app.add_url_rule("/metrics", "metrics", view, methods=["GET"])
 
 
 def _start() -> None:
@@ -136,15 +140,13 @@ def _teardown(_exc: BaseException | None = None) -> None:
         context.reset(token)
 
 
-def _metrics_view(registry: Any, token: str | None):  # type: ignore[no-untyped-def]
+def _metrics_view(registry: Any, token: str | None, problem: Callable[..., Response]):  # type: ignore[no-untyped-def]
     expected = token.encode() if token else None
 
     def metrics_endpoint() -> Response:
         if expected is not None:
             scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), expected):
-                from service.api.problems import problem
-
                 return problem(401, "Unauthorized", "The metrics endpoint requires its bearer token.",
                                headers={"WWW-Authenticate": 'Bearer realm="ucmha-metrics"'})
         body, content_type = metrics.render(registry, request.headers.get("Accept"))

@@ -7,7 +7,8 @@ import pytest
 
 from service import queries
 from service.commands.context import CommandContext
-from service.domain.lifecycle import FIRMWARE_UPGRADE_DEADLINE, parse_iso
+from service.domain.firmware import FIRMWARE_UPGRADE_DEADLINE
+from service.domain.procedures import parse_iso
 from service.models import HaPair
 from tests.lifecycle.helpers import Api, steps
 from workers import alarms

@@ -3,7 +3,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from service.domain.lifecycle import Candidate, replacement_violations
+from service.domain.replacement import Candidate, replacement_violations
 from service.domain.node_rules import StorageItem, same_firmware, same_model, same_storage
 from service.domain.preflight import NodeFacts, PairRequest, failed, preflight
 
