@@ -182,6 +182,8 @@ class EventSchema(ma.Schema):
     kind = ma.fields.String()
     mac = ma.fields.String(allow_none=True)
     epoch = ma.fields.Integer(allow_none=True)
+    notification_id = ma.fields.Integer(allow_none=True, metadata={
+        "description": "the node notification that caused it (the webhook answer's `notification_id`), else null"})
     detail = ma.fields.Dict()
 
 
