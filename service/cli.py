@@ -25,6 +25,7 @@ from service.api.schemas.pairs import EventSchema, PairSchema
 from service.queries import EVENT_FILTERS
 from service.commands import tenancy
 from service.commands.context import CommandContext
+from service.dashboard import story
 from service.db import make_engine, make_session_factory, unit_of_work
 from service.domain import alarms as alarm_kinds
 from service.domain.errors import DomainError
@@ -353,37 +354,31 @@ def pairs_show(runtime: Runtime, pair_id: int, org_name: str | None, as_json: bo
 @pass_runtime
 def pairs_events(runtime: Runtime, pair_id: int, org_name: str | None, kind: str, limit: int,
                  output: str | None) -> None:
-    """The pair's timeline, newest first (in the table, repeats of one line are one row with a count)."""
-    def work(session: Session) -> list[dict[str, Any]]:
+    """The pair's timeline, newest first: in words, a failover on one line, repeats once with a count
+    (--json/--jsonl: the API's events)."""
+    def work(session: Session) -> list[Any]:
         org_id = _org_id(session, org_name)
-        queries.pair_by_id(session, org_id, pair_id)
+        pair = queries.pair_by_id(session, org_id, pair_id)
         page = queries.paginate(session, queries.events_stmt(org_id, pair_id, kind=kind), Event.id, limit, None,
                                 descending=True)
-        return [EventSchema().dump(event) for event in page.items]
-    events = _in_transaction(runtime, work)
+        if output:
+            return [EventSchema().dump(event) for event in page.items]
+        around = [] if kind == "alarms" else queries.events_of_epochs(session, org_id, pair_id,
+                                                                      sorted(story.switch_epochs(page.items)))
+        return story.timeline_lines(page.items, around, story.pair_facts(pair))
+    result = _in_transaction(runtime, work)
     if output:
-        _echo_list(events, output)
+        _echo_list(result, output)
         return
-    _table(("AT", "KIND", "MAC", "EPOCH", "DETAIL", "REPEATS"), _collapsed(
-        (_when(e["at"]), e["kind"], e["mac"], e["epoch"], _detail(e["detail"])) for e in events))
+    _table(("AT", "WHAT", "EPOCH", "REPEATS", "WHAT HAPPENED"),
+           ((_span(line), line.label, line.epoch, f"x{line.count}" if line.count > 1 else "",
+             f"{line.text} ({line.outcome})" if line.outcome else line.text) for line in result))
 
 
-def _collapsed(rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """Adjacent rows (newest first) that differ only in their time become one row: its time is the
-    span from the oldest to the newest, and REPEATS says how many there were."""
-    groups: list[tuple[tuple[Any, ...], list[str]]] = []
-    for at, *rest in rows:
-        if groups and groups[-1][0] == tuple(rest):
-            groups[-1][1].append(at)
-        else:
-            groups.append((tuple(rest), [at]))
-    return [((times[0] if len(times) == 1 else f"{times[-1]} to {times[0][11:]}"), *rest,
-             f"x{len(times)}" if len(times) > 1 else "") for rest, times in groups]
-
-
-def _detail(detail: dict[str, Any]) -> str:
-    text = " ".join(f"{k}={v}" for k, v in detail.items() if v not in (None, "", [], {}))
-    return text if len(text) <= 140 else text[:139] + "…"
+def _span(line: story.Line) -> str:
+    if line.count > 1 and line.first_at is not None:
+        return f"{_when(line.first_at)} to {_when(line.at)[11:]}"
+    return _when(line.at)
 
 
 # --- the demo fleet -----------------------------------------------------------------------------

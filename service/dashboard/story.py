@@ -98,6 +98,12 @@ class PairFacts:
     custom_domain: str | None = None
 
 
+def pair_facts(pair: Any) -> PairFacts:
+    """The facts of an `HaPair` row the story reads."""
+    return PairFacts(sites={pair.primary.mac: "Primary", pair.secondary.mac: "Secondary"}, epoch=pair.epoch,
+                     sync_states={s.target: s.state for s in pair.syncs}, custom_domain=pair.custom_domain)
+
+
 # --- grouping -------------------------------------------------------------------------------------
 
 def switch_epochs(events: Iterable[EventRow]) -> set[int]:
