@@ -170,3 +170,13 @@ def test_attention_in_words_and_repeated_events_once(cli_db, api):
     assert "Heartbeat fault: Primary" in events.stdout and "fault_heartbeat_" not in events.stdout
     for out in (listed.stdout, shown.stdout, events.stdout):
         assert "None" not in out
+
+
+def test_a_heartbeat_loss_failover_says_what_it_waits_for(cli_db, tmp_path):
+    done = subprocess.run([str(UCMHA), "demo", "failover", "1", "--reason", "heart_beat_lost", "--json",
+                           "--fleet", "http://127.0.0.1:9"], env=_env(cli_db), cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 1 and done.stdout == ""  # --json keeps stdout for the answer
+    waiting, error = done.stderr.strip().splitlines()
+    assert "heartbeat timeout" in waiting and "Waiting for that claim" in waiting
+    assert error.startswith("Error: no node fleet")
