@@ -36,7 +36,7 @@ def _wait_until(page: Any, condition: Any, timeout_s: float, what: str) -> None:
     """Playwright delivers the page's events while it is called: wait through it, not time.sleep."""
     deadline = time.monotonic() + timeout_s
     while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
+        assert time.monotonic() < deadline, f"not within {timeout_s} s: {what() if callable(what) else what}"
         page.wait_for_timeout(100)
 
 
@@ -61,7 +61,7 @@ def test_a_failover_appears_without_a_reload(browser_context, live_server: LiveS
         page.evaluate("() => { window.notReloaded = true; }")
 
     # While nothing changes, the polls are answered 304 (no page is rendered for them).
-    _wait_until(detail, lambda: 304 in list_polls and 304 in detail_polls, 4 * POLL_MS / 1000, "a 304 poll")
+    _wait_until(detail, lambda: 304 in list_polls and 304 in detail_polls, 4 * POLL_MS / 1000, lambda: f"a 304 poll (statuses seen: {list_polls}, {detail_polls})")
 
     seeder.failover(pair)
     timeout = (2 * POLL_MS + 5000)
