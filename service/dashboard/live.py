@@ -3,8 +3,9 @@ something the page shows has changed.
 
 `static/dashboard.js` polls the page it is on with `If-None-Match` (paused while the tab is
 hidden) and swaps the page's live regions in place when the answer is 200. A fingerprint is one
-query of a few indexed aggregates; the page itself is rendered only when it differs. The minute
-is part of it, so the relative times ("3 min ago") move on too.
+query of a few aggregates over the pair's (or the organization's) rows; the page itself is
+rendered only when it differs. The minute is part of it, so the relative times ("3 min ago")
+move on too.
 """
 from __future__ import annotations
 

@@ -124,7 +124,7 @@ _NAMED_WORDS = {
 }
 
 
-def words(kind: str, sites: "dict[str, str] | None" = None) -> str:
+def words(kind: str, sites: dict[str, str] | None = None) -> str:
     """A short label for an alarm kind or attention reason, in words (``node_silent_C074AD990001``
     -> ``Silent node: C0:74:AD:99:00:01``, or ``Silent node: Secondary`` when ``sites`` names it)."""
     for target, name in TARGET_WORDS.items():

@@ -25,6 +25,7 @@
   // Coming back through the history re-enables them.
   window.addEventListener("pageshow", function () {
     document.querySelectorAll("form[method=post] button[type=submit]").forEach(function (b) { b.disabled = false; });
+    document.querySelectorAll("form[data-submitting]").forEach(function (f) { f.removeAttribute("data-submitting"); });
   });
   // "/" focuses the search box.
   document.addEventListener("keydown", function (event) {
