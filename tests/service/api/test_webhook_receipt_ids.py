@@ -4,6 +4,7 @@ and the pair; the device shows its last accepted sequence, so a `stale` answer e
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from harness.webhooks import role_changed, signed_headers, status
 from tests.service.api.test_webhooks import PRIMARY, SECONDARY, pair  # noqa: F401
@@ -60,3 +61,5 @@ def test_the_answer_and_the_device_fields_are_documented(client):
     assert "timeline" in receipt["event_id"]["description"]
     assert "last_sequence" in schemas["Device"]["properties"]
     assert "notification_id" in schemas["Event"]["properties"]
+    api_md = (Path(__file__).resolve().parents[3] / "docs" / "api.md").read_text()
+    assert "`last_sequence`" in api_md and "`notification_id`" in api_md and "`event_id`" in api_md
