@@ -67,7 +67,8 @@ def list_fingerprint(session: Session, org_id: int) -> tuple[Any, ...]:
 
 
 def etag(fingerprint: tuple[Any, ...], who: Any, now: datetime) -> str:
-    """The page's ETag: its fingerprint, the URL (filters, page), the signed-in token and role, the minute."""
+    """The page's ETag: its fingerprint, the URL (filters, page), the signed-in token and role, the
+    minute; kept in `g` for the page's `data-etag`, where the script starts from."""
     raw = repr((fingerprint, request.full_path, who.principal.token_id, who.principal.role,
                 now.replace(second=0, microsecond=0).isoformat()))
     tag = hashlib.sha256(raw.encode()).hexdigest()[:24]
