@@ -2,7 +2,8 @@
 
 It reads the same settings as the service (so it works from any directory: see
 `settings.default_var_dir`), calls the command and query layers like the API does, and prints
-JSON (one object per line for lists) or, for the support commands without `--json`, a table.
+JSON or, for the support commands without `--json`, a table (`--json` is one JSON document; a list
+is also offered as JSON Lines with `--jsonl`, one object per line, for streaming).
 Every failure is one line on stderr and exit status 1; `--traceback` shows the details.
 """
 from __future__ import annotations
@@ -21,9 +22,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from service import migrate, queries
 from service.api.presenters import pair_view
 from service.api.schemas.pairs import EventSchema, PairSchema
+from service.queries import EVENT_FILTERS
 from service.commands import tenancy
 from service.commands.context import CommandContext
+from service.dashboard import story
 from service.db import make_engine, make_session_factory, unit_of_work
+from service.domain import alarms as alarm_kinds
 from service.domain.errors import DomainError
 from service.models import ApiToken, Event, HaPair, utcnow
 from service.settings import Settings, SettingsError, load_settings
@@ -109,6 +113,22 @@ def _describe(runtime: Runtime, exc: Exception) -> str:
 
 def _echo_json(obj: Any) -> None:
     click.echo(json.dumps(obj, default=str))
+
+
+def _echo_list(items: list[Any], output: str) -> None:
+    """``json``: one JSON array; ``jsonl``: one object per line."""
+    if output == "jsonl":
+        for item in items:
+            _echo_json(item)
+    else:
+        _echo_json(items)
+
+
+def list_output(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--json`` (one JSON array) and ``--jsonl`` (JSON Lines) for a command that lists; a table
+    without either."""
+    func = click.option("--jsonl", "output", flag_value="jsonl", help="JSON Lines: one object per line")(func)
+    return click.option("--json", "output", flag_value="json", help="one JSON array instead of a table")(func)
 
 
 def _when(value: datetime | str | None) -> str:
@@ -207,17 +227,16 @@ def _token_view(row: ApiToken) -> dict[str, Any]:
 
 @token.command("list")
 @click.option("--org", "org_name", default=None, help="only this organization's tokens")
-@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+@list_output
 @pass_runtime
-def token_list(runtime: Runtime, org_name: str | None, as_json: bool) -> None:
+def token_list(runtime: Runtime, org_name: str | None, output: str | None) -> None:
     """Every token: id, organization, role, created, last used, revoked (never the token)."""
     def work(session: Session) -> list[dict[str, Any]]:
         org_id = tenancy.organization_by_name(session, org_name).id if org_name else None
         return [_token_view(row) for row in queries.api_tokens(session, org_id)]
     views = _in_transaction(runtime, work)
-    if as_json:
-        for view in views:
-            _echo_json(view)
+    if output:
+        _echo_list(views, output)
         return
     _table(("ID", "ORG", "ROLE", "NAME", "PREFIX", "CREATED", "LAST USED", "REVOKED"),
            ((v["id"], v["org"], v["role"], v["name"], v["prefix"] + "…", _when(v["created_at"]),
@@ -258,10 +277,10 @@ def pairs() -> None:
 @click.option("--status", type=click.Choice(("paired", "standalone", "split_brain", "replacing", "dissolved")))
 @click.option("--search", "q", default=None, help="MAC (any spelling or part), name, site or domain")
 @click.option("--limit", type=click.IntRange(1, 500), default=100, show_default=True)
-@json_option
+@list_output
 @pass_runtime
 def pairs_list(runtime: Runtime, org_name: str | None, needs_attention: bool, status: str | None, q: str | None,
-               limit: int, as_json: bool) -> None:
+               limit: int, output: str | None) -> None:
     def work(session: Session) -> list[dict[str, Any]]:
         stmt = queries.pair_list_stmt(_org_id(session, org_name), status=status, q=q,
                                       needs_attention=True if needs_attention else None)
@@ -269,18 +288,23 @@ def pairs_list(runtime: Runtime, org_name: str | None, needs_attention: bool, st
         alarms = queries.open_alarm_kinds(session, [p.id for p in page.items])
         return [_pair_json(session, p, alarms) for p in page.items]
     views = _in_transaction(runtime, work)
-    if as_json:
-        for view in views:
-            _echo_json(view)
+    if output:
+        _echo_list(views, output)
         return
     _table(("ID", "STATUS", "ACTIVE", "SITE", "EPOCH", "REMOTECONNECT", "CLOUD IM", "ALARMS", "DOMAIN", "ATTENTION"),
            ((v["id"], v["status"], v["active_mac"], _site(v), v["epoch"], v["sync"]["remote_connect"]["state"],
-             v["sync"]["cloud_im"]["state"], v["alarms_open"], v["custom_domain"], ", ".join(v.get("attention") or []))
+             v["sync"]["cloud_im"]["state"], v["alarms_open"], v["custom_domain"], _attention(v))
             for v in views))
 
 
 def _site(view: dict[str, Any]) -> str:
     return "primary" if view["active_mac"] == view["primary_mac"] else "secondary"
+
+
+def _attention(view: dict[str, Any]) -> str:
+    """The pair's attention reasons in words (the JSON keeps the API's codes)."""
+    sites = {view["primary_mac"]: "Primary", view["secondary_mac"]: "Secondary"}
+    return ", ".join(alarm_kinds.words(reason, sites) for reason in view.get("attention") or [])
 
 
 @pairs.command("show")
@@ -306,7 +330,7 @@ def pairs_show(runtime: Runtime, pair_id: int, org_name: str | None, as_json: bo
                       if view["cloud_im"]["enabled"] else "off")),
         ("last switch", f"{_when(last['at'])} to {last['to_mac']} ({last['reason']})" if last else "-"),
         ("alarms open", str(view["alarms_open"])),
-        ("attention", ", ".join(view.get("attention") or []) or "-"),
+        ("attention", _attention(view) or "-"),
     ]
     for target in ("remote_connect", "cloud_im"):
         sync = view["sync"][target]
@@ -324,29 +348,38 @@ def pairs_show(runtime: Runtime, pair_id: int, org_name: str | None, as_json: bo
 @pairs.command("events")
 @click.argument("pair_id", type=int)
 @org_option
+@click.option("--kind", type=click.Choice(EVENT_FILTERS), default="all", show_default=True,
+              help="failovers: one switch event per failover; alarms: alarms raised and cleared")
 @click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
-@json_option
+@list_output
 @pass_runtime
-def pairs_events(runtime: Runtime, pair_id: int, org_name: str | None, limit: int, as_json: bool) -> None:
-    """The pair's timeline, newest first."""
-    def work(session: Session) -> list[dict[str, Any]]:
+def pairs_events(runtime: Runtime, pair_id: int, org_name: str | None, kind: str, limit: int,
+                 output: str | None) -> None:
+    """The pair's timeline, newest first: in words, a failover on one line, repeats once with a count
+    (--json/--jsonl: the API's events)."""
+    def work(session: Session) -> list[Any]:
         org_id = _org_id(session, org_name)
-        queries.pair_by_id(session, org_id, pair_id)
-        page = queries.paginate(session, queries.events_stmt(org_id, pair_id), Event.id, limit, None,
+        pair = queries.pair_by_id(session, org_id, pair_id)
+        page = queries.paginate(session, queries.events_stmt(org_id, pair_id, kind=kind), Event.id, limit, None,
                                 descending=True)
-        return [EventSchema().dump(event) for event in page.items]
-    events = _in_transaction(runtime, work)
-    if as_json:
-        for event in events:
-            _echo_json(event)
+        if output:
+            return [EventSchema().dump(event) for event in page.items]
+        around = [] if kind == "alarms" else queries.events_of_epochs(session, org_id, pair_id,
+                                                                      sorted(story.switch_epochs(page.items)))
+        return story.timeline_lines(page.items, around, story.pair_facts(pair))
+    result = _in_transaction(runtime, work)
+    if output:
+        _echo_list(result, output)
         return
-    _table(("AT", "KIND", "MAC", "EPOCH", "DETAIL"),
-           ((_when(e["at"]), e["kind"], e["mac"], e["epoch"], _detail(e["detail"])) for e in events))
+    _table(("AT", "WHAT", "EPOCH", "REPEATS", "WHAT HAPPENED"),
+           ((_span(line), line.label, line.epoch, f"x{line.count}" if line.count > 1 else "",
+             f"{line.text} ({line.outcome})" if line.outcome else line.text) for line in result))
 
 
-def _detail(detail: dict[str, Any]) -> str:
-    text = " ".join(f"{k}={v}" for k, v in detail.items() if v not in (None, "", [], {}))
-    return text if len(text) <= 140 else text[:139] + "…"
+def _span(line: story.Line) -> str:
+    if line.count > 1 and line.first_at is not None:
+        return f"{_when(line.first_at)} to {_when(line.at)[11:]}"
+    return _when(line.at)
 
 
 # --- the demo fleet -----------------------------------------------------------------------------
@@ -365,6 +398,11 @@ def demo() -> None:
 @json_option
 def demo_failover(pair_id: int, reason: str, to_mac: str | None, fleet_url: str, as_json: bool) -> None:
     """Make the simulated nodes of PAIR_ID fail over now; prints what the service answered."""
+    if reason == "heart_beat_lost":
+        # On stderr: --json keeps stdout one document.
+        click.echo("The Active goes silent; its peer claims once the pair's heartbeat timeout (7 s unless the pair "
+                   "sets another) has passed since the Active last showed itself alive. Waiting for that claim…",
+                   err=True)
     try:
         resp = requests.post(f"{fleet_url.rstrip('/')}/_fleet/pairs/{pair_id}/failover",
                              json={"reason": reason, "to_mac": to_mac}, timeout=90)

@@ -311,8 +311,19 @@ def search_clause(org_id: int, q: str, after_id: int | None = None) -> Any:
     return HaPair.id.in_(matches)
 
 
-def events_stmt(org_id: int, pair_id: int) -> Select[Any]:
-    return select(Event).where(Event.org_id == org_id, Event.pair_id == pair_id)
+# Which timeline events each filter keeps: a failover (or an admin's ruling, or a split brain's
+# routing move) is one `switch` event; the rest of its story shares the switch's epoch.
+EVENT_FILTERS = ("all", "failovers", "alarms")
+EVENT_FILTER_KINDS: dict[str, tuple[str, ...]] = {"failovers": ("switch",),
+                                                   "alarms": ("alarm_raised", "alarm_cleared")}
+
+
+def events_stmt(org_id: int, pair_id: int, kind: str = "all") -> Select[Any]:
+    """A pair's events; ``kind`` one of `EVENT_FILTERS`."""
+    stmt = select(Event).where(Event.org_id == org_id, Event.pair_id == pair_id)
+    if kind != "all":
+        stmt = stmt.where(Event.kind.in_(EVENT_FILTER_KINDS[kind]))
+    return stmt
 
 
 def events_of_epochs(session: Session, org_id: int, pair_id: int, epochs: Sequence[int],

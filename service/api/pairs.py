@@ -11,8 +11,9 @@ from .auth import require_token
 from .context import command_context, db, principal
 from .presenters import pair_json, pair_view
 from .problems import LOCATION_HEADER
-from .schemas.common import PageArgs, encode_cursor
-from .schemas.pairs import (CloudImSettingsSchema, CustomDomainSchema, EventPageSchema, PairCreateSchema,
+from .schemas.common import encode_cursor
+from .schemas.pairs import (CloudImSettingsSchema, CustomDomainSchema, EventListArgs, EventPageSchema,
+                            PairCreateSchema,
                             PairListArgs, PairPageSchema, PairSchema, PreflightSchema,
                             ResolveSchema)
 
@@ -96,10 +97,11 @@ def resync(pair_id):
 
 
 @blp.get("/<int:pair_id>/events")
-@blp.arguments(PageArgs, location="query")
+@blp.arguments(EventListArgs, location="query")
 @blp.response(200, EventPageSchema)
 def events(args, pair_id):
+    """The pair's timeline, newest first; `kind` narrows it to failovers or alarms."""
     queries.pair_by_id(db(), principal().org_id, pair_id)
-    page = queries.paginate(db(), queries.events_stmt(principal().org_id, pair_id), Event.id, args["limit"],
-                            args["after_id"], descending=True)
+    page = queries.paginate(db(), queries.events_stmt(principal().org_id, pair_id, args["kind"]), Event.id,
+                            args["limit"], args["after_id"], descending=True)
     return {"items": page.items, "next_cursor": encode_cursor(page.next_id) if page.next_id else None}

@@ -192,8 +192,13 @@ def node_notification(mac):
         validation_failed(exc)
     receipt = notifications.receive(command_context(), device, webhook_id, note)
     g.webhook_receipt = receipt  # metrics and the access line read it (observability/web.py), not the database
-    return {"event_id": receipt.event_id, "status": "accepted", "outcome": receipt.outcome}, (
+    return _answer(receipt), (
         202 if receipt.first_time else 200)
+
+
+def _answer(receipt: notifications.Receipt) -> dict[str, object]:
+    return {"event_id": receipt.event_id, "notification_id": receipt.notification_id, "pair_id": receipt.pair_id,
+            "status": "accepted", "outcome": receipt.outcome}
 
 
 def _alert_device(alert_token: str) -> Device:
@@ -243,5 +248,5 @@ def native_alert(alert_token):
     minute = int(received_at.timestamp()) // 60
     alert_id = f"alert:{minute}:" + hashlib.sha256(body).hexdigest()
     receipt = notifications.receive_alert(command_context(), device, alert_id, parsed, received_at)
-    return {"event_id": receipt.event_id, "status": "accepted", "outcome": receipt.outcome}, (
+    return _answer(receipt), (
         202 if receipt.first_time else 200)

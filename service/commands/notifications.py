@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from service import queries
@@ -18,7 +18,7 @@ from service.domain.claims import RoleClaim, StatusReport
 from service.domain.clock import bound_occurred_at
 from service.domain.transition import PairTransition
 from service.domain.errors import DomainError, InvalidState, NotInPair
-from service.models import Device, HaPair, Notification
+from service.models import Device, Event, HaPair, Notification
 
 from . import failover, lifecycle, notification_rows, quiet_reports, timeline, transitions
 from .settle import settle
@@ -29,11 +29,22 @@ MAX_CAS_RETRIES = 5
 
 @dataclass(frozen=True)
 class Receipt:
-    event_id: int
+    notification_id: int  # the stored notification (a timeline event names it as its notification_id)
     outcome: str
     first_time: bool
     pair_id: int | None = None
     type: str | None = None  # the stored notification's type
+    event_id: int | None = None  # its first line in the pair's timeline; None: it wrote none
+
+
+def _first_event_id(ctx: CommandContext, notification: Notification) -> int | None:
+    """A repeat is answered with the same timeline event as the first time (the pair's index)."""
+    if notification.pair_id is None:
+        return None
+    return ctx.session.execute(
+        select(func.min(Event.id)).where(Event.pair_id == notification.pair_id,
+                                         Event.notification_id == notification.id)
+    ).scalar_one_or_none()
 
 
 def _existing(ctx: CommandContext, device_id: int, webhook_id: str) -> Notification | None:
@@ -57,8 +68,8 @@ def receive(ctx: CommandContext, device: Device, webhook_id: str, note: dict[str
     if source == "webhook":
         taken = quiet_reports.try_receive(ctx, device.id, webhook_id, note, _payload(note))
         if taken is not None:
-            event_id, pair_id, outcome = taken
-            return Receipt(event_id, outcome, first_time=True, pair_id=pair_id, type=note["type"])
+            notification_id, pair_id, outcome = taken  # a routine report: no timeline line
+            return Receipt(notification_id, outcome, first_time=True, pair_id=pair_id, type=note["type"])
     for _attempt in range(MAX_CAS_RETRIES):
         try:
             return _receive_once(ctx, device.id, webhook_id, note, source)
@@ -116,12 +127,13 @@ def _receive_once(ctx: CommandContext, device_id: int, webhook_id: str, note: di
     if notification_id is None:
         return _repeat_or(ctx, device_id, webhook_id, refusal=None)
     device.last_heard_at = now  # written with the device's other changes
-    transitions.persist(ctx, pair, change, notification_id=notification_id)
+    first_line = transitions.persist(ctx, pair, change, notification_id=notification_id)
     if note["type"] == "ha.status" and change.outcome != "stale":
         after_status(ctx, pair, device, note)
     settle(ctx, pair, why=f"{note['type']} from {device.mac}")
     ctx.commit()
-    return Receipt(notification_id, change.outcome, first_time=True, pair_id=pair.id, type=note["type"])
+    return Receipt(notification_id, change.outcome, first_time=True, pair_id=pair.id, type=note["type"],
+                   event_id=first_line.id if first_line is not None else None)
 
 
 def _repeat_or(ctx: CommandContext, device_id: int, webhook_id: str, *,
@@ -131,7 +143,8 @@ def _repeat_or(ctx: CommandContext, device_id: int, webhook_id: str, *,
     ctx.rollback()
     existing = _existing(ctx, device_id, webhook_id)
     if existing is not None:
-        return Receipt(existing.id, existing.outcome, first_time=False, pair_id=existing.pair_id, type=existing.type)
+        return Receipt(existing.id, existing.outcome, first_time=False, pair_id=existing.pair_id, type=existing.type,
+                       event_id=_first_event_id(ctx, existing))
     if refusal is None:
         raise _Again()
     raise refusal
@@ -222,15 +235,19 @@ def _store_unclassified(ctx: CommandContext, device: Device, alert_id: str, raw:
                         received_at: datetime) -> Receipt:
     existing = _existing(ctx, device.id, alert_id)
     if existing is not None:
-        return Receipt(existing.id, existing.outcome, first_time=False, pair_id=existing.pair_id, type=existing.type)
+        return Receipt(existing.id, existing.outcome, first_time=False, pair_id=existing.pair_id, type=existing.type,
+                       event_id=_first_event_id(ctx, existing))
     pair = queries.live_pair_of(ctx.session, device.id)
     row = Notification(org_id=device.org_id, device_id=device.id, pair_id=pair.id if pair else None, source="alert",
                        webhook_id=alert_id, type="unclassified", occurred_at=received_at, sequence=None,
                        payload={"raw": raw[:16384]}, outcome="unclassified", received_at=ctx.now())
     ctx.session.add(row)
     ctx.session.flush()
+    line = None
     if pair is not None:
-        timeline.record(ctx, pair, "unclassified_alert", mac=device.mac, notification_id=row.id, raw=raw[:2000])
+        line = timeline.record(ctx, pair, "unclassified_alert", mac=device.mac, notification_id=row.id,
+                               raw=raw[:2000])
     device.last_heard_at = ctx.now()
     ctx.commit()
-    return Receipt(row.id, "unclassified", first_time=True)
+    return Receipt(row.id, "unclassified", first_time=True, pair_id=row.pair_id, type=row.type,
+                   event_id=line.id if line is not None else None)

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from service.domain.pair_state import PairState
 from service.domain.procedures import NodeSwap, doc_of
 from service.domain.transition import PairTransition
-from service.models import Device, HaPair
+from service.models import Device, Event, HaPair
 
 from . import search_text, timeline
 from .context import CommandContext
@@ -34,7 +34,8 @@ def persist_state(pair: HaPair, state: PairState) -> None:
 
 
 def persist(ctx: CommandContext, pair: HaPair, transition: PairTransition, *,
-            notification_id: int | None = None) -> None:
+            notification_id: int | None = None) -> Event | None:
+    """Write what the domain decided; the first timeline line it wrote (its id once committed)."""
     after = transition.after
     if transition.epoch_bumped:
         assert after.epoch == transition.before.epoch + 1 == pair.epoch + 1, "the domain bumps by one"
@@ -68,9 +69,11 @@ def persist(ctx: CommandContext, pair: HaPair, transition: PairTransition, *,
         assert device is not None
         device.last_work_status = transition.node_report.work_status
         device.last_backup_status = transition.node_report.backup_status
+    first: Event | None = None
     for line in transition.timeline:
-        timeline.record(ctx, pair, line.kind, mac=line.mac, epoch=line.epoch, notification_id=notification_id,
-                        **dict(line.detail))
+        event = timeline.record(ctx, pair, line.kind, mac=line.mac, epoch=line.epoch,
+                                notification_id=notification_id, **dict(line.detail))
+        first = first or event
     timeline.apply_alarms(ctx, pair, transition.alarms)
     if procedure is not None and procedure.release_domain:
         # After the lines: the events they cause still name the domain the pair gave up.
@@ -78,6 +81,7 @@ def persist(ctx: CommandContext, pair: HaPair, transition: PairTransition, *,
         search_text.refresh(ctx.session, [pair.id])
     for hook in ctx.transition_hooks:
         hook(ctx, pair, transition)
+    return first
 
 
 def _swap_node(ctx: CommandContext, pair: HaPair, swap: NodeSwap) -> None:

@@ -250,14 +250,7 @@ def alarm_label(kind: str, sites: dict[str, str] | None = None) -> tuple[str, st
             return f"{label} failing", "red"
         if kind == alarm_kinds.sync_blocked(target):
             return f"{label} blocked", "amber"
-    parsed = alarm_kinds.parse_kind(kind)
-    families = {alarm_kinds.NODE_SILENT: "Silent node", "fault_wan_lan": "WAN/LAN fault",
-                "fault_heartbeat": "Heartbeat fault"}
-    if parsed.mac is not None and parsed.family in families:
-        return f"{families[parsed.family]}: {(sites or {}).get(parsed.mac, parsed.mac)}", "amber"
-    named = {alarm_kinds.BACKUP_OVERDUE: "Backup overdue", alarm_kinds.BACKUP_FAILED: "Backup failed",
-             alarm_kinds.FIRMWARE_MISMATCH: "Firmware mismatch"}
-    return named.get(kind, kind.replace("_", " ").capitalize()), "amber"
+    return alarm_kinds.words(kind, sites), "amber"
 
 
 def attention_badges(pair: HaPair, alarms: Sequence[tuple[str, str]]) -> list[Badge]:

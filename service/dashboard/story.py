@@ -80,6 +80,8 @@ class Line:
     total_s: float | None = None
     outcome: str = ""
     unfolded: bool = False  # the newest failover of the page shows its steps
+    count: int = 1  # repeats folded into this line (``at`` the newest, ``first_at`` the oldest)
+    first_at: datetime | None = None
 
     @property
     def is_failover(self) -> bool:
@@ -94,6 +96,12 @@ class PairFacts:
     epoch: int
     sync_states: Mapping[str, str]  # target -> state now
     custom_domain: str | None = None
+
+
+def pair_facts(pair: Any) -> PairFacts:
+    """The facts of an `HaPair` row the story reads."""
+    return PairFacts(sites={pair.primary.mac: "Primary", pair.secondary.mac: "Secondary"}, epoch=pair.epoch,
+                     sync_states={s.target: s.state for s in pair.syncs}, custom_domain=pair.custom_domain)
 
 
 # --- grouping -------------------------------------------------------------------------------------
@@ -169,7 +177,25 @@ def timeline_lines(page: Sequence[EventRow], epoch_events: Sequence[EventRow], p
             lines.append(line)
         elif event.id not in folded:
             lines.append(event_line(event, pair))
-    return lines
+    return collapse(lines)
+
+
+def collapse(lines: Sequence[Line]) -> list[Line]:
+    """Adjacent lines that say the same thing become one, with a count and the span they cover
+    (a node confirming it is Active every few seconds is one line, not a page of them)."""
+    out: list[Line] = []
+    for line in lines:
+        last = out[-1] if out else None
+        if last is not None and not line.is_failover and not last.is_failover and _same(last, line):
+            last.count += line.count
+            last.first_at = line.first_at or line.at
+            continue
+        out.append(line)
+    return out
+
+
+def _same(a: Line, b: Line) -> bool:
+    return (a.kind, a.label, a.tone, a.text, a.epoch, a.mac) == (b.kind, b.label, b.tone, b.text, b.epoch, b.mac)
 
 
 # --- words ----------------------------------------------------------------------------------------
@@ -217,7 +243,7 @@ def failover_line(story: Failover, pair: PairFacts) -> Line:
         steps.append(Step("Decision", f"An admin ruled {node(claim.mac, pair)} Active: "
                                       f"“{claim.detail.get('reason', '')}”. New epoch {epoch}.", "violet", claim.at))
     status = next((e for e in story.members if e.kind == "status_changed"), None)
-    status_words = f"; the pair is {STATUS_WORDS.get(str(status.detail.get('status')), status.detail.get('status'))}" \
+    status_words = f"; the pair is {STATUS_WORDS.get(str(status.detail.get('status')), _v(status.detail, 'status'))}" \
         if status is not None else ""
     steps.append(Step("Switch", f"Active moved to {node(switch.mac, pair)}{status_words}.", "blue", switch.at))
 
@@ -277,27 +303,27 @@ def event_line(event: EventRow, pair: PairFacts) -> Line:
 def _words(event: EventRow, d: Mapping[str, Any], pair: PairFacts) -> tuple[str, str, str]:
     who = node(event.mac, pair)
     kind = event.kind
-    target = TARGET_NAMES.get(str(d.get("target")), str(d.get("target", "")))
+    target = TARGET_NAMES.get(str(d.get("target")), _v(d, "target", "Upstream"))
     if kind == "pair_created":
-        return "Pair created", "blue", (f"Primary {d.get('primary_mac')}, Secondary {d.get('secondary_mac')}"
+        return "Pair created", "blue", (f"Primary {_v(d, 'primary_mac')}, Secondary {_v(d, 'secondary_mac')}"
                                         f"{_by(d)}.")
     if kind == "role_claim":
-        words, tone = DECISIONS.get(str(d.get("row")), (str(d.get("why", "")), "grey"))
-        reason = CLAIM_REASONS.get(str(d.get("reason")), str(d.get("reason", "")))
+        words, tone = DECISIONS.get(str(d.get("row")), (_v(d, "why", ""), "grey"))
+        reason = CLAIM_REASONS.get(str(d.get("reason")), _v(d, "reason", "no reason given"))
         return "Claim", tone, f"{sentence(who)} said it is Active now ({reason}). {words}"
     if kind == "status_report":
-        role, work = d.get("role"), d.get("work_status")
-        said = f"{sentence(who)} reports " + (f"{role}, {work}" if role else "its status")
+        role = d.get("role")
+        said = f"{sentence(who)} reports " + (f"{role}, {_v(d, 'work_status', 'no work status')}" if role else "its status")
         outcome = {"split_brain": "Both nodes act as Active: split brain.",
                    "split_brain_ended": "The split brain ends.",
                    "stale": "Out of order: no effect.", "duplicate": "A repeat: no effect."}.get(str(d.get("decision")),
                                                                                                 "")
         return "Status report", "amber" if d.get("decision") == "split_brain" else "grey", f"{said}. {outcome}".strip()
     if kind == "switch":
-        return "Switch", "blue", f"Active moved to {who} ({CLAIM_REASONS.get(str(d.get('reason')), d.get('reason'))})."
+        return "Switch", "blue", f"Active moved to {who} ({CLAIM_REASONS.get(str(d.get('reason')), _v(d, 'reason', 'no reason given'))})."
     if kind == "status_changed":
-        return "Status", "amber", (f"The pair is {STATUS_WORDS.get(str(d.get('status')), d.get('status'))} "
-                                   f"(was {STATUS_WORDS.get(str(d.get('previous')), d.get('previous'))})"
+        return "Status", "amber", (f"The pair is {STATUS_WORDS.get(str(d.get('status')), _v(d, 'status'))} "
+                                   f"(was {STATUS_WORDS.get(str(d.get('previous')), _v(d, 'previous'))})"
                                    + (f": {d['why']}" if d.get("why") else "") + ".")
     if kind in ALARM_KINDS:
         name = alarm_label(str(d.get("alarm", "")), dict(pair.sites))[0]
@@ -305,40 +331,56 @@ def _words(event: EventRow, d: Mapping[str, Any], pair: PairFacts) -> tuple[str,
         return ("Alarm" if raised else "Alarm cleared"), ("red" if raised else "green"), \
             f"{name}: {d.get('message', '')}".rstrip(": ")
     if kind == "sync_state":
-        state = SYNC_WORDS.get(str(d.get("state")), d.get("state"))
-        previous = SYNC_WORDS.get(str(d.get("previous")), d.get("previous"))
-        return target, "grey", f"{target}: {state} (was {previous}), after {d.get('why')}."
+        state = SYNC_WORDS.get(str(d.get("state")), _v(d, "state"))
+        previous = SYNC_WORDS.get(str(d.get("previous")), _v(d, "previous"))
+        after = f", after {d['why']}" if d.get("why") else ""
+        return target, "grey", f"{target}: {state} (was {previous}){after}."
     if kind == "sync_applied":
-        return target, "green", f"{target} now points at {who} (epoch {d.get('applied_epoch')})."
+        return target, "green", f"{target} now points at {who}{_epoch(d.get('applied_epoch'))}."
     if kind == "sync_failed":
-        return target, "red", (f"{target}: the upstream call failed (attempt {d.get('attempt')}): {d.get('error')}; "
-                               f"next try in {d.get('retry_in_s')} s.")
+        attempt = f" (attempt {d['attempt']})" if d.get("attempt") is not None else ""
+        retry = f"; next try in {d['retry_in_s']} s" if d.get("retry_in_s") is not None else ""
+        return target, "red", f"{target}: the upstream call failed{attempt}: {_v(d, 'error', 'no reason given')}{retry}."
     if kind == "admin_resolve":
         return "Admin ruling", "violet", f"An admin ruled {who} Active: “{d.get('reason', '')}”{_by(d)}."
     if kind == "resync_requested":
         return "Resync", "blue", f"Both upstream targets are pushed again{_by(d)}."
     if kind == "custom_domain_set":
-        return "Custom domain", "blue", f"Custom domain set to {d.get('domain')}{_by(d)}."
+        return "Custom domain", "blue", f"Custom domain set to {_v(d, 'domain')}{_by(d)}."
     if kind == "custom_domain_removed":
-        return "Custom domain", "amber", f"Custom domain {d.get('domain')} removed{_by(d)}."
+        return "Custom domain", "amber", f"Custom domain {_v(d, 'domain')} removed{_by(d)}."
     if kind == "cloud_im_set":
         return "Cloud IM", "blue", ("Cloud IM turned on" + (f" (server {d.get('server')})" if d.get("server") else "")
                                     if d.get("enabled") else "Cloud IM turned off") + f"{_by(d)}."
     if kind == "fault":
-        source = {"wan_lan": "WAN/LAN", "heartbeat": "heartbeat"}.get(str(d.get("source")), d.get("source"))
+        source = {"wan_lan": "WAN/LAN", "heartbeat": "heartbeat"}.get(str(d.get("source")), _v(d, "source", "node"))
         return "Fault", "amber", f"{sentence(who)} reports a {source} fault {d.get('state', '')}.".replace(" .", ".")
     if kind == "backup":
         return "Backup", "red" if d.get("result") == "failure" else "grey", \
             f"{sentence(who)}: {d.get('backup_kind', '')} backup, {d.get('result', '')}."
     if kind == "firmware_changed":
-        return "Firmware", "blue", f"{sentence(who)} runs firmware {d.get('firmware')}."
+        return "Firmware", "blue", f"{sentence(who)} runs firmware {_v(d, 'firmware')}."
     if kind == "drift_detected":
-        return "Drift", "amber", (f"{target} upstream points at {who} (epoch {d.get('upstream_epoch')}), not where it "
-                                  "should: repaired.")
+        expected = node(d.get("expected_mac"), pair) if d.get("expected_mac") else "the Active"
+        if not event.mac:
+            return "Drift", "amber", (f"The {target} upstream holds nothing for this pair (it lost what was set, "
+                                      f"e.g. after a restart); it should point at {expected}: set again.")
+        return "Drift", "amber", (f"The {target} upstream points at {who}{_epoch(d.get('upstream_epoch'))}, "
+                                  f"not at {expected}: repaired.")
     if kind == "unclassified_alert":
         return "Alert", "grey", f"An alert from {who} that is not a known kind: {str(d.get('raw', ''))[:300]}"
     text = next((str(d[k]) for k in ("why", "message", "title", "warning", "reason") if d.get(k)), "")
     return kind.replace("_", " ").capitalize(), "grey", text
+
+
+def _v(d: Mapping[str, Any], key: str, missing: str = "—") -> str:
+    """A detail field as text; a field that is absent or empty reads ``missing``, never ``None``."""
+    value = d.get(key)
+    return missing if value is None or value == "" else str(value)
+
+
+def _epoch(value: Any) -> str:
+    return f" (epoch {value})" if value is not None else ""
 
 
 def _by(d: Mapping[str, Any]) -> str:

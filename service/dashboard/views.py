@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from flask import (Blueprint, Response, abort, current_app, flash, redirect, render_template, request,
+from flask import (Blueprint, Response, abort, current_app, flash, g, redirect, render_template, request,
                    url_for)
 from markupsafe import Markup
 from sqlalchemy import select
@@ -24,7 +24,7 @@ from service.domain.mac import InvalidMac, normalize_mac
 from service.models import Device, Event, EventDelivery, HaPair, utcnow
 from service.text import printable, unstorable
 
-from . import auth, formatting, listing, story
+from . import auth, formatting, listing, live, story
 
 blp = Blueprint("dashboard", __name__, url_prefix="/dashboard", template_folder="templates",
                 static_folder="static", static_url_path="/static")
@@ -33,13 +33,15 @@ READ_METHODS = frozenset({"GET", "HEAD"})
 # Endpoints reachable without a session, and POSTs any signed-in role may make.
 PUBLIC_ENDPOINTS = frozenset({"dashboard.login", "dashboard.logout", "dashboard.static"})
 ANY_ROLE_POSTS = frozenset({"dashboard.login", "dashboard.logout"})
-EVENTS_PER_PAGE = 25
+EVENTS_PER_PAGE = 50
+# The timeline's filter: value, label (`queries.EVENT_FILTERS`).
+EVENT_FILTER_LABELS = (("all", "Everything"), ("failovers", "Failovers"), ("alarms", "Alarms"))
 MAX_EVENT_ID = 2**63 - 1  # events.id is a BIGINT
 MAX_REASON = 500
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
+    "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 
@@ -111,7 +113,8 @@ def _printable(value: Any) -> Any:
 @blp.context_processor
 def template_context() -> dict[str, Any]:
     return {"who": auth.current(), "csrf_token": auth.csrf_token, "csrf_field": auth.CSRF_FIELD,
-            "fmt": formatting.HELPERS, "static_url": static_url, "now": utcnow()}
+            "fmt": formatting.HELPERS, "static_url": static_url, "now": utcnow(),
+            "live_etag": g.get("live_etag"), "live_poll_ms": live.POLL_MS}
 
 
 def _error_page(status: int, title: str, message: str) -> tuple[str, int]:
@@ -193,12 +196,17 @@ def pairs():  # type: ignore[no-untyped-def]
     except listing.BadCursor:
         abort(400, description="That page link is not valid. Start again from the first page.")
     session = db()
+    now = utcnow()
+    tag = live.etag(live.list_fingerprint(session, who.principal.org_id), who, now)
+    unchanged = live.not_modified(tag)
+    if unchanged is not None:
+        return unchanged
     page = listing.list_page(session, who.principal.org_id, filters, after=after,
-                             before=None if after else before, now=utcnow())
+                             before=None if after else before, now=now)
     totals = listing.totals(session, who.principal.org_id)
-    return render_template("dashboard_pairs.html", page=page, filters=filters, totals=totals,
-                           statuses=listing.STATUSES, page_sizes=listing.PAGE_SIZES,
-                           first_page=after is None and before is None)
+    return live.tagged(render_template("dashboard_pairs.html", page=page, filters=filters, totals=totals,
+                                       statuses=listing.STATUSES, page_sizes=listing.PAGE_SIZES,
+                                       first_page=after is None and before is None), tag)
 
 
 # --- one pair ---------------------------------------------------------------------------------
@@ -219,25 +227,37 @@ def pair(pair_id: int):  # type: ignore[no-untyped-def]
     who = _who()
     org_id = who.principal.org_id
     session = db()
-    row = queries.pair_by_id(session, org_id, pair_id)  # another organization's pair -> 404
-    now = utcnow()
-    alarms = queries.open_alarms(session, row.id)
-    view = pair_view(row, [a.kind for a in alarms], now)
     before = request.args.get("before", type=int)
     if before is not None and not 0 < before <= MAX_EVENT_ID:
         abort(400, description="That page link is not valid. Start again from the newest events.")
-    events = queries.paginate(session, queries.events_stmt(org_id, row.id), Event.id, EVENTS_PER_PAGE, before,
-                              descending=True)
+    kind = request.args.get("kind") or "all"
+    if kind not in queries.EVENT_FILTERS:
+        abort(400, description="Show failovers, alarms or everything.")
+    if not 0 < pair_id <= listing.MAX_ID:
+        raise NotFound(f"No HA pair {pair_id} in this organization.", code="pair_not_found")
+    now = utcnow()
+    tag = live.etag(live.pair_fingerprint(session, org_id, pair_id), who, now)
+    unchanged = live.not_modified(tag)
+    if unchanged is not None:
+        return unchanged
+    row = queries.pair_by_id(session, org_id, pair_id)  # another organization's pair -> 404
+    alarms = queries.open_alarms(session, row.id)
+    view = pair_view(row, [a.kind for a in alarms], now)
+    events = queries.paginate(session, queries.events_stmt(org_id, row.id, kind), Event.id, EVENTS_PER_PAGE,
+                              before, descending=True)
     nodes = [_node(row, row.primary, "Primary", now), _node(row, row.secondary, "Secondary", now)]
     badges = listing.attention_badges(row, [(a.kind, a.detail) for a in alarms])
-    facts = story.PairFacts(sites={row.primary.mac: "Primary", row.secondary.mac: "Secondary"}, epoch=row.epoch,
-                            sync_states={s.target: s.state for s in row.syncs}, custom_domain=row.custom_domain)
-    around = queries.events_of_epochs(session, org_id, row.id, sorted(story.switch_epochs(events.items)))
+    facts = story.pair_facts(row)
+    around = [] if kind == "alarms" else queries.events_of_epochs(session, org_id, row.id,
+                                                                  sorted(story.switch_epochs(events.items)))
     lines = story.timeline_lines(events.items, around, facts)
-    return render_template("dashboard_pair.html", pair=row, view=view, nodes=nodes, alarms=alarms,
-                           events=events, lines=lines, badges=badges, older=before is not None,
-                           firmware_differs=row.primary.firmware != row.secondary.firmware,
-                           deliveries=subscription_queries.recent_pair_deliveries(session, org_id, row.id))
+    sites = {row.primary.mac: "Primary", row.secondary.mac: "Secondary"}
+    return live.tagged(render_template(
+        "dashboard_pair.html", pair=row, view=view, nodes=nodes, alarms=alarms,
+        alarm_labels={a.kind: listing.alarm_label(a.kind, sites)[0] for a in alarms},
+        events=events, lines=lines, badges=badges, older=before is not None, kind=kind,
+        event_filters=EVENT_FILTER_LABELS, firmware_differs=row.primary.firmware != row.secondary.firmware,
+        deliveries=subscription_queries.recent_pair_deliveries(session, org_id, row.id)), tag)
 
 
 # --- event subscriptions --------------------------------------------------------------------------

@@ -113,3 +113,25 @@ def parse_kind(kind: str) -> AlarmKind:
 def is_about(kind: str, mac: str) -> bool:
     """Whether ``kind`` is a per-node alarm about ``mac``."""
     return parse_kind(kind).mac == _colon(_compact(mac))
+
+
+TARGET_WORDS = {"remote_connect": "RemoteConnect", "cloud_im": "Cloud IM"}
+_FAMILY_WORDS = {NODE_SILENT: "Silent node", "fault_wan_lan": "WAN/LAN fault", "fault_heartbeat": "Heartbeat fault"}
+_NAMED_WORDS = {
+    SPLIT_BRAIN: "Split brain", "replacing": "Replacing node", "secondary_active": "Secondary Active",
+    BACKUP_OVERDUE: "Backup overdue", BACKUP_FAILED: "Backup failed", FIRMWARE_MISMATCH: "Firmware mismatch",
+    FIRMWARE_INCOMPLETE: "Firmware upgrade incomplete", SUBSCRIPTION_DISABLED: "Event subscription disabled",
+}
+
+
+def words(kind: str, sites: dict[str, str] | None = None) -> str:
+    """A short label for an alarm kind or attention reason, in words (``node_silent_C074AD990001``
+    -> ``Silent node: C0:74:AD:99:00:01``, or ``Silent node: Secondary`` when ``sites`` names it)."""
+    for target, name in TARGET_WORDS.items():
+        for problem in SYNC_PROBLEMS:
+            if kind == _sync(target, problem):
+                return f"{name} {problem}"
+    parsed = parse_kind(kind)
+    if parsed.mac is not None and parsed.family in _FAMILY_WORDS:
+        return f"{_FAMILY_WORDS[parsed.family]}: {(sites or {}).get(parsed.mac, parsed.mac)}"
+    return _NAMED_WORDS.get(parsed.family, kind.replace("_", " ").capitalize())

@@ -7,8 +7,8 @@ anything can answer early (415, 429, 401, ...). Per request:
 - `request_id`: the caller's `X-Request-ID` when it is sane (1-128 characters of
   `A-Za-z0-9._:@+/=-`), otherwise a new one; bound to the log context and echoed in the response's
   `X-Request-ID`.
-- `pair_id` bound from the URL (`/ha-pairs/<pair_id>`); for webhooks the receipt's `event_id`, the
-  notification's `pair_id`, and the decision on a role claim.
+- `pair_id` bound from the URL (`/ha-pairs/<pair_id>`); for webhooks the receipt's `event_id`
+  and `notification_id`, the notification's `pair_id`, and the decision on a role claim.
 - one access log line (`ucmha.access`): method, route (the URL rule), path (redacted), status,
   duration_ms, request_id, org_id when authenticated, and pair_id/event_id when known.
 - `ucmha_http_requests_total`, `ucmha_http_request_seconds`; for the webhook blueprint
@@ -115,20 +115,23 @@ def _observe_webhook(response: Response) -> None:
     receipt = g.get("webhook_receipt")  # what the command returned (service/api/webhooks.py)
     if receipt is not None:  # the answer was made from it: no need to parse the body back
         event_id, pair_id, kind, outcome = receipt.event_id, receipt.pair_id, receipt.type, receipt.outcome
+        notification_id = receipt.notification_id
     else:
         body = response.get_json(silent=True) if response.is_json else None
-        event_id = body.get("event_id") if isinstance(body, dict) else None
-        if not isinstance(event_id, int):
+        notification_id = body.get("notification_id") if isinstance(body, dict) else None
+        if not isinstance(notification_id, int):
             return
+        event_id = body.get("event_id")
         session = g.get("db")
         notification = None
         if session is not None:
             from service.models import Notification
 
-            notification = session.get(Notification, event_id)
+            notification = session.get(Notification, notification_id)
         pair_id = getattr(notification, "pair_id", None)
         kind, outcome = getattr(notification, "type", None), getattr(notification, "outcome", None)
-    context.bind(event_id=event_id, pair_id=pair_id)  # for the access line; reset in teardown
+    # For the access line; reset in teardown.
+    context.bind(event_id=event_id, notification_id=notification_id, pair_id=pair_id)
     if kind == ROLE_CLAIM:
         # A repeated webhook-id answers the first outcome with 200: that repeat is a duplicate.
         metrics.count_claim("duplicate" if response.status_code == 200 else outcome)

@@ -174,6 +174,8 @@ def test_support_sees_no_write_controls(browser_context, org: Org):
     response = browser_context.request.post(f"/dashboard/pairs/{pair['id']}/resync", form={"csrf_token": csrf},
                                             max_redirects=0)
     assert response.status == 403
-    # The page's own CSP forbids scripts from calling out (connect-src falls back to 'none').
-    blocked = page.evaluate("""() => fetch('/dashboard').then(() => 'sent', () => 'blocked')""")
+    # The page's own CSP lets scripts call the service only (connect-src 'self', for the live
+    # updates), never another origin.
+    blocked = page.evaluate("""() => fetch('http://127.0.0.1:9/x').then(() => 'sent', () => 'blocked')""")
     assert blocked == "blocked"
+    assert page.evaluate("""() => fetch('/dashboard').then(r => r.status, () => 'blocked')""") == 200

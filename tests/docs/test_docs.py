@@ -70,7 +70,26 @@ def test_every_environment_variable_is_in_the_readme_table_and_env_example():
 
 # --- the node integrator's examples, run against a real server ----------------------------------
 
-PRIMARY, SECONDARY = "00:0B:82:A4:6E:BF", "C0:74:AD:45:3B:10"
+def _example_macs() -> tuple[str, str]:
+    """(PEER, MAC) of the curl example: the pair the examples post as (MAC the claiming node)."""
+    text = (ROOT / "docs" / "node-integration.md").read_text()
+    node = re.search(r"^MAC='([0-9A-F:]{17})'", text, re.M)
+    peer = re.search(r"^PEER='([0-9A-F:]{17})'", text, re.M)
+    assert node and peer, "the curl example names MAC and PEER"
+    return peer.group(1), node.group(1)
+
+
+PRIMARY, SECONDARY = _example_macs()
+
+
+def test_the_examples_do_not_post_as_a_demo_node_and_say_where_the_demo_secrets_are():
+    from simulator.fleet.seed import DEMO_PAIRS
+
+    demo = {mac for pair in DEMO_PAIRS for mac in (pair.primary_mac, pair.secondary_mac)}
+    text = (ROOT / "docs" / "node-integration.md").read_text()
+    used = set(re.findall(r"[0-9A-F]{2}(?::[0-9A-F]{2}){5}", text))
+    assert used and not used & demo, f"the examples use the demo fleet's MACs: {sorted(used & demo)}"
+    assert "var/fleet.json" in text and "last_sequence" in text
 
 
 def _block(section: str, language: str) -> str:
@@ -141,3 +160,11 @@ def test_curl_and_python_examples_are_signed_right(live_api):
     wrong = _set(_block("Example: curl and openssl", "sh"), r"^(API=)'[^']*'", f"'{api}'")
     done = subprocess.run(["bash", "-euo", "pipefail", "-c", wrong], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip().splitlines()[-1] == "401", done.stdout
+
+
+def test_the_readme_says_how_to_run_ucmha_and_that_the_upstream_simulator_forgets():
+    text = (ROOT / "README.md").read_text()
+    support = text.split("## Support from the command line", 1)[1].split("\n## ", 1)[0]
+    assert ".venv/bin/ucmha" in support and ". .venv/bin/activate" in support
+    assert "--jsonl" in support and "--kind" in support
+    assert "keeps its state in\n  memory" in text or "keeps its state in memory" in text

@@ -48,6 +48,9 @@ class DeviceSchema(ma.Schema):
                                  allow_none=True, metadata={"type": "integer"})
     pair_id = ma.fields.Integer(allow_none=True)
     last_heard_at = ma.fields.DateTime(allow_none=True)
+    last_sequence = ma.fields.Integer(allow_none=True, metadata={
+        "description": "the highest `sequence` accepted from this node (null: none yet); a notification must carry "
+                       "a higher one, or its outcome is `stale`"})
     created_at = ma.fields.DateTime()
     updated_at = ma.fields.DateTime()
 

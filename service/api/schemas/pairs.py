@@ -3,6 +3,8 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import validate
 
+from service.queries import EVENT_FILTERS
+
 from .common import Mac, PageArgs, StrictSchema, page_schema
 
 PAIR_STATUSES = ("paired", "standalone", "split_brain", "replacing", "dissolved")
@@ -180,10 +182,19 @@ class EventSchema(ma.Schema):
     kind = ma.fields.String()
     mac = ma.fields.String(allow_none=True)
     epoch = ma.fields.Integer(allow_none=True)
+    notification_id = ma.fields.Integer(allow_none=True, metadata={
+        "description": "the node notification that caused it (the webhook answer's `notification_id`), else null"})
     detail = ma.fields.Dict()
 
 
 EventPageSchema = page_schema(EventSchema, "EventPage")
+
+
+class EventListArgs(PageArgs):
+    kind = ma.fields.String(load_default="all", validate=validate.OneOf(EVENT_FILTERS), metadata={
+        "description": "`failovers`: one `switch` event per failover, admin ruling or split brain's routing move "
+                       "(the rest of its story shares the switch's `epoch`); `alarms`: `alarm_raised` and "
+                       "`alarm_cleared`; `all` (the default): every event"})
 
 
 class DissolvedSchema(ma.Schema):

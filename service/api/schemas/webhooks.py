@@ -77,7 +77,12 @@ class NotificationSchema(SafeTextSchema):
 
 
 class ReceiptSchema(ma.Schema):
-    event_id = ma.fields.Integer()
+    event_id = ma.fields.Integer(allow_none=True, metadata={
+        "description": "the notification's first line in the pair's timeline (`GET /ha-pairs/{pair_id}/events`, "
+                       "`id`); `null` when it wrote none (a routine status report)"})
+    notification_id = ma.fields.Integer(metadata={
+        "description": "the stored notification; every timeline event it caused carries it as `notification_id`"})
+    pair_id = ma.fields.Integer(allow_none=True, metadata={"description": "the pair whose timeline it is in"})
     status = ma.fields.String(metadata={"enum": ["accepted"]})
     outcome = ma.fields.String(metadata={"description": "what the notification did: `applied`, `accepted`, or the "
                                                         "decision that left the pair as it was (`duplicate`, "

@@ -36,7 +36,7 @@ def test_pair_page_shows_nodes_upstream_alarms_and_timeline(admin_client, seeder
     im = _section(html, "sync-cloud_im")
     assert "Cloud IM binding" in im
     alarms = _section(html, "alarms")
-    assert "backup overdue" in alarms and "no successful full backup since Monday" in alarms
+    assert "Backup overdue" in alarms and "no successful full backup since Monday" in alarms
     timeline = _section(html, "timeline")
     kinds = re.findall(r'<li class="line[^"]*" data-kind="([a-z_]+)"', timeline)
     assert "pair_created" in kinds and kinds.index("custom_domain_set") < kinds.index("pair_created")
@@ -46,20 +46,20 @@ def test_pair_page_shows_nodes_upstream_alarms_and_timeline(admin_client, seeder
 
 def test_timeline_is_paginated_newest_first(admin_client, seeder, tenant, db_session):
     pair = seeder.pair(tenant.admin())
-    for i in range(40):
+    for i in range(70):  # alternating, so that no two neighbours are repeats
         db_session.add(Event(org_id=tenant.org_id, pair_id=pair["id"], kind="backup", mac=pair["primary_mac"],
-                             epoch=1, detail={"backup_kind": "full", "result": "success", "n": i}))
+                             epoch=1, detail={"backup_kind": "full", "result": ("success", "failure")[i % 2]}))
     db_session.commit()
     all_ids = list(db_session.execute(select(Event.id).where(Event.pair_id == pair["id"]).order_by(Event.id.desc()))
                    .scalars())
     first = admin_client.get(f"/dashboard/pairs/{pair['id']}").get_data(as_text=True)
     shown = [int(x) for x in re.findall(r'<li class="line[^"]*" data-kind="[a-z_]+" data-event-id="(\d+)"', first)]
-    assert shown == all_ids[:25]
+    assert shown == all_ids[:50]
     assert "Primary " + pair["primary_mac"] + ": full backup, success." in first
     older = re.search(r'href="([^"]+before=(\d+))"', first)
-    assert int(older.group(2)) == all_ids[24]
+    assert int(older.group(2)) == all_ids[49]
     second = admin_client.get(older.group(1)).get_data(as_text=True)
-    assert len(re.findall(r'<li class="line[^"]*" data-kind=', second)) == len(all_ids) - 25
+    assert len(re.findall(r'<li class="line[^"]*" data-kind=', second)) == len(all_ids) - 50
     assert "Newest" in second and "Older" not in second
 
 

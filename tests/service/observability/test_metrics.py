@@ -254,7 +254,7 @@ def test_webhook_receipt_json_is_untouched(client, tenant):
     s = nodes.secondary
     r = post_signed(client, s, nodes.secrets[s], role_changed(at(-5), 1, "force_switch"))
     assert r.status_code == 202
-    assert set(json.loads(r.get_data(as_text=True))) == {"event_id", "status", "outcome"}
+    assert set(json.loads(r.get_data(as_text=True))) == {"event_id", "notification_id", "pair_id", "status", "outcome"}
 
 
 def test_worker_exporter_serves_the_worker_metrics():
