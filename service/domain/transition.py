@@ -200,3 +200,10 @@ def on_backup(pair: PairState, mac: str, kind: str, result: str, occurred_at: da
             alarms = (AlarmChange(alarm_kinds.BACKUP_FAILED, True, f"the full backup on {node} failed"),)
     return PairTransition("backup", "recorded", "backup", f"{kind} backup {result}", pair, after, None, alarms,
                           (line,))
+
+
+def outranked(pair: PairState, above: int) -> PairTransition:
+    """The upstream holds another MAC at ``above`` or past it (drift the reconciler found): the
+    pair's epoch goes above it, so the repair it owes next is accepted."""
+    after = replace(pair, epoch=max(pair.epoch, above) + 1)
+    return PairTransition("drift", "applied", "drift", f"the upstream holds epoch {above}", pair, after)
