@@ -37,9 +37,9 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from sqlalchemy import and_, case, or_, select, tuple_, update
+from sqlalchemy import and_, case, literal_column, or_, select, tuple_, update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, aliased, lazyload, sessionmaker
+from sqlalchemy.orm import Session, lazyload, sessionmaker
 
 from service.db import unit_of_work
 from service.domain import outbox
@@ -71,9 +71,11 @@ def claim(session_factory: sessionmaker[Session], owner: str, first: tuple[int, 
     order = (*([case((named, 0), else_=1)] if named is not None else []), PairSync.next_attempt_at, PairSync.pair_id)
     picked = (select(PairSync.pair_id, PairSync.target).where(*claimable).order_by(*order).limit(size)
               .with_for_update(skip_locked=True).cte("picked"))
-    primary = aliased(Device)
-    primary_mac = (select(primary.mac).join(HaPair, HaPair.primary_device_id == primary.id)
-                   .where(HaPair.id == PairSync.pair_id).correlate(PairSync).scalar_subquery())
+    # Written out: SQLAlchemy drops the table names inside a RETURNING clause on SQLite, which
+    # leaves a correlated sub-select's columns ambiguous.
+    primary_mac = literal_column(
+        f"(SELECT d.mac FROM {Device.__tablename__} d JOIN {HaPair.__tablename__} p ON p.primary_device_id = d.id"
+        f" WHERE p.id = {PairSync.__tablename__}.pair_id)")
     with unit_of_work(session_factory) as session:
         rows = session.execute(
             update(PairSync)
