@@ -1,23 +1,24 @@
-"""Repoint many owed sync rows in one task: claim a batch, call upstream concurrently, record once.
+"""The repoint path: claim a batch of owed sync rows, call upstream concurrently, record once.
 
 A regional outage makes thousands of pairs fail over at once, and each owes two repoints. One
 task per row spends most of its time on database round trips around two ~1 ms upstream calls.
-Here the task that a message starts takes its own row and up to `size - 1` other due rows:
+Here the task that a message starts takes its own row and up to `size - 1` other due rows (a
+message naming one row with `size` 1 is a single repoint: the tests drive it so):
 
 1. claim (one statement, the same on PostgreSQL and SQLite: `WITH picked AS (SELECT ... FOR
    UPDATE SKIP LOCKED) UPDATE ... WHERE <still claimable> RETURNING`, see `workers/claims.py`):
-   rows that are owed (`pending`/`failing`), due (or
-   named by the message: one row, or the rows of one pair a failover owes) and not leased by
+   rows that are owed (`pending`/`failing`), due (or named by the message: one row, or the
+   rows of one pair a failover owes) and not leased by
    another worker, skipping locked ones, so a claim never waits for a row a notification or
    another worker holds, and never takes a pair lock while holding sync rows (the lock order
    elsewhere is pair, then sync row).
-   The rows are leased for one upstream call's length (`repoint.lease_seconds`); what is owed
+   The rows are leased for one upstream call's length (`domain.outbox.lease_s`); what is owed
    and the Primary's MAC come from the same statement.
 2. push: the upstream calls of every claimed row at once, on a thread pool sharing the
    process's upstream client (its pooled connections and one token), while a thread of this
    worker renews the batch's leases (one statement for all of them).
 3. record (one transaction): the pairs locked in id order (`FOR NO KEY UPDATE`), then their
-   rows; each outcome recorded exactly as for a single repoint (`repoint.record_outcome`):
+   rows; each outcome recorded as the domain decides it (`repoint.record_outcome`):
    epoch fencing, a newer desired state found now is owed again, failures back off.
 4. after the commit: the follow-ups (a retry per failed row with its backoff, a newer desired
    state at once; when a row that had failed went through, the waiting ones are woken).
