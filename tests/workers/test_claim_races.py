@@ -75,25 +75,33 @@ def _repoint_worker(barrier, k: int, settings: Settings) -> int:  # type: ignore
         engine.dispose()
 
 
+def _fleet(factory, cfg: Settings, pairs: int) -> list[tuple[int, str]]:  # type: ignore[no-untyped-def]
+    """`pairs` pairs with a custom domain and Cloud IM, made through the API: (pair id, domain) each."""
+    app = create_app(cfg, session_factory=factory, enqueue=lambda *_a: None, broker_check=lambda: "ok")
+    http, headers = app.test_client(), admin_tenant(factory).admin()
+    made = []
+    for i in range(pairs):
+        macs = [f"02:00:00:30:{i:02X}:01", f"02:00:00:30:{i:02X}:02"]
+        for k, mac in enumerate(macs):
+            assert http.post("/api/v1/devices", json={"mac": mac, "model": "UCM6304", "firmware": "1.0.15.8",
+                                                      "cloud_im_enabled": k == 0}, headers=headers).status_code == 201
+            http.post("/api/v1/plans", json={"tier": "Pro", "ha": True, "cloud_im": True, "status": "active",
+                                             "device_mac": mac}, headers=headers)
+        pid = http.post("/api/v1/ha-pairs", json={"primary_mac": macs[0], "secondary_mac": macs[1]},
+                        headers=headers).json["id"]
+        assert http.put(f"/api/v1/ha-pairs/{pid}/custom-domain", json={"domain": f"claims{i}.example.com"},
+                        headers=headers).status_code == 200
+        made.append((pid, f"claims{i}.example.com"))
+    return made
+
+
 def test_worker_processes_claiming_at_once_push_each_row_once(claims_url, settings, sim):
     cfg = settings.with_overrides(database_url=claims_url, upstream_base_url=sim.base_url,
                                   upstream_read_timeout_s=5.0)
     engine = make_engine(claims_url)
     try:
         factory = make_session_factory(engine)
-        app = create_app(cfg, session_factory=factory, enqueue=lambda *_a: None, broker_check=lambda: "ok")
-        http, headers = app.test_client(), admin_tenant(factory).admin()
-        for i in range(12):
-            macs = [f"02:00:00:30:{i:02X}:01", f"02:00:00:30:{i:02X}:02"]
-            for k, mac in enumerate(macs):
-                assert http.post("/api/v1/devices", json={"mac": mac, "model": "UCM6304", "firmware": "1.0.15.8",
-                                                          "cloud_im_enabled": k == 0}, headers=headers).status_code == 201
-                http.post("/api/v1/plans", json={"tier": "Pro", "ha": True, "cloud_im": True, "status": "active",
-                                                 "device_mac": mac}, headers=headers)
-            pid = http.post("/api/v1/ha-pairs", json={"primary_mac": macs[0], "secondary_mac": macs[1]},
-                            headers=headers).json["id"]
-            assert http.put(f"/api/v1/ha-pairs/{pid}/custom-domain", json={"domain": f"claims{i}.example.com"},
-                            headers=headers).status_code == 200
+        _fleet(factory, cfg, 12)
         with factory() as session:
             owed = session.execute(sa.select(sa.func.count()).select_from(PairSync)
                                    .where(PairSync.state.in_(("pending", "failing")))).scalar_one()
@@ -110,6 +118,46 @@ def test_worker_processes_claiming_at_once_push_each_row_once(claims_url, settin
         assert states == Counter({"in_sync": 24})
         assert len(applied) == 24 and set(applied.values()) == {1}, applied  # one timeline line per row
         assert switches == 24, calls
+    finally:
+        engine.dispose()
+
+
+# --- the reconciler ---------------------------------------------------------------------------
+
+def _reconcile_worker(barrier, k: int, settings: Settings) -> int:  # type: ignore[no-untyped-def]
+    from workers import reconcile
+    from workers.upstream import get_client
+    engine = make_engine(settings.database_url)
+    try:
+        factory = make_session_factory(engine)
+        client = get_client(settings)
+        client.warm()
+        barrier.wait(timeout=60)
+        return reconcile.reconcile(factory, client, settings, lambda *_a: None)
+    finally:
+        engine.dispose()
+
+
+def test_reconcile_passes_at_once_repair_each_drift_once(claims_url, settings, sim):
+    from workers import repoint_batch
+    from workers.upstream import get_client
+    cfg = settings.with_overrides(database_url=claims_url, upstream_base_url=sim.base_url,
+                                  upstream_read_timeout_s=5.0)
+    engine = make_engine(claims_url)
+    try:
+        factory = make_session_factory(engine)
+        fleet = _fleet(factory, cfg, 4)
+        client = get_client(cfg)
+        while repoint_batch.run_batch(factory, client, cfg, "w", lambda *_a: None) != "nothing_owed":
+            pass
+        for i, (_pid, domain) in enumerate(fleet):  # someone moves each connection past our epoch
+            client.switch_connection(domain, f"02:00:00:30:{i:02X}:02", 5)
+        repaired = _in_processes(_reconcile_worker, cfg)
+        with factory() as session:
+            drift = Counter(session.execute(sa.select(Event.pair_id).where(Event.kind == "drift_detected")).scalars())
+            epochs = set(session.execute(sa.select(HaPair.epoch)).scalars())
+        assert sum(repaired) == 4 and drift == Counter({pid: 1 for pid, _d in fleet}), (repaired, drift)
+        assert epochs == {6}  # above the upstream's 5, once
     finally:
         engine.dispose()
 
