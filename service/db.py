@@ -28,11 +28,24 @@ def make_engine(database_url: str, *, hide_parameters: bool = False, ping_every_
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
-            # WAL lets the API read while a worker writes; foreign keys are off by default in SQLite.
+            # WAL lets readers outside a transaction (the CLI's sqlite3 shell) read while one writes;
+            # foreign keys are off by default in SQLite.
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
+            # The driver's own transaction handling begins a transaction only at the first write,
+            # so what a transaction read before it could change meanwhile. SQLAlchemy begins it
+            # instead (below).
+            dbapi_conn.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _begin_immediate(conn):  # type: ignore[no-untyped-def]
+            # SQLite has no row locks (`SELECT ... FOR UPDATE` is a no-op): a transaction takes the
+            # database's write lock from its start, so whatever PostgreSQL serialises with row
+            # locks (the pair, then its rows) is serialised here too; the others wait
+            # (`timeout`), they never read what is about to change.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     options: dict[str, object] = {"pool_pre_ping": ping_every_checkout}
@@ -90,10 +103,6 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
-
-
-def is_postgresql(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
 
 
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure

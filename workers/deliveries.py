@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from standardwebhooks import Webhook
 
 from service.commands import subscriptions as subscription_commands
 from service.commands import timeline
 from service.commands.context import CommandContext
-from service.db import is_postgresql, unit_of_work
+from service.db import unit_of_work
 from service.domain.delivery import DeliveryPolicy, after_attempt
 from service.models import DeliveryAttempt, EventDelivery, EventSubscription, HaPair, utcnow
 from service.observability import metrics
@@ -82,29 +82,47 @@ def signatures(subscription: EventSubscription, box: SecretBox, msg_id: str, at:
     return " ".join(found)
 
 
+def _free(owner: str, now: datetime):  # type: ignore[no-untyped-def]
+    """Nobody else is sending it: no live lease, or this worker's, or the sweeper's mark."""
+    return or_(EventDelivery.lease_until.is_(None), EventDelivery.lease_until <= now,
+               EventDelivery.lease_owner.in_((owner, SWEEPER)))
+
+
 def _lease_head(session: Session, settings: Settings, subscription_id: int, pair_id: int | None, owner: str,
                 now: datetime) -> Claim | float | None:
-    """The lane's head, leased and signed; or seconds until it is due; or None (nothing to do now)."""
+    """The lane's head, leased and signed; or seconds until it is due; or None (nothing to do now).
+
+    The lease is one conditional statement, the same on PostgreSQL and SQLite (``UPDATE ... WHERE
+    <the lane's head, pending, due, not leased by another> RETURNING``): two workers cannot both
+    take it.
+    """
     subscription = session.get(EventSubscription, subscription_id, with_for_update={"key_share": True},
                                populate_existing=True)
     if subscription is None or not subscription.enabled:
         return None
-    head = session.execute(
-        select(EventDelivery).where(_lane(subscription_id, pair_id), EventDelivery.state == "pending")
-        .order_by(EventDelivery.id).limit(1).with_for_update(of=EventDelivery)
-    ).unique().scalar_one_or_none()
-    if head is None:
-        return None
-    if head.lease_until is not None and head.lease_until > now and head.lease_owner not in (owner, SWEEPER):
-        return None  # another worker is sending it
-    if head.next_attempt_at > now:
-        return (head.next_attempt_at - now).total_seconds()
-    head.lease_owner, head.lease_until = owner, now + timedelta(seconds=lease_s(settings))
-    body = json.dumps(head.event.payload, separators=(",", ":"), ensure_ascii=False)
-    headers = {"webhook-id": head.event.public_id, "webhook-timestamp": str(int(now.timestamp())),
+    head = (select(func.min(EventDelivery.id)).where(_lane(subscription_id, pair_id), EventDelivery.state == "pending")
+            .scalar_subquery())
+    claimed = session.execute(
+        update(EventDelivery)
+        .where(EventDelivery.id == head, EventDelivery.state == "pending", EventDelivery.next_attempt_at <= now,
+               _free(owner, now))
+        .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_s(settings)))
+        .returning(EventDelivery.id)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if claimed is None:
+        waiting = session.execute(
+            select(EventDelivery.next_attempt_at).where(EventDelivery.id == head, _free(owner, now))
+        ).scalar_one_or_none()
+        return (waiting - now).total_seconds() if waiting is not None and waiting > now else None
+    delivery = session.execute(
+        select(EventDelivery).where(EventDelivery.id == claimed).execution_options(populate_existing=True)
+    ).unique().scalar_one()
+    body = json.dumps(delivery.event.payload, separators=(",", ":"), ensure_ascii=False)
+    headers = {"webhook-id": delivery.event.public_id, "webhook-timestamp": str(int(now.timestamp())),
                "webhook-signature": signatures(subscription, SecretBox(settings.encryption_key),
-                                               head.event.public_id, now, body)}
-    return Claim(head.id, subscription.url, headers, body.encode())
+                                               delivery.event.public_id, now, body)}
+    return Claim(delivery.id, subscription.url, headers, body.encode())
 
 
 def run_lane(session_factory: sessionmaker[Session], settings: Settings, sender: EventSender,
@@ -135,24 +153,34 @@ def _record(session_factory: sessionmaker[Session], settings: Settings, claim: C
             owner: str, rng: random.Random, now: datetime, enqueue: Enqueue) -> tuple[str, float | None]:
     after: list[tuple[str, tuple[object, ...]]] = []
     with unit_of_work(session_factory) as session:
-        delivery = session.execute(
-            select(EventDelivery).where(EventDelivery.id == claim.delivery_id).with_for_update(of=EventDelivery)
-            .execution_options(populate_existing=True)
-        ).unique().scalar_one_or_none()
-        if delivery is None:
+        # First, in one statement: count the attempt and give the lease back. Every attempt made
+        # is counted and logged together, so `attempts` is the length of the attempt log.
+        mine = EventDelivery.lease_owner == owner
+        counted = session.execute(
+            update(EventDelivery).where(EventDelivery.id == claim.delivery_id)
+            .values(attempts=EventDelivery.attempts + 1,
+                    lease_owner=case((mine, None), else_=EventDelivery.lease_owner),
+                    lease_until=case((mine, None), else_=EventDelivery.lease_until))
+            .returning(EventDelivery.state, EventDelivery.attempts, EventDelivery.give_up_at)
+            .execution_options(synchronize_session=False)
+        ).one_or_none()
+        if counted is None:
             return "gone", None
-        subscription = session.get(EventSubscription, delivery.subscription_id)
         result = sent.result
-        step = after_attempt(result, delivery.attempts, now, delivery.give_up_at, policy(settings), rng)
-        session.add(DeliveryAttempt(delivery_id=delivery.id, at=now, url=claim.url,
+        step = after_attempt(result, counted.attempts - 1, now, counted.give_up_at, policy(settings), rng)
+        session.add(DeliveryAttempt(delivery_id=claim.delivery_id, at=now, url=claim.url,
                                     outcome="delivered" if result.ok else ("refused" if sent.refused else "failed"),
                                     status_code=result.status, latency_ms=sent.latency_ms, error=result.error,
                                     response_excerpt=sent.excerpt, retry_in_s=step.retry_in_s))
-        if delivery.lease_owner == owner:
-            delivery.lease_owner, delivery.lease_until = None, None
-        if delivery.state != "pending":
-            return delivery.state, None  # redelivered or changed meanwhile: the log has the attempt
-        delivery.state, delivery.attempts, delivery.last_status = step.state, step.attempts, result.status
+        if counted.state != "pending":
+            return counted.state, None  # redelivered or changed meanwhile: the log has the attempt
+        delivery = session.execute(
+            select(EventDelivery).where(EventDelivery.id == claim.delivery_id)
+            .execution_options(populate_existing=True)
+        ).unique().scalar_one()
+        subscription = session.get(EventSubscription, delivery.subscription_id)
+        assert step.attempts == delivery.attempts, "the domain counts the attempt the statement counted"
+        delivery.state, delivery.last_status = step.state, result.status
         delivery.last_error = result.error
         if step.state == "delivered":
             delivery.delivered_at = now
@@ -191,26 +219,24 @@ def sweep(session_factory: sessionmaker[Session], enqueue: Enqueue, batch: int =
     """Enqueue the lanes whose head is overdue (a lost message, a killed worker)."""
     now = clock()
     overdue = now - timedelta(seconds=grace_s)
+    heads = (
+        select(func.min(EventDelivery.id).label("id"))
+        .join(EventSubscription, EventSubscription.id == EventDelivery.subscription_id)
+        .where(EventDelivery.state == "pending", EventSubscription.enabled.is_(True))
+        .group_by(EventDelivery.subscription_id, EventDelivery.pair_id)
+    ).subquery()
+    sweepable = (EventDelivery.state == "pending", EventDelivery.next_attempt_at <= overdue,
+                 or_(EventDelivery.lease_until.is_(None), EventDelivery.lease_until <= now))
+    picked = (select(EventDelivery.id).where(EventDelivery.id.in_(select(heads.c.id)), *sweepable)
+              .order_by(EventDelivery.next_attempt_at).limit(batch).with_for_update(skip_locked=True).cte("picked"))
     with unit_of_work(session_factory) as session:
-        heads = (
-            select(func.min(EventDelivery.id).label("id"))
-            .join(EventSubscription, EventSubscription.id == EventDelivery.subscription_id)
-            .where(EventDelivery.state == "pending", EventSubscription.enabled.is_(True))
-            .group_by(EventDelivery.subscription_id, EventDelivery.pair_id)
-        ).subquery()
-        stmt = (
-            select(EventDelivery).where(EventDelivery.id.in_(select(heads.c.id)),
-                                        EventDelivery.next_attempt_at <= overdue,
-                                        or_(EventDelivery.lease_until.is_(None), EventDelivery.lease_until < now))
-            .order_by(EventDelivery.next_attempt_at).limit(batch)
-        )
-        if is_postgresql(session):
-            stmt = stmt.with_for_update(of=EventDelivery, skip_locked=True)
-        rows = list(session.execute(stmt).unique().scalars())
-        lanes = [(row.subscription_id, row.pair_id) for row in rows]
-        for row in rows:
-            # Marks the lane as handed to the broker, so the next sweep does not enqueue it again.
-            row.lease_owner, row.lease_until = SWEEPER, now + timedelta(seconds=SWEEP_LEASE_S)
+        # One conditional statement, as every claim (see `_lease_head`): it marks the lane as
+        # handed to the broker, so the next sweep does not enqueue it again.
+        lanes = [(r.subscription_id, r.pair_id) for r in session.execute(
+            update(EventDelivery).where(EventDelivery.id.in_(select(picked.c.id)), *sweepable)
+            .values(lease_owner=SWEEPER, lease_until=now + timedelta(seconds=SWEEP_LEASE_S))
+            .returning(EventDelivery.subscription_id, EventDelivery.pair_id)
+            .execution_options(synchronize_session=False))]
     for lane in lanes:
         enqueue(DELIVER_TASK, lane, 0.0)
     return len(lanes)

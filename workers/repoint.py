@@ -1,46 +1,32 @@
-"""Push one pair target's desired state upstream, once in effect.
+"""One repoint's upstream calls and the recording of their outcome (the path: workers/repoint_batch.py).
 
-Three short steps so no database lock is held while the upstream is slow:
-lease the sync row and snapshot what is owed; call upstream; record the outcome. Running it twice
-or concurrently is safe: the lease keeps two workers off one row, the upstream ignores a repeated
-(epoch, mac) and refuses an older epoch, and a newer desired state found at the end starts over.
+Running a repoint twice or concurrently is safe: the lease keeps two workers off one row, the
+upstream ignores a repeated (epoch, mac) and refuses an older epoch, and a newer desired state
+found at the end starts over.
 """
 from __future__ import annotations
 
 import logging
 import random
-import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Callable, Iterator
+from typing import Callable
 
-from sqlalchemy import update
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from service import queries
 from service.commands import sync
 from service.commands.context import CommandContext
 from service.commands.settle import settle
-from service.db import unit_of_work
 from service.domain import outbox
 from service.domain.backoff import BackoffPolicy
 from service.domain.outbox import Desired
 from service.models import HaPair, PairSync, utcnow
-from service.observability import metrics
-from service.observability.context import bind_args
 from service.settings import Settings
-from workers import sweep
 from workers import upstream_protocol as codes
 from workers.upstream import (StaleEpochError, TransientUpstreamError, UpstreamBusinessError, UpstreamClient,
                               UpstreamError)
 
 log = logging.getLogger(__name__)
 
-# Added to one upstream call's connect + read timeouts: a lease outlives a slow call with room to
-# renew, and a dead worker's lease ends seconds after its last renewal.
-LEASE_MARGIN_S = 2.0
 REPOINT_TASK = "ucmha.repoint"
 Enqueue = Callable[[str, tuple[object, ...], float], None]
 
@@ -61,53 +47,8 @@ def _policy(settings: Settings) -> BackoffPolicy:
 
 
 def lease_seconds(settings: Settings) -> float:
-    """How long a repoint holds its row without renewing: just longer than one upstream call."""
-    return settings.upstream_connect_timeout_s + settings.upstream_read_timeout_s + LEASE_MARGIN_S
-
-
-@contextmanager
-def lease_renewed(session_factory: sessionmaker[Session], settings: Settings, pair_id: int, target: str,
-                  owner: str) -> Iterator[None]:
-    """Keep renewing the lease while the upstream attempt runs (several calls may make one attempt).
-
-    The renewal runs in a thread of the worker doing the calls, so it stops when that worker dies
-    and another worker can take the row over within one lease.
-    """
-    length = lease_seconds(settings)
-    stop = threading.Event()
-
-    def renew() -> None:
-        while not stop.wait(length / 3):
-            try:
-                with unit_of_work(session_factory) as session:
-                    session.execute(
-                        update(PairSync)
-                        .where(PairSync.pair_id == pair_id, PairSync.target == target, PairSync.lease_owner == owner)
-                        .values(lease_until=utcnow() + timedelta(seconds=length))
-                    )
-            except SQLAlchemyError as exc:  # the database is away: the lease lapses, another worker may retry
-                log.warning("could not renew a repoint lease", extra={"error": type(exc).__name__})
-
-    renewer = threading.Thread(target=renew, name=f"lease-{pair_id}-{target}", daemon=True)
-    renewer.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        renewer.join(timeout=length)
-
-
-def _lease(session: Session, pair_id: int, target: str, owner: str, now: datetime, length_s: float) -> Owed | None:
-    # Lock order is pair, then sync row, everywhere: the notification path does the same.
-    pair = queries.lock_pair(session, pair_id)
-    row = session.get(PairSync, (pair_id, target), with_for_update=True, populate_existing=True)
-    if pair is None or row is None or not outbox.is_owed(sync.snapshot(row)):
-        return None
-    if row.lease_until is not None and row.lease_until > now and row.lease_owner != owner:
-        return None
-    row.lease_owner, row.lease_until = owner, outbox.lease_until(now, length_s)
-    return Owed(row.desired_key, row.desired_mac, row.desired_epoch, row.applied_key, pair.primary.mac,
-                had_failed=row.attempts > 0)
+    """How long a repoint holds its rows without renewing (``domain.outbox.lease_s``)."""
+    return outbox.lease_s(settings.upstream_connect_timeout_s, settings.upstream_read_timeout_s)
 
 
 def _push(client: UpstreamClient, target: str, owed: Owed) -> None:
@@ -143,26 +84,6 @@ def _bind(client: UpstreamClient, domain: str, mac: str) -> None:
         client.bind_domain(domain, mac)
 
 
-@bind_args("pair_id", "target")  # every log line of the repoint carries pair_id and target
-def run_repoint(session_factory: sessionmaker[Session], client: UpstreamClient, settings: Settings,
-                pair_id: int, target: str, owner: str, enqueue: Enqueue,
-                rng: random.Random | None = None) -> str:
-    rng = rng or random.Random()
-    with unit_of_work(session_factory) as session:
-        owed = _lease(session, pair_id, target, owner, utcnow(), lease_seconds(settings))
-    if owed is None:
-        metrics.count_repoint(target, "nothing_owed")
-        return "nothing_owed"
-    with lease_renewed(session_factory, settings, pair_id, target, owner):
-        error, retry_after = attempt(client, target, owed)
-    outcome = _record(session_factory, settings, pair_id, target, owner, owed, error, retry_after, enqueue, rng)
-    metrics.count_repoint(target, outcome)
-    if owed.had_failed and error is None:
-        # The upstream takes calls again: the other repoints waiting out a backoff go now.
-        sweep.wake_waiting(session_factory, enqueue)
-    return outcome
-
-
 def attempt(client: UpstreamClient, target: str, owed: Owed) -> tuple[str | None, float | None]:
     """Make the upstream calls owed; returns (error or None, the upstream's retry-after if any)."""
     try:
@@ -178,23 +99,6 @@ def attempt(client: UpstreamClient, target: str, owed: Owed) -> tuple[str | None
     return None, None
 
 
-def _record(session_factory: sessionmaker[Session], settings: Settings, pair_id: int, target: str, owner: str,
-            owed: Owed, error: str | None, retry_after: float | None, enqueue: Enqueue,
-            rng: random.Random) -> str:
-    after: list[tuple[str, tuple[object, ...], float]] = []
-    with unit_of_work(session_factory) as session:
-        pair = queries.lock_pair(session, pair_id)
-        row = session.get(PairSync, (pair_id, target), with_for_update=True, populate_existing=True)
-        if row is None or pair is None:
-            return "gone"
-        outcome, latency = record_outcome(session, settings, pair, row, owner, owed, error, retry_after, rng, after)
-    if latency is not None:  # observed once committed
-        metrics.observe_repoint(target, latency)
-    for task, args, countdown in after:
-        enqueue(task, args, countdown)
-    return outcome
-
-
 def record_outcome(session: Session, settings: Settings, pair: HaPair, row: PairSync, owner: str, owed: Owed,
                    error: str | None, retry_after: float | None, rng: random.Random,
                    after: list[tuple[str, tuple[object, ...], float]],
@@ -202,9 +106,8 @@ def record_outcome(session: Session, settings: Settings, pair: HaPair, row: Pair
     """Record one attempt on a locked pair and sync row: the domain's outbox decides, this persists.
 
     Follow-up tasks go to `after` (sent once the caller has committed). Returns the outcome and,
-    when applied, the repoint latency. Used by a single repoint and by a batch alike; a batch
-    passes one `open_alarm_kinds` for its whole transaction, so a pair's two rows read its open
-    alarms once.
+    when applied, the repoint latency. A batch passes one `open_alarm_kinds` for its whole
+    transaction, so a pair's two rows read its open alarms once.
     """
     ctx = CommandContext(session=session, settings=settings, org_id=pair.org_id, actor="worker",
                          enqueue=lambda task, args: after.append((task, tuple(args), 0.0)))
@@ -231,9 +134,7 @@ def record_outcome(session: Session, settings: Settings, pair: HaPair, row: Pair
         row.lease_owner, row.lease_until = None, hold
     latency = (now - row.desired_at).total_seconds() \
         if change.outcome == "applied" and row.desired_at is not None else None
-    if error is None and owed.key is None and owed.applied_key is not None:
-        # A domain was just released upstream (a procedure may be waiting for that):
-        # derive the desired state again now rather than at the next periodic check.
+    if change.settle_pair:
         settle(ctx, pair, why="released upstream")
     after.extend((task, args, 0.0) for task, args in ctx.take_after_commit())
     return change.outcome, latency

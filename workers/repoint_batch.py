@@ -1,22 +1,24 @@
-"""Repoint many owed sync rows in one task: claim a batch, call upstream concurrently, record once.
+"""The repoint path: claim a batch of owed sync rows, call upstream concurrently, record once.
 
 A regional outage makes thousands of pairs fail over at once, and each owes two repoints. One
 task per row spends most of its time on database round trips around two ~1 ms upstream calls.
-Here the task that a message starts takes its own row and up to `size - 1` other due rows:
+Here the task that a message starts takes its own row and up to `size - 1` other due rows (a
+message naming one row with `size` 1 is a single repoint: the tests drive it so):
 
-1. claim (one short transaction, one statement on PostgreSQL: `WITH picked AS (SELECT ... FOR
-   UPDATE SKIP LOCKED) UPDATE ... RETURNING`): rows that are owed (`pending`/`failing`), due (or
-   named by the message: one row, or the rows of one pair a failover owes) and not leased by
+1. claim (one statement, the same on PostgreSQL and SQLite: `WITH picked AS (SELECT ... FOR
+   UPDATE SKIP LOCKED) UPDATE ... WHERE <still claimable> RETURNING`, see `workers/claims.py`):
+   rows that are owed (`pending`/`failing`), due (or named by the message: one row, or the
+   rows of one pair a failover owes) and not leased by
    another worker, skipping locked ones, so a claim never waits for a row a notification or
    another worker holds, and never takes a pair lock while holding sync rows (the lock order
    elsewhere is pair, then sync row).
-   The rows are leased for one upstream call's length (`repoint.lease_seconds`); what is owed
+   The rows are leased for one upstream call's length (`domain.outbox.lease_s`); what is owed
    and the Primary's MAC come from the same statement.
 2. push: the upstream calls of every claimed row at once, on a thread pool sharing the
    process's upstream client (its pooled connections and one token), while a thread of this
    worker renews the batch's leases (one statement for all of them).
 3. record (one transaction): the pairs locked in id order (`FOR NO KEY UPDATE`), then their
-   rows; each outcome recorded exactly as for a single repoint (`repoint.record_outcome`):
+   rows; each outcome recorded as the domain decides it (`repoint.record_outcome`):
    epoch fencing, a newer desired state found now is owed again, failures back off.
 4. after the commit: the follow-ups (a retry per failed row with its backoff, a newer desired
    state at once; when a row that had failed went through, the waiting ones are woken).
@@ -27,6 +29,7 @@ repeated (epoch, MAC) and refuses an older epoch, so a repeated push acts once.
 """
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import random
@@ -36,17 +39,17 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
-
-from sqlalchemy import and_, case, or_, select, tuple_, update
+from sqlalchemy import and_, case, literal_column, or_, select, tuple_, update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, aliased, lazyload, sessionmaker
+from sqlalchemy.orm import Session, lazyload, sessionmaker
 
-from service.db import is_postgresql, unit_of_work
+from service.db import unit_of_work
+from service.domain import outbox
 from service.models import Device, HaPair, PairSync, utcnow
 from service.observability import metrics
+from service.observability.context import log_context
 from service.settings import Settings
-from workers import repoint, sweep
+from workers import claims, repoint, sweep
 from workers.outage import is_database_outage
 from workers.upstream import UpstreamClient
 
@@ -63,42 +66,31 @@ class Claimed:
 def claim(session_factory: sessionmaker[Session], owner: str, first: tuple[int, str] | None,
           size: int, lease_s: float, more: tuple[str, ...] = ()) -> list[Claimed]:
     """Lease up to `size` owed rows: the message's rows (`first`, and the `more` targets of the
-    same pair) if they are owed, then due ones."""
+    same pair) if they are owed, then due ones. One statement (``workers/claims.py``)."""
     now = utcnow()
-    primary = aliased(Device)
     named = and_(PairSync.pair_id == first[0], PairSync.target.in_((first[1], *more))) if first else None
     due = PairSync.next_attempt_at <= now
-    owed = (PairSync.state.in_(("pending", "failing")),
-            or_(PairSync.lease_until.is_(None), PairSync.lease_until <= now, PairSync.lease_owner == owner),
-            or_(named, due) if named is not None else due)
+    claimable = (claims.owed(), claims.not_leased(now, owner), or_(named, due) if named is not None else due)
     order = (*([case((named, 0), else_=1)] if named is not None else []), PairSync.next_attempt_at, PairSync.pair_id)
-    lease = {"lease_owner": owner, "lease_until": now + timedelta(seconds=lease_s)}
+    picked = (select(PairSync.pair_id, PairSync.target).where(*claimable).order_by(*order).limit(size)
+              .with_for_update(skip_locked=True).cte("picked"))
+    # Written out: SQLAlchemy drops the table names inside a RETURNING clause on SQLite, which
+    # leaves a correlated sub-select's columns ambiguous.
+    primary_mac = literal_column(
+        f"(SELECT d.mac FROM {Device.__tablename__} d JOIN {HaPair.__tablename__} p ON p.primary_device_id = d.id"
+        f" WHERE p.id = {PairSync.__tablename__}.pair_id)")
     with unit_of_work(session_factory) as session:
-        if is_postgresql(session):
-            # One statement: pick and lease at once (`WITH picked AS (SELECT ... FOR UPDATE SKIP
-            # LOCKED) UPDATE ... FROM picked RETURNING ...`), the Primary's MAC read alongside.
-            picked = (select(PairSync.pair_id, PairSync.target).where(*owed).order_by(*order).limit(size)
-                      .with_for_update(skip_locked=True).cte("picked"))
-            rows = session.execute(
-                update(PairSync)
-                .where(PairSync.pair_id == picked.c.pair_id, PairSync.target == picked.c.target,
-                       HaPair.id == PairSync.pair_id, primary.id == HaPair.primary_device_id)
-                .values(**lease)
-                .returning(PairSync.pair_id, PairSync.target, PairSync.desired_key, PairSync.desired_mac,
-                           PairSync.desired_epoch, PairSync.applied_key, PairSync.attempts, primary.mac)
-            ).all()
-        else:  # SQLite (the embedded default): one writer at a time, so a plain read, then the lease
-            rows = session.execute(
-                select(PairSync.pair_id, PairSync.target, PairSync.desired_key, PairSync.desired_mac,
-                       PairSync.desired_epoch, PairSync.applied_key, PairSync.attempts, primary.mac)
-                .join(HaPair, HaPair.id == PairSync.pair_id)
-                .join(primary, primary.id == HaPair.primary_device_id)
-                .where(*owed).order_by(*order).limit(size)
-            ).all()
-            if rows:
-                keys = [(r.pair_id, r.target) for r in rows]
-                session.execute(update(PairSync).where(tuple_(PairSync.pair_id, PairSync.target).in_(keys))
-                                .values(**lease))
+        rows = session.execute(
+            update(PairSync)
+            .where(tuple_(PairSync.pair_id, PairSync.target).in_(select(picked.c.pair_id, picked.c.target)),
+                   *claimable)
+            .values(lease_owner=owner, lease_until=outbox.lease_until(now, lease_s))
+            .returning(PairSync.pair_id, PairSync.target, PairSync.desired_key, PairSync.desired_mac,
+                       PairSync.desired_epoch, PairSync.applied_key, PairSync.attempts, primary_mac.label("mac"))
+            .execution_options(synchronize_session=False)
+        ).all()
+    order_of = {(first[0], t): 0 for t in (first[1], *more)} if first else {}
+    rows = sorted(rows, key=lambda r: order_of.get((r.pair_id, r.target), 1))  # RETURNING has no order
     return [Claimed(r.pair_id, r.target, repoint.Owed(r.desired_key, r.desired_mac, r.desired_epoch, r.applied_key,
                                                        r.mac, had_failed=r.attempts > 0)) for r in rows]
 
@@ -106,17 +98,20 @@ def claim(session_factory: sessionmaker[Session], owner: str, first: tuple[int, 
 @contextmanager
 def leases_renewed(session_factory: sessionmaker[Session], owner: str, keys: list[tuple[int, str]],
                    lease_s: float) -> Iterator[None]:
-    """Keep the batch's leases alive while its calls run (as `repoint.lease_renewed` does for one):
-    the renewal stops with this worker, so a dead worker's rows are free within one lease."""
+    """Keep the batch's leases alive while its calls run (several calls may make one attempt).
+
+    The renewal runs in a thread of the worker doing the calls, so it stops when that worker dies
+    and another worker can take the rows over within one lease.
+    """
     stop = threading.Event()
 
     def renew() -> None:
-        while not stop.wait(lease_s / 3):
+        while not stop.wait(outbox.renew_every_s(lease_s)):
             try:
                 with unit_of_work(session_factory) as session:
                     session.execute(update(PairSync).where(
                         tuple_(PairSync.pair_id, PairSync.target).in_(keys), PairSync.lease_owner == owner)
-                        .values(lease_until=utcnow() + timedelta(seconds=lease_s)))
+                        .values(lease_until=outbox.lease_until(utcnow(), lease_s)))
             except SQLAlchemyError as exc:  # the database is away: the leases lapse, others may retry
                 log.warning("could not renew repoint leases", extra={"error": type(exc).__name__})
 
@@ -144,13 +139,18 @@ def _pool(threads: int) -> ThreadPoolExecutor:
         return pool
 
 
+def _attempt(client: UpstreamClient, claimed: Claimed) -> tuple[str | None, float | None]:
+    with log_context(pair_id=claimed.pair_id, target=claimed.target):  # every line of the row's calls
+        return repoint.attempt(client, claimed.target, claimed.owed)
+
+
 def push_all(client: UpstreamClient, claimed: list[Claimed], threads: int) -> list[tuple[str | None, float | None]]:
     """Every claimed row's upstream calls, concurrently; (error, retry_after) per row, in order."""
     if len(claimed) == 1 or threads <= 1:
-        return [repoint.attempt(client, c.target, c.owed) for c in claimed]
-    # The first row's calls run in this thread while the pool runs the others.
-    rest = [_pool(threads).submit(repoint.attempt, client, c.target, c.owed) for c in claimed[1:]]
-    first = repoint.attempt(client, claimed[0].target, claimed[0].owed)
+        return [_attempt(client, c) for c in claimed]
+    # The first row's calls run in this thread while the pool runs the others (in this task's log context).
+    rest = [_pool(threads).submit(contextvars.copy_context().run, _attempt, client, c) for c in claimed[1:]]
+    first = _attempt(client, claimed[0])
     return [first, *(future.result() for future in rest)]
 
 

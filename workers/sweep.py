@@ -1,24 +1,22 @@
 """Re-enqueue owed repoints whose message may have been lost (broker down, worker killed), and
 wake the waiting ones when the upstream is evidently back.
 
-Safe to run in several schedulers at once: rows are claimed with SKIP LOCKED and pushed forward
-by a short claim, and a repoint enqueued twice still acts once.
+Safe to run in several schedulers at once: rows are claimed by one conditional statement
+(``workers/claims.py``) that pushes them forward, and a repoint enqueued twice still acts once.
 """
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Callable
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db import is_postgresql, unit_of_work
-from service.domain.outbox import OWED_STATES
+from service.db import unit_of_work
+from service.domain import outbox
 from service.models import PairSync, utcnow
+from workers import claims
 
-# A swept row is not swept again for this long: enough for its message to be picked up, short
-# enough that a message lost again (broker restarted, worker killed) costs seconds, not a minute.
-SWEEP_LEASE_S = 5
 # Owed work is enqueued at commit and retried with a countdown; the sweeper only picks up what
 # has been overdue this long, so it does not add copies of healthy work.
 SWEEP_GRACE_S = 5
@@ -28,24 +26,28 @@ REPOINT_TASK = "ucmha.repoint"
 Enqueue = Callable[[str, tuple[object, ...], float], None]
 
 
+def _push_forward(session_factory: sessionmaker[Session], where: tuple[ColumnElement[bool], ...],
+                  next_attempt_at: datetime, batch: int) -> list[tuple[int, str]]:
+    """Claim up to `batch` rows matching `where` by moving their next attempt: one statement."""
+    picked = (select(PairSync.pair_id, PairSync.target).where(*where).order_by(PairSync.next_attempt_at)
+              .limit(batch).with_for_update(skip_locked=True).cte("picked"))
+    with unit_of_work(session_factory) as session:
+        rows = session.execute(
+            update(PairSync)
+            .where(tuple_(PairSync.pair_id, PairSync.target).in_(select(picked.c.pair_id, picked.c.target)), *where)
+            .values(next_attempt_at=next_attempt_at)
+            .returning(PairSync.pair_id, PairSync.target)
+            .execution_options(synchronize_session=False)
+        ).all()
+    return [(r.pair_id, r.target) for r in rows]
+
+
 def sweep(session_factory: sessionmaker[Session], enqueue: Enqueue,
           batch: int = 1000, grace_s: float = SWEEP_GRACE_S) -> int:
     now = utcnow()
     overdue = now - timedelta(seconds=grace_s)
-    with unit_of_work(session_factory) as session:
-        stmt = (
-            select(PairSync)
-            .where(PairSync.state.in_(sorted(OWED_STATES)), PairSync.next_attempt_at <= overdue,
-                   or_(PairSync.lease_until.is_(None), PairSync.lease_until < now))
-            .order_by(PairSync.next_attempt_at)
-            .limit(batch)
-        )
-        if is_postgresql(session):
-            stmt = stmt.with_for_update(skip_locked=True)
-        rows = list(session.execute(stmt).scalars())
-        due = [(row.pair_id, row.target) for row in rows]
-        for row in rows:
-            row.next_attempt_at = now + timedelta(seconds=SWEEP_LEASE_S)
+    due = _push_forward(session_factory, (claims.owed(), PairSync.next_attempt_at <= overdue, claims.not_leased(now)),
+                        outbox.swept_next_attempt_at(now), batch)
     for pair_id, target in due:
         enqueue(REPOINT_TASK, (pair_id, target), 0.0)
     return len(due)
@@ -59,20 +61,9 @@ def wake_waiting(session_factory: sessionmaker[Session], enqueue: Enqueue, batch
     the upstream was down. Rows in progress (leased) or locked elsewhere are left alone.
     """
     now = utcnow()
-    with unit_of_work(session_factory) as session:
-        stmt = (
-            select(PairSync)
-            .where(PairSync.state.in_(("pending", "failing")), PairSync.attempts > 0, PairSync.next_attempt_at > now,
-                   or_(PairSync.lease_until.is_(None), PairSync.lease_until < now))
-            .order_by(PairSync.next_attempt_at)
-            .limit(batch)
-        )
-        if is_postgresql(session):
-            stmt = stmt.with_for_update(skip_locked=True)
-        rows = list(session.execute(stmt).scalars())
-        woken = [(row.pair_id, row.target) for row in rows]
-        for row in rows:
-            row.next_attempt_at = now
+    woken = _push_forward(session_factory, (claims.owed(), PairSync.attempts > 0, PairSync.next_attempt_at > now,
+                                            claims.not_leased(now)),
+                          outbox.woken_next_attempt_at(now), batch)
     for pair_id, target in woken:
         enqueue(REPOINT_TASK, (pair_id, target), 0.0)
     return len(woken)

@@ -38,8 +38,10 @@ def persist(ctx: CommandContext, pair: HaPair, transition: PairTransition, *,
     """Write what the domain decided; the first timeline line it wrote (its id once committed)."""
     after = transition.after
     if transition.epoch_bumped:
-        assert after.epoch == transition.before.epoch + 1 == pair.epoch + 1, "the domain bumps by one"
-        bump_epoch(ctx, pair)  # compare-and-swap: a concurrent writer makes this one start over
+        assert after.epoch > transition.before.epoch == pair.epoch, "the epoch only rises"
+        # Compare-and-swap: a concurrent writer makes this one start over. By one, or past an
+        # epoch found upstream (``domain.transition.outranked``).
+        bump_epoch(ctx, pair, above=after.epoch - 1)
     persist_state(pair, after)
     if transition.switch is not None:
         new_active = pair.node(transition.switch.to_mac)

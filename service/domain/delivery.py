@@ -38,16 +38,16 @@ class AttemptResult:
 @dataclass(frozen=True)
 class NextStep:
     state: str  # delivered | pending | failed
-    attempts: int  # failed attempts in a row
+    attempts: int  # attempts made, this one included: one per line of the attempt log
     next_attempt_at: datetime | None
     retry_in_s: float | None
 
 
 def after_attempt(result: AttemptResult, attempts: int, now: datetime, give_up_at: datetime,
                   policy: DeliveryPolicy, rng: random.Random) -> NextStep:
-    """`attempts` failed attempts came before this one."""
+    """`attempts` attempts came before this one (all failed: a delivered event is not sent again)."""
     if result.ok:
-        return NextStep(DELIVERED, attempts, None, None)
+        return NextStep(DELIVERED, attempts + 1, None, None)
     failed = attempts + 1
     if now >= give_up_at:
         return NextStep(FAILED, failed, None, None)

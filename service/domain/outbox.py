@@ -43,6 +43,12 @@ SyncState = Literal["not_applicable", "blocked", "pending", "failing", "in_sync"
 TARGETS: tuple[str, ...] = ("remote_connect", "cloud_im")
 OWED_STATES = frozenset({"pending", "failing"})
 DEFAULT_LEASE_S = 60.0
+# Added to one upstream call's connect + read timeouts: a lease outlives a slow call with room to
+# renew, and a dead worker's lease ends seconds after its last renewal.
+LEASE_MARGIN_S = 2.0
+# A row the sweeper re-enqueued is not swept again for this long: enough for its message to be
+# picked up, short enough that a message lost again (broker restarted, worker killed) costs seconds.
+SWEEP_LEASE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -128,6 +134,9 @@ class OutboxChange:
     delay_s: float = 0.0
     timeline: tuple[TimelineLine, ...] = ()
     alarms: tuple[AlarmChange, ...] = ()
+    # A key was just released upstream (a procedure may be waiting for that): the pair is settled
+    # again now, not at the next periodic check.
+    settle_pair: bool = False
 
     @property
     def state_changed(self) -> bool:
@@ -181,12 +190,13 @@ def on_applied(row: SyncRow, owed: Desired, previously_applied_key: str | None, 
         "target": row.target, "key": owed.key, "applied_epoch": owed.epoch,
         "latency_s": round(latency, 3) if latency is not None else None})]
     alarms = (AlarmChange(alarm_kinds.sync_failing(row.target), False, "the repoint went through"),)
+    released = owed.key is None and previously_applied_key is not None
     if row.desired == owed:
         after = replace(after, state="in_sync" if owed.key is not None else "not_applicable")
-        return OutboxChange(row, after, "applied", False, 0.0, tuple(lines), alarms)
+        return OutboxChange(row, after, "applied", False, 0.0, tuple(lines), alarms, settle_pair=released)
     # A failover landed while the call was in flight: what went up is no longer what is wanted.
     after = replace(after, next_attempt_at=now)
-    return OutboxChange(row, after, "applied_newer_owed", True, 0.0, tuple(lines), alarms)
+    return OutboxChange(row, after, "applied_newer_owed", True, 0.0, tuple(lines), alarms, settle_pair=released)
 
 
 def on_failed(row: SyncRow, owed: Desired, error: str, delay_s: float, failing_threshold: int,
@@ -223,14 +233,22 @@ def forget_applied(row: SyncRow) -> SyncRow:
 class DriftRepair:
     """What the reconciler does about an in-sync row whose upstream no longer matches.
 
-    ``outrank_above``: someone moved the upstream to another MAC at our epoch or past it, so the
-    pair's epoch must go above that one for the repair to be accepted; otherwise ``row`` forgets
-    what it applied and is owed again at the same epoch.
+    ``change``: the row's transition, with the drift line. ``outrank_above``: someone moved the
+    upstream to another MAC at our epoch or past it, so the pair's epoch must go above that one
+    (:func:`service.domain.transition.outranked`) for the repair to be accepted, and the row is
+    left as it is; otherwise the row forgets what it applied and is owed again at the same epoch.
     """
 
-    row: SyncRow
+    change: OutboxChange
     outrank_above: int | None
-    line: TimelineLine
+
+    @property
+    def row(self) -> SyncRow:
+        return self.change.after
+
+    @property
+    def line(self) -> TimelineLine:
+        return self.change.timeline[0]
 
 
 def on_upstream_view(row: SyncRow, upstream_mac: str | None, upstream_epoch: int | None) -> DriftRepair | None:
@@ -243,17 +261,37 @@ def on_upstream_view(row: SyncRow, upstream_mac: str | None, upstream_epoch: int
     moved_past_us = (upstream_epoch is not None and row.applied_epoch is not None
                      and upstream_epoch >= row.applied_epoch and upstream_mac != row.applied_mac)
     if moved_past_us:
-        return DriftRepair(row, upstream_epoch, line)
-    return DriftRepair(forget_applied(row), None, line)
+        return DriftRepair(OutboxChange(row, row, "drift", timeline=(line,)), upstream_epoch)
+    return DriftRepair(OutboxChange(row, forget_applied(row), "drift", timeline=(line,)), None)
 
 
 def is_owed(row: SyncRow) -> bool:
     return row.state in OWED_STATES
 
 
+def lease_s(connect_timeout_s: float, read_timeout_s: float) -> float:
+    """How long a repoint holds its rows without renewing: just longer than one upstream call."""
+    return connect_timeout_s + read_timeout_s + LEASE_MARGIN_S
+
+
 def lease_until(now: datetime, lease_s: float = DEFAULT_LEASE_S) -> datetime:
-    """How long a worker holds a row while it calls upstream (no row lock is held meanwhile)."""
+    """How long a worker holds a row while it calls upstream (no row lock is held meanwhile).
+    A holder renews it every third of its length while its calls run."""
     return now + timedelta(seconds=lease_s)
+
+
+def renew_every_s(lease_s: float) -> float:
+    return lease_s / 3
+
+
+def swept_next_attempt_at(now: datetime) -> datetime:
+    """When the sweeper looks at a row again after re-enqueueing it (a lost message's copy)."""
+    return now + timedelta(seconds=SWEEP_LEASE_S)
+
+
+def woken_next_attempt_at(now: datetime) -> datetime:
+    """A row waiting out a backoff is due now: the upstream took a call again."""
+    return now
 
 
 def retry_after_hold_until(now: datetime, retry_after_s: float | None) -> datetime | None:

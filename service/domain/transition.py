@@ -224,3 +224,10 @@ def on_procedure(pair: PairState, change: ProcedureChange, cause: str) -> PairTr
     why = f"{cause}: the pair is {after.status}" if after.status != pair.status else cause
     return PairTransition(cause, "recorded", cause, why, pair, after, None, change.alarms, change.timeline,
                           procedure=change)
+
+
+def outranked(pair: PairState, above: int) -> PairTransition:
+    """The upstream holds another MAC at ``above`` or past it (drift the reconciler found): the
+    pair's epoch goes above it, so the repair it owes next is accepted."""
+    after = replace(pair, epoch=max(pair.epoch, above) + 1)
+    return PairTransition("drift", "applied", "drift", f"the upstream holds epoch {above}", pair, after)

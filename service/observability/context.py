@@ -63,7 +63,7 @@ def bind_args(*names: str) -> Callable[[F], F]:
     """Decorator: bind the named arguments of each call to the log context for its duration.
 
         @bind_args("pair_id", "target")
-        def run_repoint(session_factory, client, settings, pair_id, target, ...): ...
+        def check_one(session_factory, client, pair_id, target): ...
     """
 
     def decorate(fn: F) -> F:

@@ -9,6 +9,7 @@ import pytest
 from tests.lifecycle.helpers import Api
 from harness.simulator import SimProcess
 from workers import alarms, repoint
+from tests.repointing import repoint_once
 from workers.upstream import get_client
 
 
@@ -46,7 +47,7 @@ class Stack:
                 return done
             ticked = False
             for pair_id, target in owed:
-                outcome = repoint.run_repoint(self.session_factory, client, self.settings, pair_id, target,
+                outcome = repoint_once(self.session_factory, client, self.settings, pair_id, target,
                                               "lifecycle-test", enqueue=self._record)
                 assert outcome != "failed", self.api.get(pair_id)["sync"]
                 done.append((pair_id, target, outcome))

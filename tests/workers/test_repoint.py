@@ -8,7 +8,8 @@ from sqlalchemy import select
 
 from service.models import PairSync
 from harness.webhooks import role_changed, signed_headers
-from workers import reconcile, repoint, sweep
+from workers import reconcile, sweep
+from tests.repointing import repoint_once
 from workers.upstream import get_client
 from tests.formed_pair import PRIMARY, SECONDARY, form_pair
 
@@ -25,7 +26,7 @@ def pair(client, tenant):
 
 
 def run(session_factory, settings, pair_id, target="remote_connect", owner="w1", queue=None):
-    return repoint.run_repoint(session_factory, get_client(settings), settings, pair_id, target, owner,
+    return repoint_once(session_factory, get_client(settings), settings, pair_id, target, owner,
                                enqueue=lambda task, args, countdown: (queue if queue is not None else []).append(args),
                                rng=random.Random(1))
 
@@ -85,7 +86,7 @@ def test_a_failover_landing_during_the_upstream_call_is_owed_again(client, pair,
             return upstream.switch_connection(domain, mac, epoch)
 
     queue: list = []
-    outcome = repoint.run_repoint(session_factory, FailoverDuringCall(), upstream_settings, pair["id"],
+    outcome = repoint_once(session_factory, FailoverDuringCall(), upstream_settings, pair["id"],
                                   "remote_connect", "w1", enqueue=lambda task, args, countdown: queue.append(args),
                                   rng=random.Random(1))
     assert landed == [2]

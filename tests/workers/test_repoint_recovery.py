@@ -14,7 +14,9 @@ from service.db import make_engine, make_session_factory
 from service.models import PairSync, utcnow
 from harness.stack import wait_for
 from tests.workers.test_repoint import PRIMARY, SECONDARY, run, sync_row
-from workers import repoint, sweep
+from service.domain import outbox
+from workers import repoint, repoint_batch, sweep
+from tests.repointing import repoint_once
 from workers.upstream import get_client
 from tests.formed_pair import PRIMARY, SECONDARY, form_pair
 from tests.real_database import admin_tenant
@@ -50,10 +52,10 @@ def test_the_lease_is_one_upstream_call_long_not_a_minute(pair, session_factory,
             peek()
             return real.switch_connection(*args, **kw)
 
-    assert repoint.run_repoint(session_factory, Peeking(), upstream_settings, pair["id"], "remote_connect", "w1",
+    assert repoint_once(session_factory, Peeking(), upstream_settings, pair["id"], "remote_connect", "w1",
                                enqueue=lambda *a: None, rng=random.Random(1)) == "applied"
     expected = repoint.lease_seconds(upstream_settings)
-    assert expected == pytest.approx(1.0 + 2.0 + repoint.LEASE_MARGIN_S)
+    assert expected == pytest.approx(1.0 + 2.0 + outbox.LEASE_MARGIN_S)
     assert 0 < seen["lease_s"] <= expected
 
 
@@ -99,7 +101,7 @@ def test_the_retry_after_hold_ends_with_the_upstreams_wait_not_with_the_backoff(
         run(session_factory, upstream_settings, pair["id"])
     sim.set_faults([{"endpoint": "ucmrc/connection/switch", "kind": "http_429", "retry_after_s": 1}])
     before = utcnow()
-    assert repoint.run_repoint(session_factory, get_client(upstream_settings), upstream_settings, pair["id"],
+    assert repoint_once(session_factory, get_client(upstream_settings), upstream_settings, pair["id"],
                                "remote_connect", "w1", enqueue=lambda *a: None, rng=_LongestBackoff()) == "failed"
     row = sync_row(db_session, pair["id"])
     assert (row.next_attempt_at - before).total_seconds() >= 8  # attempt 4: the curve's ceiling
@@ -170,7 +172,7 @@ def test_the_lease_is_renewed_while_the_attempt_runs_and_lapses_when_it_stops(re
             state="pending", lease_owner="w1", lease_until=utcnow() + timedelta(seconds=repoint.lease_seconds(fast))))
         session.commit()
     first = lease_until()
-    with repoint.lease_renewed(real_factory, fast, pair_id, "remote_connect", "w1"):
+    with repoint_batch.leases_renewed(real_factory, "w1", [(pair_id, "remote_connect")], repoint.lease_seconds(fast)):
         wait_for(lambda: lease_until() > first, 10, "the lease to be renewed")
     renewed = lease_until()
     # Once the attempt stops (the worker died or finished), nothing renews it any more.

@@ -88,7 +88,7 @@ class DeliverySchema(ma.Schema):
     occurred_at = ma.fields.Function(lambda d: d.event.occurred_at.isoformat())
     pair_id = ma.fields.Integer(allow_none=True)
     state = ma.fields.String(metadata={"description": "pending, delivered or failed (gave up)"})
-    attempts = ma.fields.Integer(metadata={"description": "failed attempts in a row since queued"})
+    attempts = ma.fields.Integer(metadata={"description": "attempts made (one per entry of attempt_log)"})
     next_attempt_at = ma.fields.DateTime(allow_none=True)
     give_up_at = ma.fields.DateTime()
     delivered_at = ma.fields.DateTime(allow_none=True)

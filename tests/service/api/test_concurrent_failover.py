@@ -25,7 +25,7 @@ from service.settings import Settings
 from tests.conftest import repoint_rows
 from tests.service.api.helpers import create_pair, new_mac
 from tests.webhook_helpers import role_changed, signed_headers, status
-from workers import repoint
+from tests.repointing import repoint_once
 from workers.upstream import get_client
 from tests.real_database import admin_tenant
 
@@ -72,7 +72,7 @@ def _drain_repoints(factory, settings, enqueued: ThreadSafeEnqueued) -> None:  #
         if not tasks:
             return
         with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(lambda args: repoint.run_repoint(
+            list(pool.map(lambda args: repoint_once(
                 factory, client, settings, args[0], args[1], f"w-{uuid.uuid4().hex[:6]}",
                 lambda task, a, countdown: enqueued(task, a), random.Random(1)), tasks))
 

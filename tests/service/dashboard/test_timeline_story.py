@@ -13,7 +13,7 @@ import pytest
 
 from service.dashboard import story
 from tests.webhook_helpers import role_changed, signed_headers
-from workers import repoint
+from tests.repointing import repoint_once
 from workers.upstream import get_client
 from tests.formed_pair import form_pair
 
@@ -32,7 +32,7 @@ def pair(client, tenant):
 
 def repoint_both(session_factory, settings, pair_id):
     for target in ("remote_connect", "cloud_im"):
-        outcome = repoint.run_repoint(session_factory, get_client(settings), settings, pair_id, target, "w1",
+        outcome = repoint_once(session_factory, get_client(settings), settings, pair_id, target, "w1",
                                       enqueue=lambda *a, **k: None, rng=random.Random(1))
         assert outcome == "applied", (target, outcome)
 

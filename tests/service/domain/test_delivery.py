@@ -27,7 +27,7 @@ def test_after_attempt_matches_the_reference(status, retry_after, attempts, left
     step = after_attempt(result, attempts, NOW, give_up_at, POLICY, random.Random(seed))
     # reference model
     if status is not None and 200 <= status < 300:
-        assert (step.state, step.attempts, step.next_attempt_at) == (DELIVERED, attempts, None)
+        assert (step.state, step.attempts, step.next_attempt_at) == (DELIVERED, attempts + 1, None)
         return
     assert step.attempts == attempts + 1
     if left_s <= 0:

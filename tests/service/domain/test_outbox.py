@@ -3,9 +3,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from service.domain import outbox
+from service.domain import outbox, transition
 from service.domain.errors import Violation
 from service.domain.outbox import Desired, Routing, SyncRow
+from service.domain.pair_state import PairState
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc)
 P, S = "00:0B:82:A4:6E:BF", "C0:74:AD:45:3B:10"
@@ -89,6 +90,24 @@ def test_drift_is_outranked_or_forgotten():
     assert past is not None and past.outrank_above == 5
     lost = outbox.on_upstream_view(row, None, None)
     assert lost is not None and lost.outrank_above is None and lost.row.applied_epoch is None
+    # Either way the drift is one timeline line of the row's change; outranked, the row stays as it is.
+    assert past.change.after == row and [line.kind for line in past.change.timeline] == ["drift_detected"]
+    assert [line.kind for line in lost.change.timeline] == ["drift_detected"]
+
+
+def test_an_outranked_epoch_goes_above_the_upstreams():
+    pair = PairState(primary_mac=P, secondary_mac=S, active_mac=S, status="paired", epoch=4, heartbeat_timeout_s=60)
+    assert transition.outranked(pair, 5).after.epoch == 6
+    assert transition.outranked(pair, 2).after.epoch == 5  # never lower than one past its own
+    assert transition.outranked(pair, 5).epoch_bumped and transition.outranked(pair, 5).switch is None
+
+
+def test_a_released_key_settles_the_pair_again():
+    row = SyncRow("remote_connect", "pending", None, None, 3, applied_key=D, applied_mac=P, applied_epoch=2)
+    released = outbox.on_applied(row, Desired(None, None, 3), D, NOW)
+    assert released.settle_pair and released.after.state == "not_applicable"
+    held = SyncRow("remote_connect", "pending", D, S, 3, applied_key=D, applied_mac=P, applied_epoch=2)
+    assert not outbox.on_applied(held, Desired(D, S, 3), D, NOW).settle_pair
 
 
 def test_lease_and_delay_are_small_separate_policies():

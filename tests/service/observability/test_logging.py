@@ -10,7 +10,7 @@ from service.app import create_app
 from service.observability import context
 from service.observability.logging import configure_logging
 from harness.simulator import DEFAULT_CREDENTIALS
-from workers import repoint
+from tests.repointing import repoint_once
 from workers.celery_app import make_celery
 from workers.observability import instrument_upstream
 from workers.upstream import UpstreamClient
@@ -147,7 +147,7 @@ def test_repoint_lines_carry_pair_target_and_task(client, tenant, settings, sess
 
     @celery.task(name="tests.observability.repoint")
     def run() -> str:
-        return repoint.run_repoint(session_factory, upstream, settings, nodes.pair_id, "remote_connect", "t",
+        return repoint_once(session_factory, upstream, settings, nodes.pair_id, "remote_connect", "t",
                                    lambda *a: None)
 
     sim_server.set_faults([{"endpoint": "ucmrc/connection/switch", "kind": "http_5xx", "count": 1}])

@@ -11,7 +11,7 @@ from service.observability.metrics import alarm_kind_label
 from tests.service.api.helpers import assert_problem
 from harness.simulator import DEFAULT_CREDENTIALS, SimProcess
 from harness.webhooks import notification, role_changed, signed_headers, status
-from workers import repoint
+from tests.repointing import repoint_once
 from workers.observability import instrument_upstream, upstream_result
 from workers.upstream import (StaleEpochError, TransientUpstreamError, UpstreamBusinessError, UpstreamClient,
                               UpstreamError)
@@ -198,13 +198,13 @@ def test_repoint_latency_results_and_upstream_calls(client, tenant, settings, se
     before = scrape(client)
 
     sim.set_faults([{"endpoint": "ucmrc/domain/bind", "kind": "http_5xx", "count": 1}])
-    assert repoint.run_repoint(session_factory, upstream, cfg, nodes.pair_id, "remote_connect", "t1",
+    assert repoint_once(session_factory, upstream, cfg, nodes.pair_id, "remote_connect", "t1",
                                lambda *a: None) == "failed"
     sim.clear_faults()
     # The failure set a backoff; the next attempt is due at once for the test.
-    assert repoint.run_repoint(session_factory, upstream, cfg, nodes.pair_id, "remote_connect", "t1",
+    assert repoint_once(session_factory, upstream, cfg, nodes.pair_id, "remote_connect", "t1",
                                lambda *a: None) == "applied"
-    assert repoint.run_repoint(session_factory, upstream, cfg, nodes.pair_id, "remote_connect", "t1",
+    assert repoint_once(session_factory, upstream, cfg, nodes.pair_id, "remote_connect", "t1",
                                lambda *a: None) == "nothing_owed"
     after = scrape(client)
 
