@@ -3,7 +3,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import validate
 
-from .common import Mac, PageArgs, StrictSchema, page_schema
+from .common import JsonBool, Mac, PageArgs, QueryBool, StrictSchema, page_schema
 
 PAIR_STATUSES = ("paired", "standalone", "split_brain", "replacing", "dissolved")
 SYNC_STATES = ("in_sync", "pending", "failing", "blocked", "not_applicable")
@@ -11,11 +11,11 @@ SYNC_STATES = ("in_sync", "pending", "failing", "blocked", "not_applicable")
 
 class SiteNetworkSchema(StrictSchema):
     # Ranges and address validity are rule R8 and reported as preflight checks, not here.
-    heartbeat_ip = ma.fields.String(required=True, validate=validate.Length(max=64))
-    heartbeat_gateway = ma.fields.String(required=True, validate=validate.Length(max=64))
-    heartbeat_netmask = ma.fields.String(required=True, validate=validate.Length(max=64))
-    business_ip = ma.fields.String(required=True, validate=validate.Length(max=64))
-    business_netmask = ma.fields.String(required=True, validate=validate.Length(max=64))
+    heartbeat_ip = ma.fields.String(required=True, validate=validate.Length(min=1, max=64))
+    heartbeat_gateway = ma.fields.String(required=True, validate=validate.Length(min=1, max=64))
+    heartbeat_netmask = ma.fields.String(required=True, validate=validate.Length(min=1, max=64))
+    business_ip = ma.fields.String(required=True, validate=validate.Length(min=1, max=64))
+    business_netmask = ma.fields.String(required=True, validate=validate.Length(min=1, max=64))
 
 
 class HaSettingsSchema(StrictSchema):
@@ -27,8 +27,9 @@ class HaSettingsSchema(StrictSchema):
 
 class PairCreateSchema(StrictSchema):
     primary_mac = Mac(required=True)
-    secondary_mac = Mac(required=True)
-    use_ucmrc = ma.fields.Boolean(load_default=True)
+    secondary_mac = Mac(required=True, metadata={
+        "example": "C0:74:AD:45:3B:11", "description": "another node than primary_mac (the same MAC twice is refused)"})
+    use_ucmrc = JsonBool(load_default=True)
     ha_settings = ma.fields.Nested(HaSettingsSchema, load_default=None, allow_none=True)
 
 
@@ -47,7 +48,7 @@ class PreflightSchema(ma.Schema):
 class PairListArgs(PageArgs):
     status = ma.fields.String(load_default=None, validate=validate.OneOf(PAIR_STATUSES))
     active_site = ma.fields.String(load_default=None, validate=validate.OneOf(("primary", "secondary")))
-    needs_attention = ma.fields.Boolean(load_default=None)
+    needs_attention = QueryBool(load_default=None)
     q = ma.fields.String(load_default=None, validate=validate.Length(max=200),
                          metadata={"description": "search by MAC, custom domain, site or device name"})
 
@@ -160,7 +161,7 @@ class CustomDomainSchema(StrictSchema):
 
 
 class CloudImSettingsSchema(StrictSchema):
-    enabled = ma.fields.Boolean(required=True)
+    enabled = JsonBool(required=True)
     server = ma.fields.String(load_default="gdms", validate=validate.OneOf(("gdms", "custom")))
 
 
@@ -171,7 +172,8 @@ class ResolveSchema(StrictSchema):
 
 class ReplaceSchema(StrictSchema):
     failed_mac = Mac(required=True)
-    new_mac = Mac(required=True)
+    new_mac = Mac(required=True, metadata={
+        "example": "C0:74:AD:45:3B:12", "description": "the new node, not failed_mac"})
 
 
 class EventSchema(ma.Schema):
