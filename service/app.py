@@ -10,10 +10,9 @@ from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from sqlalchemy.orm import Session, sessionmaker
 
 from service import dashboard
-from service.api import auth, devices, event_subscriptions, health, lifecycle, pairs, plans, webhooks
+from service.api import auth, devices, event_subscriptions, health, lifecycle, pairs, plans, routing, webhooks
 from service.api.context import close_db, drain_unread_body
 from service.api.converters import IdConverter, MacConverter, idconverter_schema, reject_invalid_path_values
-from service.api import routing
 from service.api.schemas.common import MAC_PATTERN, nul_free_pattern, null_only_alternative
 from service.api.problems import ProblemApi, problem
 from service.broker import celery_enqueue

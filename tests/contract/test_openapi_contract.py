@@ -41,7 +41,7 @@ def api(fresh_database) -> Iterator[tuple[str, dict[str, str]]]:  # type: ignore
                 "UCMHA_RATE_LIMIT_ALERTS": "1000000/minute"})
     env.pop("REDIS_URL", None)
     port = free_port()
-    proc = Proc("api", [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4",
+    proc = Proc("api", [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4",
                         "service.wsgi:create_app()"], env, workdir / "api.log")
     proc.start()
     base = f"http://127.0.0.1:{port}"
@@ -54,6 +54,8 @@ def api(fresh_database) -> Iterator[tuple[str, dict[str, str]]]:  # type: ignore
 
     try:
         wait_for(up, 60, "the API")
+        # The document is built on its first request; schemathesis gives loading it 10 s.
+        assert requests.get(base + "/api/v1/openapi.json", timeout=120).status_code == 200
         subprocess.run([str(BIN / "ucmha"), "org", "create", "contract"], env=env, cwd=ROOT, check=True,
                        capture_output=True, timeout=60)
         out = subprocess.run([str(BIN / "ucmha"), "token", "create", "--org", "contract", "--role", "admin"],
@@ -75,7 +77,7 @@ def test_the_api_honours_its_openapi_document_with_every_check(api, tmp_path):  
             "--checks", "all", "--exclude-checks", "positive_data_acceptance",
             "--mode", "all", "--phases", "examples,coverage,fuzzing,stateful",
             "--max-examples", str(EXAMPLES_PER_OPERATION), "--seed", str(SEED), "--workers", "2",
-            "--suppress-health-check", "all", "--no-color",
+            "--suppress-health-check", "all", "--no-color", "--wait-for-schema", "60", "--request-timeout", "30",
             *[arg for name, value in headers.items() for arg in ("-H", f"{name}: {value}")]]
     run = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
     report = run.stdout[-20000:] + run.stderr[-5000:]
