@@ -45,14 +45,20 @@ def nul_free_pattern(self, field, ret, **_kwargs):  # type: ignore[no-untyped-de
 
 
 def null_only_alternative(self, field, ret, **_kwargs):  # type: ignore[no-untyped-def]
-    """apispec attribute function: a nullable nested schema is documented as `anyOf: [$ref,
-    {type: object, nullable: true}]`, whose second branch admits any object at all; it is meant
-    to admit null only, so it says so (`enum: [null]`)."""
+    """apispec attribute function: a nullable nested object, documented inline as that object or null
+    (and no `default: null` for a field that refuses null).
+
+    apispec writes `anyOf: [$ref, {type: object, nullable: true}]`, whose second branch admits any
+    object at all. OpenAPI 3.0 has `nullable` only beside a `type`, so the object is written out
+    here with `type: object, nullable: true`: its own properties, or null, and nothing else."""
+    if "default" in ret and ret["default"] is None and not field.allow_none:
+        del ret["default"]  # left out means "not given"; null itself is refused
     alternatives = ret.get("anyOf")
-    if not isinstance(alternatives, list) or {"type": "object", "nullable": True} not in alternatives:
+    if not isinstance(field, ma.fields.Nested) or not isinstance(alternatives, list) \
+            or {"type": "object", "nullable": True} not in alternatives:
         return {}
-    return {"anyOf": [{"type": "object", "nullable": True, "enum": [None]}
-                      if alt == {"type": "object", "nullable": True} else alt for alt in alternatives]}
+    del ret["anyOf"]
+    return {**self.schema2jsonschema(field.schema), "nullable": True}
 
 
 class StrictSchema(NoNulSchema):

@@ -21,8 +21,9 @@ class SiteNetworkSchema(StrictSchema):
 class HaSettingsSchema(StrictSchema):
     heartbeat_port = ma.fields.Integer(load_default=9527, strict=True)
     heartbeat_timeout_s = ma.fields.Integer(load_default=7, strict=True)
-    primary = ma.fields.Nested(SiteNetworkSchema, load_default=None, allow_none=True)
-    secondary = ma.fields.Nested(SiteNetworkSchema, load_default=None, allow_none=True)
+    # Left out when a site's network is not known; never null (one way to say "not given").
+    primary = ma.fields.Nested(SiteNetworkSchema, load_default=None, allow_none=False)
+    secondary = ma.fields.Nested(SiteNetworkSchema, load_default=None, allow_none=False)
 
 
 class PairCreateSchema(StrictSchema):
