@@ -10,10 +10,10 @@ from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from sqlalchemy.orm import Session, sessionmaker
 
 from service import dashboard
-from service.api import auth, devices, event_subscriptions, health, lifecycle, pairs, plans, webhooks
+from service.api import auth, devices, event_subscriptions, health, lifecycle, pairs, plans, routing, webhooks
 from service.api.context import close_db, drain_unread_body
 from service.api.converters import IdConverter, MacConverter, idconverter_schema, reject_invalid_path_values
-from service.api.schemas.common import MAC_PATTERN
+from service.api.schemas.common import MAC_PATTERN, nul_free_pattern, null_only_alternative
 from service.api.problems import ProblemApi, problem
 from service.broker import celery_enqueue
 from service.commands.tenancy import TokenUseRecorder
@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None, *, session_factory: sessionmake
     app.url_map.converters["mac"] = MacConverter
     app.url_map.converters["int"] = IdConverter  # a malformed id is named in the 404, see converters
     app.url_value_preprocessor(reject_invalid_path_values)
+    routing.install(app)
     owns_engine = session_factory is None
     if session_factory is None:
         engine = make_engine(settings.database_url, hide_parameters=settings.is_production,
@@ -81,9 +82,12 @@ def create_app(settings: Settings | None = None, *, session_factory: sessionmake
     app.teardown_appcontext(close_db)
     app.teardown_request(drain_unread_body)
     app.before_request(_require_json_body)
+    app.before_request(_require_patch_body)
     app.after_request(_no_content_no_type)
 
     api = ProblemApi(app)
+    api.ma_plugin.converter.add_attribute_function(nul_free_pattern)
+    api.ma_plugin.converter.add_attribute_function(null_only_alternative)
     api.register_converter(IdConverter, idconverter_schema)
     api.register_converter(MacConverter, lambda _converter: {"type": "string", "pattern": MAC_PATTERN})
     for module in (devices, plans, pairs, lifecycle, webhooks, event_subscriptions):
@@ -114,12 +118,25 @@ def _require_json_body():  # type: ignore[no-untyped-def]
     """415 for a body that is not JSON on the admin API (webhooks check their own body)."""
     if request.method not in BODY_METHODS or not request.path.startswith("/api/v1/"):
         return None
+    if request.routing_exception is not None:  # no such route or method: 404/405 says so
+        return None
     if request.path.startswith("/api/v1/webhooks/"):
         return None
     if not request.content_length and request.headers.get("Transfer-Encoding") is None:
         return None
     if request.mimetype != "application/json":
         return problem(415, "Unsupported Media Type", "Send the body as application/json.")
+    return None
+
+
+def _require_patch_body():  # type: ignore[no-untyped-def]
+    """A PATCH without a body changes nothing: a mistake, refused (the document requires the body)."""
+    if request.method != "PATCH" or not request.path.startswith("/api/v1/"):
+        return None
+    if request.routing_exception is not None:  # no such route or method: 404/405 says so
+        return None
+    if not request.content_length and request.headers.get("Transfer-Encoding") is None:
+        return problem(400, "Bad Request", "Send the changes as a JSON object.", slug="body-required")
     return None
 
 

@@ -15,6 +15,8 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 
 from service.domain.errors import DomainError, RuleViolation
 
+from .routing import allowed_methods
+
 log = logging.getLogger(__name__)
 
 PROBLEM_TYPE_BASE = "https://ucmha.dev/problems/"
@@ -98,8 +100,8 @@ class ProblemApi(Api):
         headers = dict(data.get("headers") or {})
         if error.code == 429 and getattr(error, "retry_after", None):
             headers["Retry-After"] = str(error.retry_after)
-        if error.code == 405 and error.get_response().headers.get("Allow"):
-            headers["Allow"] = error.get_response().headers["Allow"]
+        if error.code == 405:
+            headers["Allow"] = ", ".join(allowed_methods())
         return problem(error.code or 500, error.name, str(detail), slug=data.get("slug"), errors=errors or None,
                        headers=headers)
 

@@ -34,6 +34,7 @@ blp = Blueprint("webhooks", __name__, url_prefix="/api/v1/webhooks",
 
 
 NOTIFICATION = NotificationSchema()  # built once (see schemas.webhooks._DATA_LOADERS)
+NATIVE_ALERT = NativeAlertSchema()
 
 
 def _device_key(mac: str) -> str:
@@ -125,6 +126,16 @@ def check_webhook_id() -> str:
     return webhook_id
 
 
+def require_json_media_type() -> None:
+    """415 unless the request says `application/json` (parameters such as charset aside).
+
+    Checked after the signature: a header only, so the order reads nothing of the body, and an
+    unsigned request learns no more than 401 (the signature does not cover this header, so a
+    signed body resent with another type is refused here, not stored)."""
+    if request.mimetype != "application/json":
+        abort(415, message="Send the notification as application/json.")
+
+
 def parse_json(body: bytes) -> object:
     """The body as JSON: 400 unless it is UTF-8 JSON of a shape loads_bounded accepts."""
     try:
@@ -176,6 +187,7 @@ REFUSALS = (
     "content": {"application/json": {"schema": {"oneOf": NOTIFICATION_DOCS}}}})
 @_problems(*REFUSALS, (401, "unknown device, or the signature or timestamp is not valid"),
            (409, "the device is in no live HA pair: nothing stored"),
+           (415, "the content type is not application/json (checked after the signature)"),
            (422, "the notification does not validate (see errors), contains NUL, or names the wrong peer"))
 @spends_budget("rate_limit_webhook")
 @blp.response(202, ReceiptSchema)
@@ -186,6 +198,7 @@ def node_notification(mac):
     device = signing_device(mac, body)
     # Only signed notifications use up a node's budget: knowing a MAC must not be enough to block it.
     spend("rate_limit_webhook", _device_key(mac))
+    require_json_media_type()
     try:
         note = NOTIFICATION.load(parse_json(body))
     except ma.ValidationError as exc:
@@ -210,13 +223,23 @@ def _alert_device(alert_token: str) -> Device:
     return device
 
 
+def _template_shaped(body: bytes) -> bool:
+    try:
+        text = body.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return False
+    return text.startswith("{") and text.endswith("}")
+
+
 @blp.post("/ucm-alerts/<string(maxlength=128):alert_token>")
 @blp.doc(security=[], requestBody={  # the alert token in the path is the credential
-    "required": True, "description": "The UCM's alert template; a body that is not JSON is kept as an "
-                                     "unclassified event.",
+    "required": True, "description": "The UCM's alert template. A body that is not JSON (the UCM does not "
+                                     "escape what it fills in) but is UTF-8 text in braces is kept as an "
+                                     "unclassified event; other bodies are refused (400).",
     "content": {"application/json": {"schema": NativeAlertSchema}}})
 @_problems(*REFUSALS, (401, "unknown alert token"), (409, "the device is in no live HA pair: nothing stored"),
-           (422, "the body contains NUL characters or lone UTF-16 surrogates"))
+           (422, "the body is JSON but not the alert template's object (see errors), or contains NUL "
+                 "characters or lone UTF-16 surrogates"))
 @rate_limited("rate_limit_alerts", _alert_key)
 @blp.response(202, ReceiptSchema)
 @blp.alt_response(200, schema=ReceiptSchema, description="the same alert text again: no second effect")
@@ -224,18 +247,14 @@ def native_alert(alert_token):
     """The UCM's own alert POST (System Events, Alert Contact), parsed into notifications."""
     body = read_body(current_app.extensions["ucmha"].settings.webhook_max_bytes)
     device = _alert_device(alert_token)
+    is_json = True
     try:
         document = loads_bounded(body)
     except JsonShapeRefused as exc:
         abort(400, message=str(exc))
     except ValueError:
-        document = None  # the UCM fills its template without escaping: a quote in the text breaks the JSON
-    if b"\x00" in body or unstorable(document):
-        abort(422, errors={"_schema": [UNSTORABLE_MESSAGE]})
-    try:
-        fields = NativeAlertSchema().load(document) if document is not None else None
-    except ma.ValidationError:
-        fields = None
+           (422, "the body is JSON but not the alert template's object (see errors), or contains NUL "
+                 "characters or lone UTF-16 surrogates"))
     if fields is not None:
         action, mac, content = fields["action"], fields["mac"], fields["content"]
     else:

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.domain.errors import Conflict, NotFound
-from service.models import ApiToken, Organization
+from service.models import ApiToken, DashboardSession, Organization
 from service.security import hash_token, new_api_token
 
 from .context import CommandContext
@@ -26,6 +27,8 @@ ROLES = ("admin", "support")
 # "Last used" is for people ("is this token still in use?"), so a minute's precision is plenty
 # and keeps token use from costing a write per request.
 LAST_USED_PRECISION_S = 60
+# A dashboard session lasts at most this long, whatever the browser does with the cookie.
+DASHBOARD_SESSION_MAX_AGE_S = 12 * 3600
 
 
 @dataclass(frozen=True)
@@ -71,8 +74,32 @@ def revoke_token(ctx: CommandContext, token_id: int) -> ApiToken:
     if row is None:
         raise NotFound(f"No token {token_id}.", code="token_not_found")
     row.revoked_at = row.revoked_at or ctx.now()
+    ctx.session.execute(delete(DashboardSession).where(DashboardSession.token_id == token_id))
     ctx.commit()
     return row
+
+
+def start_dashboard_session(ctx: CommandContext, token_id: int, replacing: str | None = None) -> str:
+    """A new dashboard session of a token: the key for the cookie (only its hash is stored).
+
+    The browser's previous session (`replacing`, its key) ends here, and so does every session
+    past its age, so the table holds no more than the sessions started in the last
+    DASHBOARD_SESSION_MAX_AGE_S."""
+    now = ctx.now()
+    if replacing is not None:
+        ctx.session.execute(delete(DashboardSession).where(DashboardSession.key_hash == hash_token(replacing)))
+    ctx.session.execute(delete(DashboardSession).where(
+        DashboardSession.created_at < now - timedelta(seconds=DASHBOARD_SESSION_MAX_AGE_S)))
+    key = secrets.token_urlsafe(32)
+    ctx.session.add(DashboardSession(key_hash=hash_token(key), token_id=token_id, created_at=now))
+    ctx.commit()
+    return key
+
+
+def end_dashboard_session(ctx: CommandContext, key: str) -> None:
+    """Sign-out: the session's row goes, so its cookie opens nothing, wherever it is replayed."""
+    ctx.session.execute(delete(DashboardSession).where(DashboardSession.key_hash == hash_token(key)))
+    ctx.commit()
 
 
 class TokenUseRecorder:

@@ -1,29 +1,33 @@
 """Dashboard sign-in: an admin API token exchanged for a signed session cookie, plus CSRF tokens.
 
-The cookie (Flask's signed session: HttpOnly, SameSite=Lax, Secure in production) holds the
-token's id, organization and role and when the sign-in happened, never the token. Each request
-looks the token row up again, so revoking a token (`ucmha token revoke`) ends its dashboard
-sessions at once.
+The cookie (Flask's signed session: HttpOnly, SameSite=Lax, Secure in production) holds a random
+session key, never the token. The session itself is a database row (`dashboard_sessions`, keyed by
+the key's SHA-256) joined to its token, looked up on every request in one query: signing out
+deletes the row, revoking a token (`ucmha token revoke`) deletes all of its rows and marks the
+token revoked, and either ends the session at once in every API process, since no process keeps
+any of it in memory.
 """
 from __future__ import annotations
 
 import hmac
 import secrets
-import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from flask import g, session
+from flask import current_app, g, session
+from sqlalchemy import select
 
 from service.api.auth import lookup_principal, note_use
 from service.api.context import Principal, db
-from service.models import ApiToken
+from service.commands import tenancy
+from service.commands.context import CommandContext
+from service.models import ApiToken, DashboardSession, utcnow
+from service.security import hash_token
 
 SESSION_KEY = "dashboard"
 CSRF_KEY = "dashboard_csrf"
 CSRF_FIELD = "csrf_token"
-# A session lasts at most this long, whatever the browser does with the cookie.
-MAX_SESSION_AGE_S = 12 * 3600
+MAX_SESSION_AGE_S = tenancy.DASHBOARD_SESSION_MAX_AGE_S
 MAX_TOKEN_LENGTH = 512
 
 
@@ -48,16 +52,35 @@ def sign_in(token: str) -> SignedIn | None:
         return None
     row = db().get(ApiToken, who.token_id)
     assert row is not None
+    org_name, prefix = row.organization.name, row.prefix
+    key = tenancy.start_dashboard_session(_context(who), who.token_id, replacing=_session_key())
     # A new session on every sign-in: nothing an attacker planted in the cookie survives it.
     session.clear()
-    session[SESSION_KEY] = {"token_id": who.token_id, "org_id": who.org_id, "role": who.role,
-                            "at": int(time.time())}
+    session[SESSION_KEY] = {"key": key}
     session[CSRF_KEY] = secrets.token_urlsafe(32)
-    return SignedIn(who, row.organization.name, row.prefix)
+    return SignedIn(who, org_name, prefix)
 
 
 def sign_out() -> None:
+    """End the session in the database (a copy of the cookie kept anywhere opens nothing), then in
+    the browser."""
+    key = _session_key()
+    who = current()
+    if key is not None and who is not None:
+        tenancy.end_dashboard_session(_context(who.principal), key)
     session.clear()
+
+
+def _context(who: Principal) -> CommandContext:
+    ext = current_app.extensions["ucmha"]
+    return CommandContext(session=db(), settings=ext.settings, org_id=who.org_id,
+                          actor=f"token:{who.token_id}", enqueue=ext.enqueue)
+
+
+def _session_key() -> str | None:
+    data = session.get(SESSION_KEY)
+    key = data.get("key") if isinstance(data, dict) else None
+    return key if isinstance(key, str) and 0 < len(key) <= MAX_TOKEN_LENGTH else None
 
 
 def current() -> SignedIn | None:
@@ -70,19 +93,20 @@ def current() -> SignedIn | None:
 
 
 def _load() -> SignedIn | None:
-    data = session.get(SESSION_KEY)
-    if not isinstance(data, dict):
+    if SESSION_KEY not in session:
         return None
-    try:
-        token_id, org_id, role, at = int(data["token_id"]), int(data["org_id"]), str(data["role"]), int(data["at"])
-    except (KeyError, TypeError, ValueError):
+    key = _session_key()
+    found = None if key is None else db().execute(
+        select(DashboardSession.created_at, ApiToken)
+        .join(ApiToken, ApiToken.id == DashboardSession.token_id)
+        .where(DashboardSession.key_hash == hash_token(key))
+    ).one_or_none()
+    if found is None:
         session.pop(SESSION_KEY, None)
         return None
-    if not 0 <= time.time() - at <= MAX_SESSION_AGE_S:
-        session.pop(SESSION_KEY, None)
-        return None
-    row = db().get(ApiToken, token_id)
-    if row is None or row.revoked_at is not None or row.org_id != org_id or row.role != role:
+    created_at, row = found
+    age = (utcnow() - created_at).total_seconds()
+    if row.revoked_at is not None or not 0 <= age <= MAX_SESSION_AGE_S:
         session.pop(SESSION_KEY, None)
         return None
     who = Principal(token_id=row.id, org_id=row.org_id, role=row.role)

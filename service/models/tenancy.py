@@ -33,3 +33,16 @@ class ApiToken(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     organization: Mapped[Organization] = relationship(lazy="joined")
+
+
+class DashboardSession(Base):
+    """A signed-in dashboard session. The cookie carries a random key; only its SHA-256 is kept.
+
+    Every dashboard request looks its row up, so deleting it (sign-out, token revoked) ends the
+    session at once in every API process: the state is in the database, not in a process."""
+
+    __tablename__ = "dashboard_sessions"
+
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)

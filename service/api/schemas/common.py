@@ -1,7 +1,6 @@
 from __future__ import annotations
 
-import base64
-import binascii
+import re
 from datetime import timezone
 
 import marshmallow as ma
@@ -28,6 +27,37 @@ class SafeTextSchema(ma.Schema):
         return data
 
 
+NUL_FREE_PATTERN = r"^[^\x00]*$"
+
+
+def nul_free_pattern(self, field, ret, **_kwargs):  # type: ignore[no-untyped-def]
+    """apispec attribute function: a string read by a SafeTextSchema says in the document that NUL is
+    refused (unless a pattern, an enum or a format of its own already rules it out)."""
+    if ret.get("type") != "string" or {"pattern", "enum", "format"} & set(ret):
+        return {}
+    owner = field.parent
+    while isinstance(owner, ma.fields.Field):  # an item of a list: the list's schema
+        owner = owner.parent
+    return {"pattern": NUL_FREE_PATTERN} if isinstance(owner, SafeTextSchema) else {}
+
+
+def null_only_alternative(self, field, ret, **_kwargs):  # type: ignore[no-untyped-def]
+    """apispec attribute function: a nullable nested object, documented inline as that object or null
+    (and no `default: null` for a field that refuses null).
+
+    apispec writes `anyOf: [$ref, {type: object, nullable: true}]`, whose second branch admits any
+    object at all. OpenAPI 3.0 has `nullable` only beside a `type`, so the object is written out
+    here with `type: object, nullable: true`: its own properties, or null, and nothing else."""
+    if "default" in ret and ret["default"] is None and not field.allow_none:
+        del ret["default"]  # left out means "not given"; null itself is refused
+    alternatives = ret.get("anyOf")
+    if not isinstance(field, ma.fields.Nested) or not isinstance(alternatives, list) \
+            or {"type": "object", "nullable": True} not in alternatives:
+        return {}
+    del ret["anyOf"]
+    return {**self.schema2jsonschema(field.schema), "nullable": True}
+
+
 class StrictSchema(SafeTextSchema):
     class Meta:
         unknown = ma.RAISE
@@ -48,9 +78,14 @@ class BoundedDateTime(ma.fields.AwareDateTime):
         return aware
 
 
-# Every spelling normalize_mac accepts: colons, hyphens, Cisco dots, bare hex (one separator style).
-MAC_PATTERN = (r"^(?:[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}|[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){5}"
-               r"|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}|[0-9A-Fa-f]{12})$")
+_HEX = "[0-9A-Fa-f]"
+_EVEN = "[02468ACEace]"  # the first octet's low bit clear: not a group (multicast, broadcast) address
+# Exactly the MACs normalize_mac accepts, in the OpenAPI document's own terms: one spelling
+# (colons, hyphens, Cisco dots, bare hex) with one separator style, a unicast first octet, and not
+# all zeros. A MAC that matches is accepted; one that does not is refused (422) wherever it is read.
+MAC_PATTERN = (rf"^(?![0:.-]+$)(?:{_HEX}{_EVEN}(?::{_HEX}{{2}}){{5}}|{_HEX}{_EVEN}(?:-{_HEX}{{2}}){{5}}"
+               rf"|{_HEX}{_EVEN}{_HEX}{{2}}\.{_HEX}{{4}}\.{_HEX}{{4}}|{_HEX}{_EVEN}{_HEX}{{10}})$")
+_MAC = re.compile(MAC_PATTERN)
 
 
 class Mac(ma.fields.String):
@@ -63,14 +98,44 @@ class Mac(ma.fields.String):
     def _deserialize(self, value, attr, data, **kwargs):  # type: ignore[no-untyped-def]
         raw = super()._deserialize(value, attr, data, **kwargs)
         try:
-            return normalize_mac(raw)
+            mac = normalize_mac(raw)
         except InvalidMac as exc:
             raise ma.ValidationError(str(exc)) from exc
+        # fullmatch: the document's pattern (ECMA-262) lets no newline or space around the value
+        if not _MAC.fullmatch(raw):
+            raise ma.ValidationError("invalid MAC address: no spaces or line breaks around it")
+        return mac
+
+
+class JsonBool(ma.fields.Boolean):
+    """A JSON boolean: true or false only (not 0, 1, "yes" or "true", which marshmallow would take)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):  # type: ignore[no-untyped-def]
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+class QueryBool(ma.fields.Boolean):
+    """A boolean query argument, spelled `true` or `false` as the OpenAPI document has it."""
+
+    def _deserialize(self, value, attr, data, **kwargs):  # type: ignore[no-untyped-def]
+        if value not in ("true", "false"):
+            raise self.make_error("invalid")
+        return value == "true"
+
+
+# A cursor is the id of the last item of the previous page, in decimal. Eighteen digits at most
+# keep it below the largest id (2**63 - 1) whatever the digits, so any cursor the pattern admits is
+# one the list can start after (possibly an empty page).
+CURSOR_PATTERN = r"^[0-9]{1,18}$"
+_CURSOR = re.compile(CURSOR_PATTERN)
 
 
 class PageArgs(StrictSchema):
     limit = ma.fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
-    cursor = ma.fields.String(load_default=None)
+    cursor = ma.fields.String(load_default=None, metadata={
+        "pattern": CURSOR_PATTERN, "description": "next_cursor of the previous page"})
 
     @ma.post_load
     def decode_cursor(self, data, **_kwargs):  # type: ignore[no-untyped-def]
@@ -79,23 +144,15 @@ class PageArgs(StrictSchema):
 
 
 def encode_cursor(last_id: int) -> str:
-    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
+    return str(last_id)
 
 
 def decode_cursor(cursor: str | None) -> int | None:
-    if not cursor:
+    if cursor is None:
         return None
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        kind, _, value = text.partition(":")
-        if kind != "id" or not value.isdecimal():
-            raise ValueError(kind)
-        last_id = int(value)
-        if last_id > MAX_ID:  # would overflow the id column in the database (a 500, not a 422)
-            raise ValueError(value)
-        return last_id
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise ma.ValidationError("cursor is not valid; use next_cursor of the previous page", "cursor") from exc
+    if not _CURSOR.fullmatch(cursor):
+        raise ma.ValidationError("cursor is not valid; use next_cursor of the previous page", "cursor")
+    return int(cursor)
 
 
 def page_schema(item_schema: type[ma.Schema], name: str) -> type[ma.Schema]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import validate
 
-from .common import Mac, PageArgs, StrictSchema, page_schema
+from .common import JsonBool, Mac, PageArgs, StrictSchema, page_schema
 
 STORAGE_KINDS = ("sd", "usb", "nas", "gdms_cloud")
 
@@ -19,7 +19,7 @@ class DeviceCreateSchema(StrictSchema):
     firmware = ma.fields.String(required=True, validate=validate.Regexp(r"^\d+(\.\d+){1,4}$", error="firmware must look like 1.0.15.8"))
     name = ma.fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
     site = ma.fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
-    cloud_im_enabled = ma.fields.Boolean(load_default=False)
+    cloud_im_enabled = JsonBool(load_default=False)
     storage = ma.fields.List(ma.fields.Nested(StorageSchema), load_default=list, validate=validate.Length(max=16))
 
 
@@ -27,7 +27,7 @@ class DeviceUpdateSchema(StrictSchema):
     firmware = ma.fields.String(validate=validate.Regexp(r"^\d+(\.\d+){1,4}$", error="firmware must look like 1.0.15.8"))
     name = ma.fields.String(allow_none=True, validate=validate.Length(max=200))
     site = ma.fields.String(allow_none=True, validate=validate.Length(max=200))
-    cloud_im_enabled = ma.fields.Boolean()
+    cloud_im_enabled = JsonBool()
     storage = ma.fields.List(ma.fields.Nested(StorageSchema), validate=validate.Length(max=16))
 
 

@@ -7,7 +7,7 @@ from marshmallow import validate
 from service.domain.subscriptions import EVENT_TYPES
 from service.models import utcnow
 
-from .common import PageArgs, StrictSchema
+from .common import JsonBool, PageArgs, StrictSchema
 
 EVENT_CHOICES = ("*", *EVENT_TYPES)
 
@@ -20,22 +20,30 @@ def _known_types(values: list[str]) -> None:
         raise ma.ValidationError(f"unknown event types: {', '.join(unknown)}; known: {', '.join(EVENT_CHOICES)}")
 
 
-_events_field = dict(validate=[validate.Length(max=len(EVENT_CHOICES) * 2), _known_types],
+_events_field = dict(validate=[validate.Length(min=1, max=len(EVENT_CHOICES) * 2), _known_types],
                      metadata={"description": "event types to receive; `*` for all: " + ", ".join(EVENT_TYPES)})
+# The document lists the known types (an enum on each item); _known_types says the same in words.
+_event_type = dict(metadata={"enum": list(EVENT_CHOICES)})
+# How an event URL is checked (service/domain/destinations.py): https (http only where loopback is
+# allowed, in development), a public host, no credentials or fragment, nothing local or private.
+# No pattern can say that (hosts, address ranges), so the document names it as a format of its own.
+_url_field = dict(validate=validate.Length(min=1, max=2000), metadata={
+    "description": "https URL of a public endpoint: no credentials, no fragment, not a local, private or "
+                   "metadata address (docs/events.md)",
+    "format": "event-url"})
 
 
 class SubscriptionCreateSchema(StrictSchema):
-    url = ma.fields.String(required=True, validate=validate.Length(min=1, max=2000),
-                           metadata={"description": "https URL of a public endpoint"})
-    events = ma.fields.List(ma.fields.String(), required=True, **_events_field)
+    url = ma.fields.String(required=True, **_url_field)
+    events = ma.fields.List(ma.fields.String(**_event_type), required=True, **_events_field)
     description = ma.fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
 
 
 class SubscriptionUpdateSchema(StrictSchema):
-    url = ma.fields.String(validate=validate.Length(min=1, max=2000))
-    events = ma.fields.List(ma.fields.String(), **_events_field)
+    url = ma.fields.String(**_url_field)
+    events = ma.fields.List(ma.fields.String(**_event_type), **_events_field)
     description = ma.fields.String(allow_none=True, validate=validate.Length(max=500))
-    enabled = ma.fields.Boolean(metadata={"description": "true re-enables a subscription disabled after failing"})
+    enabled = JsonBool(metadata={"description": "true re-enables a subscription disabled after failing"})
 
 
 class SubscriptionSchema(ma.Schema):

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from .common import StrictSchema
+from .common import QueryBool, StrictSchema
 from .pairs import DissolvedSchema, PairSchema, ReplaceSchema
 
 __all__ = ["DissolveArgs", "DissolvedSchema", "PairSchema", "ReplaceSchema"]
 
 
 class DissolveArgs(StrictSchema):
-    release_domain = ma.fields.Boolean(load_default=False, metadata={
+    release_domain = QueryBool(load_default=False, metadata={
         "description": "also give up the pair's custom domain (unbound upstream, free for another pair); "
                        "allowed on a pair that is dissolved already"})

@@ -5,7 +5,7 @@ from marshmallow import validate
 
 from service.queries import EVENT_FILTERS
 
-from .common import Mac, PageArgs, StrictSchema, page_schema
+from .common import JsonBool, Mac, PageArgs, QueryBool, StrictSchema, page_schema
 
 PAIR_STATUSES = ("paired", "standalone", "split_brain", "replacing", "dissolved")
 SYNC_STATES = ("in_sync", "pending", "failing", "blocked", "not_applicable")
@@ -13,24 +13,26 @@ SYNC_STATES = ("in_sync", "pending", "failing", "blocked", "not_applicable")
 
 class SiteNetworkSchema(StrictSchema):
     # Ranges and address validity are rule R8 and reported as preflight checks, not here.
-    heartbeat_ip = ma.fields.String(required=True, validate=validate.Length(max=64))
-    heartbeat_gateway = ma.fields.String(required=True, validate=validate.Length(max=64))
-    heartbeat_netmask = ma.fields.String(required=True, validate=validate.Length(max=64))
-    business_ip = ma.fields.String(required=True, validate=validate.Length(max=64))
-    business_netmask = ma.fields.String(required=True, validate=validate.Length(max=64))
+    heartbeat_ip = ma.fields.String(required=True, validate=validate.Length(min=1, max=64))
+    heartbeat_gateway = ma.fields.String(required=True, validate=validate.Length(min=1, max=64))
+    heartbeat_netmask = ma.fields.String(required=True, validate=validate.Length(min=1, max=64))
+    business_ip = ma.fields.String(required=True, validate=validate.Length(min=1, max=64))
+    business_netmask = ma.fields.String(required=True, validate=validate.Length(min=1, max=64))
 
 
 class HaSettingsSchema(StrictSchema):
     heartbeat_port = ma.fields.Integer(load_default=9527, strict=True)
     heartbeat_timeout_s = ma.fields.Integer(load_default=7, strict=True)
-    primary = ma.fields.Nested(SiteNetworkSchema, load_default=None, allow_none=True)
-    secondary = ma.fields.Nested(SiteNetworkSchema, load_default=None, allow_none=True)
+    # Left out when a site's network is not known; never null (one way to say "not given").
+    primary = ma.fields.Nested(SiteNetworkSchema, load_default=None, allow_none=False)
+    secondary = ma.fields.Nested(SiteNetworkSchema, load_default=None, allow_none=False)
 
 
 class PairCreateSchema(StrictSchema):
     primary_mac = Mac(required=True)
-    secondary_mac = Mac(required=True)
-    use_ucmrc = ma.fields.Boolean(load_default=True)
+    secondary_mac = Mac(required=True, metadata={
+        "example": "C0:74:AD:45:3B:11", "description": "another node than primary_mac (the same MAC twice is refused)"})
+    use_ucmrc = JsonBool(load_default=True)
     ha_settings = ma.fields.Nested(HaSettingsSchema, load_default=None, allow_none=True)
 
 
@@ -49,7 +51,7 @@ class PreflightSchema(ma.Schema):
 class PairListArgs(PageArgs):
     status = ma.fields.String(load_default=None, validate=validate.OneOf(PAIR_STATUSES))
     active_site = ma.fields.String(load_default=None, validate=validate.OneOf(("primary", "secondary")))
-    needs_attention = ma.fields.Boolean(load_default=None)
+    needs_attention = QueryBool(load_default=None)
     q = ma.fields.String(load_default=None, validate=validate.Length(max=200),
                          metadata={"description": "search by MAC, custom domain, site or device name"})
 
@@ -162,7 +164,7 @@ class CustomDomainSchema(StrictSchema):
 
 
 class CloudImSettingsSchema(StrictSchema):
-    enabled = ma.fields.Boolean(required=True)
+    enabled = JsonBool(required=True)
     server = ma.fields.String(load_default="gdms", validate=validate.OneOf(("gdms", "custom")))
 
 
@@ -173,7 +175,8 @@ class ResolveSchema(StrictSchema):
 
 class ReplaceSchema(StrictSchema):
     failed_mac = Mac(required=True)
-    new_mac = Mac(required=True)
+    new_mac = Mac(required=True, metadata={
+        "example": "C0:74:AD:45:3B:12", "description": "the new node, not failed_mac"})
 
 
 class EventSchema(ma.Schema):

@@ -5,7 +5,7 @@ from marshmallow import validate
 
 from service.domain.claims import REASONS
 
-from .common import BoundedDateTime, Mac, SafeTextSchema
+from .common import BoundedDateTime, Mac, SafeTextSchema, StrictSchema
 
 # The reasons the decision table knows are listed in the OpenAPI document; any other reason
 # (a newer firmware) is accepted and decided the cautious way (heart_beat_lost), not refused:
@@ -105,9 +105,10 @@ def _notification_doc(type_: str, data: type[ma.Schema]) -> type[ma.Schema]:
 NOTIFICATION_DOCS = [_notification_doc(type_, data) for type_, data in DATA_SCHEMAS.items()]
 
 
-class NativeAlertSchema(ma.Schema):
-    class Meta:
-        unknown = ma.EXCLUDE
+class NativeAlertSchema(StrictSchema):
+    """The UCM's alert template, `{"action":"${ACTION}","mac":"${MAC}","content":"${WARNING_MSG}"}`:
+    a body that parses as JSON is this object or is refused (422); one that does not parse (the UCM
+    does not escape what it fills in) is kept as an unclassified event."""
 
     action = ma.fields.String(load_default="", validate=validate.Length(max=200))
     mac = ma.fields.String(load_default="", validate=validate.Length(max=64))

@@ -109,7 +109,8 @@ def test_a_correctly_signed_non_utf8_body_is_400_after_the_signature(client, dev
     key = base64.b64decode(device["webhook_secret"].removeprefix("whsec_") + "==")
     sig = base64.b64encode(hmac.new(key, b"msg_2." + ts.encode() + b"." + body, hashlib.sha256).digest()).decode()
     r = client.post(f"/api/v1/webhooks/ucm/{PRIMARY}", data=body,
-                    headers={"webhook-id": "msg_2", "webhook-timestamp": ts, "webhook-signature": f"v1,{sig}"})
+                    headers={"webhook-id": "msg_2", "webhook-timestamp": ts, "webhook-signature": f"v1,{sig}",
+                             "content-type": "application/json"})
     assert_problem(r, 400)
     assert "UTF-8" in r.json["detail"]
 

@@ -14,8 +14,7 @@ from service.security import SecretBox, hash_token
 from .helpers import assert_problem, create_device, create_pair, create_plan, new_mac, ready_device
 
 CANONICAL = "C0:74:AD:45:3B:10"
-SPELLINGS = ["c074ad453b10", "C0-74-AD-45-3B-10", "c0:74:ad:45:3b:10", "c074.ad45.3b10", "C074.AD45.3B10",
-             " C0:74:AD:45:3B:10 "]
+SPELLINGS = ["c074ad453b10", "C0-74-AD-45-3B-10", "c0:74:ad:45:3b:10", "c074.ad45.3b10", "C074.AD45.3B10"]
 PATH_SPELLINGS = ["c074ad453b10", "C0-74-AD-45-3B-10", "c0:74:ad:45:3b:10", "c074.ad45.3b10", CANONICAL]
 
 

@@ -1,9 +1,13 @@
 """Sign-in with an API token, the session cookie, revocation, logout and CSRF."""
 from __future__ import annotations
 
-from sqlalchemy import update
+from datetime import timedelta
 
-from service.models import ApiToken, utcnow
+from sqlalchemy import func, select, update
+
+from service.models import ApiToken, DashboardSession, Event, utcnow
+
+from service.dashboard.auth import MAX_SESSION_AGE_S
 
 from .helpers import CSRF_INPUT, csrf_of, post, sign_in
 
@@ -34,7 +38,7 @@ def test_session_cookie_is_httponly_lax_and_holds_no_token(app, client, tenant):
     value = cookie.split(";", 1)[0].split("=", 1)[1]
     assert tenant.admin_token not in value
     data = app.session_interface.get_signing_serializer(app).loads(value)
-    assert data["dashboard"]["org_id"] == tenant.org_id and data["dashboard"]["role"] == "admin"
+    assert set(data["dashboard"]) == {"key"} and len(data["dashboard"]["key"]) >= 32
     assert tenant.admin_token not in repr(data)
 
 
@@ -82,6 +86,73 @@ def test_logout(client, tenant):
     r = post(client, "/dashboard/logout")
     assert r.status_code == 303 and r.headers["Location"] == "/dashboard/login"
     assert client.get("/dashboard").status_code == 302
+
+
+def _cookie(client) -> str:  # type: ignore[no-untyped-def]
+    return client.get_cookie("session").value
+
+
+def test_signing_out_ends_the_session_for_every_copy_of_the_cookie(app, client, tenant, seeder, db_session):
+    pair = seeder.pair(tenant.admin(), domain="signed-out.example.com")
+    sign_in(client, tenant.admin_token)
+    stolen, csrf = _cookie(client), csrf_of(client)
+    assert post(client, "/dashboard/logout").status_code == 303
+
+    replay = app.test_client()
+    replay.set_cookie("session", stolen)
+    r = replay.get("/dashboard")
+    assert r.status_code == 302 and "/dashboard/login" in r.headers["Location"]
+    replay.set_cookie("session", stolen)
+    assert post(replay, f"/dashboard/pairs/{pair['id']}/resync", csrf=csrf).status_code == 401
+    assert db_session.execute(select(func.count()).select_from(Event).where(
+        Event.pair_id == pair["id"], Event.kind == "resync_requested")).scalar_one() == 0
+
+
+def test_signing_out_ends_that_session_only(app, tenant):
+    first, second = app.test_client(), app.test_client()
+    sign_in(first, tenant.admin_token)
+    sign_in(second, tenant.admin_token)
+    post(first, "/dashboard/logout")
+    assert first.get("/dashboard").status_code == 302
+    assert second.get("/dashboard").status_code == 200
+
+
+def test_revoking_the_token_ends_all_of_its_sessions(app, tenant, session_factory):
+    from service.commands import tenancy
+    from service.commands.context import CommandContext
+
+    clients = [app.test_client() for _ in range(3)]
+    for c in clients:
+        sign_in(c, tenant.admin_token)
+        assert c.get("/dashboard").status_code == 200
+    session = session_factory()
+    token_id = session.execute(select(ApiToken.id).where(ApiToken.org_id == tenant.org_id,
+                                                         ApiToken.role == "admin")).scalar_one()
+    ctx = CommandContext(session=session, settings=app.extensions["ucmha"].settings, org_id=None,
+                         actor="cli", enqueue=lambda *_: None)
+    tenancy.revoke_token(ctx, token_id)
+    assert session.execute(select(func.count()).select_from(DashboardSession)
+                           .where(DashboardSession.token_id == token_id)).scalar_one() == 0
+    session.close()
+    for c in clients:
+        assert c.get("/dashboard").status_code == 302
+
+
+def test_a_session_ends_after_its_maximum_age(client, tenant, db_session):
+    sign_in(client, tenant.admin_token)
+    db_session.execute(update(DashboardSession).values(
+        created_at=utcnow() - timedelta(seconds=MAX_SESSION_AGE_S + 1)))
+    db_session.commit()
+    assert client.get("/dashboard").status_code == 302
+
+
+def test_signing_in_again_ends_the_previous_session(app, client, tenant):
+    sign_in(client, tenant.admin_token)
+    old = _cookie(client)
+    assert post(client, "/dashboard/login", {"token": tenant.support_token}).status_code == 303
+    replay = app.test_client()
+    replay.set_cookie("session", old)
+    assert replay.get("/dashboard").status_code == 302
 
 
 def test_logout_needs_csrf(client, tenant):
