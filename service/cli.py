@@ -29,6 +29,7 @@ from service.dashboard import story
 from service.db import make_engine, make_session_factory, unit_of_work
 from service.domain import alarms as alarm_kinds
 from service.domain.errors import DomainError
+from service.domain.targets import SYNC_TARGETS
 from service.models import ApiToken, Event, HaPair, utcnow
 from service.settings import Settings, SettingsError, load_settings
 from service.text import printable
@@ -332,7 +333,7 @@ def pairs_show(runtime: Runtime, pair_id: int, org_name: str | None, as_json: bo
         ("alarms open", str(view["alarms_open"])),
         ("attention", _attention(view) or "-"),
     ]
-    for target in ("remote_connect", "cloud_im"):
+    for target in SYNC_TARGETS:
         sync = view["sync"][target]
         text = f"{sync['state']}: desired {sync['desired_mac'] or '-'}, applied {sync['applied_mac'] or '-'}"
         text += f" at epoch {sync['applied_epoch']}" if sync["applied_epoch"] is not None else ""
@@ -366,7 +367,7 @@ def pairs_events(runtime: Runtime, pair_id: int, org_name: str | None, kind: str
             return [EventSchema().dump(event) for event in page.items]
         around = [] if kind == "alarms" else queries.events_of_epochs(session, org_id, pair_id,
                                                                       sorted(story.switch_epochs(page.items)))
-        return story.timeline_lines(page.items, around, story.pair_facts(pair))
+        return story.timeline_lines(page.items, around, story.story_facts(pair))
     result = _in_transaction(runtime, work)
     if output:
         _echo_list(result, output)

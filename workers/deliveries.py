@@ -22,7 +22,7 @@ from standardwebhooks import Webhook
 
 from service.commands import subscriptions as subscription_commands
 from service.commands import timeline
-from service.commands.context import CommandContext
+from service.commands.context import CommandContext, EnqueueLater
 from service.db import unit_of_work
 from service.domain.delivery import DeliveryPolicy, after_attempt
 from service.models import DeliveryAttempt, EventDelivery, EventSubscription, HaPair, utcnow
@@ -42,7 +42,6 @@ MAX_PER_RUN = 50  # deliveries one task sends before handing the lane to a fresh
 # late): a long countdown would sit in a worker's memory, and Redis redelivers unacknowledged
 # messages after its visibility timeout, so long countdowns turn into duplicates.
 MAX_COUNTDOWN_S = 60.0
-Enqueue = Callable[[str, tuple[object, ...], float], None]
 
 
 @dataclass(frozen=True)
@@ -126,7 +125,7 @@ def _lease_head(session: Session, settings: Settings, subscription_id: int, pair
 
 
 def run_lane(session_factory: sessionmaker[Session], settings: Settings, sender: EventSender,
-             subscription_id: int, pair_id: int | None, owner: str, enqueue: Enqueue,
+             subscription_id: int, pair_id: int | None, owner: str, enqueue: EnqueueLater,
              rng: random.Random | None = None, clock: Callable[[], datetime] = utcnow) -> str:
     rng = rng or random.Random()
     for _ in range(MAX_PER_RUN):
@@ -150,7 +149,7 @@ def run_lane(session_factory: sessionmaker[Session], settings: Settings, sender:
 
 
 def _record(session_factory: sessionmaker[Session], settings: Settings, claim: Claim, sent: SentAttempt,
-            owner: str, rng: random.Random, now: datetime, enqueue: Enqueue) -> tuple[str, float | None]:
+            owner: str, rng: random.Random, now: datetime, enqueue: EnqueueLater) -> tuple[str, float | None]:
     after: list[tuple[str, tuple[object, ...]]] = []
     with unit_of_work(session_factory) as session:
         # First, in one statement: count the attempt and give the lease back. Every attempt made
@@ -214,7 +213,7 @@ def _disable(session: Session, settings: Settings, subscription: EventSubscripti
     after.extend(ctx.take_after_commit())
 
 
-def sweep(session_factory: sessionmaker[Session], enqueue: Enqueue, batch: int = 500,
+def sweep(session_factory: sessionmaker[Session], enqueue: EnqueueLater, batch: int = 500,
           grace_s: float = SWEEP_GRACE_S, clock: Callable[[], datetime] = utcnow) -> int:
     """Enqueue the lanes whose head is overdue (a lost message, a killed worker)."""
     now = clock()

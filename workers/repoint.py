@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
-from typing import Callable
 
 from sqlalchemy.orm import Session
 
 from service.commands import sync
-from service.commands.context import CommandContext
+from service.commands.sync import REPOINT_TASK
+from service.commands.context import CommandContext, EnqueueLater
 from service.commands.settle import settle
 from service.domain import outbox
 from service.domain.backoff import BackoffPolicy
@@ -27,8 +27,6 @@ from workers.upstream import (StaleEpochError, TransientUpstreamError, UpstreamB
 
 log = logging.getLogger(__name__)
 
-REPOINT_TASK = "ucmha.repoint"
-Enqueue = Callable[[str, tuple[object, ...], float], None]
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from sqlalchemy import and_, case, literal_column, or_, select, tuple_, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, lazyload, sessionmaker
 
+from service.commands.context import EnqueueLater
 from service.db import unit_of_work
 from service.domain import outbox
 from service.models import Device, HaPair, PairSync, utcnow
@@ -155,7 +156,7 @@ def push_all(client: UpstreamClient, claimed: list[Claimed], threads: int) -> li
 
 
 def record_all(session_factory: sessionmaker[Session], settings: Settings, owner: str, claimed: list[Claimed],
-               results: list[tuple[str | None, float | None]], enqueue: repoint.Enqueue,
+               results: list[tuple[str | None, float | None]], enqueue: EnqueueLater,
                rng: random.Random) -> dict[tuple[int, str], str]:
     after: list[tuple[str, tuple[object, ...], float]] = []
     outcomes: dict[tuple[int, str], str] = {}
@@ -195,7 +196,7 @@ RECORD_RETRY_S = 0.25
 
 
 def record_when_back(session_factory: sessionmaker[Session], settings: Settings, owner: str, claimed: list[Claimed],
-                     results: list[tuple[str | None, float | None]], enqueue: repoint.Enqueue, rng: random.Random,
+                     results: list[tuple[str | None, float | None]], enqueue: EnqueueLater, rng: random.Random,
                      lease_ends: float) -> dict[tuple[int, str], str]:
     """`record_all`, tried again while the database is away (a switchover) and the lease lasts.
 
@@ -214,7 +215,7 @@ def record_when_back(session_factory: sessionmaker[Session], settings: Settings,
 
 
 def run_batch(session_factory: sessionmaker[Session], client: UpstreamClient, settings: Settings, owner: str,
-              enqueue: repoint.Enqueue, first: tuple[int, str] | None = None, size: int | None = None,
+              enqueue: EnqueueLater, first: tuple[int, str] | None = None, size: int | None = None,
               threads: int | None = None, rng: random.Random | None = None, more: tuple[str, ...] = ()) -> str:
     """Claim, push, record. Returns the message's own row's outcome (`nothing_owed` when it was
     not claimed), followed by how many other rows the batch took along (`more` included)."""

@@ -7,11 +7,12 @@ Safe to run in several schedulers at once: rows are claimed by one conditional s
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Callable
 
 from sqlalchemy import ColumnElement, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.commands.context import EnqueueLater
+from service.commands.sync import REPOINT_TASK
 from service.db import unit_of_work
 from service.domain import outbox
 from service.models import PairSync, utcnow
@@ -22,8 +23,6 @@ from workers import claims
 SWEEP_GRACE_S = 5
 # Above this many queued messages the sweeper waits: the workers are behind, not losing work.
 MAX_BACKLOG = 500
-REPOINT_TASK = "ucmha.repoint"
-Enqueue = Callable[[str, tuple[object, ...], float], None]
 
 
 def _push_forward(session_factory: sessionmaker[Session], where: tuple[ColumnElement[bool], ...],
@@ -42,7 +41,7 @@ def _push_forward(session_factory: sessionmaker[Session], where: tuple[ColumnEle
     return [(r.pair_id, r.target) for r in rows]
 
 
-def sweep(session_factory: sessionmaker[Session], enqueue: Enqueue,
+def sweep(session_factory: sessionmaker[Session], enqueue: EnqueueLater,
           batch: int = 1000, grace_s: float = SWEEP_GRACE_S) -> int:
     now = utcnow()
     overdue = now - timedelta(seconds=grace_s)
@@ -53,7 +52,7 @@ def sweep(session_factory: sessionmaker[Session], enqueue: Enqueue,
     return len(due)
 
 
-def wake_waiting(session_factory: sessionmaker[Session], enqueue: Enqueue, batch: int = 1000) -> int:
+def wake_waiting(session_factory: sessionmaker[Session], enqueue: EnqueueLater, batch: int = 1000) -> int:
     """Retry now the repoints waiting out a backoff after failed attempts.
 
     Called when the upstream has just taken a call after failing ones (a repoint went through

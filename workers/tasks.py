@@ -11,6 +11,8 @@ from kombu.exceptions import OperationalError
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.commands.events import DELIVER_TASK
+from service.commands.sync import REPOINT_TASK
 from service.db import make_engine, make_session_factory
 from service.settings import Settings, load_settings
 from workers import alarms, deliveries, reconcile, repoint_batch, sweep
@@ -65,8 +67,8 @@ def _enqueue(task: str, args: tuple[object, ...], countdown: float = 0.0) -> Non
     current_app.send_task(task, args=list(args), countdown=countdown or None)
 
 
-@shared_task(name="ucmha.repoint", bind=True, acks_late=True)
-@through_database_outages("ucmha.repoint", "database_unavailable")
+@shared_task(name=REPOINT_TASK, bind=True, acks_late=True)
+@through_database_outages(REPOINT_TASK, "database_unavailable")
 def repoint_task(self, pair_id: int, target: str, *more_targets: str) -> str:  # type: ignore[no-untyped-def]
     settings, factory, client = runtime()
     owner = f"{self.request.hostname}:{self.request.id}"
@@ -116,8 +118,8 @@ def _full_rule_check_at_start(sender: object = None, **_kwargs: object) -> None:
         log.warning("full rule check not queued at start", extra={"error": type(exc).__name__})
 
 
-@shared_task(name="ucmha.deliver_events", bind=True, acks_late=True)
-@through_database_outages("ucmha.deliver_events", "database_unavailable")
+@shared_task(name=DELIVER_TASK, bind=True, acks_late=True)
+@through_database_outages(DELIVER_TASK, "database_unavailable")
 def deliver_events_task(self, subscription_id: int, pair_id: int | None) -> str:  # type: ignore[no-untyped-def]
     settings, factory, _client = runtime()
     owner = f"{self.request.hostname}:{self.request.id}"[:64]

@@ -7,12 +7,12 @@ from typing import Any
 
 from service.domain.attention import AttentionFacts, attention_reasons
 from service.domain.procedures import procedure_of
+from service.domain.targets import SYNC_TARGETS
 from service.models import HaPair, PairSync
 from service.pair_rules import current_violations
 
 from .schemas.pairs import ProcedureSchema
 
-TARGETS = ("remote_connect", "cloud_im")
 _PROCEDURE = ProcedureSchema()
 
 
@@ -60,7 +60,7 @@ def pair_view(pair: HaPair, open_alarms: Sequence[str], now: datetime) -> dict[s
             "binding_id": pair.cloud_im_binding_id,
             "bound_mac": im_sync.applied_mac if im_sync else None,
         },
-        "sync": {target: sync_view(pair.sync(target)) for target in TARGETS},
+        "sync": {target: sync_view(pair.sync(target)) for target in SYNC_TARGETS},
         "last_switch": (
             {"at": pair.last_switch_at, "to_mac": pair.last_switch_to_mac, "reason": pair.last_switch_reason}
             if pair.last_switch_at else None

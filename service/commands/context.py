@@ -14,7 +14,9 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# A command enqueues (task name, args) after its commit; a worker task also gives a countdown (seconds).
 Enqueue = Callable[[str, Sequence[object]], None]
+EnqueueLater = Callable[[str, tuple[object, ...], float], None]
 
 
 @dataclass

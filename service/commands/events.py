@@ -14,7 +14,8 @@ from typing import Any, Mapping, Sequence
 from sqlalchemy import select
 
 from service.domain import subscriptions
-from service.domain.subscriptions import PairFacts, SubscriptionEvent, TimelineLine
+from service.domain.subscriptions import PairSummary, SubscriptionEvent
+from service.domain.timeline import TimelineLine
 from service.models import EventDelivery, EventSubscription, HaPair, OutboundEvent
 
 from .context import CommandContext
@@ -26,8 +27,8 @@ def new_event_id() -> str:
     return "evt_" + uuid.uuid4().hex
 
 
-def pair_facts(pair: HaPair) -> PairFacts:
-    return PairFacts(id=pair.id, primary_mac=pair.primary.mac, secondary_mac=pair.secondary.mac,
+def pair_summary(pair: HaPair) -> PairSummary:
+    return PairSummary(id=pair.id, primary_mac=pair.primary.mac, secondary_mac=pair.secondary.mac,
                      active_mac=pair.active.mac, status=pair.status, epoch=pair.epoch,
                      custom_domain=pair.custom_domain, cloud_im_enabled=bool(pair.cloud_im_enabled))
 
@@ -36,7 +37,7 @@ def of_line(pair: HaPair, kind: str, mac: str | None, detail: Mapping[str, Any])
     """The events a timeline line causes (the domain decides; this only gathers the facts)."""
     if kind not in subscriptions.EVENTFUL_KINDS:
         return []
-    return subscriptions.events_for(pair_facts(pair), TimelineLine(kind, mac, detail))
+    return subscriptions.events_for(pair_summary(pair), TimelineLine(kind, mac, detail=detail))
 
 
 def record_events(ctx: CommandContext, pair: HaPair, events: Sequence[SubscriptionEvent]) -> None:

@@ -9,7 +9,7 @@ Hooks (called by other commands, so every path that changes a pair is observed):
 - `observe(ctx, pair)`: from `settle.settle` (every command and task that changes a pair), before
   the outbox follows the pair.
 - `firmware_changed(...)`: from `notifications` (ha.status) and `devices` (PATCH /devices).
-- `on_status(...)`: from `notifications` (the survivor's peer MAC).
+- `peer_reported(...)`: from `notifications` (the survivor's peer MAC, in its status report).
 - `joined_at(...)`: from `rules_due` (a replacement node's silence counts from its joining).
 """
 from __future__ import annotations
@@ -64,7 +64,7 @@ def _observe_replacement(ctx: CommandContext, pair: HaPair, procedure: ReplacePr
     persist_step(ctx, pair, replacement.replacement_progress(procedure, facts, ctx.now()), "procedure")
 
 
-def on_status(ctx: CommandContext, pair: HaPair, device: Device, data: dict[str, Any]) -> None:
+def peer_reported(ctx: CommandContext, pair: HaPair, device: Device, data: dict[str, Any]) -> None:
     change = replacement.note_peer_report(procedure_of(pair.procedure), device.mac, data.get("peer_mac"), ctx.now())
     persist_step(ctx, pair, change, "procedure")
 

@@ -187,7 +187,7 @@ def after_status(ctx: CommandContext, pair: HaPair, device: Device, note: dict[s
     if data["firmware"] != device.firmware:
         device.firmware = data["firmware"]
         lifecycle.firmware_changed(ctx, pair, device, data["firmware"], source="ha.status")
-    lifecycle.on_status(ctx, pair, device, data)
+    lifecycle.peer_reported(ctx, pair, device, data)
 
 
 def on_fault(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str, Any]) -> PairTransition:

@@ -13,6 +13,7 @@ from service.domain import outbox
 from service.domain.errors import Violation
 from service.domain.procedures import procedure_of
 from service.domain.replacement import domain_release_pending
+from service.domain.targets import SYNC_TARGETS
 from service.domain.outbox import OutboxChange, Routing, SyncRow
 from service.models import HaPair, PairSync
 from service.pair_rules import cloud_im_violations, remote_connect_violations
@@ -21,11 +22,10 @@ from . import timeline
 from .context import CommandContext
 
 REPOINT_TASK = "ucmha.repoint"
-TARGETS = outbox.TARGETS
 
 
 def ensure_syncs(pair: HaPair) -> None:
-    for target in TARGETS:
+    for target in SYNC_TARGETS:
         if pair.sync(target) is None:
             pair.syncs.append(PairSync(target=target, state="not_applicable", desired_epoch=0, violations=[]))
 
@@ -90,7 +90,7 @@ def plan_repoint(ctx: CommandContext, pair: HaPair, why: str) -> None:
     ensure_syncs(pair)
     desired = outbox.desired_targets(routing(pair))
     owed: list[str] = []
-    for target in TARGETS:
+    for target in SYNC_TARGETS:
         row = pair.sync(target)
         assert row is not None
         wanted = desired[target]

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from service.domain.targets import SYNC_TARGETS
+
 from .formatting import as_utc
 from .listing import alarm_label
 
-TARGETS = ("remote_connect", "cloud_im")
 TARGET_NAMES = {"remote_connect": "RemoteConnect", "cloud_im": "Cloud IM"}
 # Events of the switch's own transaction that the story tells (alarms keep their own lines).
 SAME_TRANSACTION = frozenset({"role_claim", "admin_resolve", "switch", "status_changed", "sync_state"})
@@ -89,7 +90,7 @@ class Line:
 
 
 @dataclass(frozen=True)
-class PairFacts:
+class StoryFacts:
     """What the story needs to know about the pair now."""
 
     sites: Mapping[str, str]  # MAC -> "Primary" / "Secondary"
@@ -98,10 +99,10 @@ class PairFacts:
     custom_domain: str | None = None
 
 
-def pair_facts(pair: Any) -> PairFacts:
+def story_facts(pair: Any) -> StoryFacts:
     """The facts of an `HaPair` row the story reads."""
-    return PairFacts(sites={pair.primary.mac: "Primary", pair.secondary.mac: "Secondary"}, epoch=pair.epoch,
-                     sync_states={s.target: s.state for s in pair.syncs}, custom_domain=pair.custom_domain)
+    return StoryFacts(sites={pair.primary.mac: "Primary", pair.secondary.mac: "Secondary"}, epoch=pair.epoch,
+                      sync_states={s.target: s.state for s in pair.syncs}, custom_domain=pair.custom_domain)
 
 
 # --- grouping -------------------------------------------------------------------------------------
@@ -165,7 +166,7 @@ def _transaction_run(ordered: Sequence[EventRow], index: int, epoch: int) -> lis
     return list(ordered[start:end + 1])
 
 
-def timeline_lines(page: Sequence[EventRow], epoch_events: Sequence[EventRow], pair: PairFacts) -> list[Line]:
+def timeline_lines(page: Sequence[EventRow], epoch_events: Sequence[EventRow], pair: StoryFacts) -> list[Line]:
     """The page's events (newest first) as story lines; a failover's events fold into its line."""
     stories = failovers(epoch_events)
     folded = {e.id for story in stories.values() for e in story.members if e.id != story.switch.id}
@@ -200,7 +201,7 @@ def _same(a: Line, b: Line) -> bool:
 
 # --- words ----------------------------------------------------------------------------------------
 
-def node(mac: str | None, pair: PairFacts) -> str:
+def node(mac: str | None, pair: StoryFacts) -> str:
     if not mac:
         return "—"
     site = pair.sites.get(mac)
@@ -224,7 +225,7 @@ def _after(start: datetime, end: datetime) -> float:
     return max(0.0, ((as_utc(end) or end) - (as_utc(start) or start)).total_seconds())
 
 
-def failover_line(story: Failover, pair: PairFacts) -> Line:
+def failover_line(story: Failover, pair: StoryFacts) -> Line:
     switch, claim, epoch = story.switch, story.claim, story.switch.epoch
     started = claim.at if claim is not None else switch.at
     steps: list[Step] = []
@@ -249,7 +250,7 @@ def failover_line(story: Failover, pair: PairFacts) -> Line:
 
     done_at: list[datetime] = []
     pending = False
-    for target in TARGETS:
+    for target in SYNC_TARGETS:
         name = TARGET_NAMES[target]
         applied = story.applied.get(target)
         failures = story.failed.get(target, [])
@@ -293,14 +294,14 @@ def failover_line(story: Failover, pair: PairFacts) -> Line:
                 outcome=outcome)
 
 
-def event_line(event: EventRow, pair: PairFacts) -> Line:
+def event_line(event: EventRow, pair: StoryFacts) -> Line:
     d = event.detail or {}
     label, tone, text = _words(event, d, pair)
     return Line(id=event.id, at=event.at, kind=event.kind, label=label, tone=tone, text=text, epoch=event.epoch,
                 mac=event.mac)
 
 
-def _words(event: EventRow, d: Mapping[str, Any], pair: PairFacts) -> tuple[str, str, str]:
+def _words(event: EventRow, d: Mapping[str, Any], pair: StoryFacts) -> tuple[str, str, str]:
     who = node(event.mac, pair)
     kind = event.kind
     target = TARGET_NAMES.get(str(d.get("target")), _v(d, "target", "Upstream"))

@@ -247,7 +247,7 @@ def pair(pair_id: int):  # type: ignore[no-untyped-def]
                               before, descending=True)
     nodes = [_node(row, row.primary, "Primary", now), _node(row, row.secondary, "Secondary", now)]
     badges = listing.attention_badges(row, [(a.kind, a.detail) for a in alarms])
-    facts = story.pair_facts(row)
+    facts = story.story_facts(row)
     around = [] if kind == "alarms" else queries.events_of_epochs(session, org_id, row.id,
                                                                   sorted(story.switch_epochs(events.items)))
     lines = story.timeline_lines(events.items, around, facts)

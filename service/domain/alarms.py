@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Set as AbstractSet
 from dataclasses import dataclass
 
+from .targets import SYNC_TARGETS
+
 SPLIT_BRAIN = "split_brain"
 BACKUP_FAILED = "backup_failed"
 BACKUP_OVERDUE = "backup_overdue"
@@ -20,7 +22,6 @@ FIRMWARE_INCOMPLETE = "firmware_upgrade_incomplete"
 NODE_SILENT = "node_silent"
 SUBSCRIPTION_DISABLED = "event_subscription_disabled"
 FAULT_SOURCES = ("wan_lan", "heartbeat")
-SYNC_TARGETS = ("remote_connect", "cloud_im")
 SYNC_PROBLEMS = ("failing", "blocked")
 
 

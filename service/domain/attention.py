@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-SYNC_TARGETS = ("remote_connect", "cloud_im")
+from .targets import SYNC_TARGETS
+
 ATTENTION_STATUSES = ("split_brain", "replacing")
 ATTENTION_SYNC_STATES = ("failing", "blocked")  # in order of seriousness
 SECONDARY_ACTIVE = "secondary_active"

@@ -40,7 +40,6 @@ from .errors import Violation
 from .timeline import TimelineLine
 
 SyncState = Literal["not_applicable", "blocked", "pending", "failing", "in_sync"]
-TARGETS: tuple[str, ...] = ("remote_connect", "cloud_im")
 OWED_STATES = frozenset({"pending", "failing"})
 DEFAULT_LEASE_S = 60.0
 # Added to one upstream call's connect + read timeouts: a lease outlives a slow call with room to

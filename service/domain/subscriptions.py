@@ -19,10 +19,12 @@ Decisions where the issue is silent:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from . import alarms as alarm_kinds
+from .targets import SYNC_TARGETS
+from .timeline import TimelineLine
 
 PAIR_SWITCHED = "pair.switched"
 SPLIT_BRAIN = "pair.split_brain"
@@ -38,7 +40,6 @@ EVENT_TYPES: tuple[str, ...] = (
     PAIR_SWITCHED, SPLIT_BRAIN, SPLIT_BRAIN_RESOLVED, SYNC_FAILING, SYNC_RECOVERED, SYNC_BLOCKED,
     ALARM_RAISED, ALARM_CLEARED, PROCEDURE_STEP,
 )
-SYNC_TARGETS = ("remote_connect", "cloud_im")
 
 # Timeline kinds of the two procedures, and the step each one is.
 PROCEDURE_LINES: dict[str, tuple[str, str]] = {
@@ -62,7 +63,7 @@ EVENTFUL_KINDS = frozenset({"switch", "status_changed", "sync_state", "alarm_rai
 
 
 @dataclass(frozen=True)
-class PairFacts:
+class PairSummary:
     """The pair after the decision, as a receiver should see it."""
 
     id: int
@@ -89,22 +90,13 @@ class PairFacts:
 
 
 @dataclass(frozen=True)
-class TimelineLine:
-    """One line of a pair's timeline, as the decision recorded it."""
-
-    kind: str
-    mac: str | None = None
-    detail: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class SubscriptionEvent:
     type: str
     pair_id: int
     data: Mapping[str, Any]
 
 
-def events_for(pair: PairFacts, line: TimelineLine) -> list[SubscriptionEvent]:
+def events_for(pair: PairSummary, line: TimelineLine) -> list[SubscriptionEvent]:
     """The subscription events one timeline line causes (usually none)."""
     detail = line.detail
 
@@ -148,7 +140,7 @@ def events_for(pair: PairFacts, line: TimelineLine) -> list[SubscriptionEvent]:
     return []
 
 
-def _alarm_events(pair: PairFacts, raised: bool, alarm: str, message: Any, event: Any) -> list[SubscriptionEvent]:
+def _alarm_events(pair: PairSummary, raised: bool, alarm: str, message: Any, event: Any) -> list[SubscriptionEvent]:
     node_mac = _node_of(pair, alarm)
     found = [event(ALARM_RAISED if raised else ALARM_CLEARED, alarm=alarm, message=message,
                    node={"mac": node_mac, "site": pair.site_of(node_mac)} if node_mac else None)]
@@ -167,7 +159,7 @@ def _alarm_events(pair: PairFacts, raised: bool, alarm: str, message: Any, event
     return found
 
 
-def _node_of(pair: PairFacts, alarm: str) -> str | None:
+def _node_of(pair: PairSummary, alarm: str) -> str | None:
     """The node a per-node alarm is about, if it is one of the pair's."""
     mac = alarm_kinds.parse_kind(alarm).mac
     return mac if mac in (pair.primary_mac, pair.secondary_mac) else None

@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.domain import alarms as alarm_kinds
+from service.domain.targets import SYNC_TARGETS
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,6 @@ UNMATCHED_ROUTE = "<unmatched>"
 WEBHOOK_OUTCOMES = ("accepted", "duplicate", "rejected_signature", "too_large", "invalid", "conflict",
                     "rate_limited", "error")
 CLAIM_KINDS = ("duplicate", "stale", "confirmed", "applied", "split_brain")
-SYNC_TARGETS = ("remote_connect", "cloud_im")
 PAIR_STATUSES = ("paired", "standalone", "split_brain", "replacing", "dissolved")
 OWED_STATES = ("pending", "failing")
 

@@ -138,8 +138,8 @@ class Row:
     at: datetime = datetime(2026, 11, 24, 9, 30, tzinfo=timezone.utc)
 
 
-FACTS = story.PairFacts(sites={PRIMARY: "Primary", SECONDARY: "Secondary"}, epoch=2,
-                        sync_states={"remote_connect": "in_sync", "cloud_im": "not_applicable"})
+FACTS = story.StoryFacts(sites={PRIMARY: "Primary", SECONDARY: "Secondary"}, epoch=2,
+                         sync_states={"remote_connect": "in_sync", "cloud_im": "not_applicable"})
 
 
 def _failover_rows() -> list[Row]:
@@ -173,6 +173,6 @@ def test_a_failover_split_across_pages_is_told_once_at_its_switch():
 
 def test_a_superseded_repoint_and_an_older_claim_epoch():
     rows = _failover_rows()[:4]
-    facts = story.PairFacts(sites=FACTS.sites, epoch=3, sync_states=FACTS.sync_states)
+    facts = story.StoryFacts(sites=FACTS.sites, epoch=3, sync_states=FACTS.sync_states)
     told = story.timeline_lines(sorted(rows, key=lambda r: -r.id), rows, facts)[0]
     assert "Superseded by a later epoch" in told.steps[3].text and told.total_s is None

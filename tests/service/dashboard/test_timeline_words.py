@@ -10,8 +10,8 @@ import pytest
 from service.dashboard import formatting, story
 
 PRIMARY, SECONDARY = "C0:74:AD:00:00:01", "C0:74:AD:00:00:02"
-FACTS = story.PairFacts(sites={PRIMARY: "Primary", SECONDARY: "Secondary"}, epoch=3,
-                        sync_states={"remote_connect": "in_sync", "cloud_im": "in_sync"})
+FACTS = story.StoryFacts(sites={PRIMARY: "Primary", SECONDARY: "Secondary"}, epoch=3,
+                         sync_states={"remote_connect": "in_sync", "cloud_im": "in_sync"})
 KINDS = sorted({*formatting.EVENT_LABELS, "replacement_abandoned"})
 T0 = datetime(2026, 12, 7, 12, 0, tzinfo=timezone.utc)
 

@@ -7,16 +7,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.domain.subscriptions import (EVENT_TYPES, EVENTFUL_KINDS, PROCEDURE_LINES, PairFacts, TimelineLine,
+from service.domain.subscriptions import (EVENT_TYPES, EVENTFUL_KINDS, PROCEDURE_LINES, PairSummary,
                                           events_for, wants)
+from service.domain.timeline import TimelineLine
 
 P, S = "00:0B:82:A4:6E:BF", "C0:74:AD:45:3B:10"
-PAIR = PairFacts(id=7, primary_mac=P, secondary_mac=S, active_mac=S, status="standalone", epoch=3,
-                 custom_domain="pbx.example.com", cloud_im_enabled=True)
+PAIR = PairSummary(id=7, primary_mac=P, secondary_mac=S, active_mac=S, status="standalone", epoch=3,
+                   custom_domain="pbx.example.com", cloud_im_enabled=True)
 
 
 def one(kind, mac=None, **detail):
-    found = events_for(PAIR, TimelineLine(kind, mac, detail))
+    found = events_for(PAIR, TimelineLine(kind, mac, detail=detail))
     return [(e.type, dict(e.data)) for e in found]
 
 
@@ -92,7 +93,7 @@ def test_any_line_gives_known_self_contained_events(kind, mac, detail):
     if "violations" in detail and not (isinstance(detail["violations"], list)
                                        and all(isinstance(v, dict) for v in detail["violations"])):
         detail.pop("violations")
-    found = events_for(PAIR, TimelineLine(kind, mac, detail))
+    found = events_for(PAIR, TimelineLine(kind, mac, detail=detail))
     if kind not in EVENTFUL_KINDS:
         assert found == []
     for event in found:
