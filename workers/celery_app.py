@@ -7,6 +7,7 @@ from kombu.exceptions import OperationalError
 from service.broker import broker_status, publishing_conf
 from service.settings import Settings
 from workers import observability
+from workers.broker_transport import transport_for
 
 __all__ = ["TASK_MODULES", "broker_backlog", "broker_status", "make_celery"]
 
@@ -16,6 +17,10 @@ TASK_MODULES = ["workers.tasks"]
 def make_celery(settings: Settings) -> Celery:
     app = Celery("ucmha", broker=settings.broker_url, include=TASK_MODULES)
     app.conf.update(publishing_conf(settings))
+    transport = transport_for(settings.broker_url)
+    if transport is not None:
+        # kombu's Redis transport with the channel that outlives a broker restart (workers/broker_transport.py).
+        app.conf.broker_transport = transport
     app.conf.update(
         # Late acknowledgement: a task killed mid-run is delivered again; tasks are idempotent.
         task_acks_late=True,
