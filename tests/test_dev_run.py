@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -153,15 +154,22 @@ def test_sigterm_stops_everything_after_the_fleet_made_a_failover(dev_run, tmp_p
     _assert_everything_stopped(run, children)
 
 
-@pytest.mark.parametrize("how", ["SIGHUP", "Ctrl-C", "a child dies"])
+STOP_S = 5.0  # every stop, without dev.py's SIGKILL of what is left
+
+
+@pytest.mark.parametrize("how", ["SIGHUP", "Ctrl-C", "SIGTERM", "the simulator dies"])
 def test_stops_every_process_it_started(dev_run, how):
     run = dev_run(fleet=False)
     run.wait_running()
     children = _descendants(run.proc.pid)
     assert len(children) >= 6, children  # simulator, gunicorn + workers, celery worker + pool, beat
+    started = time.monotonic()
     if how == "SIGHUP":
         run.proc.send_signal(signal.SIGHUP)
         expected = 128 + signal.SIGHUP
+    elif how == "SIGTERM":
+        run.proc.send_signal(signal.SIGTERM)
+        expected = 128 + signal.SIGTERM
     elif how == "Ctrl-C":
         os.killpg(run.proc.pid, signal.SIGINT)  # what the terminal does: the foreground process group
         expected = 0
@@ -170,9 +178,40 @@ def test_stops_every_process_it_started(dev_run, how):
         os.kill(simulator, signal.SIGKILL)
         expected = 1
     assert run.proc.wait(timeout=60) == expected, run.output[-3000:]
+    took = time.monotonic() - started
     _assert_everything_stopped(run, children)
-    if how == "a child dies":
+    assert "did not stop within" not in run.output, run.output[-3000:]
+    assert took <= STOP_S, f"stopping took {took:.1f} s"
+    if how == "the simulator dies":
         assert "simulator exited" in run.output
+
+
+@pytest.mark.parametrize("name, marker", [("worker", " worker "), ("scheduler", " beat ")])
+def test_a_worker_or_scheduler_that_exits_is_started_again(dev_run, name, marker):
+    run = dev_run(fleet=False)
+    run.wait_running()
+
+    def main_pid() -> int | None:
+        for pid in _descendants(run.proc.pid):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+                ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == run.proc.pid and "celery" in cmdline and marker in cmdline and _alive(pid):
+                return pid
+        return None
+
+    first = wait_for(main_pid, 30, f"the {name}")
+    for _ in range(2):  # twice: the second start waits longer (backoff)
+        previous = main_pid()
+        assert previous is not None
+        os.kill(previous, signal.SIGKILL)
+        again = wait_for(lambda: (pid := main_pid()) not in (None, previous) and pid, 30, f"the {name} started again")
+        assert again != first
+    assert run.proc.poll() is None, run.output[-3000:]  # the demo goes on
+    lines = [line for line in run.lines if f"the {name} was killed by SIGKILL" in line]
+    assert [line.rsplit(" in ", 1)[1] for line in lines] == ["1 s", "2 s"], lines
 
 
 def test_a_taken_port_is_refused_before_anything_starts(var):

@@ -13,15 +13,16 @@ the transport while they build a pool, so that restore reaches the broker, or fa
 connection error kombu ignores while closing (the messages then stay in Redis's unacked index,
 redelivered after the visibility timeout; the sweeper re-sends owed work sooner).
 
-Used by the worker's Celery app through Celery's `broker_transport` setting (`transport_for`).
+Used by the worker's Celery app through Celery's `broker_transport` setting (`broker_for`).
 """
 from __future__ import annotations
 
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
+from kombu.transport import sqlalchemy as kombu_sqla
 
-__all__ = ["Channel", "SentinelChannel", "SentinelTransport", "Transport", "transport_for"]
+__all__ = ["Channel", "EmbeddedTransport", "SentinelChannel", "SentinelTransport", "Transport", "broker_for"]
 
 
 class _KeepsItsConnection:
@@ -59,14 +60,32 @@ class SentinelTransport(kombu_redis.SentinelTransport):
     Channel = SentinelChannel
 
 
-_BY_SCHEME = {
-    "redis": f"{__name__}:Transport",
-    "rediss": f"{__name__}:Transport",
-    "sentinel": f"{__name__}:SentinelTransport",
-}
+class EmbeddedTransport(kombu_sqla.Transport):
+    """kombu's SQLAlchemy transport (the embedded SQLite broker), each wait for messages at most
+    half a second. Celery's loop for a transport without an event loop waits 2 s per cycle and,
+    once asked to stop, runs one more cycle before it stops: up to 4 s before a stop begins,
+    most of the 5 s `dev.py` allows. Shorter waits only mean more cycles of that loop."""
+
+    polling_interval = 0.25
+    max_drain_s = 0.5
+
+    def drain_events(self, connection: Any, timeout: float | None = None) -> Any:
+        if timeout is not None:  # None: block until a message comes, as asked
+            timeout = min(timeout, self.max_drain_s)
+        return super().drain_events(connection, timeout=timeout)
 
 
-def transport_for(broker_url: str) -> str | None:
-    """The `broker_transport` for a broker URL whose kombu transport this module fixes, else None."""
+_REDIS = {"redis": "Transport", "rediss": "Transport", "sentinel": "SentinelTransport"}
+_EMBEDDED_PREFIX = "sqla+"
+
+
+def broker_for(broker_url: str) -> tuple[str, str | None]:
+    """(the URL for Celery's `broker_url`, its `broker_transport` or None for kombu's own) of the
+    worker's app, for the brokers whose kombu transport this module replaces."""
     scheme = broker_url.split(";", 1)[0].split("://", 1)[0].strip().lower()
-    return _BY_SCHEME.get(scheme)
+    if scheme in _REDIS:
+        return broker_url, f"{__name__}:{_REDIS[scheme]}"
+    if broker_url.startswith(_EMBEDDED_PREFIX):
+        # kombu reads "sqla+" as the transport's name, which would win over `broker_transport`.
+        return broker_url[len(_EMBEDDED_PREFIX):], f"{__name__}:EmbeddedTransport"
+    return broker_url, None

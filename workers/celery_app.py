@@ -7,7 +7,7 @@ from kombu.exceptions import OperationalError
 from service.broker import broker_status, publishing_conf
 from service.settings import Settings
 from workers import observability
-from workers.broker_transport import transport_for
+from workers.broker_transport import broker_for
 
 __all__ = ["TASK_MODULES", "broker_backlog", "broker_status", "make_celery"]
 
@@ -15,11 +15,12 @@ TASK_MODULES = ["workers.tasks"]
 
 
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("ucmha", broker=settings.broker_url, include=TASK_MODULES)
+    # kombu's transports with the fixes of workers/broker_transport.py (a Redis channel that
+    # outlives a broker restart; the embedded broker polled often enough for a quick stop).
+    broker_url, transport = broker_for(settings.broker_url)
+    app = Celery("ucmha", broker=broker_url, include=TASK_MODULES)
     app.conf.update(publishing_conf(settings))
-    transport = transport_for(settings.broker_url)
     if transport is not None:
-        # kombu's Redis transport with the channel that outlives a broker restart (workers/broker_transport.py).
         app.conf.broker_transport = transport
     app.conf.update(
         # Late acknowledgement: a task killed mid-run is delivered again; tasks are idempotent.
