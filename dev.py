@@ -127,6 +127,7 @@ RESTARTED = ("worker", "scheduler")
 RESTART_DELAYS_S = (1, 2, 5, 10)  # the next delay after each quick exit; reset after STEADY_S
 STEADY_S = 60.0
 HEALTH_EVERY_S = 5.0
+HEALTH_GRACE_S = 30.0  # a starting worker has no heartbeat yet
 
 
 @dataclass
@@ -137,6 +138,7 @@ class Child:
     started: float
     restarts: int = 0  # quick exits in a row
     due: float | None = None  # when to start it again after it exited
+    stopping_since: float | None = None  # when dev.py stopped it for being unhealthy
 
 
 class Processes:
@@ -173,13 +175,18 @@ class Processes:
             print(f"dev.py: the {name} {_how_it_ended(child.proc.returncode)}; starting it again in {delay} s",
                   file=sys.stderr, flush=True)
         worker = self.children.get("worker")
-        if self.health and worker and worker.due is None and now >= self.next_health:
+        if (self.health and worker and worker.due is None and now >= self.next_health
+                and now - worker.started >= HEALTH_GRACE_S):
             self.next_health = now + HEALTH_EVERY_S
             problem = self.health()
             if problem is not None and worker.proc.poll() is None:
-                print(f"dev.py: the worker is unhealthy ({problem}); stopping it to start it again",
-                      file=sys.stderr, flush=True)
-                worker.proc.send_signal(signal.SIGTERM)
+                if worker.stopping_since is None:
+                    print(f"dev.py: the worker is unhealthy ({problem}); stopping it to start it again",
+                          file=sys.stderr, flush=True)
+                    worker.stopping_since = now
+                    worker.proc.send_signal(signal.SIGTERM)
+                elif now - worker.stopping_since >= 5:
+                    _signal_group(worker.proc.pid, signal.SIGKILL)  # too stuck to stop by itself
 
     def stop_all(self, timeout_s: float = 5.0) -> None:
         """SIGTERM every main process, wait, then SIGKILL whatever is left of any group.
@@ -282,7 +289,14 @@ def run(args: argparse.Namespace) -> int:
     fleet_file = var / "fleet.json"
     api_local = f"http://127.0.0.1:{args.port}" if args.host in ("0.0.0.0", "::") else f"http://{args.host}:{args.port}"
 
-    procs = Processes()
+    heartbeat = Path(env.get("UCMHA_WORKER_HEARTBEAT_FILE") or var / "worker-heartbeat.json")
+
+    def worker_health() -> str | None:
+        done = subprocess.run([str(PY), "-m", "workers.healthcheck", "worker", str(heartbeat)], cwd=ROOT, env=env,
+                              capture_output=True, text=True)
+        return None if done.returncode == 0 else done.stderr.strip().removeprefix("unhealthy: ")
+
+    procs = Processes(health=worker_health)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_stop)
     try:

@@ -58,6 +58,7 @@ def _listening(port: int) -> bool:
 
 class DevRun:
     def __init__(self, var: Path, fleet: bool) -> None:
+        self.var = var
         self.ports = {"api": free_port(), "simulator": free_port(), "fleet": free_port()}
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("UCMHA_", "PROMETHEUS_")) and k not in ("DATABASE_URL", "REDIS_URL")}
@@ -229,3 +230,20 @@ def test_a_taken_port_is_refused_before_anything_starts(var):
     assert f"API port {port} on 127.0.0.1 already in use" in done.stderr and "--port" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (refused_var / "ucmha.db").exists()  # refused before migrating or starting anything
+
+
+def test_a_worker_that_stops_consuming_is_noticed_and_started_again_within_30_s(dev_run):
+    run = dev_run(fleet=False)
+    run.wait_running()
+    worker = next(p for p in _descendants(run.proc.pid)
+                  if " worker " in Path(f"/proc/{p}/cmdline").read_text().replace("\0", " ")
+                  and int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[1]) == run.proc.pid)
+    wait_for(lambda: any("worker-heartbeat" in str(f) for f in Path(run.var).iterdir()), 60, "a heartbeat")
+    os.kill(worker, signal.SIGSTOP)  # alive, but neither consuming nor beating
+    stopped = time.monotonic()
+    wait_for(lambda: not _alive(worker), 60, "dev.py to end the stuck worker")
+    wait_for(lambda: "the worker was killed by SIGKILL; starting it again" in run.output, 30, "the restart line")
+    took = time.monotonic() - stopped
+    assert "the worker is unhealthy (no heartbeat for" in run.output, run.output[-3000:]
+    assert took <= 30, f"noticed and restarted {took:.0f} s after it stopped"
+    assert run.proc.poll() is None

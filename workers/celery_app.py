@@ -6,7 +6,7 @@ from kombu.exceptions import OperationalError
 
 from service.broker import broker_status, publishing_conf
 from service.settings import Settings
-from workers import observability
+from workers import liveness, observability
 from workers.broker_transport import broker_for
 
 __all__ = ["TASK_MODULES", "broker_backlog", "broker_status", "make_celery"]
@@ -45,6 +45,7 @@ def make_celery(settings: Settings) -> Celery:
     )
     # JSON logs via setup_logging, task_id in the log context, metrics of prefork children.
     observability.connect_signals(settings)
+    liveness.install(app, settings)  # the heartbeat of the worker's health check and alert
     return app
 
 

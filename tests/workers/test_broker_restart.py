@@ -100,4 +100,7 @@ def test_the_worker_survives_redis_restarts_while_a_late_acked_task_runs(worker_
     publisher.send_task("tests.hold", args=[RESTARTS])
     (marks / f"release-{RESTARTS}").touch()
     wait_for(lambda: alive() and (marks / f"done-{RESTARTS}").exists(), 30, "a task after the last restart")
+    # ... and its health check says so.
+    health = [str(BIN / "python"), "-m", "workers.healthcheck", "worker", str(marks.parent / "worker-heartbeat.json")]
+    wait_for(lambda: subprocess.run(health, cwd=ROOT, capture_output=True).returncode == 0, 30, "a healthy heartbeat")
     publisher.close()
