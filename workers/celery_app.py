@@ -45,7 +45,7 @@ def make_celery(settings: Settings) -> Celery:
     )
     # JSON logs via setup_logging, task_id in the log context, metrics of prefork children.
     observability.connect_signals(settings)
-    liveness.install(app, settings)  # the heartbeat of the worker's health check and alert
+    liveness.install(app, settings, lambda: broker_backlog(app))  # the heartbeat of the health check and alert
     return app
 
 

@@ -118,12 +118,11 @@ def _on_task_received(**_kwargs: Any) -> None:
         _liveness.task_received()
 
 
-def install(app: Celery, settings: Any) -> None:
-    """Wire the heartbeat into `app`'s worker (nothing starts until a worker consumes)."""
+def install(app: Celery, settings: Any, backlog: Callable[[], int | None]) -> None:
+    """Wire the heartbeat into `app`'s worker (nothing starts until a worker consumes); `backlog`
+    counts the messages waiting in its queue (None when the broker cannot tell)."""
     global _liveness
-    from workers.celery_app import broker_backlog  # the app module imports this one
-
-    _liveness = Liveness(getattr(settings, "worker_heartbeat_file", None), lambda: broker_backlog(app),
+    _liveness = Liveness(getattr(settings, "worker_heartbeat_file", None), backlog,
                          lambda: broker_status(app) == "ok")
     app.steps["consumer"].add(_ConsumerLiveness)
     signals.task_received.connect(_on_task_received, weak=False, dispatch_uid="ucmha.liveness.task_received")
