@@ -55,6 +55,9 @@ def broker_backlog(app: Celery) -> int | None:
         return None
     try:
         with app.connection_for_read() as conn:
-            return int(conn.default_channel.client.llen(app.conf.task_default_queue))
+            try:
+                return int(conn.default_channel.client.llen(app.conf.task_default_queue))
+            except conn.connection_errors + conn.channel_errors:  # redis-py's own, e.g. the broker restarting
+                return None
     except (OperationalError, OSError):
         return None
