@@ -90,9 +90,10 @@ class DevRun:
         wait_for(ready, 240, "dev.py to report everything running", interval=0.3)
 
     def stop(self) -> None:
+        descendants = _descendants(self.proc.pid)  # before dev.py dies and they are reparented
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
-        for pid in _descendants(self.proc.pid):
+        for pid in descendants:
             try:
                 os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
