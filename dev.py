@@ -17,7 +17,9 @@ import time
 import urllib.error
 import urllib.request
 import venv
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("UCMHA_VENV", ROOT / ".venv"))
@@ -30,8 +32,12 @@ def sh(*args: str, env: dict[str, str] | None = None, check: bool = True) -> sub
     return subprocess.run(list(args), cwd=ROOT, env=env, check=check, text=True)
 
 
-def ensure_installed() -> None:
-    """Create the virtualenv and install the project with its test and bench extras, once per pyproject change."""
+def ensure_installed(extras: tuple[str, ...] = ()) -> None:
+    """Create the virtualenv and install the project (with `extras`), once per pyproject change.
+
+    `run` installs what running needs; `test` adds the test and bench extras (the benchmark smoke
+    tests need bench). A venv made for `test` also serves `run`.
+    """
     if sys.version_info < (3, 11):
         sys.exit("ucmha needs Python 3.11 or newer")
     if not PY.exists():
@@ -40,14 +46,16 @@ def ensure_installed() -> None:
     stamp = VENV / ".ucmha-installed"
     inputs = (ROOT / "pyproject.toml").read_bytes() + (ROOT / "constraints.txt").read_bytes()
     digest = hashlib.sha256(inputs).hexdigest()
-    if stamp.exists() and stamp.read_text() == digest:
+    installed = stamp.read_text().split() if stamp.exists() else []
+    if installed[:1] == [digest] and set(extras) <= set(installed[1:]):
         return
-    print("installing ucmha and its dependencies (first run only)", flush=True)
+    print("installing ucmha and its dependencies" + (f" (with {', '.join(extras)})" if extras else ""), flush=True)
     sh(str(PY), "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    # constraints.txt: the versions the test suite last ran with (reproducible installs);
-    # bench: the benchmark smoke test.
-    sh(str(PY), "-m", "pip", "install", "--quiet", "-c", "constraints.txt", "-e", ".[test,bench]")
-    stamp.write_text(digest)
+    # constraints.txt: the versions the test suite last ran with (reproducible installs).
+    target = ".[" + ",".join(extras) + "]" if extras else "."
+    sh(str(PY), "-m", "pip", "install", "--quiet", "-c", "constraints.txt", "-e", target)
+    have = set(extras) | (set(installed[1:]) if installed[:1] == [digest] else set())
+    stamp.write_text(" ".join([digest, *sorted(have)]))
 
 
 def service_env(log_level: str) -> dict[str, str]:
@@ -113,38 +121,100 @@ class ChildDied(Exception):
     pass
 
 
+# Started again when they exit (the demo goes on; the database holds the owed work). The API, the
+# simulator and the fleet are what a user talks to: one of them exiting stops everything.
+RESTARTED = ("worker", "scheduler")
+RESTART_DELAYS_S = (1, 2, 5, 10)  # the next delay after each quick exit; reset after STEADY_S
+STEADY_S = 60.0
+HEALTH_EVERY_S = 5.0
+HEALTH_GRACE_S = 30.0  # a starting worker has no heartbeat yet
+
+
+@dataclass
+class Child:
+    cmd: list[str]
+    env: dict[str, str]
+    proc: "subprocess.Popen[bytes]"
+    started: float
+    restarts: int = 0  # quick exits in a row
+    due: float | None = None  # when to start it again after it exited
+    stopping_since: float | None = None  # when dev.py stopped it for being unhealthy
+
+
 class Processes:
     """The processes dev.py started, each in its own process group (so a Ctrl-C typed in the
-    terminal reaches dev.py only, and stopping a group reaches a server's workers too)."""
+    terminal reaches dev.py only, and SIGKILL of a group reaches what a server forked too)."""
 
-    def __init__(self) -> None:
-        self.running: dict[str, subprocess.Popen[bytes]] = {}
+    def __init__(self, health: "Callable[[], str | None] | None" = None) -> None:
+        self.children: dict[str, Child] = {}
+        self.health = health  # the worker's health check: None when healthy, else why not
+        self.next_health = 0.0
 
     def start(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
-        self.running[name] = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
+        old = self.children.get(name)
+        self.children[name] = Child(cmd, env, proc, time.monotonic(), old.restarts if old else 0)
 
     def check(self) -> None:
-        for name, proc in self.running.items():
-            if proc.poll() is not None:
-                raise ChildDied(f"{name} exited with status {proc.returncode}")
+        now = time.monotonic()
+        for name, child in self.children.items():
+            if child.due is not None:
+                if now >= child.due:
+                    self.start(name, child.cmd, child.env)
+                continue
+            if child.proc.poll() is None:
+                continue
+            if name not in RESTARTED:
+                raise ChildDied(f"{name} exited with status {child.proc.returncode}")
+            _signal_group(child.proc.pid, signal.SIGKILL)  # what it left behind (pool children)
+            if now - child.started >= STEADY_S:
+                child.restarts = 0
+            delay = RESTART_DELAYS_S[min(child.restarts, len(RESTART_DELAYS_S) - 1)]
+            child.restarts += 1
+            child.due = now + delay
+            print(f"dev.py: the {name} {_how_it_ended(child.proc.returncode)}; starting it again in {delay} s",
+                  file=sys.stderr, flush=True)
+        worker = self.children.get("worker")
+        if (self.health and worker and worker.due is None and now >= self.next_health
+                and now - worker.started >= HEALTH_GRACE_S):
+            self.next_health = now + HEALTH_EVERY_S
+            problem = self.health()
+            if problem is not None and worker.proc.poll() is None:
+                if worker.stopping_since is None:
+                    print(f"dev.py: the worker is unhealthy ({problem}); stopping it to start it again",
+                          file=sys.stderr, flush=True)
+                    worker.stopping_since = now
+                    worker.proc.send_signal(signal.SIGTERM)
+                elif now - worker.stopping_since >= 5:
+                    _signal_group(worker.proc.pid, signal.SIGKILL)  # too stuck to stop by itself
 
-    def stop_all(self, timeout_s: float = 20.0) -> None:
-        """SIGTERM every group, wait for each leader, then SIGKILL whatever is left of any group.
+    def stop_all(self, timeout_s: float = 5.0) -> None:
+        """SIGTERM every main process, wait, then SIGKILL whatever is left of any group.
 
-        The fleet goes first, so the simulated nodes do not post into an API that is going away.
+        The Celery worker is signalled by its main process only (a warm shutdown, which closes
+        its pool in order): pool children signalled by a group kill may die holding the pool's
+        queue lock, and the main process then waits for them until it is killed. The fleet is
+        signalled first, so the simulated nodes stop posting into an API that is going away.
         """
-        order = sorted(self.running.items(), key=lambda item: item[0] != "fleet")
         end = time.monotonic() + timeout_s
-        for name, proc in order:
-            _signal_group(proc.pid, signal.SIGTERM)
-            if name == "fleet":
-                _wait(proc, min(10.0, timeout_s))
-        for _name, proc in order:
+        live = {name: child.proc for name, child in self.children.items() if child.due is None}
+        for name in sorted(live, key=lambda name: name != "fleet"):
+            _signal(live[name], signal.SIGTERM)
+        for proc in live.values():
             _wait(proc, end - time.monotonic())
-        for _name, proc in order:
-            # Also reaps a group whose leader is gone but whose children (a worker) are not.
-            _signal_group(proc.pid, signal.SIGKILL)
-            proc.wait()
+        for name, child in self.children.items():
+            # Also reaps a group whose leader is gone but whose children (a worker's pool) are not.
+            if _group_alive(child.proc.pid):
+                print(f"dev.py: the {name} did not stop within {timeout_s:.0f} s; killing it", file=sys.stderr,
+                      flush=True)
+                _signal_group(child.proc.pid, signal.SIGKILL)
+            child.proc.wait()
+
+
+def _how_it_ended(returncode: int) -> str:
+    if returncode < 0:
+        return f"was killed by {signal.Signals(-returncode).name}"
+    return f"exited with status {returncode}"
 
 
 def _wait(proc: "subprocess.Popen[bytes]", timeout_s: float) -> None:
@@ -152,6 +222,19 @@ def _wait(proc: "subprocess.Popen[bytes]", timeout_s: float) -> None:
         proc.wait(timeout=max(0.1, timeout_s))
     except subprocess.TimeoutExpired:
         pass
+
+
+def _signal(proc: "subprocess.Popen[bytes]", sig: int) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -206,7 +289,14 @@ def run(args: argparse.Namespace) -> int:
     fleet_file = var / "fleet.json"
     api_local = f"http://127.0.0.1:{args.port}" if args.host in ("0.0.0.0", "::") else f"http://{args.host}:{args.port}"
 
-    procs = Processes()
+    heartbeat = Path(env.get("UCMHA_WORKER_HEARTBEAT_FILE") or var / "worker-heartbeat.json")
+
+    def worker_health() -> str | None:
+        done = subprocess.run([str(PY), "-m", "workers.healthcheck", "worker", str(heartbeat)], cwd=ROOT, env=env,
+                              capture_output=True, text=True)
+        return None if done.returncode == 0 else done.stderr.strip().removeprefix("unhealthy: ")
+
+    procs = Processes(health=worker_health)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_stop)
     try:
@@ -234,7 +324,7 @@ def run(args: argparse.Namespace) -> int:
             procs.check()
             time.sleep(0.5)
     except Stop as stop:
-        print(f"\ndev.py: {stop} received, stopping everything (up to 30 s)", file=sys.stderr, flush=True)
+        print(f"\ndev.py: {stop} received, stopping everything (up to 5 s)", file=sys.stderr, flush=True)
         return 0 if stop.signum == signal.SIGINT else 128 + stop.signum
     except ChildDied as died:
         print(f"dev.py: {died}; stopping everything", file=sys.stderr, flush=True)
@@ -273,7 +363,7 @@ def summary(args: argparse.Namespace, env: dict[str, str], api: str, token: str 
 
 
 def test(args: argparse.Namespace) -> int:
-    ensure_installed()
+    ensure_installed(("test", "bench"))
     return subprocess.call([str(PY), "-m", "pytest", *args.pytest_args], cwd=ROOT)
 
 

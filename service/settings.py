@@ -85,6 +85,7 @@ class Settings:
     metrics_enabled: bool = True  # serve GET /metrics
     metrics_token: str | None = field(default=None, repr=False)  # if set, /metrics wants "Bearer <it>"
     worker_metrics_bind: str | None = None  # "[host:]port" of the Celery worker's own metrics exporter
+    worker_heartbeat_file: Path | None = None  # written by the worker every 5 s (workers/liveness.py)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -343,4 +344,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         metrics_enabled=_bool(env, "UCMHA_METRICS_ENABLED", defaults.metrics_enabled),
         metrics_token=env.get("UCMHA_METRICS_TOKEN") or None,
         worker_metrics_bind=env.get("UCMHA_WORKER_METRICS_BIND") or None,
+        worker_heartbeat_file=Path(env.get("UCMHA_WORKER_HEARTBEAT_FILE") or var_dir / "worker-heartbeat.json"),
     )

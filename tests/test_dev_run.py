@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -57,6 +58,7 @@ def _listening(port: int) -> bool:
 
 class DevRun:
     def __init__(self, var: Path, fleet: bool) -> None:
+        self.var = var
         self.ports = {"api": free_port(), "simulator": free_port(), "fleet": free_port()}
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("UCMHA_", "PROMETHEUS_")) and k not in ("DATABASE_URL", "REDIS_URL")}
@@ -88,9 +90,10 @@ class DevRun:
         wait_for(ready, 240, "dev.py to report everything running", interval=0.3)
 
     def stop(self) -> None:
+        descendants = _descendants(self.proc.pid)  # before dev.py dies and they are reparented
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
-        for pid in _descendants(self.proc.pid):
+        for pid in descendants:
             try:
                 os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
@@ -153,15 +156,22 @@ def test_sigterm_stops_everything_after_the_fleet_made_a_failover(dev_run, tmp_p
     _assert_everything_stopped(run, children)
 
 
-@pytest.mark.parametrize("how", ["SIGHUP", "Ctrl-C", "a child dies"])
+STOP_S = 5.0  # every stop, without dev.py's SIGKILL of what is left
+
+
+@pytest.mark.parametrize("how", ["SIGHUP", "Ctrl-C", "SIGTERM", "the simulator dies"])
 def test_stops_every_process_it_started(dev_run, how):
     run = dev_run(fleet=False)
     run.wait_running()
     children = _descendants(run.proc.pid)
     assert len(children) >= 6, children  # simulator, gunicorn + workers, celery worker + pool, beat
+    started = time.monotonic()
     if how == "SIGHUP":
         run.proc.send_signal(signal.SIGHUP)
         expected = 128 + signal.SIGHUP
+    elif how == "SIGTERM":
+        run.proc.send_signal(signal.SIGTERM)
+        expected = 128 + signal.SIGTERM
     elif how == "Ctrl-C":
         os.killpg(run.proc.pid, signal.SIGINT)  # what the terminal does: the foreground process group
         expected = 0
@@ -170,9 +180,40 @@ def test_stops_every_process_it_started(dev_run, how):
         os.kill(simulator, signal.SIGKILL)
         expected = 1
     assert run.proc.wait(timeout=60) == expected, run.output[-3000:]
+    took = time.monotonic() - started
     _assert_everything_stopped(run, children)
-    if how == "a child dies":
+    assert "did not stop within" not in run.output, run.output[-3000:]
+    assert took <= STOP_S, f"stopping took {took:.1f} s"
+    if how == "the simulator dies":
         assert "simulator exited" in run.output
+
+
+@pytest.mark.parametrize("name, marker", [("worker", " worker "), ("scheduler", " beat ")])
+def test_a_worker_or_scheduler_that_exits_is_started_again(dev_run, name, marker):
+    run = dev_run(fleet=False)
+    run.wait_running()
+
+    def main_pid() -> int | None:
+        for pid in _descendants(run.proc.pid):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+                ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == run.proc.pid and "celery" in cmdline and marker in cmdline and _alive(pid):
+                return pid
+        return None
+
+    first = wait_for(main_pid, 30, f"the {name}")
+    for _ in range(2):  # twice: the second start waits longer (backoff)
+        previous = main_pid()
+        assert previous is not None
+        os.kill(previous, signal.SIGKILL)
+        again = wait_for(lambda: (pid := main_pid()) not in (None, previous) and pid, 30, f"the {name} started again")
+        assert again != first
+    assert run.proc.poll() is None, run.output[-3000:]  # the demo goes on
+    lines = [line for line in run.lines if f"the {name} was killed by SIGKILL" in line]
+    assert [line.rsplit(" in ", 1)[1] for line in lines] == ["1 s", "2 s"], lines
 
 
 def test_a_taken_port_is_refused_before_anything_starts(var):
@@ -190,3 +231,20 @@ def test_a_taken_port_is_refused_before_anything_starts(var):
     assert f"API port {port} on 127.0.0.1 already in use" in done.stderr and "--port" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (refused_var / "ucmha.db").exists()  # refused before migrating or starting anything
+
+
+def test_a_worker_that_stops_consuming_is_noticed_and_started_again_within_30_s(dev_run):
+    run = dev_run(fleet=False)
+    run.wait_running()
+    worker = next(p for p in _descendants(run.proc.pid)
+                  if " worker " in Path(f"/proc/{p}/cmdline").read_text().replace("\0", " ")
+                  and int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[1]) == run.proc.pid)
+    wait_for(lambda: any("worker-heartbeat" in str(f) for f in Path(run.var).iterdir()), 60, "a heartbeat")
+    os.kill(worker, signal.SIGSTOP)  # alive, but neither consuming nor beating
+    stopped = time.monotonic()
+    wait_for(lambda: not _alive(worker), 60, "dev.py to end the stuck worker")
+    wait_for(lambda: "the worker was killed by SIGKILL; starting it again" in run.output, 30, "the restart line")
+    took = time.monotonic() - stopped
+    assert "the worker is unhealthy (no heartbeat for" in run.output, run.output[-3000:]
+    assert took <= 30, f"noticed and restarted {took:.0f} s after it stopped"
+    assert run.proc.poll() is None

@@ -6,7 +6,8 @@ from kombu.exceptions import OperationalError
 
 from service.broker import broker_status, is_redis, publishing_conf
 from service.settings import Settings
-from workers import observability
+from workers import liveness, observability
+from workers.broker_transport import broker_for
 
 __all__ = ["TASK_MODULES", "broker_backlog", "broker_status", "make_celery"]
 
@@ -14,8 +15,13 @@ TASK_MODULES = ["workers.tasks"]
 
 
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("ucmha", broker=settings.broker_url, include=TASK_MODULES)
+    # kombu's transports with the fixes of workers/broker_transport.py (a Redis channel that
+    # outlives a broker restart; the embedded broker polled often enough for a quick stop).
+    broker_url, transport = broker_for(settings.broker_url)
+    app = Celery("ucmha", broker=broker_url, include=TASK_MODULES)
     app.conf.update(publishing_conf(settings))
+    if transport is not None:
+        app.conf.broker_transport = transport
     app.conf.update(
         # Late acknowledgement: a task killed mid-run is delivered again; tasks are idempotent.
         task_acks_late=True,
@@ -42,6 +48,7 @@ def make_celery(settings: Settings) -> Celery:
     )
     # JSON logs via setup_logging, task_id in the log context, metrics of prefork children.
     observability.connect_signals(settings)
+    liveness.install(app, settings, lambda: broker_backlog(app))  # the heartbeat of the health check and alert
     return app
 
 
@@ -51,6 +58,9 @@ def broker_backlog(app: Celery) -> int | None:
         return None
     try:
         with app.connection_for_read() as conn:
-            return int(conn.default_channel.client.llen(app.conf.task_default_queue))
+            try:
+                return int(conn.default_channel.client.llen(app.conf.task_default_queue))
+            except conn.connection_errors + conn.channel_errors:  # redis-py's own, e.g. the broker restarting
+                return None
     except (OperationalError, OSError):
         return None

@@ -340,6 +340,18 @@ def test_worker_metrics_are_exposed_on_the_compose_network_only():
     assert not SERVICES["worker"].get("ports")
 
 
+def test_worker_health_check_reads_the_heartbeat_the_worker_writes_and_stops_it_when_failing():
+    heartbeat = environment("worker")["UCMHA_WORKER_HEARTBEAT_FILE"]
+    assert is_writable("worker", str(PurePosixPath(heartbeat).parent))
+    test = SERVICES["worker"]["healthcheck"]["test"]
+    check = " ".join(test[1:])
+    assert f"python -m workers.healthcheck worker {heartbeat}" in check
+    # Docker leaves an unhealthy container running: the check ends the worker, the policy restarts it.
+    assert "|| { kill -TERM 1" in check and SERVICES["worker"]["restart"] == "unless-stopped"
+    interval = int(SERVICES["worker"]["healthcheck"]["interval"].rstrip("s"))
+    assert interval * SERVICES["worker"]["healthcheck"]["retries"] + 20 <= 30  # noticed within 30 s
+
+
 def test_scheduler_health_check_watches_the_schedule_file_beat_writes():
     argv = SERVICES["scheduler"]["command"]
     schedule = argv[argv.index("--schedule") + 1]

@@ -46,7 +46,14 @@ def test_every_metric_in_the_rules_is_exported(client, tenant):
     """Scrape /metrics of the app (database gauges included) and find each metric the rules use."""
     client.get("/api/v1/ha-pairs", headers=tenant.admin())  # an observed request, so the HTTP series exist
     exposition = client.get("/metrics").get_data(as_text=True)
+    # ... and what the worker's exporter serves (its heartbeat; workers/liveness.py).
+    from prometheus_client import generate_latest
+
+    from service.observability import metrics
+    from workers import liveness  # noqa: F401  (defines the worker's gauges)
+    exposition += generate_latest(metrics.scrape_registry()).decode()
     exported = {m.group(1) for m in re.finditer(r"^(?:# TYPE )?(ucmha_[a-z_]+)", exposition, re.M)}
+    assert "ucmha_worker_heartbeat_timestamp_seconds" in exported
     rules = "\n".join(line for line in (RULES / "alerts.yml").read_text().splitlines()
                       if not line.lstrip().startswith("#"))
     used = set(METRIC.findall(rules))

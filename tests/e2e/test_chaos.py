@@ -2,7 +2,8 @@
 
 Real processes: gunicorn, two Celery workers and two schedulers (beat) at once, Redis, the
 upstream simulator, and a throwaway PostgreSQL cluster that the test itself restarts and crashes
-(never the machine's shared server). For each fault every pair fails over while it lasts, the
+(never the machine's shared server). One case runs ONE worker (nothing to hide a worker that
+dies) through REDIS_RESTARTS Redis restarts while repoints are in flight. For each fault every pair fails over while it lasts, the
 nodes retrying each notification every 0.5 s until it is accepted, as a UCM does. Then:
 - every pair converges (both targets applied at the pair's epoch, on its new Active, nothing
   owed) within TARGET_S seconds after the fault ends; the measured time is printed;
@@ -51,7 +52,7 @@ MEASURED: list[str] = []  # printed at the end of the run (tests/e2e/conftest.py
 @dataclass
 class Chaos:
     stack: Stack
-    cluster: PgCluster
+    cluster: PgCluster | None
     engine: sa.Engine
     pairs: list[SeededPair]
     active: dict[int, str] = field(default_factory=dict)
@@ -136,10 +137,10 @@ class Chaos:
         return all(r.epoch == self.epoch[r.id] and r.mac == self.active[r.id] and r.state == "in_sync"
                    and r.applied_mac == r.mac and r.applied_epoch == r.epoch for r in rows)
 
-    def repoints_in_flight(self) -> bool:
+    def repoints_in_flight(self, at_least: int = 2) -> bool:
         with self.engine.connect() as db:
             return db.execute(sa.text("SELECT count(*) FROM pair_syncs WHERE state = 'pending' "
-                                      "AND lease_owner IS NOT NULL")).scalar_one() >= 2
+                                      "AND lease_owner IS NOT NULL")).scalar_one() >= at_least
 
     def converged_quietly(self) -> bool:
         try:
@@ -187,6 +188,81 @@ class Chaos:
         return took
 
 
+REDIS_RESTARTS = 20
+
+
+@pytest.fixture
+def one_worker(fresh_database) -> Iterator[Chaos]:  # type: ignore[no-untyped-def]
+    """The stack with one Celery worker and one scheduler, on a database of the shared server
+    (nothing here restarts PostgreSQL). Runs before the module's two-worker stack exists."""
+    workdir = new_workdir()
+    stack = Stack(database_url=fresh_database(), workdir=workdir, workers=1, beats=1,
+                  extra_env=dict(SERVICE_DEFAULTS))
+    engine = None
+    try:
+        migrate.upgrade(stack.database_url)
+        stack.start()
+        engine = sa.create_engine(stack.database_url, pool_pre_ping=True, pool_size=2)
+        settings = load_settings(stack.env())
+        pairs = seed_pairs(engine, settings, create_org(engine, "chaos1"),
+                           [f"p{i}.one.example" for i in range(PAIRS)], "im-one-", heard=False)
+        seed_upstream(UpstreamSettings.from_object(settings), pairs)
+        yield Chaos(stack, None, engine, pairs, active={p.id: p.primary_mac for p in pairs},
+                    epoch={p.id: 1 for p in pairs})
+    except BaseException:
+        print(stack.logs())
+        raise
+    finally:
+        if engine is not None:
+            engine.dispose()
+        stack.stop()
+        remove_workdir(workdir)
+
+
+@pytest.mark.timeout(420)
+def test_one_worker_outlives_twenty_redis_restarts_with_repoints_in_flight(one_worker):
+    chaos, stack = one_worker, one_worker.stack
+    try:
+        _twenty_redis_restarts(chaos, stack)
+    except BaseException:
+        print(stack.logs())
+        raise
+
+
+def _twenty_redis_restarts(chaos: Chaos, stack: Stack) -> None:
+    assert stack.sim is not None
+    worker = stack.procs["worker"].popen
+    assert worker is not None
+    pid = worker.pid
+    wait_for(chaos.converged_quietly, 60, "the pairs to be in sync before the restarts")
+    # Switches take a while, so repoints are in flight (leased, not yet applied) at each restart.
+    stack.sim.set_faults([{"endpoint": "*/switch", "kind": "latency", "latency_ms": 300}])
+    started = time.monotonic()
+    for n in range(1, REDIS_RESTARTS + 1):
+        delivery = chaos.fail_over_all()
+        wait_for(chaos.repoints_in_flight, 30, f"repoints in flight before restart {n}", interval=0.05)
+        if n == REDIS_RESTARTS:
+            stack.sim.clear_faults()  # the last round's repoints run at the upstream's own pace
+        stack.procs["redis"].kill(signal.SIGKILL)
+        stack.start_redis()
+        delivery.join(timeout=120)  # every node's notification accepted before the next failover
+        assert not delivery.errors, delivery.errors  # type: ignore[attr-defined]
+        assert worker.poll() is None, "the worker exited"
+    last_restart = time.monotonic()
+    wait_for(chaos.converged_quietly, 60, "every pair to converge after the last restart", interval=0.2)
+    took = time.monotonic() - last_restart
+    MEASURED.append(f"{REDIS_RESTARTS} Redis restarts with repoints in flight (1 worker, "
+                    f"{last_restart - started:.0f} s): {len(chaos.pairs)} pairs at epoch "
+                    f"{max(chaos.epoch.values())} converged {took:.1f} s after the last restart "
+                    f"(target {TARGET_S:.0f} s)")
+    assert chaos.converged()
+    chaos.check_upstream()  # nothing lost (every failover's epoch applied), nothing applied twice
+    chaos.check_answers()
+    assert worker.poll() is None and stack.procs["worker"].popen is worker and worker.pid == pid  # the same process
+    assert "Unrecoverable error" not in stack.procs["worker"].log.read_text(errors="replace")
+    assert took <= TARGET_S
+
+
 @pytest.fixture(scope="module")
 def chaos() -> Iterator[Chaos]:
     bindir = pg_bin()
@@ -223,7 +299,7 @@ def chaos() -> Iterator[Chaos]:
 @pytest.fixture
 def running(chaos: Chaos, request) -> Iterator[Chaos]:  # type: ignore[no-untyped-def]
     yield chaos
-    assert chaos.stack.sim is not None
+    assert chaos.stack.sim is not None and chaos.cluster is not None
     chaos.stack.sim.clear_faults()
     if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
         print(chaos.stack.logs(), chaos.cluster.log_tail())

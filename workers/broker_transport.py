@@ -1,0 +1,91 @@
+"""kombu's Redis transports, with a channel that can still reach the broker after its Connection
+let go of it, so a broker restart cannot kill the worker (docs/decisions.md, "The worker and its
+broker").
+
+When the consumer loses the broker, Celery collects the broken Connection (which detaches the
+transport: `transport.client = None`) and then closes it, which closes the default channel a
+second time. If the first close stopped early (its pending BRPOP read raised), the second one
+restores the channel's unacknowledged messages (a late-acknowledged task still running, or one
+whose ack just failed) through a new connection pool, whose parameters kombu reads from
+`transport.client`: AttributeError, which nothing catches, and the worker exits with
+"Unrecoverable error". These channels keep the Connection they were opened with and lend it to
+the transport while they build a pool, so that restore reaches the broker, or fails with a
+connection error kombu ignores while closing (the messages then stay in Redis's unacked index,
+redelivered after the visibility timeout; the sweeper re-sends owed work sooner).
+
+Used by the worker's Celery app through Celery's `broker_transport` setting (`broker_for`).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from kombu.transport import redis as kombu_redis
+from kombu.transport import sqlalchemy as kombu_sqla
+
+__all__ = ["Channel", "EmbeddedTransport", "SentinelChannel", "SentinelTransport", "Transport", "broker_for"]
+
+
+class _KeepsItsConnection:
+    """Mixed into a kombu Redis channel (before it in the bases)."""
+
+    def __init__(self, connection: Any, *args: Any, **kwargs: Any) -> None:
+        # `connection` is the transport; its `client` the kombu Connection the channel belongs to.
+        self._opened_by = connection.client
+        super().__init__(connection, *args, **kwargs)  # type: ignore[call-arg]
+
+    def _get_pool(self, asynchronous: bool = False) -> Any:
+        transport = self.connection  # type: ignore[attr-defined]
+        if transport is None or transport.client is not None or self._opened_by is None:
+            return super()._get_pool(asynchronous=asynchronous)  # type: ignore[misc]
+        transport.client = self._opened_by  # detached by Connection.collect(): lend it back
+        try:
+            return super()._get_pool(asynchronous=asynchronous)  # type: ignore[misc]
+        finally:
+            transport.client = None
+
+
+class Channel(_KeepsItsConnection, kombu_redis.Channel):
+    pass
+
+
+class SentinelChannel(_KeepsItsConnection, kombu_redis.SentinelChannel):
+    pass
+
+
+class Transport(kombu_redis.Transport):
+    Channel = Channel
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    Channel = SentinelChannel
+
+
+class EmbeddedTransport(kombu_sqla.Transport):
+    """kombu's SQLAlchemy transport (the embedded SQLite broker), each wait for messages at most
+    half a second. Celery's loop for a transport without an event loop waits 2 s per cycle and,
+    once asked to stop, runs one more cycle before it stops: up to 4 s before a stop begins,
+    most of the 5 s `dev.py` allows. Shorter waits only mean more cycles of that loop."""
+
+    polling_interval = 0.25
+    max_drain_s = 0.5
+
+    def drain_events(self, connection: Any, timeout: float | None = None) -> Any:
+        if timeout is not None:  # None: block until a message comes, as asked
+            timeout = min(timeout, self.max_drain_s)
+        return super().drain_events(connection, timeout=timeout)
+
+
+_REDIS = {"redis": "Transport", "rediss": "Transport", "sentinel": "SentinelTransport"}
+_EMBEDDED_PREFIX = "sqla+"
+
+
+def broker_for(broker_url: str) -> tuple[str, str | None]:
+    """(the URL for Celery's `broker_url`, its `broker_transport` or None for kombu's own) of the
+    worker's app, for the brokers whose kombu transport this module replaces."""
+    scheme = broker_url.split(";", 1)[0].split("://", 1)[0].strip().lower()
+    if scheme in _REDIS:
+        return broker_url, f"{__name__}:{_REDIS[scheme]}"
+    if broker_url.startswith(_EMBEDDED_PREFIX):
+        # kombu reads "sqla+" as the transport's name, which would win over `broker_transport`.
+        return broker_url[len(_EMBEDDED_PREFIX):], f"{__name__}:EmbeddedTransport"
+    return broker_url, None
