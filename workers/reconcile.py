@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service import queries
-from service.commands import failover, sync, transitions
+from service.commands import snapshots, sync, transitions
 from service.commands.settle import settle
 from service.commands.context import CommandContext
 from service.db import unit_of_work
@@ -41,7 +41,7 @@ def reconcile(session_factory: sessionmaker[Session], client: UpstreamClient, se
     first, and repair drift; returns how many were repaired.
 
     The budget (``settings.reconcile_reads_per_pass``) bounds the load a pass puts on the upstream
-    and on the worker: a fleet of up to budget/2 pairs is verified every pass as before, a larger
+    and on the worker: a fleet of up to budget/2 pairs is verified every pass, a larger
     one in turns (every row within ``rows / budget`` passes), so a storm of failovers is not slowed
     by reading the whole fleet back every minute.
     """
@@ -96,7 +96,7 @@ def _check_one(session_factory: sessionmaker[Session], client: UpstreamClient, s
                              enqueue=lambda task, args: enqueue(task, tuple(args)))
         sync.persist_change(ctx, pair, row, repair.change)
         if repair.outrank_above is not None:
-            transitions.persist(ctx, pair, transition.outranked(failover.pair_state(pair), repair.outrank_above))
+            transitions.persist(ctx, pair, transition.outranked(snapshots.pair_state(pair), repair.outrank_above))
         settle(ctx, pair, why="drift repaired")
         ctx.commit()
         return 1

@@ -25,7 +25,7 @@ from service.models import Device, HaPair
 
 from . import timeline
 from .context import CommandContext
-from .failover import pair_state
+from .snapshots import pair_state
 from .transitions import persist
 
 

@@ -20,7 +20,7 @@ from service.domain.transition import PairTransition
 from service.domain.errors import DomainError, InvalidState, NotInPair
 from service.models import Device, Event, HaPair, Notification
 
-from . import failover, lifecycle, notification_rows, quiet_reports, timeline, transitions
+from . import lifecycle, notification_rows, quiet_reports, snapshots, timeline, transitions
 from .settle import settle
 from .context import CommandContext
 
@@ -73,7 +73,7 @@ def receive(ctx: CommandContext, device: Device, webhook_id: str, note: dict[str
     for _attempt in range(MAX_CAS_RETRIES):
         try:
             return _receive_once(ctx, device.id, webhook_id, note, source)
-        except (failover.EpochConflict, IntegrityError, _Again):
+        except (snapshots.EpochConflict, IntegrityError, _Again):
             # A concurrent notification won the race for this pair or this webhook-id: start over.
             ctx.rollback()
         except OperationalError as exc:
@@ -91,7 +91,7 @@ class _Again(Exception):
 def _receive_once(ctx: CommandContext, device_id: int, webhook_id: str, note: dict[str, Any],
                   source: str) -> Receipt:
     # No read of the webhook-id first: the notification's insert tells a repeat (ON CONFLICT DO
-    # NOTHING, notification_rows), which is then answered as before from the first row.
+    # NOTHING, notification_rows), which is then answered from the first row.
     # The device is read fresh as a member of its locked pair (queries.claim_live_pair_of): no
     # read of its own before the lock, which would only be read again after it.
     claimed = queries.claim_live_pair_of(ctx.session, device_id)
@@ -168,7 +168,7 @@ def on_role_changed(ctx: CommandContext, pair: HaPair, device: Device, note: dic
     # Native alerts carry no sequence: they are ordered by occurred_at alone.
     claim = RoleClaim(mac=device.mac, reason=note["data"]["reason"], occurred_at=note["occurred_at"],
                       sequence=note["sequence"])
-    return transition.on_claim(failover.pair_state(pair), claim, clock_ahead_s=note.get("clock_ahead_s"))
+    return transition.on_claim(snapshots.pair_state(pair), claim, clock_ahead_s=note.get("clock_ahead_s"))
 
 
 def on_status(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str, Any]) -> PairTransition:
@@ -176,7 +176,7 @@ def on_status(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str,
     report = StatusReport(mac=device.mac, role=data["role"], work_status=data["work_status"],
                           backup_status=data["backup_status"], firmware=data["firmware"],
                           occurred_at=note["occurred_at"], sequence=note["sequence"])
-    return transition.on_status(failover.pair_state(pair), report, ctx.settings.status_liveness_window_s)
+    return transition.on_status(snapshots.pair_state(pair), report, ctx.settings.status_liveness_window_s)
 
 
 def after_status(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str, Any]) -> None:
@@ -192,13 +192,13 @@ def after_status(ctx: CommandContext, pair: HaPair, device: Device, note: dict[s
 
 def on_fault(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str, Any]) -> PairTransition:
     data = note["data"]
-    return transition.on_fault(failover.pair_state(pair), device.mac, data["source"], data["state"],
+    return transition.on_fault(snapshots.pair_state(pair), device.mac, data["source"], data["state"],
                                note["occurred_at"], note["sequence"])
 
 
 def on_backup(ctx: CommandContext, pair: HaPair, device: Device, note: dict[str, Any]) -> PairTransition:
     data = note["data"]
-    return transition.on_backup(failover.pair_state(pair), device.mac, data["kind"], data["result"],
+    return transition.on_backup(snapshots.pair_state(pair), device.mac, data["kind"], data["result"],
                                 note["occurred_at"], note["sequence"])
 
 

@@ -16,7 +16,7 @@ from service.domain.preflight import (Check, HaSettings, NodeFacts, PairRequest,
 from service.models import Device, HaPair
 from service.queries import plan_facts, storage_items
 
-from . import failover, search_text, sync, timeline, transitions
+from . import search_text, snapshots, sync, timeline, transitions
 from .settle import settle
 from .context import CommandContext
 
@@ -148,7 +148,7 @@ def set_cloud_im(ctx: CommandContext, pair_id: int, enabled: bool, server: str) 
 
 def resolve(ctx: CommandContext, pair_id: int, active_mac: str, reason: str) -> HaPair:
     pair = _writable_pair(ctx, pair_id)
-    transitions.persist(ctx, pair, on_resolve(failover.pair_state(pair), active_mac, ctx.now(), reason, ctx.actor))
+    transitions.persist(ctx, pair, on_resolve(snapshots.pair_state(pair), active_mac, ctx.now(), reason, ctx.actor))
     settle(ctx, pair, why="admin resolve")
     ctx.commit()
     return pair

@@ -16,7 +16,7 @@ from service.models import Device, Event, HaPair
 
 from . import search_text, timeline
 from .context import CommandContext
-from .failover import bump_epoch
+from .snapshots import bump_epoch
 
 
 def persist_state(pair: HaPair, state: PairState) -> None:
