@@ -21,7 +21,7 @@ import psycopg
 import redis
 from celery import Celery
 
-from workers.upstream import UpstreamError, UpstreamSettings, get_client
+from workers.upstream import UpstreamError, get_client
 
 QUEUE = "bench-bare"
 TASK = "bench.bare_failover"
@@ -57,7 +57,7 @@ def _redis(pid: int) -> redis.Redis:
 
 @app.task(name=TASK, acks_late=True)
 def bare_failover(domain: str, binding_id: str, mac: str, epoch: int) -> str:
-    client = get_client(UpstreamSettings.from_env())
+    client = get_client()
     counter = _redis(os.getpid())
     try:
         client.switch_connection(domain, mac, epoch)
@@ -97,7 +97,7 @@ def floor_repoint(pair_id: int, epoch: int) -> str:
     conn.commit()
     if not rows:
         return "nothing_owed"
-    client = get_client(UpstreamSettings.from_env())
+    client = get_client()
     calls = {"remote_connect": client.switch_connection, "cloud_im": client.switch_im_binding}
     for target, key, mac, at_epoch in sorted(rows, key=lambda r: r[0] != "remote_connect"):
         calls[target](key, mac, at_epoch)
@@ -110,7 +110,7 @@ def floor_repoint(pair_id: int, epoch: int) -> str:
 def warm() -> str:
     """Open this child's database connection and upstream token, as a long-running worker has."""
     _db(os.getpid())
-    get_client(UpstreamSettings.from_env()).warm()
+    get_client().warm()
     time.sleep(0.2)  # hold the child, so the other warm-up messages go to the other children
     _redis(os.getpid()).incr(WARM_KEY)
     return "warm"

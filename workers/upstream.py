@@ -24,7 +24,6 @@ import json
 import logging
 import math
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -36,6 +35,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
+from service.observability.logging import RedactFilter, redact
 from service.settings import Settings, load_settings
 from workers import upstream_protocol as codes
 
@@ -48,11 +48,6 @@ TOKEN_ENDPOINT = "oauth/token"
 # Renew a token this long before upstream says it expires, capped at a tenth of its life so
 # very short-lived tokens are still used.
 _RENEW_MARGIN_S = 60.0
-
-_SECRET_IN_TEXT = re.compile(
-    r"((?:access_token|refresh_token|signature|password|client_secret)=)[^&\s'\"]+"
-)
-
 
 # --- errors -----------------------------------------------------------------------------------
 
@@ -170,23 +165,9 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, (when - now).total_seconds())
 
 
-def redact(text: str) -> str:
-    """`text` with token, signature and credential values blanked out."""
-    return _SECRET_IN_TEXT.sub(r"\1***", text)
-
-
-class _RedactFilter(logging.Filter):
-    """urllib3 logs each request URL at DEBUG, and our URLs carry the access token."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
-            record.msg = redact(record.msg)
-        if isinstance(record.args, tuple):
-            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
-        return True
-
-
-logging.getLogger("urllib3.connectionpool").addFilter(_RedactFilter())
+# urllib3 logs each request URL at DEBUG, and our URLs carry the access token: masked at the
+# logger, so that every handler gets the line masked, not only the service's own.
+logging.getLogger("urllib3.connectionpool").addFilter(RedactFilter())
 
 
 # --- the client -------------------------------------------------------------------------------
@@ -463,12 +444,6 @@ class UpstreamSettings:
     read_timeout_s: float = _DEFAULTS.upstream_read_timeout_s
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "UpstreamSettings":
-        """From the environment as the service reads it (`load_settings`: same names, defaults
-        and checks as the API and the tasks)."""
-        return cls.from_object(load_settings(environ))
-
-    @classmethod
     def from_object(cls, settings: object) -> "UpstreamSettings":
         """From any settings object with flat `upstream_*` attributes (the service's own)."""
         return cls(
@@ -500,13 +475,13 @@ _clients_lock = threading.Lock()
 
 
 def get_client(settings: UpstreamSettings | object | None = None) -> UpstreamClient:
-    """The client of this process for `settings` (default: from the environment).
+    """The client of this process for `settings` (default: the service's, `load_settings()`).
 
     Cached per process id: a Celery prefork child must not share the parent's pooled sockets,
     whose bytes would interleave between processes.
     """
     if settings is None:
-        resolved = UpstreamSettings.from_env()
+        resolved = UpstreamSettings.from_object(load_settings())
     elif isinstance(settings, UpstreamSettings):
         resolved = settings
     else:

@@ -401,26 +401,24 @@ def test_forked_child_starts_without_the_parents_clients() -> None:
     assert os.waitstatus_to_exitcode(status) == 0
 
 
-def test_settings_from_env() -> None:
-    settings = UpstreamSettings.from_env(
-        {"UCMHA_UPSTREAM_BASE_URL": "http://sim:8090", "UCMHA_UPSTREAM_PASSWORD": "pw",
-         "UCMHA_UPSTREAM_READ_TIMEOUT_S": "4"}  # fmt: skip
-    )
-    assert (settings.base_url, settings.password, settings.read_timeout_s) == (
-        "http://sim:8090", "pw", 4.0)  # fmt: skip
-    assert settings.client_id == "ucmha"
-    assert get_client(settings).timeout == (Settings().upstream_connect_timeout_s, 4.0)
+def test_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {"UCMHA_UPSTREAM_BASE_URL": "http://sim:8090", "UCMHA_UPSTREAM_PASSWORD": "pw",
+                        "UCMHA_UPSTREAM_READ_TIMEOUT_S": "4"}.items():
+        monkeypatch.setenv(name, value)
+    client = get_client()  # no settings given: the service's, from the environment
+    assert (client.base_url, client._password_digest, client.timeout) == (
+        "http://sim:8090", upstream.password_digest("pw"), (Settings().upstream_connect_timeout_s, 4.0))  # fmt: skip
+    assert client.client_id == "ucmha"
 
 
 def test_upstream_settings_come_from_the_service_settings() -> None:
     """One settings path: the client's defaults and environment are the service's (the client
     once read the environment itself, with a 10 s read timeout where the service says 5)."""
     assert UpstreamSettings() == UpstreamSettings.from_object(Settings())
-    assert UpstreamSettings.from_env({}) == UpstreamSettings.from_object(load_settings({}))
-    assert UpstreamSettings.from_env({}).read_timeout_s == Settings().upstream_read_timeout_s
+    assert UpstreamSettings().read_timeout_s == Settings().upstream_read_timeout_s
     env = {"UCMHA_UPSTREAM_CONNECT_TIMEOUT_S": "1.5", "UCMHA_UPSTREAM_USERNAME": "ops",
            "UCMHA_UPSTREAM_BASE_URL": "http://up.example:9000/"}
-    assert UpstreamSettings.from_env(env) == UpstreamSettings.from_object(load_settings(env))
-    assert UpstreamSettings.from_env(env).base_url == "http://up.example:9000"
+    assert UpstreamSettings.from_object(load_settings(env)).base_url == "http://up.example:9000"
+    assert UpstreamSettings.from_object(load_settings(env)).connect_timeout_s == 1.5
     with pytest.raises(SettingsError):  # the service's own checks apply (production needs its secrets)
-        UpstreamSettings.from_env({"UCMHA_ENV": "production"})
+        get_client(load_settings({"UCMHA_ENV": "production"}))
