@@ -2,8 +2,8 @@
 
 A list page needs, per pair, its own columns, the MACs of its nodes, their plans (for the R2/R3
 violations) and its two sync rows. Loading that as ORM objects (pair, three joined devices with
-their JSON columns, selectin plans and syncs) cost ~30 ms of CPU per 50-pair page; these plain
-rows cost a few. Four statements per page, whatever the filter:
+their JSON columns, selectin plans and syncs) costs several times the CPU of these plain rows.
+Four statements per page, whatever the filter:
 
 1. the page's pair ids (the filter, keyset `id > after_id`, `ORDER BY id LIMIT n+1`);
 2. those pairs with their nodes' MACs and plans (by primary key);

@@ -242,8 +242,8 @@ def needs_attention_clause() -> Any:
     for which `domain.attention.attention_reasons` is not empty (a test holds the two together).
 
     Spelled with `IN (subquery)`, not correlated EXISTS: PostgreSQL plans each IN as one hashed
-    subplan, while the EXISTS form is estimated ~100x too expensive and switches on JIT
-    compilation at a few thousand pairs (100-400 ms per page for nothing).
+    subplan, while the EXISTS form is estimated far too expensive and switches on JIT
+    compilation at a few thousand pairs (a page then pays the compilation for nothing).
     """
     sync_trouble = HaPair.id.in_(select(PairSync.pair_id).where(PairSync.state.in_(ATTENTION_SYNC_STATES)))
     alarm_open = HaPair.id.in_(select(Alarm.pair_id).where(Alarm.closed_at.is_(None)))

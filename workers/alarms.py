@@ -3,7 +3,7 @@ procedures.
 
 A pass visits only the live pairs whose rules are due (``HaPair.rules_due_at`` NULL or past:
 ``commands.rules_due`` says why a stored due time is never late); a full pass (a worker's start)
-visits every live pair. Each visit judges the pair as before and leaves its next due time.
+visits every live pair. Each visit judges the pair and leaves its next due time.
 """
 from __future__ import annotations
 

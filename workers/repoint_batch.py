@@ -1,7 +1,7 @@
 """The repoint path: claim a batch of owed sync rows, call upstream concurrently, record once.
 
 A regional outage makes thousands of pairs fail over at once, and each owes two repoints. One
-task per row spends most of its time on database round trips around two ~1 ms upstream calls.
+task per row spends most of its time on database round trips around two short upstream calls.
 Here the task that a message starts takes its own row and up to `size - 1` other due rows (a
 message naming one row with `size` 1 is a single repoint: the tests drive it so):
 

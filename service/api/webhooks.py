@@ -77,10 +77,6 @@ def signing_device(mac: str, body: bytes) -> WebhookKey:
     return device
 
 
-def _secrets(device: WebhookKey, now: datetime) -> list[str]:
-    return device.secrets(now)
-
-
 MAX_WEBHOOK_ID = 200  # the stored column's length; the Standard Webhooks ids are far shorter
 # Unknown MACs are checked against this throwaway key, so they cost the same as known ones.
 _NO_SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
@@ -94,7 +90,7 @@ def verify_signature(device: WebhookKey | None, body: bytes) -> None:
     headers = {k: request.headers.get(k, "") for k in ("webhook-id", "webhook-timestamp", "webhook-signature")}
     now = datetime.now(timezone.utc)
     tolerance = current_app.extensions["ucmha"].settings.webhook_tolerance_s
-    secrets = _secrets(device, now) if device is not None else [_NO_SECRET]
+    secrets = device.secrets(now) if device is not None else [_NO_SECRET]
     valid = False
     for secret in secrets:
         valid |= webhook_signature_valid(secret, headers["webhook-id"], headers["webhook-timestamp"],

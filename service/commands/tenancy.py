@@ -106,11 +106,11 @@ class TokenUseRecorder:
     """Notes that a token authenticated a request: at most one short write per token per minute
     and process, in its own transaction (the request's transaction may be read-only or roll back),
     by a thread of its own. The request only hands the note over: the write is a commit, a commit
-    waits for the disk's fsync, and on a read-only request it was the one write, so once a minute a
-    listing took as long as the storage's slowest moment (docs/benchmarks.md, session 5). A note
+    waits for the disk's fsync, and on a read-only request it would be the one write, so once a
+    minute a listing would take as long as the storage's slowest moment. A note
     still queued when the process ends is lost: "last used" is bookkeeping, to the minute.
 
-    ``background=False`` writes in the request instead, as before: for a session factory the app
+    ``background=False`` writes in the request instead: for a session factory the app
     did not make (a test's, bound to one connection that a second thread must not use)."""
 
     def __init__(self, session_factory: sessionmaker[Session], *, background: bool = True) -> None:

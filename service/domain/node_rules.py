@@ -53,7 +53,3 @@ def describe_storage(profile: StorageProfile) -> str:
         label = kind if size is None else f"{kind} {size:g} GB"
         parts.append(label if count == 1 else f"{count} x {label}")
     return ", ".join(parts)
-
-
-def same_storage(a: Iterable[StorageItem], b: Iterable[StorageItem]) -> bool:
-    return storage_profile(a) == storage_profile(b)

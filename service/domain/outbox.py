@@ -31,7 +31,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from . import alarms as alarm_kinds
 from .alarms import AlarmChange
@@ -39,7 +39,6 @@ from .backoff import BackoffPolicy, is_failing, next_delay
 from .errors import Violation
 from .timeline import TimelineLine
 
-SyncState = Literal["not_applicable", "blocked", "pending", "failing", "in_sync"]
 OWED_STATES = frozenset({"pending", "failing"})
 DEFAULT_LEASE_S = 60.0
 # Added to one upstream call's connect + read timeouts: a lease outlives a slow call with room to

@@ -89,7 +89,7 @@ def rules_due_at(nodes: Sequence[NodeHeard], pair_created_at: datetime, last_ful
       (an alarm already as the rule asks stays so until an input changes it);
     - a plan lapsing (R2/R3 withhold the repoint): its expiry (a plan is expired *at* that instant);
     - a running procedure (R11's deadline, R12's steps that follow the repoint worker's outcome
-      without a command of the pair): due at every pass, as before; procedures are few;
+      without a command of the pair): due at every pass; procedures are few;
     - any periodic alarm not yet as the rules ask (the pass has work now): due now.
 
     The answer is never later than ``revisit_after_s`` from now: every pair is visited at least

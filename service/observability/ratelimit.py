@@ -115,7 +115,7 @@ class Budgets:
 
     def spend(self, setting: str, key: str) -> None:
         for item in self._items[setting]:
-            args = (KEY_PREFIX, key, setting)  # Flask-Limiter's layout: the same budget as before
+            args = (KEY_PREFIX, key, setting)  # Flask-Limiter's key layout: one budget however the limit is reached
             allowed, strategy = self._hit(item, args)
             if not allowed:
                 retry_after = self._retry_after(strategy, item, args)

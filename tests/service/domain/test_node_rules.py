@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 import pytest
 
 from service.domain.replacement import Candidate, replacement_violations
-from service.domain.node_rules import StorageItem, same_firmware, same_model, same_storage
+from service.domain.node_rules import StorageItem, same_firmware, same_model, storage_profile
 from service.domain.preflight import NodeFacts, PairRequest, failed, preflight
 
 NOW = datetime(2026, 11, 24, tzinfo=timezone.utc)
@@ -44,4 +44,5 @@ def test_pairing_and_replacement_agree(a, b, mismatch):
 def test_the_rules_themselves():
     assert same_model("UCM6304", " ucm6304") and not same_model("UCM6304", "UCM6302")
     assert same_firmware("1.0.15.8 ", "1.0.15.8") and not same_firmware("1.0.15.8", "1.0.15.80")
-    assert not same_storage(SD(32.04), SD(32.0)) and same_storage(SD(16), SD(16.001))
+    assert storage_profile(SD(32.04)) != storage_profile(SD(32.0))
+    assert storage_profile(SD(16)) == storage_profile(SD(16.001))
