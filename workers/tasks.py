@@ -46,7 +46,7 @@ def warm_up() -> None:
     A prefork child otherwise does both inside the first repoint it runs (connect, the dialect's
     first-connect queries, a token grant, a new HTTP connection): with eight children, the first
     failover each of them handles is late by that much. Best effort: a database or upstream that
-    is away now only leaves the first task to do it, as before.
+    is away now only leaves the first task to do it.
     """
     try:
         _settings, factory, client = runtime()
@@ -78,13 +78,17 @@ def repoint_task(self, pair_id: int, target: str, *more_targets: str) -> str:  #
                                    more=more_targets)
 
 
+def _workers_behind() -> bool:
+    """Workers are still catching up with what was enqueued: a sweep's copies would only add to it."""
+    backlog = broker_backlog(current_app)
+    return backlog is not None and backlog > sweep.MAX_BACKLOG
+
+
 @shared_task(name="ucmha.sweep", acks_late=True)
 @through_database_outages("ucmha.sweep", 0)
 def sweep_task() -> int:
     _settings, factory, _client = runtime()
-    backlog = broker_backlog(current_app)
-    if backlog is not None and backlog > sweep.MAX_BACKLOG:
-        # Workers are still catching up with what was enqueued; copies would only add to it.
+    if _workers_behind():
         return 0
     return sweep.sweep(factory, _enqueue)
 
@@ -131,7 +135,6 @@ def deliver_events_task(self, subscription_id: int, pair_id: int | None) -> str:
 @through_database_outages("ucmha.sweep_events", 0)
 def sweep_events_task() -> int:
     _settings, factory, _client = runtime()
-    backlog = broker_backlog(current_app)
-    if backlog is not None and backlog > sweep.MAX_BACKLOG:
+    if _workers_behind():
         return 0
     return deliveries.sweep(factory, _enqueue)

@@ -10,7 +10,7 @@ from service.models import Device
 from .auth import require_token
 from .context import command_context, db, principal
 from .problems import LOCATION_HEADER
-from .schemas.common import encode_cursor
+from .schemas.common import page_body
 from .webhooks import webhook_keys
 from .schemas.devices import (AlertTokenSchema, DeviceCreatedSchema, DeviceCreateSchema, DeviceListArgs,
                               DevicePageSchema, DeviceSchema, DeviceUpdateSchema, WebhookSecretSchema)
@@ -48,8 +48,7 @@ def create_device(data):
 def list_devices(args):
     stmt = queries.device_list_stmt(principal().org_id, args["q"])
     page = queries.paginate(db(), stmt, Device.id, args["limit"], args["after_id"])
-    return {"items": _with_pair(list(page.items)),
-            "next_cursor": encode_cursor(page.next_id) if page.next_id else None}
+    return page_body(_with_pair(list(page.items)), page.next_id)
 
 
 @blp.get("/<mac:mac>")

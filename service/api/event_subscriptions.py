@@ -13,7 +13,7 @@ from service.models import EventDelivery, EventSubscription
 
 from .auth import require_token
 from .context import command_context, db, principal
-from .schemas.common import PageArgs, encode_cursor
+from .schemas.common import PageArgs, page_body
 from .schemas.event_subscriptions import (EVENT_DATA, DeliveryListArgs, DeliveryPageSchema, DeliverySchema,
                                           SubscriptionCreatedSchema, SubscriptionCreateSchema,
                                           SubscriptionPageSchema, SubscriptionSchema, SubscriptionSecretSchema,
@@ -62,10 +62,6 @@ def document_events(spec: APISpec) -> None:
         spec.components.schema(_component(event_type), schema=envelope)
 
 
-def _page(items: list[Any], next_id: int | None) -> dict[str, Any]:
-    return {"items": items, "next_cursor": encode_cursor(next_id) if next_id else None}
-
-
 @blp.post("")
 @blp.arguments(SubscriptionCreateSchema)
 @blp.response(201, SubscriptionCreatedSchema)
@@ -82,7 +78,7 @@ def create_subscription(data):
 def list_subscriptions(args):
     page = queries.paginate(db(), subscription_queries.subscriptions_stmt(principal().org_id), EventSubscription.id,
                             args["limit"], args["after_id"])
-    return _page(list(page.items), page.next_id)
+    return page_body(list(page.items), page.next_id)
 
 
 @blp.get("/<int:subscription_id>")
@@ -121,7 +117,7 @@ def list_deliveries(args, subscription_id):
     stmt = subscription_queries.deliveries_stmt(org_id, subscription_id, state=args["state"],
                                                 event_type=args["type"], pair_id=args["pair_id"])
     page = queries.paginate(db(), stmt, EventDelivery.id, args["limit"], args["after_id"], descending=True)
-    return _page(list(page.items), page.next_id)
+    return page_body(list(page.items), page.next_id)
 
 
 @blp.post("/<int:subscription_id>/deliveries/<int:delivery_id>/redeliver")

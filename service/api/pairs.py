@@ -11,7 +11,7 @@ from .auth import require_token
 from .context import command_context, db, principal
 from .presenters import pair_json, pair_view
 from .problems import LOCATION_HEADER
-from .schemas.common import encode_cursor
+from .schemas.common import page_body
 from .schemas.pairs import (CloudImSettingsSchema, CustomDomainSchema, EventListArgs, EventPageSchema,
                             PairCreateSchema,
                             PairListArgs, PairPageSchema, PairSchema, PreflightSchema,
@@ -52,9 +52,8 @@ def list_pairs(args):
     page = pair_pages.pair_page(db(), stmt, args["limit"], args["after_id"])
     now = utcnow()
     # Serialized here rather than by PairPageSchema (which still documents it): see pair_json.
-    return jsonify({"items": [pair_json(pair_view(p, page.alarm_kinds.get(p.id, []), now))  # type: ignore[arg-type]
-                              for p in page.items],
-                    "next_cursor": encode_cursor(page.next_id) if page.next_id else None})
+    return jsonify(page_body([pair_json(pair_view(p, page.alarm_kinds.get(p.id, []), now))  # type: ignore[arg-type]
+                              for p in page.items], page.next_id))
 
 
 @blp.get("/<int:pair_id>")
@@ -104,4 +103,4 @@ def events(args, pair_id):
     queries.pair_by_id(db(), principal().org_id, pair_id)
     page = queries.paginate(db(), queries.events_stmt(principal().org_id, pair_id, args["kind"]), Event.id,
                             args["limit"], args["after_id"], descending=True)
-    return {"items": page.items, "next_cursor": encode_cursor(page.next_id) if page.next_id else None}
+    return page_body(page.items, page.next_id)

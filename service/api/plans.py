@@ -10,7 +10,7 @@ from service.models import Plan, utcnow
 from .auth import require_token
 from .context import command_context, db, principal
 from .problems import LOCATION_HEADER
-from .schemas.common import encode_cursor
+from .schemas.common import page_body
 from .schemas.plans import PlanCreateSchema, PlanListArgs, PlanPageSchema, PlanSchema, PlanUpdateSchema
 
 blp = Blueprint("plans", __name__, url_prefix="/api/v1/plans", description="UCMRC subscription plans")
@@ -36,8 +36,7 @@ def create_plan(data):
 def list_plans(args):
     stmt = queries.plan_list_stmt(principal().org_id, args["device_mac"])
     page = queries.paginate(db(), stmt, Plan.id, args["limit"], args["after_id"])
-    return {"items": [_view(p) for p in page.items],
-            "next_cursor": encode_cursor(page.next_id) if page.next_id else None}
+    return page_body([_view(p) for p in page.items], page.next_id)
 
 
 @blp.get("/<int:plan_id>")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -15,6 +14,7 @@ from service.security import SecretBox, hash_token, new_alert_token, new_webhook
 
 from . import lifecycle, search_text
 from .context import CommandContext
+from .secrets import rotated_secret
 
 
 @dataclass(frozen=True)
@@ -86,12 +86,11 @@ def delete_device(ctx: CommandContext, mac: str) -> None:
 
 def rotate_webhook_secret(ctx: CommandContext, mac: str) -> tuple[Device, str]:
     device = queries.device_by_mac(ctx.session, ctx.org_id, mac, for_update=True)
-    secret = new_webhook_secret()
-    device.previous_webhook_secret_enc = device.webhook_secret_enc
-    device.previous_secret_valid_until = ctx.now() + timedelta(seconds=ctx.settings.secret_rotation_overlap_s)
-    device.webhook_secret_enc = SecretBox(ctx.settings.encryption_key).seal(secret)
+    new = rotated_secret(ctx)
+    device.previous_webhook_secret_enc, device.webhook_secret_enc = device.webhook_secret_enc, new.sealed
+    device.previous_secret_valid_until = new.previous_valid_until
     ctx.commit()
-    return device, secret
+    return device, new.secret
 
 
 def rotate_alert_token(ctx: CommandContext, mac: str) -> tuple[Device, str]:

@@ -18,6 +18,7 @@ from service.security import SecretBox, new_webhook_secret
 from . import timeline
 from .context import CommandContext
 from .events import DELIVER_TASK
+from .secrets import rotated_secret
 
 
 @dataclass(frozen=True)
@@ -112,12 +113,11 @@ def delete(ctx: CommandContext, subscription_id: int) -> None:
 def rotate_secret(ctx: CommandContext, subscription_id: int) -> IssuedSecret:
     """A new secret; the old one keeps signing alongside it (two signatures) for the overlap."""
     subscription = queries.subscription_by_id(ctx.session, ctx.org_id, subscription_id, for_update=True)
-    secret = new_webhook_secret()
-    subscription.previous_secret_enc = subscription.secret_enc
-    subscription.previous_secret_valid_until = ctx.now() + timedelta(seconds=ctx.settings.secret_rotation_overlap_s)
-    subscription.secret_enc = SecretBox(ctx.settings.encryption_key).seal(secret)
+    new = rotated_secret(ctx)
+    subscription.previous_secret_enc, subscription.secret_enc = subscription.secret_enc, new.sealed
+    subscription.previous_secret_valid_until = new.previous_valid_until
     ctx.commit()
-    return IssuedSecret(subscription, secret)
+    return IssuedSecret(subscription, new.secret)
 
 
 def redeliver(ctx: CommandContext, subscription_id: int, delivery_id: int) -> EventDelivery:

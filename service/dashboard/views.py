@@ -18,7 +18,7 @@ from service.api.context import db
 from service.api.presenters import pair_view
 from service.commands import pairs as commands
 from service.commands.context import CommandContext
-from service.commands.failover import EpochConflict
+from service.commands.snapshots import EpochConflict
 from service.domain.errors import DomainError, NotFound
 from service.domain.mac import InvalidMac, normalize_mac
 from service.models import Device, Event, EventDelivery, HaPair, utcnow
@@ -317,6 +317,13 @@ def _back(pair_id: int) -> Response:
     return redirect(url_for("dashboard.pair", pair_id=pair_id), code=303)
 
 
+def _refused(pair_id: int, message: str) -> Response:
+    """Back to the pair with why nothing was done; the command's partial work is rolled back."""
+    db().rollback()
+    flash(message, "error")
+    return _back(pair_id)
+
+
 @blp.post("/pairs/<int:pair_id>/resolve")
 def resolve(pair_id: int):  # type: ignore[no-untyped-def]
     _require_pair(pair_id)
@@ -340,13 +347,9 @@ def resolve(pair_id: int):  # type: ignore[no-untyped-def]
     except NotFound:
         raise
     except DomainError as exc:
-        db().rollback()
-        flash(f"Not resolved: {exc.detail}", "error")
-        return _back(pair_id)
+        return _refused(pair_id, f"Not resolved: {exc.detail}")
     except EpochConflict:
-        db().rollback()
-        flash("The pair changed while this was being applied. Check its state and try again.", "error")
-        return _back(pair_id)
+        return _refused(pair_id, "The pair changed while this was being applied. Check its state and try again.")
     current_app.logger.info("dashboard resolve", extra={"pair_id": pair_id, "active_mac": active_mac})
     flash(f"Resolved: {result.active.mac} is Active now (epoch {result.epoch}); the upstream is being repointed.",
           "success")
@@ -361,9 +364,7 @@ def resync(pair_id: int):  # type: ignore[no-untyped-def]
     except NotFound:
         raise
     except DomainError as exc:
-        db().rollback()
-        flash(f"Resync not requested: {exc.detail}", "error")
-        return _back(pair_id)
+        return _refused(pair_id, f"Resync not requested: {exc.detail}")
     pushed = [listing.TARGET_LABELS.get(s.target, s.target) for s in result.syncs if s.state == "pending"]
     if pushed:
         flash(f"Resync requested: {' and '.join(pushed)} will be pushed upstream again.", "success")

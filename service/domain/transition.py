@@ -164,6 +164,14 @@ def on_resolve(pair: PairState, active_mac: str, at: datetime, note: str, actor:
                           tuple(alarms), tuple(lines))
 
 
+def _taken(pair: PairState, mac: str, sequence: int | None) -> tuple[str, PairState | None]:
+    """The member `mac` names, and the pair with its sequence taken (``None``: a stale sequence)."""
+    node = member_mac(pair, mac)
+    if not sequence_is_fresh(pair, node, sequence):
+        return node, None
+    return node, with_sequence(pair, node, sequence)
+
+
 def _stale(cause: str, pair: PairState) -> PairTransition:
     why = "sequence not above the node's last"
     return PairTransition(cause, "stale", "stale_sequence", why, pair, pair)
@@ -172,10 +180,9 @@ def _stale(cause: str, pair: PairState) -> PairTransition:
 def on_fault(pair: PairState, mac: str, source: str, state: str, occurred_at: datetime,
              sequence: int | None) -> PairTransition:
     """``ha.fault``: a per-node fault alarm opens or closes."""
-    node = member_mac(pair, mac)
-    if not sequence_is_fresh(pair, node, sequence):
+    node, after = _taken(pair, mac, sequence)
+    if after is None:
         return _stale("fault", pair)
-    after = with_sequence(pair, node, sequence)
     line = TimelineLine("fault", node, pair.epoch, {"source": source, "state": state, "occurred_at": as_utc(occurred_at)})
     kind = alarm_kinds.fault(source, node)
     if state == "raised":
@@ -188,10 +195,9 @@ def on_fault(pair: PairState, mac: str, source: str, state: str, occurred_at: da
 def on_backup(pair: PairState, mac: str, kind: str, result: str, occurred_at: datetime,
               sequence: int | None) -> PairTransition:
     """``ha.backup``: a successful full backup closes the backup alarms, a failed one opens one."""
-    node = member_mac(pair, mac)
-    if not sequence_is_fresh(pair, node, sequence):
+    node, after = _taken(pair, mac, sequence)
+    if after is None:
         return _stale("backup", pair)
-    after = with_sequence(pair, node, sequence)
     line = TimelineLine("backup", node, pair.epoch, {"backup_kind": kind, "result": result,
                                                       "occurred_at": as_utc(occurred_at)})
     alarms: tuple[AlarmChange, ...] = ()

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import timezone
+from typing import Any
 
 import marshmallow as ma
 from marshmallow import validate
@@ -145,6 +147,11 @@ class PageArgs(StrictSchema):
 
 def encode_cursor(last_id: int) -> str:
     return str(last_id)
+
+
+def page_body(items: Sequence[Any], next_id: int | None) -> dict[str, Any]:
+    """A page as the API answers it: its items and the cursor of the next page (none on the last)."""
+    return {"items": items, "next_cursor": encode_cursor(next_id) if next_id else None}
 
 
 def decode_cursor(cursor: str | None) -> int | None:
