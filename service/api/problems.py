@@ -8,6 +8,9 @@ from typing import Any
 import marshmallow as ma
 from flask import Response, json
 from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError as RedisReadOnlyError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import exc as sa_exc
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
@@ -18,6 +21,8 @@ from service.domain.errors import DomainError, RuleViolation
 from .routing import allowed_methods
 
 log = logging.getLogger(__name__)
+# Redis (broker, rate limits) restarting, away or demoted, as redis-py raises it past kombu.
+REDIS_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, RedisReadOnlyError)
 
 PROBLEM_TYPE_BASE = "https://ucmha.dev/problems/"
 PROBLEM_JSON = "application/problem+json"
@@ -80,7 +85,8 @@ class ProblemApi(Api):
         self._app.register_error_handler(HTTPException, self.handle_http_exception)
         self._app.register_error_handler(DomainError, handle_domain_error)
         # A dependency that is down gets a 503 the client can retry, never a 500.
-        for unavailable in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, BrokerError):
+        for unavailable in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, BrokerError,
+                            *REDIS_UNAVAILABLE):
             self._app.register_error_handler(unavailable, handle_dependency_unavailable)
         self._app.register_error_handler(sa_exc.DBAPIError, handle_database_error)
 
@@ -118,7 +124,7 @@ def _unavailable(what: str) -> Response:
 
 
 def handle_dependency_unavailable(error: Exception) -> Response:
-    what = "message broker" if isinstance(error, BrokerError) else "database"
+    what = "message broker" if isinstance(error, (BrokerError, *REDIS_UNAVAILABLE)) else "database"
     log.warning("%s unavailable", what, extra={"error": type(error).__name__})
     return _unavailable(what)
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Callable, Sequence
 
 from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 
 from service.models import utcnow
@@ -72,5 +73,5 @@ class CommandContext:
         for task, args in pending:
             try:
                 self.enqueue(task, args)
-            except (BrokerError, OSError) as exc:
+            except (BrokerError, RedisError, OSError) as exc:  # a Redis restarting: redis-py's own errors
                 log.warning("broker unavailable; %s left to the sweeper", task, extra={"error": str(exc)})

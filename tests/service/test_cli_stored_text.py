@@ -11,7 +11,7 @@ from service.commands.context import CommandContext
 from service.domain.alerts import parse_alert
 from service.models import Device
 from tests.service.test_cli import api, as_json, cli_db, ucmha, ucmha_parallel  # noqa: F401
-from tests.service.test_cli_support import _make_pair, _tenant, json_lines
+from tests.service.test_cli_support import _make_pair, _tenant
 
 HOSTILE = "HA \ud800 unknown \udfff text"
 
@@ -33,9 +33,9 @@ def test_pairs_show_and_events_answer_with_stored_surrogates(cli_db, api):
     events, table, show, listed = ucmha_parallel(
         cli_db, ("pairs", "events", str(pair["id"]), *args, "--json"), ("pairs", "events", str(pair["id"]), *args),
         ("pairs", "show", str(pair["id"]), *args, "--json"), ("pairs", "list", *args, "--json"))
-    details = [text for event in json_lines(events) for text in event["detail"].values()]
+    details = [text for event in json.loads(events.stdout) for text in event["detail"].values()]
     assert details.count(HOSTILE) == 2  # --json gives back exactly what is stored (escaped as \ud800)
     assert "\\ud800" in events.stdout
     assert "HA \ufffd unknown \ufffd text" in table.stdout  # the table shows each surrogate as U+FFFD
-    assert as_json(show)["id"] == pair["id"] and [p["id"] for p in json_lines(listed)] == [pair["id"]]
-    assert json.loads(events.stdout.splitlines()[0])["kind"]
+    assert as_json(show)["id"] == pair["id"] and [p["id"] for p in json.loads(listed.stdout)] == [pair["id"]]
+    assert json.loads(events.stdout)[0]["kind"]

@@ -89,3 +89,41 @@ def test_a_committed_notification_is_answered_even_if_the_connection_dies_before
     body = role_changed("2026-11-24T09:30:00Z", 1, "force_switch")
     r = post(client, SECONDARY, pair["secrets"][SECONDARY], body)
     assert died and r.status_code == 202 and r.json["outcome"] == "applied"
+
+
+def test_a_redis_error_reaching_a_view_is_a_503(app, client, tenant, monkeypatch):
+    """Redis restarting: redis-py's own errors (not wrapped by kombu) are a dependency down, not a 500."""
+    from redis.exceptions import BusyLoadingError, ReadOnlyError
+
+    from service.api import devices
+
+    for error in (BusyLoadingError("Redis is loading the dataset in memory"),
+                  ReadOnlyError("You can't write against a read only replica.")):
+        def broken(*_a, _error=error, **_kw):
+            raise _error
+
+        monkeypatch.setattr(devices, "queries", type("Q", (), {"__getattr__": lambda self, name: broken})())
+        assert_unavailable(client.get("/api/v1/devices", headers=tenant.admin()))
+
+
+def test_a_redis_error_after_the_commit_leaves_the_task_to_the_sweeper(app):
+    """The commit is done when the broker is handed the task: a Redis error there is logged, not raised."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from service.commands.context import CommandContext
+
+    class Session:
+        committed = False
+
+        def commit(self):
+            self.committed = True
+
+    def enqueue(_task, _args):
+        raise RedisConnectionError("Connection reset by peer")
+
+    session = Session()
+    ctx = CommandContext(session=session, settings=app.extensions["ucmha"].settings, org_id=1, actor="test",
+                         enqueue=enqueue)
+    ctx.enqueue_after_commit("ucmha.repoint", 1, "remote_connect")
+    ctx.commit()
+    assert session.committed
