@@ -15,6 +15,7 @@ from service.db import make_engine, make_session_factory
 from service.models import ApiToken, HaPair, Organization, PairSync
 from service.security import hash_token, new_api_token
 from service.settings import Settings
+from tests.formed_pair import build_pair
 from service.commands import rules_due
 from workers import alarms
 
@@ -43,17 +44,8 @@ def committed(fresh_database):  # type: ignore[no-untyped-def]
 def test_a_failover_committed_during_the_check_is_not_planned_over(committed, monkeypatch):  # type: ignore[no-untyped-def]
     app, headers, factory, settings = committed
     client = app.test_client()
-    secrets = {}
-    for mac in (PRIMARY, SECONDARY):
-        r = client.post("/api/v1/devices", json={"mac": mac, "model": "UCM6304", "firmware": "1.0.15.8",
-                                                 "cloud_im_enabled": mac == PRIMARY}, headers=headers)
-        secrets[mac] = r.json["webhook_secret"]
-        client.post("/api/v1/plans", json={"tier": "Pro", "ha": True, "cloud_im": True, "status": "active",
-                                           "device_mac": mac}, headers=headers)
-    pid = client.post("/api/v1/ha-pairs", json={"primary_mac": PRIMARY, "secondary_mac": SECONDARY},
-                      headers=headers).json["id"]
-    assert client.put(f"/api/v1/ha-pairs/{pid}/custom-domain", json={"domain": "race.example.com"},
-                      headers=headers).status_code == 200
+    formed = build_pair(client, headers, PRIMARY, SECONDARY, domain="race.example.com", primary_cloud_im=True)
+    pid, secrets = formed["id"], formed["secrets"]
 
     answers: list[int] = []
 

@@ -19,6 +19,7 @@ from service.models import (DeliveryAttempt, Device, Event, EventDelivery, Event
                             OutboundEvent, PairSync, utcnow)
 from service.security import SecretBox, hash_token, new_alert_token, new_webhook_secret
 from service.settings import Settings
+from tests.formed_pair import build_pair
 from tests.real_database import admin_tenant
 
 PROCESSES = 4
@@ -81,17 +82,9 @@ def _fleet(factory, cfg: Settings, pairs: int) -> list[tuple[int, str]]:  # type
     http, headers = app.test_client(), admin_tenant(factory).admin()
     made = []
     for i in range(pairs):
-        macs = [f"02:00:00:30:{i:02X}:01", f"02:00:00:30:{i:02X}:02"]
-        for k, mac in enumerate(macs):
-            assert http.post("/api/v1/devices", json={"mac": mac, "model": "UCM6304", "firmware": "1.0.15.8",
-                                                      "cloud_im_enabled": k == 0}, headers=headers).status_code == 201
-            http.post("/api/v1/plans", json={"tier": "Pro", "ha": True, "cloud_im": True, "status": "active",
-                                             "device_mac": mac}, headers=headers)
-        pid = http.post("/api/v1/ha-pairs", json={"primary_mac": macs[0], "secondary_mac": macs[1]},
-                        headers=headers).json["id"]
-        assert http.put(f"/api/v1/ha-pairs/{pid}/custom-domain", json={"domain": f"claims{i}.example.com"},
-                        headers=headers).status_code == 200
-        made.append((pid, f"claims{i}.example.com"))
+        formed = build_pair(http, headers, f"02:00:00:30:{i:02X}:01", f"02:00:00:30:{i:02X}:02",
+                            domain=f"claims{i}.example.com", primary_cloud_im=True)
+        made.append((formed["id"], f"claims{i}.example.com"))
     return made
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from tests.formed_pair import post_device, post_plan
+
 PROBLEM_JSON = "application/problem+json"
 
 _counter = itertools.count(0x100)
@@ -32,17 +34,11 @@ def assert_problem(response: Any, status: int) -> dict[str, Any]:
 
 
 def create_device(client: Any, tenant: Any, mac: str | None = None, **fields: Any) -> dict[str, Any]:
-    body = {"mac": mac or new_mac(), "model": "UCM6304", "firmware": "1.0.15.8", **fields}
-    r = client.post("/api/v1/devices", json=body, headers=tenant.admin())
-    assert r.status_code == 201, r.get_json()
-    return r.get_json()
+    return post_device(client, tenant.admin(), mac or new_mac(), **fields)
 
 
 def create_plan(client: Any, tenant: Any, device_mac: str | None = None, **fields: Any) -> dict[str, Any]:
-    body = {"tier": "Pro", "ha": True, "cloud_im": True, "status": "active", "device_mac": device_mac, **fields}
-    r = client.post("/api/v1/plans", json=body, headers=tenant.admin())
-    assert r.status_code == 201, r.get_json()
-    return r.get_json()
+    return post_plan(client, tenant.admin(), device_mac, **fields)
 
 
 def ready_device(client: Any, tenant: Any, *, plan: dict[str, Any] | None = None, with_plan: bool = True,
