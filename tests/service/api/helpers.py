@@ -4,6 +4,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import sqlalchemy as sa
+
 from tests.formed_pair import post_device, post_plan
 
 PROBLEM_JSON = "application/problem+json"
@@ -96,3 +98,19 @@ def ha_settings(**overrides: Any) -> dict[str, Any]:
     }
     base.update(overrides)
     return base
+
+
+class Statements:
+    """SQL statements the app runs on `engine`, whitespace collapsed; the test's own savepoints left out."""
+
+    def __init__(self, engine: Any) -> None:
+        self.seen: list[str] = []
+        self.engine = engine
+        sa.event.listen(engine, "before_cursor_execute", self._on)
+
+    def _on(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not statement.startswith(("SAVEPOINT", "RELEASE", "ROLLBACK TO")):
+            self.seen.append(" ".join(statement.split()))
+
+    def close(self) -> None:
+        sa.event.remove(self.engine, "before_cursor_execute", self._on)
