@@ -54,9 +54,7 @@ def test_row_during_split_brain():
 def test_row_active_status():
     state = pair(SECONDARY, "standalone", 2, 7, at(0))
     decision = decide(state, report(SECONDARY, "active", at(10), 3, work_status="paired"))
-    assert decision == StatusDecision(
-        "recorded", SECONDARY, "paired", False, decision.reason, "active_status"
-    )
+    assert decision == StatusDecision("recorded", SECONDARY, "paired", False, decision.reason, "active_status")
 
 
 def test_row_active_report_outdated():
@@ -71,9 +69,7 @@ def test_row_active_report_outdated():
 def test_row_both_active():
     state = pair(SECONDARY, "standalone", 2, 7, at(100), live(SECONDARY, 1, at(100)))
     decision = decide(state, report(PRIMARY, "active", at(110), 7))
-    assert decision == StatusDecision(
-        "split_brain", PRIMARY, "split_brain", True, decision.reason, "both_active"
-    )
+    assert decision == StatusDecision("split_brain", PRIMARY, "split_brain", True, decision.reason, "both_active")
 
 
 def test_row_active_report_unconfirmed():
@@ -89,9 +85,7 @@ def test_row_active_report_unconfirmed():
 
 def test_row_active_reports_standby():
     decision = decide(pair(PRIMARY, "paired", 1, 7, at(0)), report(PRIMARY, "standby", at(10), 2))
-    assert decision == StatusDecision(
-        "recorded", PRIMARY, "paired", False, decision.reason, "active_reports_standby"
-    )
+    assert decision == StatusDecision("recorded", PRIMARY, "paired", False, decision.reason, "active_reports_standby")
     assert "Active on record" in decision.reason
 
 
@@ -130,9 +124,7 @@ def test_the_primary_coming_back_as_active_never_takes_the_active_back_quietly()
 def test_both_active_boundary_is_the_window():
     state = pair(SECONDARY, "standalone", 2, 7, at(100), live(SECONDARY, 1, at(100)))
     assert decide(state, report(PRIMARY, "active", at(100 + WINDOW), 7)).row == "both_active"
-    assert (
-        decide(state, report(PRIMARY, "active", at(100 + WINDOW + 0.5), 7)).row == "active_report_unconfirmed"
-    )
+    assert decide(state, report(PRIMARY, "active", at(100 + WINDOW + 0.5), 7)).row == "active_report_unconfirmed"
 
 
 def test_both_active_sees_an_active_status_report_of_the_active():
@@ -173,12 +165,8 @@ def test_the_actives_work_status_becomes_the_pairs_unless_a_procedure_owns_it(st
 
 
 def test_the_standbys_work_status_does_not_change_the_pair():
-    assert (
-        decide(
-            pair(PRIMARY, "standalone"), report(SECONDARY, "standby", at(0), 0, work_status="paired")
-        ).status
-        == "standalone"
-    )
+    decision = decide(pair(PRIMARY, "standalone"), report(SECONDARY, "standby", at(0), 0, work_status="paired"))
+    assert decision.status == "standalone"
 
 
 def test_an_unknown_role_is_refused():
@@ -198,9 +186,7 @@ def test_a_report_on_a_dissolved_pair_raises():
 
 
 def test_the_reporters_mac_may_come_in_any_spelling():
-    assert (
-        decide(pair(PRIMARY, "standalone"), report("000b82a46ebf", "active", at(0), 0)).row == "active_status"
-    )
+    assert decide(pair(PRIMARY, "standalone"), report("000b82a46ebf", "active", at(0), 0)).row == "active_status"
 
 
 # -- recording ---------------------------------------------------------------------------------
@@ -317,9 +303,7 @@ def test_random_histories_of_claims_and_reports_keep_the_invariants(seed):
             decision = decide_claim(state, event)
             state = record_claim(state, event, decision)
         else:
-            event = report(
-                mac, rng.choice(("active", "standby")), when, sequence, rng.choice(("paired", "standalone"))
-            )
+            event = report(mac, rng.choice(("active", "standby")), when, sequence, rng.choice(("paired", "standalone")))
             decision = decide_status(state, event, rng.choice((7, 30)))
             state = record_status(state, event, decision)
         assert decision.epoch_bump == (decision.active_mac != before.active_mac)
