@@ -12,10 +12,10 @@ from harness.webhooks import role_changed, signed_headers
 from service import migrate
 from service.app import create_app
 from service.db import make_engine, make_session_factory
-from service.models import ApiToken, HaPair, Organization, PairSync
-from service.security import hash_token, new_api_token
+from service.models import HaPair, PairSync
 from service.settings import Settings
 from tests.formed_pair import build_pair
+from tests.real_database import admin_tenant
 from service.commands import rules_due
 from workers import alarms
 
@@ -29,15 +29,8 @@ def committed(fresh_database):  # type: ignore[no-untyped-def]
     engine = make_engine(url, pool_size=4)
     factory = make_session_factory(engine)
     settings = Settings(env="test", database_url=url, broker_url="memory://", redis_url=None)
-    with factory() as session:
-        org = Organization(name="check-race")
-        session.add(org)
-        session.flush()
-        token = new_api_token()
-        session.add(ApiToken(org_id=org.id, role="admin", token_hash=hash_token(token), prefix=token[:12]))
-        session.commit()
     app = create_app(settings, session_factory=factory, enqueue=lambda task, args: None, broker_check=lambda: "ok")
-    yield app, {"Authorization": f"Bearer {token}"}, factory, settings
+    yield app, admin_tenant(factory).admin(), factory, settings
     engine.dispose()
 
 

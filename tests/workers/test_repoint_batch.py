@@ -14,10 +14,10 @@ from harness.webhooks import role_changed, signed_headers
 from service import migrate
 from service.app import create_app
 from service.db import make_engine, make_session_factory
-from service.models import ApiToken, Organization, PairSync, utcnow
-from service.security import hash_token, new_api_token
+from service.models import PairSync, utcnow
 from service.settings import Settings
 from tests.formed_pair import build_pair
+from tests.real_database import admin_tenant
 from workers import repoint_batch
 from workers.upstream import get_client
 
@@ -143,15 +143,8 @@ def committed(fresh_database, sim):  # type: ignore[no-untyped-def]
     factory = make_session_factory(engine)
     settings = Settings(env="test", database_url=url, broker_url="memory://", redis_url=None,
                         upstream_base_url=sim.base_url, upstream_read_timeout_s=2.0)
-    with factory() as session:
-        org = Organization(name="batch-race")
-        session.add(org)
-        session.flush()
-        token = new_api_token()
-        session.add(ApiToken(org_id=org.id, role="admin", token_hash=hash_token(token), prefix=token[:12]))
-        session.commit()
     app = create_app(settings, session_factory=factory, enqueue=lambda task, args: None, broker_check=lambda: "ok")
-    yield app.test_client(), {"Authorization": f"Bearer {token}"}, factory, settings
+    yield app.test_client(), admin_tenant(factory).admin(), factory, settings
     engine.dispose()
 
 
