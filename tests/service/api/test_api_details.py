@@ -204,17 +204,7 @@ def test_a_204_has_no_body_and_no_content_type(client, tenant):
         assert "Content-Type" not in r.headers, dict(r.headers)
 
 
-# --- MACs no node can have -----------------------------------------------------------------------
-
-@pytest.mark.parametrize("mac", ["00:00:00:00:00:00", "000000000000", "FF:FF:FF:FF:FF:FF", "01:00:5E:00:00:01",
-                                 "33-33-00-00-00-01"])
-def test_a_device_with_a_mac_no_node_can_have_is_refused(client, tenant, mac):
-    r = client.post("/api/v1/devices", json={"mac": mac, "model": "UCM6304", "firmware": "1.0.15.8"},
-                    headers=tenant.admin())
-    body = assert_problem(r, 422)
-    assert "mac" in body["errors"]
-    assert client.get("/api/v1/devices", headers=tenant.admin()).get_json()["items"] == []
-
+# --- MACs no node can have (a device with one: test_devices.py) ------------------------------------
 
 def test_a_pair_naming_a_multicast_mac_is_refused(client, tenant):
     a = ready_device(client, tenant)

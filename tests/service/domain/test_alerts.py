@@ -70,17 +70,17 @@ def test_fault_times_are_read_as_utc():
     assert alert.reason is None
 
 
-@pytest.mark.parametrize(
-    "content, expected",
-    [
-        ("发生HA切换, MAC: C074AD453B10已经接管业务。", TAKEN_OVER),
-        ("发生HA切换，MAC：C074AD453B10已经接管业务", TAKEN_OVER),
-        ("发生HA切换, MAC: C0:74:AD:45:3B:10 已经接管业务。", TAKEN_OVER),
-        ("MAC: 000B82A46EBF -- WAN/LAN 2023-07-07 15:06:03连线断开故障", fault("wan_lan", "raised", "2023-07-07 15:06:03")),
-        ("MAC：000b82a46ebf -- HEARTBEAT 2023-07-07 14:13:24故障恢复", fault("heartbeat", "cleared", "2023-07-07 14:13:24")),
-        ("异地告警 MAC: 000B82A46EBF -- HEARTBEAT 2023-07-07 14:13:24心跳断开故障", fault("heartbeat", "raised", "2023-07-07 14:13:24")),
-    ],
-)
+CHINESE_VARIANTS = [
+    ("发生HA切换, MAC: C074AD453B10已经接管业务。", TAKEN_OVER),
+    ("发生HA切换，MAC：C074AD453B10已经接管业务", TAKEN_OVER),
+    ("发生HA切换, MAC: C0:74:AD:45:3B:10 已经接管业务。", TAKEN_OVER),
+    ("MAC: 000B82A46EBF -- WAN/LAN 2023-07-07 15:06:03连线断开故障", fault("wan_lan", "raised", "2023-07-07 15:06:03")),
+    ("MAC：000b82a46ebf -- HEARTBEAT 2023-07-07 14:13:24故障恢复", fault("heartbeat", "cleared", "2023-07-07 14:13:24")),
+    ("异地告警 MAC: 000B82A46EBF -- HEARTBEAT 2023-07-07 14:13:24心跳断开故障", fault("heartbeat", "raised", "2023-07-07 14:13:24")),
+]
+
+
+@pytest.mark.parametrize("content, expected", CHINESE_VARIANTS)
 def test_chinese_variants_without_prefix_or_with_full_width_punctuation(content, expected):
     assert shape(parse_alert("", SENDER, content)) == expected
 
@@ -88,20 +88,20 @@ def test_chinese_variants_without_prefix_or_with_full_width_punctuation(content,
 # -- English firmware texts (assumed; see the module docstring) -------------------------
 
 
-@pytest.mark.parametrize(
-    "content, expected",
-    [
-        ("HA switchover occurred, MAC: C074AD453B10 has taken over the service.", TAKEN_OVER),
-        ("Remote alarm HA switchover occurred, MAC: C074AD453B10 has taken over the service.", TAKEN_OVER),
-        ("HA switch occurred, MAC: C074AD453B10 has taken over the business.", TAKEN_OVER),
-        ("ha failover happened; mac: c0-74-ad-45-3b-10 taken over", TAKEN_OVER),
-        ("MAC: 000B82A46EBF -- WAN/LAN 2023-07-07 15:06:03 link disconnected fault", fault("wan_lan", "raised", "2023-07-07 15:06:03")),
-        ("Remote alarm MAC: 000B82A46EBF -- WAN/LAN 2023-07-07 15:08:34 fault recovered", fault("wan_lan", "cleared", "2023-07-07 15:08:34")),
-        ("MAC: 000B82A46EBF -- HEARTBEAT 2023-07-07 14:13:24 fault recovered", fault("heartbeat", "cleared", "2023-07-07 14:13:24")),
-        ("MAC: 000B82A46EBF -- HEARTBEAT 2023-07-07 14:13:24 heartbeat lost", fault("heartbeat", "raised", "2023-07-07 14:13:24")),
-        ("MAC: 000B82A46EBF -- Heart Beat 2023-07-07T14:13:24 link down", fault("heartbeat", "raised", "2023-07-07 14:13:24")),
-    ],
-)
+ENGLISH_TEXTS = [
+    ("HA switchover occurred, MAC: C074AD453B10 has taken over the service.", TAKEN_OVER),
+    ("Remote alarm HA switchover occurred, MAC: C074AD453B10 has taken over the service.", TAKEN_OVER),
+    ("HA switch occurred, MAC: C074AD453B10 has taken over the business.", TAKEN_OVER),
+    ("ha failover happened; mac: c0-74-ad-45-3b-10 taken over", TAKEN_OVER),
+    ("MAC: 000B82A46EBF -- WAN/LAN 2023-07-07 15:06:03 link disconnected fault", fault("wan_lan", "raised", "2023-07-07 15:06:03")),
+    ("Remote alarm MAC: 000B82A46EBF -- WAN/LAN 2023-07-07 15:08:34 fault recovered", fault("wan_lan", "cleared", "2023-07-07 15:08:34")),
+    ("MAC: 000B82A46EBF -- HEARTBEAT 2023-07-07 14:13:24 fault recovered", fault("heartbeat", "cleared", "2023-07-07 14:13:24")),
+    ("MAC: 000B82A46EBF -- HEARTBEAT 2023-07-07 14:13:24 heartbeat lost", fault("heartbeat", "raised", "2023-07-07 14:13:24")),
+    ("MAC: 000B82A46EBF -- Heart Beat 2023-07-07T14:13:24 link down", fault("heartbeat", "raised", "2023-07-07 14:13:24")),
+]
+
+
+@pytest.mark.parametrize("content, expected", ENGLISH_TEXTS)
 def test_english_texts(content, expected):
     alert = parse_alert("", SENDER, content)
     assert shape(alert) == expected

@@ -100,12 +100,8 @@ def test_row_standby_status():
 def test_a_standby_report_from_the_secondary_ends_split_brain_without_moving_the_primary():
     state = pair(PRIMARY, "split_brain", 4, 7, at(0))
     decision = decide(state, report(SECONDARY, "standby", at(10), 3))
-    assert (decision.kind, decision.active_mac, decision.status, decision.epoch_bump) == (
-        "split_brain_ended",
-        PRIMARY,
-        "paired",
-        False,
-    )
+    got = (decision.kind, decision.active_mac, decision.status, decision.epoch_bump)
+    assert got == ("split_brain_ended", PRIMARY, "paired", False)
 
 
 def test_a_stale_standby_report_does_not_end_split_brain():
@@ -135,12 +131,8 @@ def test_both_active_sees_an_active_status_report_of_the_active():
 def test_both_active_with_the_primary_active_keeps_it_without_a_bump():
     state = pair(PRIMARY, "paired", 2, 7, at(100), live(PRIMARY, 1, at(100)))
     decision = decide(state, report(SECONDARY, "active", at(105), 4))
-    assert (decision.row, decision.active_mac, decision.status, decision.epoch_bump) == (
-        "both_active",
-        PRIMARY,
-        "split_brain",
-        False,
-    )
+    got = (decision.row, decision.active_mac, decision.status, decision.epoch_bump)
+    assert got == ("both_active", PRIMARY, "split_brain", False)
 
 
 def test_an_active_that_was_never_heard_is_not_alive():
