@@ -36,6 +36,22 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: 
         time.sleep(interval)
 
 
+def end_process(popen: subprocess.Popen[bytes], timeout_s: float, *, group: bool = True) -> None:
+    """SIGTERM (to its process group, or the process alone when `group` is false), SIGKILL to the group
+    if it has not exited within `timeout_s`."""
+    if popen.poll() is not None:
+        return
+    if group:
+        os.killpg(popen.pid, signal.SIGTERM)
+    else:
+        os.kill(popen.pid, signal.SIGTERM)
+    try:
+        popen.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(popen.pid, signal.SIGKILL)
+        popen.wait(timeout=30)
+
+
 @dataclass
 class Proc:
     name: str
