@@ -205,6 +205,14 @@ class PairMachine(RuleBasedStateMachine):
         assert change.outcome == "stale" and change.after == change.before
         assert change.switch is None and change.alarms == ()
 
+    def _fresh_notice(self, mac: str, sequence: int, change: transition.PairTransition) -> bool:
+        """A fault or backup notice: a stale one changes nothing; a fresh one uses up its sequence."""
+        if not self.model.fresh(mac, sequence):
+            self._stale_changes_nothing(change)
+            return False
+        self.model.use(mac, sequence)
+        return True
+
     # --- rules -----------------------------------------------------------------------------------
 
     @rule(seconds=st.integers(0, 120))
@@ -242,10 +250,7 @@ class PairMachine(RuleBasedStateMachine):
     def fault(self, mac: str, source: str, raised: bool, replay: bool, draw: int) -> None:
         sequence = self._sequence(mac, replay, draw)
         change = transition.on_fault(self.pair, mac, source, "raised" if raised else "cleared", self.now, sequence)
-        if not self.model.fresh(mac, sequence):
-            self._stale_changes_nothing(change)
-        else:
-            self.model.use(mac, sequence)
+        if self._fresh_notice(mac, sequence, change):
             (self.model.open_faults.add if raised else self.model.open_faults.discard)((mac, source))
         self._take(change)
 
@@ -254,14 +259,10 @@ class PairMachine(RuleBasedStateMachine):
     def backup(self, mac: str, kind: str, ok: bool, replay: bool, draw: int) -> None:
         sequence = self._sequence(mac, replay, draw)
         change = transition.on_backup(self.pair, mac, kind, "success" if ok else "failed", self.now, sequence)
-        if not self.model.fresh(mac, sequence):
-            self._stale_changes_nothing(change)
-        else:
-            self.model.use(mac, sequence)
-            if kind == "full":
-                self.model.backup_failed = not ok
-                if ok:
-                    self.model.last_full_backup = self.now
+        if self._fresh_notice(mac, sequence, change) and kind == "full":
+            self.model.backup_failed = not ok
+            if ok:
+                self.model.last_full_backup = self.now
         self._take(change)
 
     @precondition(lambda self: self.model.status != "split_brain")
