@@ -1,8 +1,10 @@
 """Helpers of the tests that run real transactions on their own PostgreSQL database (races, locks)."""
 from __future__ import annotations
 
+import threading
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -58,6 +60,21 @@ def seed_pair(session: Session, org_id: int, macs: tuple[str, str], *, box: Secr
     session.add(pair)
     session.flush()
     return nodes, pair
+
+
+def delete_elsewhere(factory: sessionmaker[Session], model: Any, row_id: int) -> tuple[threading.Thread, threading.Event]:
+    """A thread (started) deleting the row in its own transaction; the event is set once that committed."""
+    deleted = threading.Event()
+
+    def delete() -> None:
+        with factory() as session:
+            session.execute(sa.delete(model).where(model.id == row_id))
+            session.commit()
+        deleted.set()
+
+    deleter = threading.Thread(target=delete)
+    deleter.start()
+    return deleter, deleted
 
 
 def waiting_for_a_lock(engine: sa.Engine) -> bool:
