@@ -51,47 +51,37 @@ def test_row_during_split_brain():
     )
 
 
-def test_row_active_status():
-    state = pair(SECONDARY, "standalone", 2, 7, at(0))
-    decision = decide(state, report(SECONDARY, "active", at(10), 3, work_status="paired"))
-    assert decision == StatusDecision("recorded", SECONDARY, "paired", False, decision.reason, "active_status")
-
-
-def test_row_active_report_outdated():
+# The rows past split brain: (pair before, the report, the decision's kind, Active, status and epoch
+# bump, a phrase its reason must hold).
+ROWS_AFTER_SPLIT_BRAIN = {
+    "active_status": (pair(SECONDARY, "standalone", 2, 7, at(0)),
+                      report(SECONDARY, "active", at(10), 3, work_status="paired"),
+                      ("recorded", SECONDARY, "paired", False), ""),
     # The Secondary took over at t=100; the Primary's report from before that is old news.
-    state = pair(SECONDARY, "standalone", 2, 7, at(100), live(SECONDARY, 1, at(100)))
-    decision = decide(state, report(PRIMARY, "active", at(90), 7))
-    assert decision == StatusDecision(
-        "recorded", SECONDARY, "standalone", False, decision.reason, "active_report_outdated"
-    )
-
-
-def test_row_both_active():
-    state = pair(SECONDARY, "standalone", 2, 7, at(100), live(SECONDARY, 1, at(100)))
-    decision = decide(state, report(PRIMARY, "active", at(110), 7))
-    assert decision == StatusDecision("split_brain", PRIMARY, "split_brain", True, decision.reason, "both_active")
-
-
-def test_row_active_report_unconfirmed():
+    "active_report_outdated": (pair(SECONDARY, "standalone", 2, 7, at(100), live(SECONDARY, 1, at(100))),
+                               report(PRIMARY, "active", at(90), 7),
+                               ("recorded", SECONDARY, "standalone", False), ""),
+    "both_active": (pair(SECONDARY, "standalone", 2, 7, at(100), live(SECONDARY, 1, at(100))),
+                    report(PRIMARY, "active", at(110), 7),
+                    ("split_brain", PRIMARY, "split_brain", True), ""),
     # The Active on record has been silent for longer than the window: a report alone does
     # not move the Active (R7); the node's role claim will.
-    state = pair(PRIMARY, "paired", 1, 7, at(0), live(PRIMARY, 1, at(0)))
-    decision = decide(state, report(SECONDARY, "active", at(WINDOW + 1), 2, work_status="standalone"))
-    assert decision == StatusDecision(
-        "recorded", PRIMARY, "paired", False, decision.reason, "active_report_unconfirmed"
-    )
-    assert "R7" in decision.reason
+    "active_report_unconfirmed": (pair(PRIMARY, "paired", 1, 7, at(0), live(PRIMARY, 1, at(0))),
+                                  report(SECONDARY, "active", at(WINDOW + 1), 2, work_status="standalone"),
+                                  ("recorded", PRIMARY, "paired", False), "R7"),
+    "active_reports_standby": (pair(PRIMARY, "paired", 1, 7, at(0)), report(PRIMARY, "standby", at(10), 2),
+                               ("recorded", PRIMARY, "paired", False), "Active on record"),
+    "standby_status": (pair(PRIMARY, "paired", 1, 7, at(0)), report(SECONDARY, "standby", at(10), 2),
+                       ("recorded", PRIMARY, "paired", False), ""),
+}
 
 
-def test_row_active_reports_standby():
-    decision = decide(pair(PRIMARY, "paired", 1, 7, at(0)), report(PRIMARY, "standby", at(10), 2))
-    assert decision == StatusDecision("recorded", PRIMARY, "paired", False, decision.reason, "active_reports_standby")
-    assert "Active on record" in decision.reason
-
-
-def test_row_standby_status():
-    decision = decide(pair(PRIMARY, "paired", 1, 7, at(0)), report(SECONDARY, "standby", at(10), 2))
-    assert decision == StatusDecision("recorded", PRIMARY, "paired", False, decision.reason, "standby_status")
+@pytest.mark.parametrize("row", ROWS_AFTER_SPLIT_BRAIN)
+def test_row(row):
+    state, status_report, (kind, active, status, bump), phrase = ROWS_AFTER_SPLIT_BRAIN[row]
+    decision = decide(state, status_report)
+    assert decision == StatusDecision(kind, active, status, bump, decision.reason, row)
+    assert phrase in decision.reason
 
 
 # -- edges ---------------------------------------------------------------------------------
