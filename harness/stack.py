@@ -11,7 +11,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import requests
 import sqlalchemy as sa
@@ -34,6 +34,36 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(interval)
+
+
+def run_stack(running: Stack, workdir: Path) -> Iterator[Stack]:
+    """A fixture's stack: started (its logs printed if it does not come up), yielded, then stopped and
+    its files removed."""
+    try:
+        running.start()
+    except AssertionError:
+        print(running.logs())
+        running.stop()
+        raise
+    yield running
+    running.stop()
+    remove_workdir(workdir)
+
+
+def end_process(popen: subprocess.Popen[bytes], timeout_s: float, *, group: bool = True) -> None:
+    """SIGTERM (to its process group, or the process alone when `group` is false), SIGKILL to the group
+    if it has not exited within `timeout_s`."""
+    if popen.poll() is not None:
+        return
+    if group:
+        os.killpg(popen.pid, signal.SIGTERM)
+    else:
+        os.kill(popen.pid, signal.SIGTERM)
+    try:
+        popen.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(popen.pid, signal.SIGKILL)
+        popen.wait(timeout=30)
 
 
 @dataclass

@@ -67,7 +67,7 @@ def test_a_role_claim_like_the_storms_fails_a_seeded_pair_over(fleet_db):
     factory = make_session_factory(engine)
     client = create_app(settings, session_factory=factory, enqueue=lambda task, args: None,
                         broker_check=lambda: "ok").test_client()
-    # As `benchmarks.run._storm_once` sends it: dated now, sequence 1, the Secondary's heartbeat lost.
+    # As `benchmarks.scenarios.storm` sends it: dated now, sequence 1, the Secondary's heartbeat lost.
     now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
     body = role_changed(now, 1, "heart_beat_lost")
     resp = client.post(f"/api/v1/webhooks/ucm/{pair.secondary_mac}", data=body.encode(),

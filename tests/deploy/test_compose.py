@@ -19,13 +19,13 @@ import yaml
 from packaging.requirements import Requirement
 
 from service.settings import SettingsError, load_settings
+from tests.deploy.podman import VAR, interpolate
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 IMAGE = "ucmha:latest"
-VAR = re.compile(r"\$\{([A-Za-z0-9_]+)(?::?([?-])([^}]*))?\}")
 # What an operator puts in .env (plausible values: a real Fernet key, a URL).
 OPERATOR_VALUES = {
     "UCMHA_ENCRYPTION_KEY": "dGhpcy1pcy1hLXRlc3Qta2V5LW9mLTMyLWJ5dGVzISE=",
@@ -36,26 +36,6 @@ PROD_SECRETS = ("UCMHA_SECRET_KEY", "UCMHA_ENCRYPTION_KEY", "UCMHA_UPSTREAM_PASS
 
 def required_variables(text: str) -> set[str]:
     return {m.group(1) for m in VAR.finditer(text) if m.group(2) == "?"}
-
-
-def interpolate(value: Any, env: dict[str, str]) -> Any:
-    """Compose's `${X:?msg}` / `${X:-default}` / `$$`, with `env` as the operator's .env."""
-    if isinstance(value, dict):
-        return {k: interpolate(v, env) for k, v in value.items()}
-    if isinstance(value, list):
-        return [interpolate(v, env) for v in value]
-    if not isinstance(value, str):
-        return value
-
-    def one(match: re.Match[str]) -> str:
-        name, kind, arg = match.groups()
-        if env.get(name):
-            return env[name]
-        if kind == "?":
-            raise KeyError(f"{name}: {arg}")
-        return arg if kind == "-" else ""
-
-    return VAR.sub(one, value).replace("$$", "$")
 
 
 def operator_env() -> dict[str, str]:

@@ -6,7 +6,7 @@ import pytest
 
 from service import migrate
 from tests.conftest import unavailable
-from harness.stack import Stack, new_workdir, remove_workdir
+from harness.stack import Stack, new_workdir, run_stack
 
 
 @pytest.fixture(scope="module")
@@ -16,16 +16,7 @@ def stack(fresh_database):  # type: ignore[no-untyped-def]
     url = fresh_database()
     migrate.upgrade(url)
     workdir = new_workdir()
-    running = Stack(database_url=url, workdir=workdir)
-    try:
-        running.start()
-    except AssertionError:
-        print(running.logs())
-        running.stop()
-        raise
-    yield running
-    running.stop()
-    remove_workdir(workdir)
+    yield from run_stack(Stack(database_url=url, workdir=workdir), workdir)
 
 
 @pytest.fixture

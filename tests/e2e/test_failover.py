@@ -28,6 +28,14 @@ def assert_once_in_effect(stack, view) -> None:
             assert all(n == 1 for n in per_epoch.values()), (target, key, per_epoch)
 
 
+def converged_once_on(stack, admin, pair_id: int, active: str) -> dict:  # type: ignore[no-untyped-def]
+    """Once the faults are gone: the pair converges on `active`, each repoint in effect once."""
+    view = admin.converged(pair_id, timeout=120)
+    assert view["active_mac"] == active
+    assert_once_in_effect(stack, view)
+    return view
+
+
 def test_failover_is_repointed_upstream(fresh_stack):
     admin = Admin.bootstrap(fresh_stack)
     pair_id = admin.pair()
@@ -65,9 +73,7 @@ def test_worker_killed_mid_repoint_then_restarted(fresh_stack):
     wait_for(lambda: fresh_stack.sim.state()["calls"].get("ucmrc/connection/switch"), 20, "the switch to start")
     fresh_stack.restart_worker(signal.SIGKILL)
     fresh_stack.sim.clear_faults()
-    view = admin.converged(pair_id, timeout=120)
-    assert view["active_mac"] == SECONDARY
-    assert_once_in_effect(fresh_stack, view)
+    converged_once_on(fresh_stack, admin, pair_id, SECONDARY)
 
 
 def test_redis_restarted_while_notifications_are_accepted(fresh_stack):
@@ -82,9 +88,7 @@ def test_redis_restarted_while_notifications_are_accepted(fresh_stack):
         assert r.status_code == 202, r.text
     finally:
         fresh_stack.start_redis()
-    view = admin.converged(pair_id, timeout=120)
-    assert view["active_mac"] == PRIMARY and view["epoch"] == 3
-    assert_once_in_effect(fresh_stack, view)
+    assert converged_once_on(fresh_stack, admin, pair_id, PRIMARY)["epoch"] == 3
 
 
 @pytest.mark.parametrize("fault", [
@@ -106,9 +110,7 @@ def test_upstream_failing_then_recovering(fresh_stack, fault):
     assert view["sync"]["remote_connect"]["state"] in ("pending", "failing")
     assert view["sync"]["remote_connect"]["last_error"]
     fresh_stack.sim.clear_faults()
-    view = admin.converged(pair_id, timeout=120)
-    assert view["active_mac"] == SECONDARY
-    assert_once_in_effect(fresh_stack, view)
+    converged_once_on(fresh_stack, admin, pair_id, SECONDARY)
 
 
 def test_keeps_failing_turns_failing_with_alarm_and_recovers(fresh_stack):

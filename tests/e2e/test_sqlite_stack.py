@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from harness.stack import Stack, new_workdir, remove_workdir, wait_for
+from harness.stack import Stack, new_workdir, run_stack, wait_for
 from harness.webhooks import role_changed
 from service import migrate
 from tests.conftest import unavailable
@@ -49,16 +49,7 @@ def sqlite_stack():  # type: ignore[no-untyped-def]
     workdir = new_workdir()
     url = f"sqlite:///{workdir / 'ucmha.db'}"
     migrate.upgrade(url)
-    running = Stack(database_url=url, workdir=workdir, worker_concurrency=2)
-    try:
-        running.start()
-    except AssertionError:
-        print(running.logs())
-        running.stop()
-        raise
-    yield running
-    running.stop()
-    remove_workdir(workdir)
+    yield from run_stack(Stack(database_url=url, workdir=workdir, worker_concurrency=2), workdir)
 
 
 def test_failovers_on_sqlite_deliver_each_event_once_and_record_each_repoint_once(sqlite_stack):

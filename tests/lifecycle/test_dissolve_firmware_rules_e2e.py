@@ -16,12 +16,17 @@ def patch_plan(api, mac, **changes) -> None:
     assert r.status_code == 200, r.get_json()
 
 
+def paired(stack, **options):  # type: ignore[no-untyped-def]
+    """Two new devices paired with `options` (domain, cloud_im): (api, Primary, Secondary, the pair)."""
+    api = stack.api
+    primary, secondary = api.device(), api.device()
+    return api, primary, secondary, api.pair(primary, secondary, **options)
+
+
 # --- R13 ---------------------------------------------------------------------------------------------
 
 def test_dissolve_domain_stays_with_the_former_primary_binding_with_the_active(stack):
-    api = stack.api
-    a, b = api.device(), api.device()
-    pair = api.pair(a, b, domain=DOMAIN, cloud_im="gdms")
+    api, a, b, pair = paired(stack, domain=DOMAIN, cloud_im="gdms")
     binding = pair["cloud_im"]["binding_id"]
     b.claim("heart_beat_lost")
     stack.drain()
@@ -61,9 +66,7 @@ def test_dissolve_domain_stays_with_the_former_primary_binding_with_the_active(s
 # --- R11 ---------------------------------------------------------------------------------------------
 
 def test_rolling_firmware_upgrade(stack):
-    api = stack.api
-    p, s = api.device(), api.device()
-    pair = api.pair(p, s, domain=DOMAIN, cloud_im="gdms")
+    api, p, s, pair = paired(stack, domain=DOMAIN, cloud_im="gdms")
     binding = pair["cloud_im"]["binding_id"]
     p.status("active")
     s.status("standby")
@@ -95,9 +98,7 @@ def test_rolling_firmware_upgrade(stack):
 
 
 def test_firmware_upgrade_active_first_is_flagged(stack):
-    api = stack.api
-    p, s = api.device(), api.device()
-    pair = api.pair(p, s, domain=DOMAIN)
+    api, p, s, pair = paired(stack, domain=DOMAIN)
     p.status("active", firmware=V1)
     stack.drain()
     view = api.get(pair["id"])
@@ -108,9 +109,7 @@ def test_firmware_upgrade_active_first_is_flagged(stack):
 # --- rules over time ---------------------------------------------------------------------------------
 
 def test_r2_lapse_withholds_the_failover_repoint_until_the_plan_is_fixed(stack):
-    api = stack.api
-    a, b = api.device(), api.device()
-    pair = api.pair(a, b, domain=DOMAIN)
+    api, a, b, pair = paired(stack, domain=DOMAIN)
     stack.drain()
     assert stack.domain(DOMAIN) == (a.mac, a.mac, 1)
 
@@ -132,9 +131,7 @@ def test_r2_lapse_withholds_the_failover_repoint_until_the_plan_is_fixed(stack):
 
 
 def test_r3_lapse_withholds_the_binding_until_the_permission_is_back(stack):
-    api = stack.api
-    a, b = api.device(), api.device()
-    pair = api.pair(a, b, cloud_im="gdms")
+    api, a, b, pair = paired(stack, cloud_im="gdms")
     binding = pair["cloud_im"]["binding_id"]
     stack.drain()
     assert stack.binding(binding) == (a.mac, 1)

@@ -12,6 +12,7 @@ import pytest
 
 from harness.webhooks import notification, role_changed, signed_headers
 from service.settings import load_settings
+from tests.formed_pair import post_device
 from tests.service.test_cli import UCMHA, _env, api, as_json, cli_db, ucmha, ucmha_parallel  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,8 +63,7 @@ def test_token_list_shows_use_and_revocation_never_the_token(cli_db, api):
 def _make_pair(api, token: str, macs: tuple[str, str]) -> dict:  # type: ignore[no-untyped-def]
     headers = {"Authorization": f"Bearer {token}"}
     for mac in macs:
-        assert api.post("/api/v1/devices", json={"mac": mac, "model": "UCM6304", "firmware": "1.0.15.8"},
-                        headers=headers).status_code == 201
+        post_device(api, headers, mac)
     r = api.post("/api/v1/ha-pairs", json={"primary_mac": macs[0], "secondary_mac": macs[1], "use_ucmrc": False},
                  headers=headers)
     assert r.status_code == 201, r.get_json()

@@ -12,9 +12,10 @@ from harness.webhooks import role_changed, signed_headers
 from service import migrate
 from service.app import create_app
 from service.db import make_engine, make_session_factory
-from service.models import ApiToken, HaPair, Organization, PairSync
-from service.security import hash_token, new_api_token
+from service.models import HaPair, PairSync
 from service.settings import Settings
+from tests.formed_pair import build_pair
+from tests.real_database import admin_tenant
 from service.commands import rules_due
 from workers import alarms
 
@@ -28,32 +29,16 @@ def committed(fresh_database):  # type: ignore[no-untyped-def]
     engine = make_engine(url, pool_size=4)
     factory = make_session_factory(engine)
     settings = Settings(env="test", database_url=url, broker_url="memory://", redis_url=None)
-    with factory() as session:
-        org = Organization(name="check-race")
-        session.add(org)
-        session.flush()
-        token = new_api_token()
-        session.add(ApiToken(org_id=org.id, role="admin", token_hash=hash_token(token), prefix=token[:12]))
-        session.commit()
     app = create_app(settings, session_factory=factory, enqueue=lambda task, args: None, broker_check=lambda: "ok")
-    yield app, {"Authorization": f"Bearer {token}"}, factory, settings
+    yield app, admin_tenant(factory).admin(), factory, settings
     engine.dispose()
 
 
 def test_a_failover_committed_during_the_check_is_not_planned_over(committed, monkeypatch):  # type: ignore[no-untyped-def]
     app, headers, factory, settings = committed
     client = app.test_client()
-    secrets = {}
-    for mac in (PRIMARY, SECONDARY):
-        r = client.post("/api/v1/devices", json={"mac": mac, "model": "UCM6304", "firmware": "1.0.15.8",
-                                                 "cloud_im_enabled": mac == PRIMARY}, headers=headers)
-        secrets[mac] = r.json["webhook_secret"]
-        client.post("/api/v1/plans", json={"tier": "Pro", "ha": True, "cloud_im": True, "status": "active",
-                                           "device_mac": mac}, headers=headers)
-    pid = client.post("/api/v1/ha-pairs", json={"primary_mac": PRIMARY, "secondary_mac": SECONDARY},
-                      headers=headers).json["id"]
-    assert client.put(f"/api/v1/ha-pairs/{pid}/custom-domain", json={"domain": "race.example.com"},
-                      headers=headers).status_code == 200
+    formed = build_pair(client, headers, PRIMARY, SECONDARY, domain="race.example.com", primary_cloud_im=True)
+    pid, secrets = formed["id"], formed["secrets"]
 
     answers: list[int] = []
 

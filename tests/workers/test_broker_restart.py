@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 from pathlib import Path
 from typing import Iterator
@@ -16,7 +15,7 @@ import pytest
 from celery import Celery
 
 from harness.simulator import free_port
-from harness.stack import BIN, ROOT, wait_for
+from harness.stack import BIN, ROOT, end_process, wait_for
 from tests.conftest import unavailable
 
 pytestmark = pytest.mark.e2e
@@ -63,13 +62,7 @@ def worker_and_redis(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], 
     try:
         yield worker, redis, marks, log
     finally:
-        if worker.poll() is None:
-            os.kill(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
-                worker.wait()
+        end_process(worker, 20, group=False)
         if redis.proc is not None and redis.proc.poll() is None:
             redis.kill()
 

@@ -7,19 +7,23 @@ from __future__ import annotations
 import multiprocessing
 import random
 from collections import Counter
+from contextlib import contextmanager
 from datetime import timedelta
+from typing import Iterator
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm import sessionmaker
 
 from service import migrate
 from service.app import create_app
 from service.db import make_engine, make_session_factory
-from service.models import (DeliveryAttempt, Device, Event, EventDelivery, EventSubscription, HaPair, Organization,
-                            OutboundEvent, PairSync, utcnow)
-from service.security import SecretBox, hash_token, new_alert_token, new_webhook_secret
+from service.models import (DeliveryAttempt, Event, EventDelivery, EventSubscription, HaPair, OutboundEvent, PairSync,
+                            utcnow)
+from service.security import SecretBox, new_webhook_secret
 from service.settings import Settings
-from tests.real_database import admin_tenant
+from tests.formed_pair import build_pair
+from tests.real_database import admin_tenant, seed_org, seed_pair
 
 PROCESSES = 4
 SPAWN = multiprocessing.get_context("spawn")  # a fresh interpreter per worker, as prefork children are
@@ -57,8 +61,9 @@ def _collect(results, target, barrier, k, *args) -> None:  # type: ignore[no-unt
 
 # --- repoints ---------------------------------------------------------------------------------
 
-def _repoint_worker(barrier, k: int, settings: Settings) -> int:  # type: ignore[no-untyped-def]
-    from workers import repoint_batch
+@contextmanager
+def _released_with_upstream(barrier, settings: Settings) -> Iterator[tuple[sessionmaker, object]]:  # type: ignore[no-untyped-def]
+    """A worker process's own engine and warmed upstream client, once every process is ready."""
     from workers.upstream import get_client
     engine = make_engine(settings.database_url)
     try:
@@ -66,13 +71,19 @@ def _repoint_worker(barrier, k: int, settings: Settings) -> int:  # type: ignore
         client = get_client(settings)
         client.warm()
         barrier.wait(timeout=60)
+        yield factory, client
+    finally:
+        engine.dispose()
+
+
+def _repoint_worker(barrier, k: int, settings: Settings) -> int:  # type: ignore[no-untyped-def]
+    from workers import repoint_batch
+    with _released_with_upstream(barrier, settings) as (factory, client):
         runs = 0
         while repoint_batch.run_batch(factory, client, settings, f"w{k}", lambda *_a: None, size=2,
                                       threads=1, rng=random.Random(k)) != "nothing_owed":
             runs += 1
         return runs
-    finally:
-        engine.dispose()
 
 
 def _fleet(factory, cfg: Settings, pairs: int) -> list[tuple[int, str]]:  # type: ignore[no-untyped-def]
@@ -81,27 +92,27 @@ def _fleet(factory, cfg: Settings, pairs: int) -> list[tuple[int, str]]:  # type
     http, headers = app.test_client(), admin_tenant(factory).admin()
     made = []
     for i in range(pairs):
-        macs = [f"02:00:00:30:{i:02X}:01", f"02:00:00:30:{i:02X}:02"]
-        for k, mac in enumerate(macs):
-            assert http.post("/api/v1/devices", json={"mac": mac, "model": "UCM6304", "firmware": "1.0.15.8",
-                                                      "cloud_im_enabled": k == 0}, headers=headers).status_code == 201
-            http.post("/api/v1/plans", json={"tier": "Pro", "ha": True, "cloud_im": True, "status": "active",
-                                             "device_mac": mac}, headers=headers)
-        pid = http.post("/api/v1/ha-pairs", json={"primary_mac": macs[0], "secondary_mac": macs[1]},
-                        headers=headers).json["id"]
-        assert http.put(f"/api/v1/ha-pairs/{pid}/custom-domain", json={"domain": f"claims{i}.example.com"},
-                        headers=headers).status_code == 200
-        made.append((pid, f"claims{i}.example.com"))
+        formed = build_pair(http, headers, f"02:00:00:30:{i:02X}:01", f"02:00:00:30:{i:02X}:02",
+                            domain=f"claims{i}.example.com", primary_cloud_im=True)
+        made.append((formed["id"], f"claims{i}.example.com"))
     return made
 
 
-def test_worker_processes_claiming_at_once_push_each_row_once(claims_url, settings, sim):
+@contextmanager
+def _fleet_on(claims_url: str, settings: Settings, sim, pairs: int):  # type: ignore[no-untyped-def]
+    """Settings pointing at the simulator, a session factory on `claims_url`, and `_fleet`'s pairs."""
     cfg = settings.with_overrides(database_url=claims_url, upstream_base_url=sim.base_url,
                                   upstream_read_timeout_s=5.0)
     engine = make_engine(claims_url)
     try:
         factory = make_session_factory(engine)
-        _fleet(factory, cfg, 12)
+        yield cfg, factory, _fleet(factory, cfg, pairs)
+    finally:
+        engine.dispose()
+
+
+def test_worker_processes_claiming_at_once_push_each_row_once(claims_url, settings, sim):
+    with _fleet_on(claims_url, settings, sim, 12) as (cfg, factory, _pairs):
         with factory() as session:
             owed = session.execute(sa.select(sa.func.count()).select_from(PairSync)
                                    .where(PairSync.state.in_(("pending", "failing")))).scalar_one()
@@ -118,35 +129,20 @@ def test_worker_processes_claiming_at_once_push_each_row_once(claims_url, settin
         assert states == Counter({"in_sync": 24})
         assert len(applied) == 24 and set(applied.values()) == {1}, applied  # one timeline line per row
         assert switches == 24, calls
-    finally:
-        engine.dispose()
 
 
 # --- the reconciler ---------------------------------------------------------------------------
 
 def _reconcile_worker(barrier, k: int, settings: Settings) -> int:  # type: ignore[no-untyped-def]
     from workers import reconcile
-    from workers.upstream import get_client
-    engine = make_engine(settings.database_url)
-    try:
-        factory = make_session_factory(engine)
-        client = get_client(settings)
-        client.warm()
-        barrier.wait(timeout=60)
+    with _released_with_upstream(barrier, settings) as (factory, client):
         return reconcile.reconcile(factory, client, settings, lambda *_a: None)
-    finally:
-        engine.dispose()
 
 
 def test_reconcile_passes_at_once_repair_each_drift_once(claims_url, settings, sim):
     from workers import repoint_batch
     from workers.upstream import get_client
-    cfg = settings.with_overrides(database_url=claims_url, upstream_base_url=sim.base_url,
-                                  upstream_read_timeout_s=5.0)
-    engine = make_engine(claims_url)
-    try:
-        factory = make_session_factory(engine)
-        fleet = _fleet(factory, cfg, 4)
+    with _fleet_on(claims_url, settings, sim, 4) as (cfg, factory, fleet):
         client = get_client(cfg)
         while repoint_batch.run_batch(factory, client, cfg, "w", lambda *_a: None) != "nothing_owed":
             pass
@@ -158,8 +154,6 @@ def test_reconcile_passes_at_once_repair_each_drift_once(claims_url, settings, s
             epochs = set(session.execute(sa.select(HaPair.epoch)).scalars())
         assert sum(repaired) == 4 and drift == Counter({pid: 1 for pid, _d in fleet}), (repaired, drift)
         assert epochs == {6}  # above the upstream's 5, once
-    finally:
-        engine.dispose()
 
 
 # --- event deliveries -------------------------------------------------------------------------
@@ -168,22 +162,13 @@ def _lanes(factory, settings: Settings, url: str, lanes: int) -> tuple[list[tupl
     box = SecretBox(settings.encryption_key)
     secret = new_webhook_secret()
     with factory() as s:
-        org = Organization(name="claims")
-        s.add(org)
-        s.flush()
+        org = seed_org(s, "claims")
         sub = EventSubscription(org_id=org.id, url=url, events=["*"], enabled=True, secret_enc=box.seal(secret))
         s.add(sub)
         found = []
         for lane in range(lanes):
-            nodes = [Device(org_id=org.id, mac=f"02:00:00:40:{lane:02X}:0{n}", model="UCM6304", firmware="1.0.15.8",
-                            storage=[], webhook_secret_enc=box.seal(new_webhook_secret()),
-                            alert_token_hash=hash_token(new_alert_token())) for n in (1, 2)]
-            s.add_all(nodes)
-            s.flush()
-            pair = HaPair(org_id=org.id, primary_device_id=nodes[0].id, secondary_device_id=nodes[1].id,
-                          active_device_id=nodes[1].id, status="standalone", epoch=2)
-            s.add(pair)
-            s.flush()
+            _nodes, pair = seed_pair(s, org.id, (f"02:00:00:40:{lane:02X}:01", f"02:00:00:40:{lane:02X}:02"),
+                                     box=box, active=1, status="standalone", epoch=2)
             events = [OutboundEvent(public_id=f"evt_claim_{lane}_{i}", org_id=org.id, pair_id=pair.id,
                                     type="pair.switched", occurred_at=utcnow(), payload={"lane": lane, "n": i})
                       for i in range(3)]

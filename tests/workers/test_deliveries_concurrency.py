@@ -9,9 +9,9 @@ import sqlalchemy as sa
 
 from service import migrate
 from service.db import make_engine, make_session_factory
-from service.models import (DeliveryAttempt, Device, EventDelivery, EventSubscription, HaPair, Organization,
-                            OutboundEvent, utcnow)
-from service.security import SecretBox, hash_token, new_alert_token, new_webhook_secret
+from service.models import DeliveryAttempt, EventDelivery, EventSubscription, OutboundEvent, utcnow
+from service.security import SecretBox, new_webhook_secret
+from tests.real_database import seed_org, seed_pair
 from workers import deliveries
 
 
@@ -19,18 +19,11 @@ def _world(factory, settings, url):
     box = SecretBox(settings.encryption_key)
     secret = new_webhook_secret()
     with factory() as s:
-        org = Organization(name="race")
-        s.add(org)
-        s.flush()
-        nodes = [Device(org_id=org.id, mac=mac, model="UCM6304", firmware="1.0.15.8", storage=[],
-                        webhook_secret_enc=box.seal(new_webhook_secret()), alert_token_hash=hash_token(new_alert_token()))
-                 for mac in ("02:00:00:00:00:01", "02:00:00:00:00:02")]
-        s.add_all(nodes)
-        s.flush()
-        pair = HaPair(org_id=org.id, primary_device_id=nodes[0].id, secondary_device_id=nodes[1].id,
-                      active_device_id=nodes[1].id, status="standalone", epoch=2)
+        org = seed_org(s, "race")
+        _nodes, pair = seed_pair(s, org.id, ("02:00:00:00:00:01", "02:00:00:00:00:02"), box=box, active=1,
+                                 status="standalone", epoch=2)
         sub = EventSubscription(org_id=org.id, url=url, events=["*"], enabled=True, secret_enc=box.seal(secret))
-        s.add_all([pair, sub])
+        s.add(sub)
         s.flush()
         events = [OutboundEvent(public_id=f"evt_race_{i}", org_id=org.id, pair_id=pair.id, type="pair.switched",
                                 occurred_at=utcnow(), payload={"id": f"evt_race_{i}", "n": i}) for i in range(3)]

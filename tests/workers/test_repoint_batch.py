@@ -14,9 +14,10 @@ from harness.webhooks import role_changed, signed_headers
 from service import migrate
 from service.app import create_app
 from service.db import make_engine, make_session_factory
-from service.models import ApiToken, Organization, PairSync, utcnow
-from service.security import hash_token, new_api_token
+from service.models import PairSync, utcnow
 from service.settings import Settings
+from tests.formed_pair import build_pair
+from tests.real_database import admin_tenant
 from workers import repoint_batch
 from workers.upstream import get_client
 
@@ -54,19 +55,8 @@ def fleet(client, tenant):
     pairs = []
     for i in range(6):
         macs = [f"02:00:00:10:{i:02X}:01", f"02:00:00:10:{i:02X}:02"]
-        secrets = {}
-        for k, mac in enumerate(macs):
-            r = client.post("/api/v1/devices", json={"mac": mac, "model": "UCM6304", "firmware": "1.0.15.8",
-                                                      "cloud_im_enabled": k == 0}, headers=h)
-            secrets[mac] = r.json["webhook_secret"]
-            client.post("/api/v1/plans", json={"tier": "Pro", "ha": True, "cloud_im": True, "status": "active",
-                                               "device_mac": mac}, headers=h)
-        r = client.post("/api/v1/ha-pairs", json={"primary_mac": macs[0], "secondary_mac": macs[1]}, headers=h)
-        assert r.status_code == 201, r.json
-        pid = r.json["id"]
-        assert client.put(f"/api/v1/ha-pairs/{pid}/custom-domain", json={"domain": f"pbx{i}.example.com"},
-                          headers=h).status_code == 200
-        pairs.append({"id": pid, "macs": macs, "secrets": secrets, "domain": f"pbx{i}.example.com"})
+        formed = build_pair(client, h, *macs, domain=f"pbx{i}.example.com", primary_cloud_im=True)
+        pairs.append({"id": formed["id"], "macs": macs, "secrets": formed["secrets"], "domain": f"pbx{i}.example.com"})
     return pairs
 
 
@@ -153,30 +143,16 @@ def committed(fresh_database, sim):  # type: ignore[no-untyped-def]
     factory = make_session_factory(engine)
     settings = Settings(env="test", database_url=url, broker_url="memory://", redis_url=None,
                         upstream_base_url=sim.base_url, upstream_read_timeout_s=2.0)
-    with factory() as session:
-        org = Organization(name="batch-race")
-        session.add(org)
-        session.flush()
-        token = new_api_token()
-        session.add(ApiToken(org_id=org.id, role="admin", token_hash=hash_token(token), prefix=token[:12]))
-        session.commit()
     app = create_app(settings, session_factory=factory, enqueue=lambda task, args: None, broker_check=lambda: "ok")
-    yield app.test_client(), {"Authorization": f"Bearer {token}"}, factory, settings
+    yield app.test_client(), admin_tenant(factory).admin(), factory, settings
     engine.dispose()
 
 
 def test_concurrent_batches_never_push_a_row_twice(committed, sim):  # type: ignore[no-untyped-def]
     client, headers, factory, settings = committed
     for i in range(6):
-        macs = [f"02:00:00:20:{i:02X}:01", f"02:00:00:20:{i:02X}:02"]
-        for k, mac in enumerate(macs):
-            client.post("/api/v1/devices", json={"mac": mac, "model": "UCM6304", "firmware": "1.0.15.8",
-                                                  "cloud_im_enabled": k == 0}, headers=headers)
-            client.post("/api/v1/plans", json={"tier": "Pro", "ha": True, "cloud_im": True, "status": "active",
-                                               "device_mac": mac}, headers=headers)
-        pid = client.post("/api/v1/ha-pairs", json={"primary_mac": macs[0], "secondary_mac": macs[1]},
-                          headers=headers).json["id"]
-        client.put(f"/api/v1/ha-pairs/{pid}/custom-domain", json={"domain": f"race{i}.example.com"}, headers=headers)
+        build_pair(client, headers, f"02:00:00:20:{i:02X}:01", f"02:00:00:20:{i:02X}:02",
+                   domain=f"race{i}.example.com", primary_cloud_im=True)
     with factory() as session:
         assert len(owed(session)) >= 6
     counting = CountingClient(get_client(settings))

@@ -18,7 +18,7 @@ from service.domain import outbox
 from workers import repoint, repoint_batch, sweep
 from tests.repointing import repoint_once
 from workers.upstream import get_client
-from tests.formed_pair import PRIMARY, SECONDARY, form_pair
+from tests.formed_pair import PRIMARY, SECONDARY, build_pair, form_pair
 from tests.real_database import admin_tenant
 
 
@@ -154,13 +154,7 @@ def test_the_lease_is_renewed_while_the_attempt_runs_and_lapses_when_it_stops(re
     app = create_app(fast, session_factory=real_factory, enqueue=lambda *a: None, broker_check=lambda: "ok")
     h = admin_tenant(real_factory).admin()
     http = app.test_client()
-    for mac in (PRIMARY, SECONDARY):
-        assert http.post("/api/v1/devices", json={"mac": mac, "model": "UCM6304", "firmware": "1.0.15.8"},
-                         headers=h).status_code == 201
-        assert http.post("/api/v1/plans", json={"tier": "Pro", "ha": True, "cloud_im": True, "status": "active",
-                                                "device_mac": mac}, headers=h).status_code == 201
-    pair_id = http.post("/api/v1/ha-pairs", json={"primary_mac": PRIMARY, "secondary_mac": SECONDARY},
-                        headers=h).json["id"]
+    pair_id = build_pair(http, h, PRIMARY, SECONDARY, domain=None)["id"]
 
     def lease_until():
         with real_factory() as session:

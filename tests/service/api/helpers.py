@@ -4,6 +4,10 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import sqlalchemy as sa
+
+from tests.formed_pair import post_device, post_plan
+
 PROBLEM_JSON = "application/problem+json"
 
 _counter = itertools.count(0x100)
@@ -32,17 +36,11 @@ def assert_problem(response: Any, status: int) -> dict[str, Any]:
 
 
 def create_device(client: Any, tenant: Any, mac: str | None = None, **fields: Any) -> dict[str, Any]:
-    body = {"mac": mac or new_mac(), "model": "UCM6304", "firmware": "1.0.15.8", **fields}
-    r = client.post("/api/v1/devices", json=body, headers=tenant.admin())
-    assert r.status_code == 201, r.get_json()
-    return r.get_json()
+    return post_device(client, tenant.admin(), mac or new_mac(), **fields)
 
 
 def create_plan(client: Any, tenant: Any, device_mac: str | None = None, **fields: Any) -> dict[str, Any]:
-    body = {"tier": "Pro", "ha": True, "cloud_im": True, "status": "active", "device_mac": device_mac, **fields}
-    r = client.post("/api/v1/plans", json=body, headers=tenant.admin())
-    assert r.status_code == 201, r.get_json()
-    return r.get_json()
+    return post_plan(client, tenant.admin(), device_mac, **fields)
 
 
 def ready_device(client: Any, tenant: Any, *, plan: dict[str, Any] | None = None, with_plan: bool = True,
@@ -100,3 +98,19 @@ def ha_settings(**overrides: Any) -> dict[str, Any]:
     }
     base.update(overrides)
     return base
+
+
+class Statements:
+    """SQL statements the app runs on `engine`, whitespace collapsed; the test's own savepoints left out."""
+
+    def __init__(self, engine: Any) -> None:
+        self.seen: list[str] = []
+        self.engine = engine
+        sa.event.listen(engine, "before_cursor_execute", self._on)
+
+    def _on(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not statement.startswith(("SAVEPOINT", "RELEASE", "ROLLBACK TO")):
+            self.seen.append(" ".join(statement.split()))
+
+    def close(self) -> None:
+        sa.event.remove(self.engine, "before_cursor_execute", self._on)

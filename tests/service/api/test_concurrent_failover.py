@@ -23,7 +23,8 @@ from service.db import make_engine, make_session_factory
 from service.models import HaPair
 from service.settings import Settings
 from tests.conftest import repoint_rows
-from tests.service.api.helpers import create_pair, new_mac
+from tests.formed_pair import form_pair
+from tests.service.api.helpers import new_mac
 from tests.webhook_helpers import role_changed, signed_headers, status
 from tests.repointing import repoint_once
 from workers.upstream import get_client
@@ -83,23 +84,10 @@ def test_both_nodes_at_once_with_retries_never_500_and_switch_once(real_app, sim
     tenant = admin_tenant(factory)
     pairs = []
     for n in range(PAIRS):
-        secrets = {}
-        macs = []
-        for _ in range(2):
-            mac = new_mac()
-            created = admin.post("/api/v1/devices", json={"mac": mac, "model": "UCM6304", "firmware": "1.0.15.8"},
-                                 headers=tenant.admin())
-            assert created.status_code == 201
-            secrets[mac] = created.get_json()["webhook_secret"]
-            assert admin.post("/api/v1/plans", json={"tier": "Pro", "ha": True, "cloud_im": True,
-                                                     "status": "active", "device_mac": mac},
-                              headers=tenant.admin()).status_code == 201
-            macs.append(mac)
-        pair = create_pair(admin, tenant, macs[0], macs[1])
+        macs = [new_mac(), new_mac()]
         domain = f"pbx{n}-{uuid.uuid4().hex[:6]}.example.com"
-        assert admin.put(f"/api/v1/ha-pairs/{pair['id']}/custom-domain", json={"domain": domain},
-                         headers=tenant.admin()).status_code == 200
-        pairs.append({"id": pair["id"], "primary": macs[0], "secondary": macs[1], "secrets": secrets,
+        formed = form_pair(admin, tenant, *macs, domain=domain)
+        pairs.append({"id": formed["id"], "primary": macs[0], "secondary": macs[1], "secrets": formed["secrets"],
                       "domain": domain})
     _drain_repoints(factory, settings, enqueued)  # epoch 1 upstream, to the Primary
 
@@ -155,16 +143,9 @@ def test_a_nodes_reports_at_once_never_lower_its_sequence(real_app):
     app, factory, settings, _enqueued = real_app
     admin = app.test_client()
     tenant = admin_tenant(factory)
-    secrets, macs = {}, []
-    for _ in range(2):
-        mac = new_mac()
-        created = admin.post("/api/v1/devices", json={"mac": mac, "model": "UCM6304", "firmware": "1.0.15.8"},
-                             headers=tenant.admin())
-        secrets[mac] = created.get_json()["webhook_secret"]
-        assert admin.post("/api/v1/plans", json={"tier": "Pro", "ha": True, "cloud_im": True, "status": "active",
-                                                 "device_mac": mac}, headers=tenant.admin()).status_code == 201
-        macs.append(mac)
-    pair = create_pair(admin, tenant, macs[0], macs[1])
+    macs = [new_mac(), new_mac()]
+    formed = form_pair(admin, tenant, *macs, domain=None)
+    pair, secrets = {"id": formed["id"]}, formed["secrets"]
     base = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=5)
     reports = []
     for mac, role in ((macs[0], "active"), (macs[1], "standby")):

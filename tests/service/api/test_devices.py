@@ -77,7 +77,11 @@ def test_any_mac_spelling_in_the_path(client, tenant, spelling):
     assert_problem(client.get(f"/api/v1/devices/{CANONICAL}", headers=h), 404)
 
 
-@pytest.mark.parametrize("bad", ["c074ad453b1", "c074ad453b10ff", "c0:74-ad:45-3b:10", "zz74ad453b10", ""])
+@pytest.mark.parametrize("bad", [
+    "c074ad453b1", "c074ad453b10ff", "c0:74-ad:45-3b:10", "zz74ad453b10", "",
+    # well formed, but no node can have it: all zeros, broadcast, multicast
+    "00:00:00:00:00:00", "000000000000", "FF:FF:FF:FF:FF:FF", "01:00:5E:00:00:01", "33-33-00-00-00-01",
+])
 def test_invalid_mac_in_body_is_422(client, tenant, bad):
     r = client.post("/api/v1/devices", json={"mac": bad, "model": "UCM6304", "firmware": "1.0.15.8"},
                     headers=tenant.admin())

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from harness.webhooks import role_changed, signed_headers, status
 from service.models import EventDelivery
 from tests.formed_pair import form_pair
+from tests.service.api.helpers import Statements
 
 PRIMARY, SECONDARY = "02:00:00:30:00:01", "02:00:00:30:00:02"
 
@@ -18,20 +19,6 @@ PRIMARY, SECONDARY = "02:00:00:30:00:01", "02:00:00:30:00:02"
 def pair(client, tenant):  # type: ignore[no-untyped-def]
     """A pair owing nothing: custom domain and Cloud IM on GDMS, both rows in sync at epoch 1."""
     return form_pair(client, tenant, PRIMARY, SECONDARY, domain="cost.example.com", cloud_im="gdms", primary_cloud_im=True)
-
-
-class Statements:
-    def __init__(self, engine: sa.Engine) -> None:
-        self.seen: list[str] = []
-        self.engine = engine
-        sa.event.listen(engine, "before_cursor_execute", self._on)
-
-    def _on(self, _conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
-        if not statement.startswith(("SAVEPOINT", "RELEASE", "ROLLBACK TO")):  # the test's own transaction
-            self.seen.append(" ".join(statement.split()))
-
-    def close(self) -> None:
-        sa.event.remove(self.engine, "before_cursor_execute", self._on)
 
 
 def claim(client, pair, mac, minutes_ago):  # type: ignore[no-untyped-def]

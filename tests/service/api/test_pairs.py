@@ -505,11 +505,21 @@ def test_device_views_are_unchanged_by_preflight(client, tenant):
     assert client.get("/api/v1/devices", headers=tenant.admin()).get_json() == before
 
 
+def _domain_set_with(enqueue, settings, session_factory, make_tenant, domain):  # type: ignore[no-untyped-def]
+    """An app on `enqueue`, a new tenant's pair, and its custom domain set (200): (client, tenant, pair)."""
+    from service.app import create_app
+
+    app = create_app(settings, session_factory=session_factory, enqueue=enqueue, broker_check=lambda: "ok")
+    client, tenant = app.test_client(), make_tenant()
+    pair = create_pair(client, tenant)
+    r = client.put(f"/api/v1/ha-pairs/{pair['id']}/custom-domain", json={"domain": domain}, headers=tenant.admin())
+    assert r.status_code == 200, r.get_json()
+    return client, tenant, pair
+
+
 def test_repoint_is_enqueued_only_after_the_commit(settings, session_factory, make_tenant, db_session):
     """The task goes to the broker once the request's transaction is committed, never before."""
     from flask import g
-
-    from service.app import create_app
 
     seen: list[tuple[str, tuple[Any, ...], bool, str | None]] = []
 
@@ -520,12 +530,7 @@ def test_repoint_is_enqueued_only_after_the_commit(settings, session_factory, ma
                                                                    PairSync.target == args[1])).scalar()
         seen.append((task, args, g.db.in_transaction(), state))
 
-    app = create_app(settings, session_factory=session_factory, enqueue=enqueue, broker_check=lambda: "ok")
-    client, tenant = app.test_client(), make_tenant()
-    pair = create_pair(client, tenant)
-    r = client.put(f"/api/v1/ha-pairs/{pair['id']}/custom-domain", json={"domain": "after.example.com"},
-                   headers=tenant.admin())
-    assert r.status_code == 200
+    _client, _tenant, pair = _domain_set_with(enqueue, settings, session_factory, make_tenant, "after.example.com")
     assert seen == [("ucmha.repoint", (pair["id"], "remote_connect"), False, "pending")]
 
 
@@ -533,17 +538,10 @@ def test_a_failing_broker_does_not_fail_the_request(settings, session_factory, m
     """The sync row is the durable outbox: the sweeper re-enqueues what the broker did not take."""
     from kombu.exceptions import OperationalError
 
-    from service.app import create_app
-
     def enqueue(task: str, args: Any) -> None:
         raise OperationalError("broker down")
 
-    app = create_app(settings, session_factory=session_factory, enqueue=enqueue, broker_check=lambda: "ok")
-    client, tenant = app.test_client(), make_tenant()
-    pair = create_pair(client, tenant)
-    r = client.put(f"/api/v1/ha-pairs/{pair['id']}/custom-domain", json={"domain": "outbox.example.com"},
-                   headers=tenant.admin())
-    assert r.status_code == 200
+    client, tenant, pair = _domain_set_with(enqueue, settings, session_factory, make_tenant, "outbox.example.com")
     got = client.get(f"/api/v1/ha-pairs/{pair['id']}", headers=tenant.admin()).get_json()
     assert got["custom_domain"] == "outbox.example.com" and got["sync"]["remote_connect"]["state"] == "pending"
 

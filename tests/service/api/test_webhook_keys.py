@@ -9,6 +9,7 @@ from service.models import Device, Notification
 from service.security import SecretBox, new_webhook_secret
 from service.webhook_keys import WebhookKeys
 from tests.formed_pair import PRIMARY, SECONDARY, form_pair
+from tests.service.api import helpers
 
 PRIMARY, SECONDARY, LONER = "00:0B:82:A4:6E:BF", "C0:74:AD:45:3B:10", "C0:74:AD:00:00:01"
 
@@ -23,19 +24,8 @@ def report(client, mac, secret, seq):
     return client.post(f"/api/v1/webhooks/ucm/{mac}", data=body, headers=signed_headers(secret, body))
 
 
-class Statements:
+class Statements(helpers.Statements):
     """SQL statements the app runs, by text."""
-
-    def __init__(self, engine: sa.Engine) -> None:
-        self.seen: list[str] = []
-        self.engine = engine
-        sa.event.listen(engine, "before_cursor_execute", self._on)
-
-    def _on(self, _conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
-        self.seen.append(statement)
-
-    def close(self) -> None:
-        sa.event.remove(self.engine, "before_cursor_execute", self._on)
 
     def device_lookups(self) -> int:
         """The intake's own device lookup (the ORM's full device loads list `devices.model` next)."""

@@ -1,7 +1,6 @@
 """A subscription deleted while a decision writes its events, on real PostgreSQL (real transactions)."""
 from __future__ import annotations
 
-import threading
 
 import sqlalchemy as sa
 
@@ -13,7 +12,7 @@ from service.domain.subscriptions import SubscriptionEvent
 from service.models import Device, EventDelivery, EventSubscription, HaPair, Organization, OutboundEvent
 from service.security import SecretBox, hash_token, new_alert_token, new_webhook_secret
 from harness.stack import wait_for
-from tests.real_database import waiting_for_a_lock
+from tests.real_database import delete_elsewhere, waiting_for_a_lock
 
 
 def test_a_delete_waits_for_the_decision_that_is_writing_events_for_it(fresh_database, settings):
@@ -47,16 +46,7 @@ def test_a_delete_waits_for_the_decision_that_is_writing_events_for_it(fresh_dat
         decided_pair = deciding.get(HaPair, pair_id)
         events.record_events(ctx, decided_pair, [SubscriptionEvent("pair.switched", pair_id, {"x": 1})])
 
-        deleted = threading.Event()
-
-        def delete() -> None:
-            with factory() as s:
-                s.execute(sa.delete(EventSubscription).where(EventSubscription.id == sub_id))
-                s.commit()
-            deleted.set()
-
-        deleter = threading.Thread(target=delete)
-        deleter.start()
+        deleter, deleted = delete_elsewhere(factory, EventSubscription, sub_id)
         wait_for(lambda: waiting_for_a_lock(engine), 10, "the delete to wait for the deciding transaction")
         assert not deleted.is_set()
         ctx.commit()  # the decision and its events commit (no foreign key failure)

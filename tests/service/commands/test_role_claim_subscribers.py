@@ -23,7 +23,7 @@ from service.models import EventDelivery, EventSubscription, HaPair, OutboundEve
 from service.security import SecretBox, new_webhook_secret
 from service.settings import Settings
 from tests.service.api.helpers import create_device, create_pair, create_plan
-from tests.real_database import admin_tenant, waiting_for_a_lock
+from tests.real_database import admin_tenant, delete_elsewhere, waiting_for_a_lock
 from tests.webhook_helpers import role_changed, signed_headers
 
 
@@ -112,16 +112,7 @@ def test_a_subscription_deleted_after_the_pair_was_read_leaves_the_decision_comm
     assert claimed is not None and claimed.subscribed
     ctx.org_subscribed[real["org_id"]] = claimed.subscribed
 
-    deleted = threading.Event()
-
-    def delete() -> None:
-        with factory() as s:
-            s.execute(sa.delete(EventSubscription).where(EventSubscription.id == subscription_id))
-            s.commit()
-        deleted.set()
-
-    deleter = threading.Thread(target=delete)
-    deleter.start()
+    deleter, deleted = delete_elsewhere(factory, EventSubscription, subscription_id)
     deleter.join(timeout=10)
     assert deleted.is_set()  # the pair's read locked no subscription
     events.record_events(ctx, claimed.pair, [SubscriptionEvent(PAIR_SWITCHED, real["pair_id"], {"x": 1})])

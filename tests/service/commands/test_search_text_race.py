@@ -13,8 +13,8 @@ import time
 from service import migrate, queries
 from service.commands import search_text
 from service.db import make_engine, make_session_factory
-from service.models import Device, HaPair, Organization, PairSearch
-from tests.real_database import waiting_for_a_lock
+from service.models import Device, PairSearch
+from tests.real_database import seed_org, seed_pair, waiting_for_a_lock
 
 
 def test_a_rename_waiting_for_a_domain_change_composes_from_the_committed_domain(fresh_database):
@@ -24,18 +24,8 @@ def test_a_rename_waiting_for_a_domain_change_composes_from_the_committed_domain
     factory = make_session_factory(engine)
     try:
         with factory() as s:
-            org = Organization(name="race")
-            s.add(org)
-            s.flush()
-            nodes = [Device(org_id=org.id, mac=mac, model="UCM6304", firmware="1.0.15.8", name=name,
-                            webhook_secret_enc="x", alert_token_hash=name, storage=[])
-                     for mac, name in (("02:CC:00:00:00:01", "before"), ("02:CC:00:00:00:02", "peer"))]
-            s.add_all(nodes)
-            s.flush()
-            pair = HaPair(org_id=org.id, primary_device_id=nodes[0].id, secondary_device_id=nodes[1].id,
-                          active_device_id=nodes[0].id, status="paired", epoch=1)
-            s.add(pair)
-            s.flush()
+            org = seed_org(s, "race")
+            nodes, pair = seed_pair(s, org.id, ("02:CC:00:00:00:01", "02:CC:00:00:00:02"), names=("before", "peer"))
             search_text.refresh(s, [pair.id])
             s.commit()
             pair_id, device_id = pair.id, nodes[0].id

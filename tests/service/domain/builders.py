@@ -68,3 +68,8 @@ def report(
         occurred_at=when,
         sequence=sequence,
     )
+
+
+def routing(state: PairState) -> tuple[str, str, int, datetime | None]:
+    """Where a pair routes and why it believes it: Active, status, epoch, newest accepted Active assertion."""
+    return (state.active_mac, state.status, state.epoch, state.newest_active_assertion_at)

@@ -10,6 +10,12 @@ from tests.guide_history import GUIDE_ALARMS, GUIDE_SWITCH_LOG, GUIDE_SWITCH_LOG
 PRIMARY = "00:0B:82:A4:6E:BF"
 SECONDARY = "C0:74:AD:45:3B:10"
 SENDER = "c074ad453b10"
+TAKEN_OVER = ("role_changed", SECONDARY, None, None, None)
+
+
+def fault(kind: str, state: str, at: str) -> tuple[str, str, str, str, str]:
+    """What `shape` gives for a fault line of the Primary."""
+    return ("fault", PRIMARY, kind, state, at)
 
 
 def utc(text: str) -> datetime:
@@ -19,56 +25,14 @@ def utc(text: str) -> datetime:
 # -- the guide's alarm page, verbatim (图表 15) ---------------------------------------------
 
 GUIDE_EXPECTED = {
-    "异地告警 MAC: 000B82A46EBF -- WAN/LAN 2023-07-07 15:08:34故障恢复": (
-        "fault",
-        PRIMARY,
-        "wan_lan",
-        "cleared",
-        "2023-07-07 15:08:34",
-    ),
-    "异地告警 发生HA切换, MAC: C074AD453B10已经接管业务。": ("role_changed", SECONDARY, None, None, None),
-    "异地告警 MAC: 000B82A46EBF -- WAN/LAN 2023-07-07 15:06:03连线断开故障": (
-        "fault",
-        PRIMARY,
-        "wan_lan",
-        "raised",
-        "2023-07-07 15:06:03",
-    ),
-    "异地告警 MAC: 000B82A46EBF -- WAN/LAN 2023-07-07 14:48:23故障恢复": (
-        "fault",
-        PRIMARY,
-        "wan_lan",
-        "cleared",
-        "2023-07-07 14:48:23",
-    ),
-    "异地告警 MAC: 000B82A46EBF -- WAN/LAN 2023-07-07 14:45:30连线断开故障": (
-        "fault",
-        PRIMARY,
-        "wan_lan",
-        "raised",
-        "2023-07-07 14:45:30",
-    ),
-    "异地告警 MAC: 000B82A46EBF -- HEARTBEAT 2023-07-07 14:13:24故障恢复": (
-        "fault",
-        PRIMARY,
-        "heartbeat",
-        "cleared",
-        "2023-07-07 14:13:24",
-    ),
-    "异地告警 MAC: 000B82A46EBF -- HEARTBEAT 2023-07-07 14:13:19故障恢复": (
-        "fault",
-        PRIMARY,
-        "heartbeat",
-        "cleared",
-        "2023-07-07 14:13:19",
-    ),
-    "异地告警 MAC: 000B82A46EBF -- HEARTBEAT 2023-07-07 14:13:14故障恢复": (
-        "fault",
-        PRIMARY,
-        "heartbeat",
-        "cleared",
-        "2023-07-07 14:13:14",
-    ),
+    "异地告警 MAC: 000B82A46EBF -- WAN/LAN 2023-07-07 15:08:34故障恢复": fault("wan_lan", "cleared", "2023-07-07 15:08:34"),
+    "异地告警 发生HA切换, MAC: C074AD453B10已经接管业务。": TAKEN_OVER,
+    "异地告警 MAC: 000B82A46EBF -- WAN/LAN 2023-07-07 15:06:03连线断开故障": fault("wan_lan", "raised", "2023-07-07 15:06:03"),
+    "异地告警 MAC: 000B82A46EBF -- WAN/LAN 2023-07-07 14:48:23故障恢复": fault("wan_lan", "cleared", "2023-07-07 14:48:23"),
+    "异地告警 MAC: 000B82A46EBF -- WAN/LAN 2023-07-07 14:45:30连线断开故障": fault("wan_lan", "raised", "2023-07-07 14:45:30"),
+    "异地告警 MAC: 000B82A46EBF -- HEARTBEAT 2023-07-07 14:13:24故障恢复": fault("heartbeat", "cleared", "2023-07-07 14:13:24"),
+    "异地告警 MAC: 000B82A46EBF -- HEARTBEAT 2023-07-07 14:13:19故障恢复": fault("heartbeat", "cleared", "2023-07-07 14:13:19"),
+    "异地告警 MAC: 000B82A46EBF -- HEARTBEAT 2023-07-07 14:13:14故障恢复": fault("heartbeat", "cleared", "2023-07-07 14:13:14"),
 }
 
 
@@ -106,75 +70,30 @@ def test_fault_times_are_read_as_utc():
     assert alert.reason is None
 
 
-@pytest.mark.parametrize(
-    "content, expected",
-    [
-        ("发生HA切换, MAC: C074AD453B10已经接管业务。", ("role_changed", SECONDARY, None, None, None)),
-        ("发生HA切换，MAC：C074AD453B10已经接管业务", ("role_changed", SECONDARY, None, None, None)),
-        ("发生HA切换, MAC: C0:74:AD:45:3B:10 已经接管业务。", ("role_changed", SECONDARY, None, None, None)),
-        (
-            "MAC: 000B82A46EBF -- WAN/LAN 2023-07-07 15:06:03连线断开故障",
-            ("fault", PRIMARY, "wan_lan", "raised", "2023-07-07 15:06:03"),
-        ),
-        (
-            "MAC：000b82a46ebf -- HEARTBEAT 2023-07-07 14:13:24故障恢复",
-            ("fault", PRIMARY, "heartbeat", "cleared", "2023-07-07 14:13:24"),
-        ),
-        (
-            "异地告警 MAC: 000B82A46EBF -- HEARTBEAT 2023-07-07 14:13:24心跳断开故障",
-            ("fault", PRIMARY, "heartbeat", "raised", "2023-07-07 14:13:24"),
-        ),
-    ],
-)
-def test_chinese_variants_without_prefix_or_with_full_width_punctuation(content, expected):
-    assert shape(parse_alert("", SENDER, content)) == expected
+# Chinese variants without the prefix or with full-width punctuation, then the English firmware texts
+# (assumed; see the module docstring). A switch text carries no reason, so it takes the conservative one.
+FIRMWARE_TEXTS = [
+    ("发生HA切换, MAC: C074AD453B10已经接管业务。", TAKEN_OVER),
+    ("发生HA切换，MAC：C074AD453B10已经接管业务", TAKEN_OVER),
+    ("发生HA切换, MAC: C0:74:AD:45:3B:10 已经接管业务。", TAKEN_OVER),
+    ("MAC: 000B82A46EBF -- WAN/LAN 2023-07-07 15:06:03连线断开故障", fault("wan_lan", "raised", "2023-07-07 15:06:03")),
+    ("MAC：000b82a46ebf -- HEARTBEAT 2023-07-07 14:13:24故障恢复", fault("heartbeat", "cleared", "2023-07-07 14:13:24")),
+    ("异地告警 MAC: 000B82A46EBF -- HEARTBEAT 2023-07-07 14:13:24心跳断开故障", fault("heartbeat", "raised", "2023-07-07 14:13:24")),
+    # English
+    ("HA switchover occurred, MAC: C074AD453B10 has taken over the service.", TAKEN_OVER),
+    ("Remote alarm HA switchover occurred, MAC: C074AD453B10 has taken over the service.", TAKEN_OVER),
+    ("HA switch occurred, MAC: C074AD453B10 has taken over the business.", TAKEN_OVER),
+    ("ha failover happened; mac: c0-74-ad-45-3b-10 taken over", TAKEN_OVER),
+    ("MAC: 000B82A46EBF -- WAN/LAN 2023-07-07 15:06:03 link disconnected fault", fault("wan_lan", "raised", "2023-07-07 15:06:03")),
+    ("Remote alarm MAC: 000B82A46EBF -- WAN/LAN 2023-07-07 15:08:34 fault recovered", fault("wan_lan", "cleared", "2023-07-07 15:08:34")),
+    ("MAC: 000B82A46EBF -- HEARTBEAT 2023-07-07 14:13:24 fault recovered", fault("heartbeat", "cleared", "2023-07-07 14:13:24")),
+    ("MAC: 000B82A46EBF -- HEARTBEAT 2023-07-07 14:13:24 heartbeat lost", fault("heartbeat", "raised", "2023-07-07 14:13:24")),
+    ("MAC: 000B82A46EBF -- Heart Beat 2023-07-07T14:13:24 link down", fault("heartbeat", "raised", "2023-07-07 14:13:24")),
+]
 
 
-# -- English firmware texts (assumed; see the module docstring) -------------------------
-
-
-@pytest.mark.parametrize(
-    "content, expected",
-    [
-        (
-            "HA switchover occurred, MAC: C074AD453B10 has taken over the service.",
-            ("role_changed", SECONDARY, None, None, None),
-        ),
-        (
-            "Remote alarm HA switchover occurred, MAC: C074AD453B10 has taken over the service.",
-            ("role_changed", SECONDARY, None, None, None),
-        ),
-        (
-            "HA switch occurred, MAC: C074AD453B10 has taken over the business.",
-            ("role_changed", SECONDARY, None, None, None),
-        ),
-        (
-            "ha failover happened; mac: c0-74-ad-45-3b-10 taken over",
-            ("role_changed", SECONDARY, None, None, None),
-        ),
-        (
-            "MAC: 000B82A46EBF -- WAN/LAN 2023-07-07 15:06:03 link disconnected fault",
-            ("fault", PRIMARY, "wan_lan", "raised", "2023-07-07 15:06:03"),
-        ),
-        (
-            "Remote alarm MAC: 000B82A46EBF -- WAN/LAN 2023-07-07 15:08:34 fault recovered",
-            ("fault", PRIMARY, "wan_lan", "cleared", "2023-07-07 15:08:34"),
-        ),
-        (
-            "MAC: 000B82A46EBF -- HEARTBEAT 2023-07-07 14:13:24 fault recovered",
-            ("fault", PRIMARY, "heartbeat", "cleared", "2023-07-07 14:13:24"),
-        ),
-        (
-            "MAC: 000B82A46EBF -- HEARTBEAT 2023-07-07 14:13:24 heartbeat lost",
-            ("fault", PRIMARY, "heartbeat", "raised", "2023-07-07 14:13:24"),
-        ),
-        (
-            "MAC: 000B82A46EBF -- Heart Beat 2023-07-07T14:13:24 link down",
-            ("fault", PRIMARY, "heartbeat", "raised", "2023-07-07 14:13:24"),
-        ),
-    ],
-)
-def test_english_texts(content, expected):
+@pytest.mark.parametrize("content, expected", FIRMWARE_TEXTS)
+def test_firmware_texts(content, expected):
     alert = parse_alert("", SENDER, content)
     assert shape(alert) == expected
     if alert.kind == "role_changed":

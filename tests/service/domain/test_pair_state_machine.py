@@ -1,13 +1,16 @@
 """One pair driven through random interleavings of everything that can happen to it.
 
-Claims with known and unknown reasons, status reports, replays (a new webhook-id with an old
-sequence), late and early clocks (bounded by the receive time), admin rulings, and the upstream
-outcomes of repoints in flight while the pair moves on. A small reference model holds what must
-stay true; the invariants are checked after every step.
+Claims with known and unknown reasons, status reports, faults, backups, procedure steps, replays (a
+new webhook-id with an old sequence), late and early clocks (bounded by the receive time), admin
+rulings, and the upstream outcomes of repoints in flight while the pair moves on.
+
+`Model` is the reference: its own Active, status, epoch, sequences and open alarms, computed from
+the inputs by the rules of the decision table (R1-R7) written out plainly, never read back from the
+code under test. The invariants compare the two after every step.
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
 from hypothesis import HealthCheck, settings
@@ -21,6 +24,7 @@ from service.domain.clock import bound_occurred_at
 from service.domain.errors import InvalidInput
 from service.domain.outbox import Desired, Routing, SyncRow
 from service.domain.pair_state import PairState, liveness_of
+from service.domain.procedures import ProcedureChange
 from service.domain.status import StatusReport
 
 PRIMARY, SECONDARY = "00:0B:82:A4:6E:BF", "C0:74:AD:45:3B:10"
@@ -28,6 +32,7 @@ NODES = (PRIMARY, SECONDARY)
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc)
 DOMAIN = "pbx.example.com"
 WINDOW_S = 60
+TIMEOUT_S = 7
 
 macs = st.sampled_from(NODES)
 reasons = st.sampled_from((*REASONS, "ha_process_restarted"))
@@ -35,21 +40,132 @@ reasons = st.sampled_from((*REASONS, "ha_process_restarted"))
 clock_offsets = st.one_of(st.integers(-600, 0), st.just(0), st.integers(1, 300), st.integers(301, 10**6))
 
 
+@dataclass
+class Node:
+    sequence: int | None = None
+    asserted_active_at: datetime | None = None  # the last time it said it is Active (claim or report)
+    status_at: datetime | None = None
+    status_role: str | None = None
+
+
+@dataclass
+class Model:
+    """What the pair must be, by the rules, from the inputs alone."""
+
+    active: str = PRIMARY
+    status: str = "paired"
+    epoch: int = 1
+    newest: datetime | None = None  # the newest accepted Active assertion
+    nodes: dict[str, Node] = field(default_factory=lambda: {mac: Node() for mac in NODES})
+    open_faults: set[tuple[str, str]] = field(default_factory=set)
+    backup_failed: bool = False
+    last_full_backup: datetime | None = None
+
+    def fresh(self, mac: str, sequence: int) -> bool:
+        last = self.nodes[mac].sequence
+        return last is None or sequence > last
+
+    def use(self, mac: str, sequence: int) -> None:
+        node = self.nodes[mac]
+        node.sequence = sequence if node.sequence is None else max(node.sequence, sequence)
+
+    def alive_since(self, mac: str, since: datetime) -> bool:
+        node = self.nodes[mac]
+        said_active = node.asserted_active_at is not None and node.asserted_active_at >= since
+        reported_active = node.status_role == "active" and node.status_at is not None and node.status_at >= since
+        return said_active or reported_active
+
+    def move(self, active: str, status: str) -> None:
+        """R1: a new Active is a new epoch; the same Active keeps it."""
+        if active != self.active:
+            self.epoch += 1
+        self.active, self.status = active, status
+
+    def switch_to(self, mac: str, work_status: str) -> None:
+        self.epoch += 1  # a switch always takes a new epoch
+        self.active = mac
+        self.status = "replacing" if self.status == "replacing" else work_status  # a procedure keeps its status
+
+    def assert_active(self, mac: str, at: datetime) -> None:
+        node = self.nodes[mac]
+        node.asserted_active_at = at if node.asserted_active_at is None else max(node.asserted_active_at, at)
+
+    def accept(self, at: datetime) -> None:
+        self.newest = at if self.newest is None else max(self.newest, at)
+
+    def claim(self, mac: str, reason: str, at: datetime, sequence: int) -> str:
+        if not self.fresh(mac, sequence):
+            return "stale"
+        self.use(mac, sequence)
+        before_active, before_newest = self.active, self.newest
+        alive = self.alive_since(before_active, at - timedelta(seconds=TIMEOUT_S))
+        self.assert_active(mac, at)
+        if before_newest is not None and at < before_newest:
+            return "stale"  # older than what the pair already believes (R3)
+        self.accept(at)
+        if self.status == "split_brain" or mac == before_active:
+            return "no_change"  # a claim settles no split brain; the Active claiming confirms
+        if reason == "force_switch":
+            self.switch_to(mac, "paired")
+        elif reason == "network_port_disconnect":
+            self.switch_to(mac, "standalone")
+        elif alive:
+            self.move(PRIMARY, "split_brain")  # both say Active: route to the Primary (R5)
+        else:
+            self.switch_to(mac, "standalone")  # heart_beat_lost and unknown reasons: the cautious row
+        return "decided"
+
+    def report(self, mac: str, role: str, work: str, at: datetime, sequence: int) -> str:
+        if not self.fresh(mac, sequence):
+            return "stale"
+        self.use(mac, sequence)
+        accepted = False
+        if self.status == "split_brain":
+            accepted = role == "active"
+            if role == "standby":
+                self.move(NODES[1 - NODES.index(mac)], "paired")  # it stood down: the other is the Active
+        elif role == "active" and mac == self.active:
+            accepted = True
+            if self.status in ("paired", "standalone") and work in ("paired", "standalone"):
+                self.status = work
+        elif role == "active" and not (self.newest is not None and at < self.newest):
+            if self.alive_since(self.active, at - timedelta(seconds=WINDOW_S)):
+                accepted = True
+                self.move(PRIMARY, "split_brain")
+            # otherwise no automatic failover on a report alone (R7)
+        node = self.nodes[mac]
+        node.status_at, node.status_role = at, role
+        if role == "active":
+            self.assert_active(mac, at)
+            if accepted:
+                self.accept(at)
+        return "decided"
+
+    def resolve(self, mac: str, now: datetime) -> None:
+        self.epoch += 1
+        self.active = mac
+        self.status = "replacing" if self.status == "replacing" else "paired"
+        self.newest = now
+        for node in self.nodes.values():  # the ruling overrides what the nodes said before it
+            if node.asserted_active_at is not None:
+                node.asserted_active_at = min(node.asserted_active_at, now)
+            if node.status_at is not None:
+                node.status_at = min(node.status_at, now)
+
+
 class PairMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.now = T0
-        self.pair = PairState(PRIMARY, SECONDARY, PRIMARY, "paired", 1, 7)
+        self.pair = PairState(PRIMARY, SECONDARY, PRIMARY, "paired", 1, TIMEOUT_S)
         self.row = SyncRow("remote_connect")
         self._plan("created")
-        # The reference model: what the decision table must agree with.
-        self.model_epoch = 1
-        self.model_active = PRIMARY
-        self.model_last_sequence: dict[str, int | None] = {PRIMARY: None, SECONDARY: None}
+        self.model = Model()
         self.split_brain_alarm_open = False
+        self.open_faults: set[str] = set()
+        self.backup_failed_open = False
         self.in_flight: Desired | None = None
         self.applied_epochs: list[int] = []
-        self.last: transition.PairTransition | None = None
 
     # --- plumbing: what a command and a worker do around the domain -------------------------------
 
@@ -61,35 +177,20 @@ class PairMachine(RuleBasedStateMachine):
         self.row = outbox.plan(self.row, desired, [], self.now, why).after
 
     def _take(self, change: transition.PairTransition) -> None:
-        before = self.pair
-        self.last = change
-        assert change.before == before
-        # The model's view of every transition.
-        assert change.after.epoch in (before.epoch, before.epoch + 1)
-        if change.after.active_mac != before.active_mac:
-            assert change.outcome in ("applied", "split_brain", "split_brain_ended") or change.cause == "admin_resolve"
-            assert change.switch is not None and change.switch.to_mac == change.after.active_mac
-            assert change.epoch_bumped
-        if change.cause == "status_report" and change.outcome == "recorded":
-            # No automatic failback: a status report alone never moves the Active (R7).
-            assert change.after.active_mac == before.active_mac
+        """What `persist` does: the state after, and the alarms opened or closed."""
+        assert change.before == self.pair
         for alarm in change.alarms:
             if alarm.kind == alarm_kinds.SPLIT_BRAIN:
                 self.split_brain_alarm_open = alarm.open
-        self.model_epoch += change.epoch_bumped
-        if change.cause == "admin_resolve":
-            self.model_active = change.after.active_mac
-        elif change.switch is not None:
-            self.model_active = change.switch.to_mac
+            elif alarm.kind == alarm_kinds.BACKUP_FAILED:
+                self.backup_failed_open = alarm.open
+            elif alarm.kind.startswith("fault"):
+                (self.open_faults.add if alarm.open else self.open_faults.discard)(alarm.kind)
         self.pair = change.after
         self._plan(change.cause)
 
-    def _expect_nothing_changed(self, change: transition.PairTransition) -> None:
-        assert change.after == change.before
-        assert change.switch is None and change.alarms == () and change.node_report is None
-
     def _sequence(self, mac: str, replay: bool, draw: int) -> int:
-        last = self.model_last_sequence[mac]
+        last = self.model.nodes[mac].sequence
         if replay and last is not None:
             return max(0, last - draw % (last + 1))
         return (last if last is not None else -1) + 1 + draw % 3
@@ -100,13 +201,17 @@ class PairMachine(RuleBasedStateMachine):
         except InvalidInput:
             return None  # refused before anything is stored
 
-    def _note_sequence(self, mac: str, sequence: int, stale_by_sequence: bool, change) -> None:  # type: ignore[no-untyped-def]
-        if stale_by_sequence:
-            assert change.outcome == "stale" and change.row == "stale_sequence"
-            self._expect_nothing_changed(change)
-        else:
-            last = self.model_last_sequence[mac]
-            self.model_last_sequence[mac] = sequence if last is None else max(last, sequence)
+    def _stale_changes_nothing(self, change: transition.PairTransition) -> None:
+        assert change.outcome == "stale" and change.after == change.before
+        assert change.switch is None and change.alarms == ()
+
+    def _fresh_notice(self, mac: str, sequence: int, change: transition.PairTransition) -> bool:
+        """A fault or backup notice: a stale one changes nothing; a fresh one uses up its sequence."""
+        if not self.model.fresh(mac, sequence):
+            self._stale_changes_nothing(change)
+            return False
+        self.model.use(mac, sequence)
+        return True
 
     # --- rules -----------------------------------------------------------------------------------
 
@@ -120,25 +225,11 @@ class PairMachine(RuleBasedStateMachine):
         if occurred_at is None:
             return
         sequence = self._sequence(mac, replay, draw)
-        last = self.model_last_sequence[mac]
-        stale_by_sequence = last is not None and sequence <= last
-        before = self.pair
-        claim = RoleClaim(mac, reason, occurred_at, sequence)
-        change = transition.on_claim(before, claim)
-        self._note_sequence(mac, sequence, stale_by_sequence, change)
-        if change.outcome == "stale":
-            # A stale claim changes nothing of the pair; only the claimant's own bookkeeping moves.
-            assert (change.after.active_mac, change.after.status, change.after.epoch,
-                    change.after.newest_active_assertion_at) == (
-                before.active_mac, before.status, before.epoch, before.newest_active_assertion_at)
-            other = SECONDARY if mac == PRIMARY else PRIMARY
-            assert liveness_of(change.after, other) == liveness_of(before, other)
-        newest = before.newest_active_assertion_at
-        fresh = not stale_by_sequence and (newest is None or occurred_at >= newest)
-        if fresh and before.status != "split_brain" and mac != before.active_mac and reason == "force_switch":
-            assert (change.outcome, change.after.active_mac) == ("applied", mac)
-        if reason not in REASONS and change.outcome == "applied":
-            assert change.row == "heart_beat_lost"  # the cautious rows
+        change = transition.on_claim(self.pair, RoleClaim(mac, reason, occurred_at, sequence))
+        if self.model.claim(mac, reason, occurred_at, sequence) == "stale":
+            assert change.outcome == "stale"
+        if change.row == "stale_sequence":
+            self._stale_changes_nothing(change)
         self._take(change)
 
     @rule(mac=macs, role=st.sampled_from(("active", "standby")), work=st.sampled_from(("paired", "standalone")),
@@ -148,18 +239,46 @@ class PairMachine(RuleBasedStateMachine):
         if occurred_at is None:
             return
         sequence = self._sequence(mac, replay, draw)
-        last = self.model_last_sequence[mac]
-        stale_by_sequence = last is not None and sequence <= last
-        report = StatusReport(mac, role, work, "idle", "1.0.15.8", occurred_at, sequence)
-        change = transition.on_status(self.pair, report, WINDOW_S)
-        self._note_sequence(mac, sequence, stale_by_sequence, change)
+        change = transition.on_status(self.pair, StatusReport(mac, role, work, "idle", "1.0.15.8", occurred_at,
+                                                              sequence), WINDOW_S)
+        if self.model.report(mac, role, work, occurred_at, sequence) == "stale":
+            self._stale_changes_nothing(change)
+        self._take(change)
+
+    @rule(mac=macs, source=st.sampled_from(("heartbeat", "wan_lan")), raised=st.booleans(),
+          replay=st.booleans(), draw=st.integers(0, 5))
+    def fault(self, mac: str, source: str, raised: bool, replay: bool, draw: int) -> None:
+        sequence = self._sequence(mac, replay, draw)
+        change = transition.on_fault(self.pair, mac, source, "raised" if raised else "cleared", self.now, sequence)
+        if self._fresh_notice(mac, sequence, change):
+            (self.model.open_faults.add if raised else self.model.open_faults.discard)((mac, source))
+        self._take(change)
+
+    @rule(mac=macs, kind=st.sampled_from(("full", "incremental")), ok=st.booleans(), replay=st.booleans(),
+          draw=st.integers(0, 5))
+    def backup(self, mac: str, kind: str, ok: bool, replay: bool, draw: int) -> None:
+        sequence = self._sequence(mac, replay, draw)
+        change = transition.on_backup(self.pair, mac, kind, "success" if ok else "failed", self.now, sequence)
+        if self._fresh_notice(mac, sequence, change) and kind == "full":
+            self.model.backup_failed = not ok
+            if ok:
+                self.model.last_full_backup = self.now
+        self._take(change)
+
+    @precondition(lambda self: self.model.status != "split_brain")
+    @rule(begins=st.booleans(), new_epoch=st.booleans())
+    def procedure_step(self, begins: bool, new_epoch: bool) -> None:
+        """A procedure (a replacement) begins, or ends with the pair paired; either may take a new epoch."""
+        status = "replacing" if begins else "paired"
+        change = transition.on_procedure(self.pair, ProcedureChange(status=status, epoch_bump=new_epoch), "procedure")
+        self.model.status = status
+        self.model.epoch += new_epoch
         self._take(change)
 
     @rule(mac=macs)
     def admin_resolves(self, mac: str) -> None:
         change = transition.on_resolve(self.pair, mac, self.now, "ruling", "token:1")
-        assert change.after.active_mac == mac and change.after.status == "paired" and change.epoch_bumped
-        assert change.after.newest_active_assertion_at == self.now
+        self.model.resolve(mac, self.now)
         self._take(change)
 
     @precondition(lambda self: self.in_flight is None and outbox.is_owed(self.row))
@@ -191,9 +310,22 @@ class PairMachine(RuleBasedStateMachine):
     # --- invariants --------------------------------------------------------------------------------
 
     @invariant()
-    def epoch_and_active_follow_the_model(self) -> None:
-        assert self.pair.epoch == self.model_epoch
-        assert self.pair.active_mac == self.model_active
+    def the_pair_is_what_the_model_says(self) -> None:
+        m = self.model
+        assert (self.pair.active_mac, self.pair.status, self.pair.epoch) == (m.active, m.status, m.epoch)
+        assert self.pair.newest_active_assertion_at == m.newest
+        assert self.pair.last_full_backup_at == m.last_full_backup
+
+    @invariant()
+    def sequences_match_the_model(self) -> None:
+        for mac in NODES:
+            assert liveness_of(self.pair, mac).last_sequence == self.model.nodes[mac].sequence
+
+    @invariant()
+    def the_open_alarms_are_the_models(self) -> None:
+        assert self.split_brain_alarm_open == (self.model.status == "split_brain")
+        assert self.open_faults == {alarm_kinds.fault(source, mac) for mac, source in self.model.open_faults}
+        assert self.backup_failed_open == self.model.backup_failed
 
     @invariant()
     def the_desired_target_is_the_active(self) -> None:
@@ -201,15 +333,6 @@ class PairMachine(RuleBasedStateMachine):
         assert self.row.desired_epoch == self.pair.epoch
         if self.pair.status == "split_brain":
             assert self.pair.active_mac == PRIMARY  # routing goes to the Primary (R5)
-
-    @invariant()
-    def the_split_brain_alarm_is_open_exactly_in_split_brain(self) -> None:
-        assert self.split_brain_alarm_open == (self.pair.status == "split_brain")
-
-    @invariant()
-    def sequences_match_the_model(self) -> None:
-        for mac in NODES:
-            assert liveness_of(self.pair, mac).last_sequence == self.model_last_sequence[mac]
 
     @invariant()
     def nothing_is_dated_after_its_arrival(self) -> None:
@@ -227,7 +350,8 @@ class PairMachine(RuleBasedStateMachine):
             assert self.row.applied_epoch <= self.row.desired_epoch
 
 
-PairMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None,
+# Bounded: 100 histories of up to 40 steps (a few seconds), no single history over 5 s.
+PairMachine.TestCase.settings = settings(max_examples=100, stateful_step_count=40, deadline=timedelta(seconds=5),
                                          suppress_health_check=[HealthCheck.too_slow])
 test_one_pair_through_random_histories = PairMachine.TestCase
 

@@ -5,7 +5,7 @@ import pytest
 from service.domain.errors import InvalidInput, InvalidState, NotInPair
 from service.domain.status import StatusDecision, decide_status, record_status
 
-from .builders import PRIMARY, SECONDARY, STRANGER, at, live, pair, report
+from .builders import PRIMARY, SECONDARY, STRANGER, at, live, pair, report, routing
 
 WINDOW = 30
 
@@ -51,53 +51,37 @@ def test_row_during_split_brain():
     )
 
 
-def test_row_active_status():
-    state = pair(SECONDARY, "standalone", 2, 7, at(0))
-    decision = decide(state, report(SECONDARY, "active", at(10), 3, work_status="paired"))
-    assert decision == StatusDecision(
-        "recorded", SECONDARY, "paired", False, decision.reason, "active_status"
-    )
-
-
-def test_row_active_report_outdated():
+# The rows past split brain: (pair before, the report, the decision's kind, Active, status and epoch
+# bump, a phrase its reason must hold).
+ROWS_AFTER_SPLIT_BRAIN = {
+    "active_status": (pair(SECONDARY, "standalone", 2, 7, at(0)),
+                      report(SECONDARY, "active", at(10), 3, work_status="paired"),
+                      ("recorded", SECONDARY, "paired", False), ""),
     # The Secondary took over at t=100; the Primary's report from before that is old news.
-    state = pair(SECONDARY, "standalone", 2, 7, at(100), live(SECONDARY, 1, at(100)))
-    decision = decide(state, report(PRIMARY, "active", at(90), 7))
-    assert decision == StatusDecision(
-        "recorded", SECONDARY, "standalone", False, decision.reason, "active_report_outdated"
-    )
-
-
-def test_row_both_active():
-    state = pair(SECONDARY, "standalone", 2, 7, at(100), live(SECONDARY, 1, at(100)))
-    decision = decide(state, report(PRIMARY, "active", at(110), 7))
-    assert decision == StatusDecision(
-        "split_brain", PRIMARY, "split_brain", True, decision.reason, "both_active"
-    )
-
-
-def test_row_active_report_unconfirmed():
+    "active_report_outdated": (pair(SECONDARY, "standalone", 2, 7, at(100), live(SECONDARY, 1, at(100))),
+                               report(PRIMARY, "active", at(90), 7),
+                               ("recorded", SECONDARY, "standalone", False), ""),
+    "both_active": (pair(SECONDARY, "standalone", 2, 7, at(100), live(SECONDARY, 1, at(100))),
+                    report(PRIMARY, "active", at(110), 7),
+                    ("split_brain", PRIMARY, "split_brain", True), ""),
     # The Active on record has been silent for longer than the window: a report alone does
     # not move the Active (R7); the node's role claim will.
-    state = pair(PRIMARY, "paired", 1, 7, at(0), live(PRIMARY, 1, at(0)))
-    decision = decide(state, report(SECONDARY, "active", at(WINDOW + 1), 2, work_status="standalone"))
-    assert decision == StatusDecision(
-        "recorded", PRIMARY, "paired", False, decision.reason, "active_report_unconfirmed"
-    )
-    assert "R7" in decision.reason
+    "active_report_unconfirmed": (pair(PRIMARY, "paired", 1, 7, at(0), live(PRIMARY, 1, at(0))),
+                                  report(SECONDARY, "active", at(WINDOW + 1), 2, work_status="standalone"),
+                                  ("recorded", PRIMARY, "paired", False), "R7"),
+    "active_reports_standby": (pair(PRIMARY, "paired", 1, 7, at(0)), report(PRIMARY, "standby", at(10), 2),
+                               ("recorded", PRIMARY, "paired", False), "Active on record"),
+    "standby_status": (pair(PRIMARY, "paired", 1, 7, at(0)), report(SECONDARY, "standby", at(10), 2),
+                       ("recorded", PRIMARY, "paired", False), ""),
+}
 
 
-def test_row_active_reports_standby():
-    decision = decide(pair(PRIMARY, "paired", 1, 7, at(0)), report(PRIMARY, "standby", at(10), 2))
-    assert decision == StatusDecision(
-        "recorded", PRIMARY, "paired", False, decision.reason, "active_reports_standby"
-    )
-    assert "Active on record" in decision.reason
-
-
-def test_row_standby_status():
-    decision = decide(pair(PRIMARY, "paired", 1, 7, at(0)), report(SECONDARY, "standby", at(10), 2))
-    assert decision == StatusDecision("recorded", PRIMARY, "paired", False, decision.reason, "standby_status")
+@pytest.mark.parametrize("row", ROWS_AFTER_SPLIT_BRAIN)
+def test_row(row):
+    state, status_report, (kind, active, status, bump), phrase = ROWS_AFTER_SPLIT_BRAIN[row]
+    decision = decide(state, status_report)
+    assert decision == StatusDecision(kind, active, status, bump, decision.reason, row)
+    assert phrase in decision.reason
 
 
 # -- edges ---------------------------------------------------------------------------------
@@ -106,12 +90,8 @@ def test_row_standby_status():
 def test_a_standby_report_from_the_secondary_ends_split_brain_without_moving_the_primary():
     state = pair(PRIMARY, "split_brain", 4, 7, at(0))
     decision = decide(state, report(SECONDARY, "standby", at(10), 3))
-    assert (decision.kind, decision.active_mac, decision.status, decision.epoch_bump) == (
-        "split_brain_ended",
-        PRIMARY,
-        "paired",
-        False,
-    )
+    got = (decision.kind, decision.active_mac, decision.status, decision.epoch_bump)
+    assert got == ("split_brain_ended", PRIMARY, "paired", False)
 
 
 def test_a_stale_standby_report_does_not_end_split_brain():
@@ -130,9 +110,7 @@ def test_the_primary_coming_back_as_active_never_takes_the_active_back_quietly()
 def test_both_active_boundary_is_the_window():
     state = pair(SECONDARY, "standalone", 2, 7, at(100), live(SECONDARY, 1, at(100)))
     assert decide(state, report(PRIMARY, "active", at(100 + WINDOW), 7)).row == "both_active"
-    assert (
-        decide(state, report(PRIMARY, "active", at(100 + WINDOW + 0.5), 7)).row == "active_report_unconfirmed"
-    )
+    assert decide(state, report(PRIMARY, "active", at(100 + WINDOW + 0.5), 7)).row == "active_report_unconfirmed"
 
 
 def test_both_active_sees_an_active_status_report_of_the_active():
@@ -143,12 +121,8 @@ def test_both_active_sees_an_active_status_report_of_the_active():
 def test_both_active_with_the_primary_active_keeps_it_without_a_bump():
     state = pair(PRIMARY, "paired", 2, 7, at(100), live(PRIMARY, 1, at(100)))
     decision = decide(state, report(SECONDARY, "active", at(105), 4))
-    assert (decision.row, decision.active_mac, decision.status, decision.epoch_bump) == (
-        "both_active",
-        PRIMARY,
-        "split_brain",
-        False,
-    )
+    got = (decision.row, decision.active_mac, decision.status, decision.epoch_bump)
+    assert got == ("both_active", PRIMARY, "split_brain", False)
 
 
 def test_an_active_that_was_never_heard_is_not_alive():
@@ -173,12 +147,8 @@ def test_the_actives_work_status_becomes_the_pairs_unless_a_procedure_owns_it(st
 
 
 def test_the_standbys_work_status_does_not_change_the_pair():
-    assert (
-        decide(
-            pair(PRIMARY, "standalone"), report(SECONDARY, "standby", at(0), 0, work_status="paired")
-        ).status
-        == "standalone"
-    )
+    decision = decide(pair(PRIMARY, "standalone"), report(SECONDARY, "standby", at(0), 0, work_status="paired"))
+    assert decision.status == "standalone"
 
 
 def test_an_unknown_role_is_refused():
@@ -198,9 +168,7 @@ def test_a_report_on_a_dissolved_pair_raises():
 
 
 def test_the_reporters_mac_may_come_in_any_spelling():
-    assert (
-        decide(pair(PRIMARY, "standalone"), report("000b82a46ebf", "active", at(0), 0)).row == "active_status"
-    )
+    assert decide(pair(PRIMARY, "standalone"), report("000b82a46ebf", "active", at(0), 0)).row == "active_status"
 
 
 # -- recording ---------------------------------------------------------------------------------
@@ -245,12 +213,7 @@ def test_recording_an_unconfirmed_active_report_does_not_make_a_late_claim_stale
 def test_recording_both_active_opens_split_brain_and_bumps_when_routing_moves():
     state = pair(SECONDARY, "standalone", 2, 7, at(100), live(SECONDARY, 1, at(100)))
     _, after = decide_and_record(state, report(PRIMARY, "active", at(110), 7))
-    assert (after.active_mac, after.status, after.epoch, after.newest_active_assertion_at) == (
-        PRIMARY,
-        "split_brain",
-        3,
-        at(110),
-    )
+    assert routing(after) == (PRIMARY, "split_brain", 3, at(110))
 
 
 def test_recording_the_end_of_split_brain():
@@ -317,9 +280,7 @@ def test_random_histories_of_claims_and_reports_keep_the_invariants(seed):
             decision = decide_claim(state, event)
             state = record_claim(state, event, decision)
         else:
-            event = report(
-                mac, rng.choice(("active", "standby")), when, sequence, rng.choice(("paired", "standalone"))
-            )
+            event = report(mac, rng.choice(("active", "standby")), when, sequence, rng.choice(("paired", "standalone")))
             decision = decide_status(state, event, rng.choice((7, 30)))
             state = record_status(state, event, decision)
         assert decision.epoch_bump == (decision.active_mac != before.active_mac)

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from service.observability.logging import configure_logging
 from service.settings import Settings
 from tests.conftest import REDIS_URL, unavailable
+from tests.formed_pair import form_pair
 from harness.webhooks import signed_headers
 
 
@@ -122,20 +123,6 @@ class PairedNodes:
 
 
 def make_pair(client: Any, tenant: Any, *, custom_domain: str | None = None) -> PairedNodes:
-    h = tenant.admin()
-    secrets_by_mac, alerts = {}, {}
-    macs = [random_mac(), random_mac()]
-    for mac in macs:
-        r = client.post("/api/v1/devices", json={"mac": mac, "model": "UCM6304", "firmware": "1.0.15.8"}, headers=h)
-        assert r.status_code == 201, r.get_json()
-        secrets_by_mac[mac], alerts[mac] = r.get_json()["webhook_secret"], r.get_json()["alert_token"]
-        r = client.post("/api/v1/plans", json={"tier": "Pro", "ha": True, "cloud_im": True, "status": "active",
-                                               "device_mac": mac}, headers=h)
-        assert r.status_code == 201, r.get_json()
-    r = client.post("/api/v1/ha-pairs", json={"primary_mac": macs[0], "secondary_mac": macs[1]}, headers=h)
-    assert r.status_code == 201, r.get_json()
-    pair_id = r.get_json()["id"]
-    if custom_domain:
-        r = client.put(f"/api/v1/ha-pairs/{pair_id}/custom-domain", json={"domain": custom_domain}, headers=h)
-        assert r.status_code == 200, r.get_json()
-    return PairedNodes(pair_id, macs[0], macs[1], secrets_by_mac, alerts)
+    primary, secondary = random_mac(), random_mac()
+    formed = form_pair(client, tenant, primary, secondary, domain=custom_domain or None)
+    return PairedNodes(formed["id"], primary, secondary, formed["secrets"], formed["tokens"])

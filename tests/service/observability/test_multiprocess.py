@@ -23,7 +23,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from service import migrate
 from harness.simulator import free_port
 
-from harness.stack import wait_for
+from harness.stack import end_process, wait_for
 
 from .conftest import Scrape
 
@@ -104,13 +104,7 @@ def server(fresh_database, tmp_path) -> Iterator[Server]:  # type: ignore[no-unt
         wait_for(lambda: len(glob.glob(str(prom_dir / "counter_*.db"))) >= 2, 60, "two worker metric files")
         yield srv
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+        end_process(process, 30)
 
 
 def send_healthz(server: Server, n: int) -> None:

@@ -10,6 +10,7 @@ from limits.storage import MemoryStorage
 
 from service.app import create_app
 from service.security import new_alert_token
+from tests.formed_pair import post_device
 from tests.service.api.helpers import assert_problem
 from harness.webhooks import role_changed, signed_headers, status
 
@@ -75,10 +76,7 @@ def test_node_webhooks_are_limited_per_mac_counting_signed_ones(settings, sessio
     devices = {}
     for _ in range(2):
         mac = random_mac()
-        r = client.post("/api/v1/devices", json={"mac": mac, "model": "UCM6304", "firmware": "1.0.15.8"},
-                        headers=tenant.admin())
-        assert r.status_code == 201
-        devices[mac] = r.get_json()["webhook_secret"]
+        devices[mac] = post_device(client, tenant.admin(), mac)["webhook_secret"]
     mac, other = list(devices)
 
     def send(target: str, secret: str) -> int:
@@ -155,11 +153,7 @@ def test_native_alerts_are_limited_per_alert_token(settings, session_factory, en
                                                    tenant):
     app = build_app(settings, session_factory, enqueued, redis_url=redis_url, rate_limit_alerts="2/minute")
     client = app.test_client()
-    tokens = []
-    for _ in range(2):
-        r = client.post("/api/v1/devices", json={"mac": random_mac(), "model": "UCM6304", "firmware": "1.0.15.8"},
-                        headers=tenant.admin())
-        tokens.append(r.get_json()["alert_token"])
+    tokens = [post_device(client, tenant.admin(), random_mac())["alert_token"] for _ in range(2)]
     for i in range(2):
         r = client.post(f"/api/v1/webhooks/ucm-alerts/{tokens[0]}", json={"content": f"unknown text {i}"})
         assert r.status_code == 202, r.get_json()
