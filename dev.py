@@ -126,11 +126,11 @@ class ChildDied(Exception):
 RESTARTED = ("worker", "scheduler")
 RESTART_DELAYS_S = (1, 2, 5, 10)  # the next delay after each quick exit; reset after STEADY_S
 STEADY_S = 60.0
-HEALTH_EVERY_S = 5.0
+HEALTH_EVERY_S = 3.0
 HEALTH_GRACE_S = 30.0  # a starting worker has no heartbeat yet
 # An unhealthy worker gets SIGTERM, then SIGKILL this long after: the check's 15 s of a stale
-# heartbeat, its 5 s pace and this stay within the 30 s a dead or stuck worker may go unnoticed.
-UNHEALTHY_STOP_S = 3.0
+# heartbeat, its 3 s pace, its own run and this stay within the 30 s a stuck worker may go unnoticed.
+UNHEALTHY_STOP_S = 2.0
 
 
 @dataclass
