@@ -3,6 +3,7 @@ and the upstream simulator. Used by end-to-end tests and benchmarks."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -66,6 +67,10 @@ def end_process(popen: subprocess.Popen[bytes], timeout_s: float, *, group: bool
         popen.wait(timeout=30)
 
 
+# A log line worth showing from anywhere in a failed run's log: an error, a traceback, a 5xx answer.
+PROBLEM_LINE = re.compile(r'"level": "(ERROR|CRITICAL)"|Traceback|"status": 5\d\d|" 5\d\d ')
+
+
 @dataclass
 class Proc:
     name: str
@@ -93,10 +98,15 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.kill()
 
-    def tail(self, n: int = 60) -> str:
+    def tail(self, n: int = 60, problems: int = 40) -> str:
+        """The last `n` lines, after the first `problems` error lines and 5xx answers of the whole log
+        (a failure's cause is often long before the tail)."""
         if not self.log.exists():
             return ""
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        lines = self.log.read_text(errors="replace").splitlines()
+        found = [line for line in lines[:-n] if PROBLEM_LINE.search(line)][:problems]
+        head = ["--- errors and 5xx answers before the tail ---", *found, "--- tail ---"] if found else []
+        return "\n".join([*head, *lines[-n:]])
 
 
 @dataclass

@@ -13,6 +13,7 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 from service.observability import context as log_context
+from service.broker_transport import broker_for
 from service.settings import Settings, is_sentinel
 
 # The message header naming the request (or task) that enqueued a task: the worker binds it as the
@@ -54,10 +55,20 @@ def publishing_conf(settings: Settings) -> dict[str, Any]:
     }
 
 
+def celery_app(settings: Settings, include: Sequence[str] = ()) -> Celery:
+    """The Celery app every process builds on: the broker through the transports of
+    service/broker_transport.py (kombu's, with their fixes), publishing as publishing_conf says."""
+    broker_url, transport = broker_for(settings.broker_url)
+    app = Celery("ucmha", broker=broker_url, include=list(include))
+    app.conf.update(publishing_conf(settings))
+    if transport is not None:
+        app.conf.broker_transport = transport
+    return app
+
+
 def make_publisher(settings: Settings) -> Celery:
     """A Celery app that only publishes (no task modules, no worker signals)."""
-    app = Celery("ucmha", broker=settings.broker_url)
-    app.conf.update(publishing_conf(settings))
+    app = celery_app(settings)
     carry_request_ids()
     return app
 

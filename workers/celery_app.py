@@ -4,10 +4,9 @@ from __future__ import annotations
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from service.broker import broker_status, is_redis, publishing_conf
+from service.broker import broker_status, celery_app, is_redis
 from service.settings import Settings
 from workers import liveness, observability
-from workers.broker_transport import broker_for
 
 __all__ = ["TASK_MODULES", "broker_backlog", "broker_status", "make_celery"]
 
@@ -15,13 +14,7 @@ TASK_MODULES = ["workers.tasks"]
 
 
 def make_celery(settings: Settings) -> Celery:
-    # kombu's transports with the fixes of workers/broker_transport.py (a Redis channel that
-    # outlives a broker restart; the embedded broker polled often enough for a quick stop).
-    broker_url, transport = broker_for(settings.broker_url)
-    app = Celery("ucmha", broker=broker_url, include=TASK_MODULES)
-    app.conf.update(publishing_conf(settings))
-    if transport is not None:
-        app.conf.broker_transport = transport
+    app = celery_app(settings, include=TASK_MODULES)
     app.conf.update(
         # Late acknowledgement: a task killed mid-run is delivered again; tasks are idempotent.
         task_acks_late=True,

@@ -1,6 +1,6 @@
 """kombu's Redis transports, with a channel that can still reach the broker after its Connection
-let go of it, so a broker restart cannot kill the worker (docs/decisions.md, "The worker and its
-broker").
+let go of it, so a broker restart cannot kill the worker or turn an accepted notification's
+answer into a 500 (docs/decisions.md, "The worker and its broker").
 
 When the consumer loses the broker, Celery collects the broken Connection (which detaches the
 transport: `transport.client = None`) and then closes it, which closes the default channel a
@@ -13,7 +13,14 @@ the transport while they build a pool, so that restore reaches the broker, or fa
 connection error kombu ignores while closing (the messages then stay in Redis's unacked index,
 redelivered after the visibility timeout; the sweeper re-sends owed work sooner).
 
-Used by the worker's Celery app through Celery's `broker_transport` setting (`broker_for`).
+A channel that was closed under its producer (kombu's close detaches it from its transport:
+`channel.connection = None`) raises AttributeError on the next publish, which kombu's retry does
+not catch: seen in the API as a 500 after a notification had been committed, while Redis
+restarted. These channels raise Redis's ConnectionError instead, which kombu's `ensure` answers by
+reconnecting and publishing again, and which the command context treats as a broker that is down.
+
+Used by the worker's Celery app and the API's publisher through Celery's `broker_transport`
+setting (`broker_for`).
 """
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ from typing import Any
 
 from kombu.transport import redis as kombu_redis
 from kombu.transport import sqlalchemy as kombu_sqla
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 __all__ = ["Channel", "EmbeddedTransport", "SentinelChannel", "SentinelTransport", "Transport", "broker_for"]
 
@@ -35,7 +43,9 @@ class _KeepsItsConnection:
 
     def _get_pool(self, asynchronous: bool = False) -> Any:
         transport = self.connection  # type: ignore[attr-defined]
-        if transport is None or transport.client is not None or self._opened_by is None:
+        if transport is None:  # closed: kombu reconnects on a connection error, not on AttributeError
+            raise RedisConnectionError("the broker channel is closed")
+        if transport.client is not None or self._opened_by is None:
             return super()._get_pool(asynchronous=asynchronous)  # type: ignore[misc]
         transport.client = self._opened_by  # detached by Connection.collect(): lend it back
         try:
@@ -80,8 +90,8 @@ _EMBEDDED_PREFIX = "sqla+"
 
 
 def broker_for(broker_url: str) -> tuple[str, str | None]:
-    """(the URL for Celery's `broker_url`, its `broker_transport` or None for kombu's own) of the
-    worker's app, for the brokers whose kombu transport this module replaces."""
+    """(the URL for Celery's `broker_url`, its `broker_transport` or None for kombu's own) of a
+    Celery app (the worker's, the API's publisher), for the brokers whose transport this replaces."""
     scheme = broker_url.split(";", 1)[0].split("://", 1)[0].strip().lower()
     if scheme in _REDIS:
         return broker_url, f"{__name__}:{_REDIS[scheme]}"
