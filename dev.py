@@ -25,6 +25,9 @@ ROOT = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("UCMHA_VENV", ROOT / ".venv"))
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
+# Wheels of every pinned package, kept between clones (see ensure_installed).
+WHEELHOUSE = Path(os.environ.get("UCMHA_WHEELHOUSE")
+                  or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ucmha" / "wheels")
 DEMO_ORG = "demo"
 
 
@@ -37,12 +40,20 @@ def ensure_installed(extras: tuple[str, ...] = ()) -> None:
 
     `run` installs what running needs; `test` adds the test and bench extras (the benchmark smoke
     tests need bench). A venv made for `test` also serves `run`.
+
+    Packages come from a wheel cache (WHEELHOUSE) without asking any index, so a fresh clone on a
+    machine that ran ucmha before is ready in seconds: pip's own cache still asks the index about
+    every package (most of a cold start's time here). What the cache lacks (the first run, a
+    changed pin) is fetched into it from the index first. The venv gets no pip of its own when
+    this Python's pip can install into it (`pip --python`), which saves creating and upgrading one.
     """
     if sys.version_info < (3, 11):
         sys.exit("ucmha needs Python 3.11 or newer")
+    pip = outer_pip()
     if not PY.exists():
         print(f"creating virtualenv in {VENV}", flush=True)
-        venv.EnvBuilder(with_pip=True).create(VENV)
+        venv.EnvBuilder(with_pip=pip is None).create(VENV)
+    pip = [*pip, "--python", str(PY)] if pip else [str(PY), "-m", "pip"]
     stamp = VENV / ".ucmha-installed"
     inputs = (ROOT / "pyproject.toml").read_bytes() + (ROOT / "constraints.txt").read_bytes()
     digest = hashlib.sha256(inputs).hexdigest()
@@ -50,12 +61,29 @@ def ensure_installed(extras: tuple[str, ...] = ()) -> None:
     if installed[:1] == [digest] and set(extras) <= set(installed[1:]):
         return
     print("installing ucmha and its dependencies" + (f" (with {', '.join(extras)})" if extras else ""), flush=True)
-    sh(str(PY), "-m", "pip", "install", "--quiet", "--upgrade", "pip")
     # constraints.txt: the versions the test suite last ran with (reproducible installs).
     target = ".[" + ",".join(extras) + "]" if extras else "."
-    sh(str(PY), "-m", "pip", "install", "--quiet", "-c", "constraints.txt", "-e", target)
+    install = [*pip, "install", "--quiet", "-c", "constraints.txt", "--no-index", "--find-links", str(WHEELHOUSE),
+               "-e", target]
+    if not (WHEELHOUSE.is_dir() and subprocess.run(install, cwd=ROOT, capture_output=True).returncode == 0):
+        print(f"fetching packages into the wheel cache {WHEELHOUSE} (once per change of pins)", flush=True)
+        WHEELHOUSE.mkdir(parents=True, exist_ok=True)
+        # The project's build requirements too: an editable install builds in an isolated env.
+        sh(*pip, "wheel", "--quiet", "-c", "constraints.txt", "-w", str(WHEELHOUSE), target, "setuptools>=68", "wheel")
+        for own in WHEELHOUSE.glob("ucmha-*.whl"):  # the project is installed from this checkout
+            own.unlink()
+        sh(*install)
     have = set(extras) | (set(installed[1:]) if installed[:1] == [digest] else set())
     stamp.write_text(" ".join([digest, *sorted(have)]))
+
+
+def outer_pip() -> list[str] | None:
+    """This Python's pip, when it can install into another environment (pip 22.3 and later)."""
+    found = subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True, text=True)
+    if found.returncode != 0:
+        return None
+    version = tuple(int(part) for part in found.stdout.split()[1].split(".")[:2] if part.isdigit())
+    return [sys.executable, "-m", "pip"] if version >= (22, 3) else None
 
 
 def service_env(log_level: str) -> dict[str, str]:
