@@ -9,6 +9,7 @@ from service.models import Event, utcnow
 
 from .auth import require_token
 from .context import command_context, db, principal
+from .paging import page_answer
 from .presenters import pair_json, pair_view, pair_view_now
 from .problems import LOCATION_HEADER
 from .schemas.common import page_body
@@ -97,6 +98,5 @@ def resync(pair_id):
 def events(args, pair_id):
     """The pair's timeline, newest first; `kind` narrows it to failovers or alarms."""
     queries.pair_by_id(db(), principal().org_id, pair_id)
-    page = queries.paginate(db(), queries.events_stmt(principal().org_id, pair_id, args["kind"]), Event.id,
-                            args["limit"], args["after_id"], descending=True)
-    return page_body(page.items, page.next_id)
+    return page_answer(queries.events_stmt(principal().org_id, pair_id, args["kind"]), Event.id, args,
+                       descending=True)
