@@ -6,7 +6,7 @@ never at import time, so tests and tools can build their own settings.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, Mapping, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -115,6 +115,35 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return _parsed(env, name, default, float, "a number")
+
+
+# The numeric settings read from the environment, one variable each: UCMHA_ and the setting's name
+# in capitals, parsed as the setting's type (int or float); unset or empty keeps its default.
+NUMBER_VARIABLES = (
+    "UCMHA_UPSTREAM_CONNECT_TIMEOUT_S", "UCMHA_UPSTREAM_READ_TIMEOUT_S",
+    "UCMHA_WEBHOOK_TOLERANCE_S", "UCMHA_WEBHOOK_KEY_CACHE_SIZE", "UCMHA_WEBHOOK_KEY_CACHE_TTL_S",
+    "UCMHA_STATUS_LIVENESS_WINDOW_S", "UCMHA_NODE_SILENT_AFTER_S", "UCMHA_BACKUP_OVERDUE_AFTER_S",
+    "UCMHA_REPOINT_BASE_DELAY_S", "UCMHA_REPOINT_MAX_DELAY_S", "UCMHA_REPOINT_FAILING_AFTER",
+    "UCMHA_REPOINT_BATCH_SIZE", "UCMHA_REPOINT_BATCH_THREADS",
+    "UCMHA_SWEEP_INTERVAL_S", "UCMHA_RECONCILE_INTERVAL_S", "UCMHA_RECONCILE_READS_PER_PASS",
+    "UCMHA_ALARM_CHECK_INTERVAL_S", "UCMHA_RULE_CHECK_REVISIT_S",
+    "UCMHA_EVENT_CONNECT_TIMEOUT_S", "UCMHA_EVENT_READ_TIMEOUT_S", "UCMHA_EVENT_RETRY_BASE_DELAY_S",
+    "UCMHA_EVENT_RETRY_MAX_DELAY_S", "UCMHA_EVENT_GIVE_UP_AFTER_S", "UCMHA_EVENT_SWEEP_INTERVAL_S",
+)
+# Counts raised to 1 when set lower: 0 would leave the work they size undone.
+_AT_LEAST_ONE = frozenset({"repoint_batch_size", "repoint_batch_threads", "reconcile_reads_per_pass"})
+
+
+def _numbers(env: Mapping[str, str], defaults: Settings) -> dict[str, int | float]:
+    """The settings :data:`NUMBER_VARIABLES` name, by setting name."""
+    parsers: dict[str, Callable[..., int | float]] = {"int": _int, "float": _float}
+    types = {f.name: f.type for f in fields(Settings)}
+    values: dict[str, int | float] = {}
+    for variable in NUMBER_VARIABLES:
+        name = variable.removeprefix("UCMHA_").lower()
+        value = parsers[str(types[name])](env, variable, getattr(defaults, name))
+        values[name] = max(1, value) if name in _AT_LEAST_ONE else value
+    return values
 
 
 def _readable_file(env: Mapping[str, str], name: str) -> str | None:
@@ -311,33 +340,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         upstream_password=secrets["upstream_password"] or defaults.upstream_password,
         upstream_client_id=env.get("UCMHA_UPSTREAM_CLIENT_ID", defaults.upstream_client_id),
         upstream_client_secret=secrets["upstream_client_secret"] or defaults.upstream_client_secret,
-        upstream_connect_timeout_s=_float(env, "UCMHA_UPSTREAM_CONNECT_TIMEOUT_S", defaults.upstream_connect_timeout_s),
-        upstream_read_timeout_s=_float(env, "UCMHA_UPSTREAM_READ_TIMEOUT_S", defaults.upstream_read_timeout_s),
-        webhook_tolerance_s=_int(env, "UCMHA_WEBHOOK_TOLERANCE_S", defaults.webhook_tolerance_s),
-        webhook_key_cache_size=_int(env, "UCMHA_WEBHOOK_KEY_CACHE_SIZE", defaults.webhook_key_cache_size),
-        webhook_key_cache_ttl_s=_float(env, "UCMHA_WEBHOOK_KEY_CACHE_TTL_S", defaults.webhook_key_cache_ttl_s),
-        status_liveness_window_s=_int(env, "UCMHA_STATUS_LIVENESS_WINDOW_S", defaults.status_liveness_window_s),
-        node_silent_after_s=_int(env, "UCMHA_NODE_SILENT_AFTER_S", defaults.node_silent_after_s),
-        backup_overdue_after_s=_int(env, "UCMHA_BACKUP_OVERDUE_AFTER_S", defaults.backup_overdue_after_s),
-        repoint_base_delay_s=_float(env, "UCMHA_REPOINT_BASE_DELAY_S", defaults.repoint_base_delay_s),
-        repoint_max_delay_s=_float(env, "UCMHA_REPOINT_MAX_DELAY_S", defaults.repoint_max_delay_s),
-        repoint_failing_after=_int(env, "UCMHA_REPOINT_FAILING_AFTER", defaults.repoint_failing_after),
-        repoint_batch_size=max(1, _int(env, "UCMHA_REPOINT_BATCH_SIZE", defaults.repoint_batch_size)),
-        repoint_batch_threads=max(1, _int(env, "UCMHA_REPOINT_BATCH_THREADS", defaults.repoint_batch_threads)),
-        sweep_interval_s=_float(env, "UCMHA_SWEEP_INTERVAL_S", defaults.sweep_interval_s),
-        reconcile_interval_s=_float(env, "UCMHA_RECONCILE_INTERVAL_S", defaults.reconcile_interval_s),
-        reconcile_reads_per_pass=max(1, _int(env, "UCMHA_RECONCILE_READS_PER_PASS", defaults.reconcile_reads_per_pass)),
-        alarm_check_interval_s=_float(env, "UCMHA_ALARM_CHECK_INTERVAL_S", defaults.alarm_check_interval_s),
-        rule_check_revisit_s=_float(env, "UCMHA_RULE_CHECK_REVISIT_S", defaults.rule_check_revisit_s),
+        **_numbers(env, defaults),
         rate_limit_admin=env.get("UCMHA_RATE_LIMIT_ADMIN", defaults.rate_limit_admin),
         rate_limit_webhook=env.get("UCMHA_RATE_LIMIT_WEBHOOK", defaults.rate_limit_webhook),
         rate_limit_alerts=env.get("UCMHA_RATE_LIMIT_ALERTS", defaults.rate_limit_alerts),
-        event_connect_timeout_s=_float(env, "UCMHA_EVENT_CONNECT_TIMEOUT_S", defaults.event_connect_timeout_s),
-        event_read_timeout_s=_float(env, "UCMHA_EVENT_READ_TIMEOUT_S", defaults.event_read_timeout_s),
-        event_retry_base_delay_s=_float(env, "UCMHA_EVENT_RETRY_BASE_DELAY_S", defaults.event_retry_base_delay_s),
-        event_retry_max_delay_s=_float(env, "UCMHA_EVENT_RETRY_MAX_DELAY_S", defaults.event_retry_max_delay_s),
-        event_give_up_after_s=_float(env, "UCMHA_EVENT_GIVE_UP_AFTER_S", defaults.event_give_up_after_s),
-        event_sweep_interval_s=_float(env, "UCMHA_EVENT_SWEEP_INTERVAL_S", defaults.event_sweep_interval_s),
         # On by default in development so the demo receiver (the simulator, on loopback) works.
         event_allow_loopback=_bool(env, "UCMHA_EVENT_ALLOW_LOOPBACK", mode == "development"),
         event_ca_bundle=_readable_file(env, "UCMHA_EVENT_CA_BUNDLE"),

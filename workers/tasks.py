@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from functools import lru_cache
 
 from celery import current_app, shared_task, signals
@@ -11,6 +12,7 @@ from kombu.exceptions import OperationalError
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.commands.context import EnqueueLater
 from service.commands.events import DELIVER_TASK
 from service.commands.sync import REPOINT_TASK
 from service.db import make_engine, make_session_factory
@@ -84,13 +86,18 @@ def _workers_behind() -> bool:
     return backlog is not None and backlog > sweep.MAX_BACKLOG
 
 
-@shared_task(name="ucmha.sweep", acks_late=True)
-@through_database_outages("ucmha.sweep", 0)
-def sweep_task() -> int:
+def _sweep_unless_behind(sweep_once: Callable[[sessionmaker[Session], EnqueueLater], int]) -> int:
+    """One pass of a sweep that re-enqueues due work, skipped (0 enqueued) while workers are behind."""
     _settings, factory, _client = runtime()
     if _workers_behind():
         return 0
-    return sweep.sweep(factory, _enqueue)
+    return sweep_once(factory, _enqueue)
+
+
+@shared_task(name="ucmha.sweep", acks_late=True)
+@through_database_outages("ucmha.sweep", 0)
+def sweep_task() -> int:
+    return _sweep_unless_behind(sweep.sweep)
 
 
 @shared_task(name="ucmha.reconcile", acks_late=True)
@@ -134,7 +141,4 @@ def deliver_events_task(self, subscription_id: int, pair_id: int | None) -> str:
 @shared_task(name="ucmha.sweep_events", acks_late=True)
 @through_database_outages("ucmha.sweep_events", 0)
 def sweep_events_task() -> int:
-    _settings, factory, _client = runtime()
-    if _workers_behind():
-        return 0
-    return deliveries.sweep(factory, _enqueue)
+    return _sweep_unless_behind(deliveries.sweep)

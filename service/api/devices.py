@@ -10,7 +10,7 @@ from service.models import Device
 from .auth import require_token
 from .context import command_context, db, principal
 from .problems import LOCATION_HEADER
-from .schemas.common import page_body
+from .paging import page_answer
 from .webhooks import webhook_keys
 from .schemas.devices import (AlertTokenSchema, DeviceCreatedSchema, DeviceCreateSchema, DeviceListArgs,
                               DevicePageSchema, DeviceSchema, DeviceUpdateSchema, WebhookSecretSchema)
@@ -46,9 +46,7 @@ def create_device(data):
 @blp.arguments(DeviceListArgs, location="query")
 @blp.response(200, DevicePageSchema)
 def list_devices(args):
-    stmt = queries.device_list_stmt(principal().org_id, args["q"])
-    page = queries.paginate(db(), stmt, Device.id, args["limit"], args["after_id"])
-    return page_body(_with_pair(list(page.items)), page.next_id)
+    return page_answer(queries.device_list_stmt(principal().org_id, args["q"]), Device.id, args, view=_with_pair)
 
 
 @blp.get("/<mac:mac>")

@@ -7,13 +7,14 @@ import marshmallow as ma
 from apispec import APISpec
 from flask_smorest import Blueprint
 
-from service import queries, subscription_queries
+from service import subscription_queries
 from service.commands import subscriptions as commands
 from service.models import EventDelivery, EventSubscription
 
 from .auth import require_token
 from .context import command_context, db, principal
-from .schemas.common import PageArgs, page_body
+from .paging import page_answer
+from .schemas.common import PageArgs
 from .schemas.event_subscriptions import (EVENT_DATA, DeliveryListArgs, DeliveryPageSchema, DeliverySchema,
                                           SubscriptionCreatedSchema, SubscriptionCreateSchema,
                                           SubscriptionPageSchema, SubscriptionSchema, SubscriptionSecretSchema,
@@ -76,9 +77,7 @@ def create_subscription(data):
 @blp.arguments(PageArgs, location="query")
 @blp.response(200, SubscriptionPageSchema)
 def list_subscriptions(args):
-    page = queries.paginate(db(), subscription_queries.subscriptions_stmt(principal().org_id), EventSubscription.id,
-                            args["limit"], args["after_id"])
-    return page_body(list(page.items), page.next_id)
+    return page_answer(subscription_queries.subscriptions_stmt(principal().org_id), EventSubscription.id, args)
 
 
 @blp.get("/<int:subscription_id>")
@@ -116,8 +115,7 @@ def list_deliveries(args, subscription_id):
     subscription_queries.subscription_by_id(db(), org_id, subscription_id)
     stmt = subscription_queries.deliveries_stmt(org_id, subscription_id, state=args["state"],
                                                 event_type=args["type"], pair_id=args["pair_id"])
-    page = queries.paginate(db(), stmt, EventDelivery.id, args["limit"], args["after_id"], descending=True)
-    return page_body(list(page.items), page.next_id)
+    return page_answer(stmt, EventDelivery.id, args, descending=True)
 
 
 @blp.post("/<int:subscription_id>/deliveries/<int:delivery_id>/redeliver")

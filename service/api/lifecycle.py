@@ -7,22 +7,16 @@ from __future__ import annotations
 
 from flask_smorest import Blueprint
 
-from service import queries
 from service.commands import procedures as commands
-from service.models import HaPair, utcnow
 
 from .auth import require_token
-from .context import command_context, db
-from .presenters import pair_view
+from .context import command_context
+from .presenters import pair_view_now
 from .schemas.lifecycle import DissolveArgs, DissolvedSchema, PairSchema, ReplaceSchema
 
 blp = Blueprint("lifecycle", __name__, url_prefix="/api/v1/ha-pairs",
                 description="HA pair procedures: replace a failed node (R12), dissolve a pair (R13)")
 blp.before_request(require_token)
-
-
-def _one(pair: HaPair) -> dict:
-    return pair_view(pair, queries.open_alarm_kinds(db(), [pair.id]).get(pair.id, []), utcnow())
 
 
 @blp.post("/<int:pair_id>/replace")
@@ -50,7 +44,7 @@ def replace(data, pair_id):
     node is still the Active (a failover must happen first), the pair is in split brain or
     dissolved, or a replacement is already running.
     """
-    return _one(commands.replace_node(command_context(), pair_id, data["failed_mac"], data["new_mac"]))
+    return pair_view_now(commands.replace_node(command_context(), pair_id, data["failed_mac"], data["new_mac"]))
 
 
 @blp.delete("/<int:pair_id>")
@@ -71,4 +65,4 @@ def dissolve(args, pair_id):
     new address. 409 when the pair is dissolved already (and there is no domain to release).
     """
     pair, notice = commands.dissolve(command_context(), pair_id, release_domain=args["release_domain"])
-    return {"pair": _one(pair), "notice": notice}
+    return {"pair": pair_view_now(pair), "notice": notice}

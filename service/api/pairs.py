@@ -5,11 +5,12 @@ from flask_smorest import Blueprint
 
 from service import pair_pages, queries
 from service.commands import pairs as commands
-from service.models import Event, HaPair, utcnow
+from service.models import Event, utcnow
 
 from .auth import require_token
 from .context import command_context, db, principal
-from .presenters import pair_json, pair_view
+from .paging import page_answer
+from .presenters import pair_json, pair_view, pair_view_now
 from .problems import LOCATION_HEADER
 from .schemas.common import page_body
 from .schemas.pairs import (CloudImSettingsSchema, CustomDomainSchema, EventListArgs, EventPageSchema,
@@ -19,10 +20,6 @@ from .schemas.pairs import (CloudImSettingsSchema, CustomDomainSchema, EventList
 
 blp = Blueprint("pairs", __name__, url_prefix="/api/v1/ha-pairs", description="HA pairs")
 blp.before_request(require_token)
-
-
-def _one(pair: HaPair) -> dict:
-    return pair_view(pair, queries.open_alarm_kinds(db(), [pair.id]).get(pair.id, []), utcnow())
 
 
 @blp.post("/preflight")
@@ -38,7 +35,7 @@ def preflight(data):
 @blp.response(201, PairSchema, headers=LOCATION_HEADER)
 def create_pair(data):
     pair = commands.create_pair(command_context(), data)
-    return _one(pair), {"Location": url_for("pairs.get_pair", pair_id=pair.id)}
+    return pair_view_now(pair), {"Location": url_for("pairs.get_pair", pair_id=pair.id)}
 
 
 @blp.get("")
@@ -59,40 +56,40 @@ def list_pairs(args):
 @blp.get("/<int:pair_id>")
 @blp.response(200, PairSchema)
 def get_pair(pair_id):
-    return _one(queries.pair_by_id(db(), principal().org_id, pair_id))
+    return pair_view_now(queries.pair_by_id(db(), principal().org_id, pair_id))
 
 
 @blp.put("/<int:pair_id>/custom-domain")
 @blp.arguments(CustomDomainSchema)
 @blp.response(200, PairSchema)
 def put_custom_domain(data, pair_id):
-    return _one(commands.set_custom_domain(command_context(), pair_id, data["domain"]))
+    return pair_view_now(commands.set_custom_domain(command_context(), pair_id, data["domain"]))
 
 
 @blp.delete("/<int:pair_id>/custom-domain")
 @blp.response(200, PairSchema)
 def delete_custom_domain(pair_id):
-    return _one(commands.delete_custom_domain(command_context(), pair_id))
+    return pair_view_now(commands.delete_custom_domain(command_context(), pair_id))
 
 
 @blp.put("/<int:pair_id>/cloud-im")
 @blp.arguments(CloudImSettingsSchema)
 @blp.response(200, PairSchema)
 def put_cloud_im(data, pair_id):
-    return _one(commands.set_cloud_im(command_context(), pair_id, data["enabled"], data["server"]))
+    return pair_view_now(commands.set_cloud_im(command_context(), pair_id, data["enabled"], data["server"]))
 
 
 @blp.post("/<int:pair_id>/resolve")
 @blp.arguments(ResolveSchema)
 @blp.response(200, PairSchema)
 def resolve(data, pair_id):
-    return _one(commands.resolve(command_context(), pair_id, data["active_mac"], data["reason"]))
+    return pair_view_now(commands.resolve(command_context(), pair_id, data["active_mac"], data["reason"]))
 
 
 @blp.post("/<int:pair_id>/resync")
 @blp.response(202, PairSchema)
 def resync(pair_id):
-    return _one(commands.resync(command_context(), pair_id))
+    return pair_view_now(commands.resync(command_context(), pair_id))
 
 
 @blp.get("/<int:pair_id>/events")
@@ -101,6 +98,5 @@ def resync(pair_id):
 def events(args, pair_id):
     """The pair's timeline, newest first; `kind` narrows it to failovers or alarms."""
     queries.pair_by_id(db(), principal().org_id, pair_id)
-    page = queries.paginate(db(), queries.events_stmt(principal().org_id, pair_id, args["kind"]), Event.id,
-                            args["limit"], args["after_id"], descending=True)
-    return page_body(page.items, page.next_id)
+    return page_answer(queries.events_stmt(principal().org_id, pair_id, args["kind"]), Event.id, args,
+                       descending=True)

@@ -10,7 +10,7 @@ from service.models import Plan, utcnow
 from .auth import require_token
 from .context import command_context, db, principal
 from .problems import LOCATION_HEADER
-from .schemas.common import page_body
+from .paging import page_answer
 from .schemas.plans import PlanCreateSchema, PlanListArgs, PlanPageSchema, PlanSchema, PlanUpdateSchema
 
 blp = Blueprint("plans", __name__, url_prefix="/api/v1/plans", description="UCMRC subscription plans")
@@ -34,9 +34,8 @@ def create_plan(data):
 @blp.arguments(PlanListArgs, location="query")
 @blp.response(200, PlanPageSchema)
 def list_plans(args):
-    stmt = queries.plan_list_stmt(principal().org_id, args["device_mac"])
-    page = queries.paginate(db(), stmt, Plan.id, args["limit"], args["after_id"])
-    return page_body([_view(p) for p in page.items], page.next_id)
+    return page_answer(queries.plan_list_stmt(principal().org_id, args["device_mac"]), Plan.id, args,
+                       view=lambda plans: [_view(p) for p in plans])
 
 
 @blp.get("/<int:plan_id>")

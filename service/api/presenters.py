@@ -7,10 +7,12 @@ from typing import Any
 
 from service.domain.attention import AttentionFacts, attention_reasons
 from service.domain.procedures import procedure_of
+from service import queries
 from service.domain.targets import SYNC_TARGETS
-from service.models import HaPair, PairSync
+from service.models import HaPair, PairSync, utcnow
 from service.pair_rules import current_violations
 
+from .context import db
 from .schemas.pairs import ProcedureSchema
 
 _PROCEDURE = ProcedureSchema()
@@ -73,6 +75,11 @@ def pair_view(pair: HaPair, open_alarms: Sequence[str], now: datetime) -> dict[s
         "created_at": pair.created_at,
         "updated_at": pair.updated_at,
     }
+
+
+def pair_view_now(pair: HaPair) -> dict[str, Any]:
+    """One pair as an endpoint answers it: :func:`pair_view` with its open alarms read now."""
+    return pair_view(pair, queries.open_alarm_kinds(db(), [pair.id]).get(pair.id, []), utcnow())
 
 
 def pair_json(view: dict[str, Any]) -> dict[str, Any]:

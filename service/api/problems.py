@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from service.domain.errors import DomainError, RuleViolation
 
 from .routing import allowed_methods
+from .schemas.common import ViolationSchema
 
 log = logging.getLogger(__name__)
 # Redis (broker, rate limits) restarting, away or demoted, as redis-py raises it past kombu.
@@ -31,12 +32,6 @@ LOCATION_HEADER = {"Location": {"description": "URL of the created resource", "s
 # How long a client should wait before retrying while the database or the broker is away: a
 # restart takes seconds, and the nodes retry by themselves anyway.
 UNAVAILABLE_RETRY_AFTER_S = 2
-
-class ViolationSchema(ma.Schema):
-    rule = ma.fields.String()
-    code = ma.fields.String()
-    detail = ma.fields.String()
-
 
 class ProblemSchema(ma.Schema):
     """RFC 9457 problem details (documentation only)."""

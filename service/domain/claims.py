@@ -49,14 +49,18 @@ from typing import Literal
 from .errors import NotInPair
 from .pair_state import (
     NodeLiveness,
+    PairDecision,
     PairState,
     advance_sequence,
+    after_decision,
     after_outcome,
     asserted_active_since,
     ensure_not_dissolved,
     liveness_of,
     member_mac,
     primary_of,
+    sequence_is_fresh,
+    stale_sequence_why,
     with_liveness,
 )
 from .status import StatusDecision, StatusKind, StatusReport, decide_status, record_status
@@ -81,18 +85,10 @@ class RoleClaim:
 
 
 @dataclass(frozen=True)
-class ClaimDecision:
-    """The pair's Active and status after a claim or an admin ruling, and why.
-
-    ``reason`` is a sentence for the timeline; ``row`` the stable id of the table row.
-    """
+class ClaimDecision(PairDecision):
+    """The pair's Active and status after a claim or an admin ruling, and why."""
 
     kind: DecisionKind
-    active_mac: str
-    status: str
-    epoch_bump: bool
-    reason: str
-    row: str
 
 
 def _status_after_switch(pair: PairState, work_status: str) -> str:
@@ -118,13 +114,8 @@ def decide_claim(pair: PairState, claim: RoleClaim) -> ClaimDecision:
         status = _status_after_switch(pair, work_status)
         return ClaimDecision("applied", claimant, status, True, f"{said}: {why}", row)
 
-    last_sequence = liveness_of(pair, claimant).last_sequence
-    if claim.sequence is not None and last_sequence is not None and claim.sequence <= last_sequence:
-        return unchanged(
-            "stale",
-            "stale_sequence",
-            f"sequence is not above the node's last ({last_sequence}); no effect",
-        )
+    if not sequence_is_fresh(pair, claimant, claim.sequence):
+        return unchanged("stale", "stale_sequence", stale_sequence_why(pair, claimant))
 
     newest = pair.newest_active_assertion_at
     if newest is not None and occurred_at < as_utc(newest):
@@ -200,12 +191,7 @@ def record_claim(pair: PairState, claim: RoleClaim, decision: ClaimDecision) -> 
         last_sequence=advance_sequence(node.last_sequence, claim.sequence),
         last_active_assertion_at=latest(node.last_active_assertion_at, occurred_at),
     )
-    updated = with_liveness(pair, node)
-    if decision.kind in _ACCEPTED_KINDS:
-        updated = replace(
-            updated, newest_active_assertion_at=latest(updated.newest_active_assertion_at, occurred_at)
-        )
-    return after_outcome(updated, decision.active_mac, decision.status, decision.epoch_bump)
+    return after_decision(pair, node, decision, occurred_at if decision.kind in _ACCEPTED_KINDS else None)
 
 
 def record_resolve(pair: PairState, decision: ClaimDecision, at: datetime) -> PairState:

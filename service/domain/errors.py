@@ -24,11 +24,24 @@ class Violation:
 
 
 class DomainError(Exception):
-    """Base of every error the domain raises on purpose."""
+    """Base of every error the domain raises on purpose.
+
+    Each kind of error names its stable ``code``, its ``title`` and the ``http_status`` the API
+    answers with as class keywords, one line a kind: ``class NotFound(DomainError, code="not_found",
+    title="Not found", http_status=404)``. What a kind leaves out it takes from its base.
+    """
 
     code: str = "domain_error"
     title: str = "Domain rule failed"
     http_status: int = 422
+
+    def __init_subclass__(
+        cls, *, code: str | None = None, title: str | None = None, http_status: int | None = None, **kwargs: object
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.code = code or cls.code
+        cls.title = title or cls.title
+        cls.http_status = http_status or cls.http_status
 
     def __init__(self, detail: str = "", *, code: str | None = None) -> None:
         self.detail: str = detail or self.title
@@ -38,54 +51,32 @@ class DomainError(Exception):
         super().__init__(self.detail)
 
 
-class InvalidInput(DomainError):
+class InvalidInput(DomainError, code="invalid_input", title="Invalid input", http_status=422):
     """Well-formed but unusable input, such as an unknown role in a node's report."""
 
-    code = "invalid_input"
-    title = "Invalid input"
-    http_status = 422
+
+class NotFound(DomainError, code="not_found", title="Not found", http_status=404):
+    """No such object in the caller's organization."""
 
 
-class NotFound(DomainError):
-    code = "not_found"
-    title = "Not found"
-    http_status = 404
+class Conflict(DomainError, code="conflict", title="Conflict with the current state", http_status=409):
+    """The request would clash with what exists (a MAC or a name already taken)."""
 
 
-class Conflict(DomainError):
-    code = "conflict"
-    title = "Conflict with the current state"
-    http_status = 409
-
-
-class InvalidState(DomainError):
+class InvalidState(DomainError, code="invalid_state", title="Not allowed in the current state", http_status=409):
     """The object exists but is in a state that does not allow the action (e.g. dissolved)."""
 
-    code = "invalid_state"
-    title = "Not allowed in the current state"
-    http_status = 409
+
+class Forbidden(DomainError, code="forbidden", title="Forbidden", http_status=403):
+    """The caller may not do this."""
 
 
-class Forbidden(DomainError):
-    code = "forbidden"
-    title = "Forbidden"
-    http_status = 403
-
-
-class NotInPair(DomainError):
+class NotInPair(DomainError, code="not_in_pair", title="Device is not a member of this pair", http_status=422):
     """A MAC named as a member of a pair (claimant, reporter, resolve target) is not one."""
 
-    code = "not_in_pair"
-    title = "Device is not a member of this pair"
-    http_status = 422
 
-
-class RuleViolation(DomainError):
+class RuleViolation(DomainError, code="rule_violation", title="The request breaks a rule", http_status=422):
     """One or more rules of domain.md are broken; the API lists them as ``violations``."""
-
-    code = "rule_violation"
-    title = "The request breaks a rule"
-    http_status = 422
 
     def __init__(self, violations: Iterable[Violation], detail: str | None = None) -> None:
         self.violations: list[Violation] = list(violations)

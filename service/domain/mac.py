@@ -29,11 +29,8 @@ _SPELLINGS = (
 _SHOWN_CHARS = 40
 
 
-class InvalidMac(InvalidInput, ValueError):
+class InvalidMac(InvalidInput, ValueError, code="invalid_mac", title="Invalid MAC address"):
     """Not a MAC address in any accepted spelling."""
-
-    code = "invalid_mac"
-    title = "Invalid MAC address"
 
 
 def normalize_mac(value: str) -> str:

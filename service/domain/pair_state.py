@@ -15,7 +15,7 @@ from datetime import datetime
 from .epoch import next_epoch
 from .errors import InvalidState, NotInPair
 from .mac import InvalidMac, normalize_mac
-from .timeutil import as_utc
+from .timeutil import as_utc, latest
 
 PAIR_STATUSES = frozenset({"paired", "standalone", "split_brain", "replacing", "dissolved"})
 # Work statuses a node reports; "replacing" and "split_brain" are the service's own.
@@ -57,6 +57,23 @@ class PairState:
     @property
     def standby_mac(self) -> str:
         return other_mac(self, self.active_mac)
+
+
+@dataclass(frozen=True)
+class PairDecision:
+    """The pair's Active and status after one input (a role claim, a status report, an admin
+    ruling), whether the epoch moves, and why.
+
+    ``kind`` is the notification's outcome; ``reason`` a sentence for the timeline; ``row`` the
+    stable id of the decision table's row.
+    """
+
+    kind: str
+    active_mac: str
+    status: str
+    epoch_bump: bool
+    reason: str
+    row: str
 
 
 def _canonical(mac: str) -> str:
@@ -133,6 +150,11 @@ def sequence_is_fresh(pair: PairState, mac: str, sequence: int | None) -> bool:
     return sequence is None or last is None or sequence > last
 
 
+def stale_sequence_why(pair: PairState, mac: str) -> str:
+    """Why a notification whose sequence is not fresh (:func:`sequence_is_fresh`) has no effect."""
+    return f"sequence is not above the node's last ({liveness_of(pair, mac).last_sequence}); no effect"
+
+
 def with_sequence(pair: PairState, mac: str, sequence: int | None) -> PairState:
     """The pair once a notification of node ``mac`` with ``sequence`` is taken."""
     node = liveness_of(pair, mac)
@@ -145,6 +167,21 @@ def with_liveness(pair: PairState, liveness: NodeLiveness) -> PairState:
     nodes = {_canonical(k): v for k, v in pair.nodes.items()}
     nodes[canonical] = replace(liveness, mac=canonical)
     return replace(pair, nodes=nodes)
+
+
+def after_decision(
+    pair: PairState, node: NodeLiveness, decision: PairDecision, accepted_assertion_at: datetime | None
+) -> PairState:
+    """The pair once a node's input and the ``decision`` on it are taken: the node's new liveness,
+    the newest accepted Active assertion (``accepted_assertion_at``: None when the input asserted
+    nothing the pair accepts), then the decision's Active, status and epoch."""
+    updated = with_liveness(pair, node)
+    if accepted_assertion_at is not None:
+        updated = replace(
+            updated,
+            newest_active_assertion_at=latest(updated.newest_active_assertion_at, accepted_assertion_at),
+        )
+    return after_outcome(updated, decision.active_mac, decision.status, decision.epoch_bump)
 
 
 def after_outcome(pair: PairState, active_mac: str, status: str, epoch_bump: bool) -> PairState:

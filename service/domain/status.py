@@ -46,16 +46,18 @@ from typing import Literal
 from .errors import InvalidInput
 from .pair_state import (
     WORK_STATUSES,
+    PairDecision,
     PairState,
     advance_sequence,
-    after_outcome,
+    after_decision,
     asserted_active_since,
     ensure_not_dissolved,
     liveness_of,
     member_mac,
     other_mac,
     primary_of,
-    with_liveness,
+    sequence_is_fresh,
+    stale_sequence_why,
 )
 from .timeutil import as_utc, latest
 
@@ -81,13 +83,10 @@ class StatusReport:
 
 
 @dataclass(frozen=True)
-class StatusDecision:
+class StatusDecision(PairDecision):
+    """The pair's Active and status after a status report, and why."""
+
     kind: StatusKind
-    active_mac: str
-    status: str
-    epoch_bump: bool
-    reason: str
-    row: str
 
 
 def decide_status(pair: PairState, report: StatusReport, liveness_window_s: int) -> StatusDecision:
@@ -110,11 +109,8 @@ def decide_status(pair: PairState, report: StatusReport, liveness_window_s: int)
     ) -> StatusDecision:
         return StatusDecision(kind, active_mac, status, active_mac != active, f"{said}: {why}", row)
 
-    last_sequence = liveness_of(pair, reporter).last_sequence
-    if report.sequence is not None and last_sequence is not None and report.sequence <= last_sequence:
-        return decision(
-            "stale", "stale_sequence", f"sequence is not above the node's last ({last_sequence}); no effect"
-        )
+    if not sequence_is_fresh(pair, reporter, report.sequence):
+        return decision("stale", "stale_sequence", stale_sequence_why(pair, reporter))
 
     if pair.status == "split_brain":
         if report.role == "standby":
@@ -193,9 +189,5 @@ def record_status(pair: PairState, report: StatusReport, decision: StatusDecisio
             else node.last_active_assertion_at
         ),
     )
-    updated = with_liveness(pair, node)
-    if report.role == "active" and decision.row in _ACCEPTED_ACTIVE_ROWS:
-        updated = replace(
-            updated, newest_active_assertion_at=latest(updated.newest_active_assertion_at, occurred_at)
-        )
-    return after_outcome(updated, decision.active_mac, decision.status, decision.epoch_bump)
+    accepted = report.role == "active" and decision.row in _ACCEPTED_ACTIVE_ROWS
+    return after_decision(pair, node, decision, occurred_at if accepted else None)

@@ -15,14 +15,15 @@ from service import migrate
 from service.app import create_app
 from service.models import ApiToken, Organization
 from service.security import hash_token, new_api_token
-from service.settings import Settings
+from service.settings import NUMBER_VARIABLES, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", ROOT / "simulator" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # The product's code (the tests and their harness document their own few variables in prose).
 CODE = [*(ROOT / d for d in ("service", "workers", "simulator")), ROOT / "gunicorn.conf.py", ROOT / "dev.py"]
 # How the code reads the environment: os.environ.get("X"), env.get("X"), env["X"], getenv("X"),
-# _int(env, "X", ...), env.setdefault("X", ...), click's envvar="X".
+# _int(env, "X", ...), env.setdefault("X", ...), click's envvar="X"; and the table of numeric settings
+# (service/settings.py NUMBER_VARIABLES), read in a loop.
 ENV_READ = re.compile(r"""(?:environ\.get|getenv|environ\[|\benv\.get|\benv\[|\benv,\s*|setdefault\(|envvar=)\s*\(?\s*["']([A-Z][A-Z0-9_]{2,})["']""")
 # Standard variables of the OS, not ours to document.
 NOT_OURS = {"HOME", "XDG_STATE_HOME"}
@@ -37,7 +38,8 @@ def _code_files() -> Iterator[Path]:
 
 
 def env_vars_read() -> set[str]:
-    return {name for path in _code_files() for name in ENV_READ.findall(path.read_text())} - NOT_OURS
+    found = {name for path in _code_files() for name in ENV_READ.findall(path.read_text())}
+    return (found | set(NUMBER_VARIABLES)) - NOT_OURS
 
 
 def test_docs_do_not_point_outside_the_repository():

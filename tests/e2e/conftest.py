@@ -19,11 +19,18 @@ def stack(fresh_database):  # type: ignore[no-untyped-def]
     yield from run_stack(Stack(database_url=url, workdir=workdir), workdir)
 
 
+def call_failed(request: pytest.FixtureRequest) -> bool:
+    """In a function-scoped fixture's teardown: whether the test itself failed (its logs are then
+    worth printing). `rep_call` is set by the hook below; a test that failed in setup has none."""
+    report = getattr(request.node, "rep_call", None)
+    return report is not None and report.failed
+
+
 @pytest.fixture
 def fresh_stack(stack, request):  # type: ignore[no-untyped-def]
     stack.truncate()
     yield stack
-    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+    if call_failed(request):
         print(stack.logs())
 
 

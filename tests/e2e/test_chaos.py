@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterator
@@ -30,6 +31,7 @@ from benchmarks.seed import SeededPair, create_org, seed_pairs, seed_upstream
 from service import migrate
 from service.settings import load_settings
 from tests.conftest import unavailable
+from tests.e2e.conftest import call_failed
 from tests.e2e.pgcluster import PgCluster, pg_bin
 from harness.stack import Stack, new_workdir, remove_workdir, wait_for
 from harness.webhooks import role_changed, signed_headers
@@ -188,33 +190,48 @@ class Chaos:
         return took
 
 
+@contextmanager
+def seeded_chaos(stack: Stack, cluster: PgCluster | None, name: str, count: int, *, org: str = "chaos",
+                 senders: int = Chaos.senders, engine_url: str | None = None) -> Iterator[Chaos]:
+    """The started stack's database and upstream simulator seeded with `count` pairs, each with its
+    Primary Active at epoch 1, as a Chaos; its engine is disposed on the way out.
+
+    The pairs are never heard: the claims are dated a day back (Chaos.base), before any report the
+    seed could give. `engine_url` is the URL SQLAlchemy takes, when the stack is given the operator's
+    multi-host form."""
+    engine = sa.create_engine(engine_url or stack.database_url, pool_pre_ping=True, pool_size=2)
+    try:
+        settings = load_settings(stack.env())
+        pairs = seed_pairs(engine, settings, create_org(engine, org),
+                           [f"p{i}.{name}.example" for i in range(count)], f"im-{name}-", heard=False)
+        seed_upstream(UpstreamSettings.from_object(settings), pairs)
+        yield Chaos(stack, cluster, engine, pairs, active={p.id: p.primary_mac for p in pairs},
+                    epoch={p.id: 1 for p in pairs}, senders=senders)
+    finally:
+        engine.dispose()
+
+
 REDIS_RESTARTS = 20
 
 
 @pytest.fixture
-def one_worker(fresh_database) -> Iterator[Chaos]:  # type: ignore[no-untyped-def]
+def one_worker(fresh_database, request) -> Iterator[Chaos]:  # type: ignore[no-untyped-def]
     """The stack with one Celery worker and one scheduler, on a database of the shared server
     (nothing here restarts PostgreSQL). Runs before the module's two-worker stack exists."""
     workdir = new_workdir()
     stack = Stack(database_url=fresh_database(), workdir=workdir, workers=1, beats=1,
                   extra_env=dict(SERVICE_DEFAULTS))
-    engine = None
     try:
         migrate.upgrade(stack.database_url)
         stack.start()
-        engine = sa.create_engine(stack.database_url, pool_pre_ping=True, pool_size=2)
-        settings = load_settings(stack.env())
-        pairs = seed_pairs(engine, settings, create_org(engine, "chaos1"),
-                           [f"p{i}.one.example" for i in range(PAIRS)], "im-one-", heard=False)
-        seed_upstream(UpstreamSettings.from_object(settings), pairs)
-        yield Chaos(stack, None, engine, pairs, active={p.id: p.primary_mac for p in pairs},
-                    epoch={p.id: 1 for p in pairs})
+        with seeded_chaos(stack, None, "one", PAIRS, org="chaos1") as chaos:
+            yield chaos
+            if call_failed(request):
+                print(stack.logs())
     except BaseException:
         print(stack.logs())
         raise
     finally:
-        if engine is not None:
-            engine.dispose()
         stack.stop()
         remove_workdir(workdir)
 
@@ -222,14 +239,6 @@ def one_worker(fresh_database) -> Iterator[Chaos]:  # type: ignore[no-untyped-de
 @pytest.mark.timeout(420)
 def test_one_worker_outlives_twenty_redis_restarts_with_repoints_in_flight(one_worker):
     chaos, stack = one_worker, one_worker.stack
-    try:
-        _twenty_redis_restarts(chaos, stack)
-    except BaseException:
-        print(stack.logs())
-        raise
-
-
-def _twenty_redis_restarts(chaos: Chaos, stack: Stack) -> None:
     assert stack.sim is not None
     worker = stack.procs["worker"].popen
     assert worker is not None
@@ -272,25 +281,16 @@ def chaos() -> Iterator[Chaos]:
     cluster.start()
     workdir = new_workdir()
     stack = Stack(database_url="", workdir=workdir, workers=2, beats=2, extra_env=dict(SERVICE_DEFAULTS))
-    engine = None
     try:
         stack.database_url = cluster.create_database("ucmha")
         migrate.upgrade(stack.database_url)
         stack.start()
-        engine = sa.create_engine(stack.database_url, pool_pre_ping=True, pool_size=2)
-        settings = load_settings(stack.env())
-        # Never heard: the claims are dated a day back (Chaos.base), before any report the seed could give.
-        pairs = seed_pairs(engine, settings, create_org(engine, "chaos"),
-                           [f"p{i}.chaos.example" for i in range(PAIRS)], "im-chaos-", heard=False)
-        seed_upstream(UpstreamSettings.from_object(settings), pairs)
-        yield Chaos(stack, cluster, engine, pairs, active={p.id: p.primary_mac for p in pairs},
-                    epoch={p.id: 1 for p in pairs})
+        with seeded_chaos(stack, cluster, "chaos", PAIRS) as chaos:
+            yield chaos
     except BaseException:
         print(stack.logs(), cluster.log_tail())
         raise
     finally:
-        if engine is not None:
-            engine.dispose()
         stack.stop()
         cluster.remove()
         remove_workdir(workdir)
@@ -301,7 +301,7 @@ def running(chaos: Chaos, request) -> Iterator[Chaos]:  # type: ignore[no-untype
     yield chaos
     assert chaos.stack.sim is not None and chaos.cluster is not None
     chaos.stack.sim.clear_faults()
-    if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
+    if call_failed(request):
         print(chaos.stack.logs(), chaos.cluster.log_tail())
 
 

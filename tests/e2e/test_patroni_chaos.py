@@ -20,18 +20,16 @@ from typing import Iterator
 
 import pytest
 import requests
-import sqlalchemy as sa
 
-from benchmarks.seed import create_org, seed_pairs, seed_upstream
 from harness import patroni
 from harness.patroni import PatroniCluster
 from harness.stack import BIN, ROOT, Stack, new_workdir, remove_workdir, wait_for
 from harness.webhooks import signed_headers, status
-from service.settings import database_url_from, load_settings
+from service.settings import database_url_from
 from tests.conftest import unavailable
 from tests.e2e.client import Admin, cli
-from tests.e2e.test_chaos import MEASURED, SERVICE_DEFAULTS, TARGET_S, Chaos
-from workers.upstream import UpstreamSettings
+from tests.e2e.conftest import call_failed
+from tests.e2e.test_chaos import MEASURED, SERVICE_DEFAULTS, TARGET_S, Chaos, seeded_chaos
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +44,6 @@ def chaos() -> Iterator[Chaos]:
     cluster = PatroniCluster()
     workdir = new_workdir()
     stack = Stack(database_url="", workdir=workdir, workers=2, beats=2, apis=2, extra_env=dict(SERVICE_DEFAULTS))
-    engine = None
     try:
         cluster.start()
         stack.database_url = cluster.create_database("ucmha")
@@ -56,19 +53,13 @@ def chaos() -> Iterator[Chaos]:
         subprocess.run([str(BIN / "ucmha"), "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True,
                        text=True, timeout=120)
         stack.start()
-        engine = sa.create_engine(database_url_from(stack.database_url), pool_pre_ping=True, pool_size=2)
-        settings = load_settings(stack.env())
-        pairs = seed_pairs(engine, settings, create_org(engine, "chaos"),
-                           [f"p{i}.patroni.example" for i in range(PAIRS)], "im-patroni-", heard=False)
-        seed_upstream(UpstreamSettings.from_object(settings), pairs)
-        yield Chaos(stack, cluster, engine, pairs, active={p.id: p.primary_mac for p in pairs},  # type: ignore[arg-type]
-                    epoch={p.id: 1 for p in pairs}, senders=PAIRS)
+        with seeded_chaos(stack, cluster, "patroni", PAIRS, senders=PAIRS,  # type: ignore[arg-type]
+                          engine_url=database_url_from(stack.database_url)) as chaos:
+            yield chaos
     except BaseException:
         print(stack.logs(), cluster.log_tail())
         raise
     finally:
-        if engine is not None:
-            engine.dispose()
         stack.stop()
         cluster.stop()
         remove_workdir(workdir)
@@ -79,7 +70,7 @@ def running(chaos: Chaos, request) -> Iterator[Chaos]:  # type: ignore[no-untype
     cluster: PatroniCluster = chaos.cluster  # type: ignore[assignment]
     wait_for(cluster.replicating, 120, "both Patroni members up before the case")
     yield chaos
-    if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
+    if call_failed(request):
         print(chaos.stack.logs(), cluster.log_tail())
 
 

@@ -16,17 +16,15 @@ from typing import Iterator
 
 import pytest
 import requests
-import sqlalchemy as sa
 
-from benchmarks.seed import create_org, seed_pairs, seed_upstream
 from harness.sentinel import SentinelRedis
 from harness.stack import Stack, new_workdir, remove_workdir, wait_for
 from service import migrate
 from service.settings import load_settings
 from tests.conftest import unavailable
+from tests.e2e.conftest import call_failed
 from tests.e2e.pgcluster import PgCluster, pg_bin
-from tests.e2e.test_chaos import SERVICE_DEFAULTS, TARGET_S, Chaos
-from workers.upstream import UpstreamSettings
+from tests.e2e.test_chaos import SERVICE_DEFAULTS, TARGET_S, Chaos, seeded_chaos
 
 pytestmark = pytest.mark.e2e
 
@@ -44,29 +42,20 @@ def chaos() -> Iterator[Chaos]:
     workdir = new_workdir()
     stack = Stack(database_url="", workdir=workdir, workers=2, beats=2, apis=2, own_redis=False,
                   extra_env=dict(SERVICE_DEFAULTS))
-    engine = None
     try:
         redis.start()
         stack.extra_env.update({"REDIS_URL": redis.url, "UCMHA_BROKER_URL": redis.url})
         stack.database_url = cluster.create_database("ucmha")
         migrate.upgrade(stack.database_url)
         stack.start()
-        engine = sa.create_engine(stack.database_url, pool_pre_ping=True, pool_size=2)
-        settings = load_settings(stack.env())
-        assert settings.redis_sentinel_master == "ucmha"
-        pairs = seed_pairs(engine, settings, create_org(engine, "chaos"),
-                           [f"p{i}.sentinel.example" for i in range(PAIRS)], "im-sentinel-", heard=False)
-        seed_upstream(UpstreamSettings.from_object(settings), pairs)
-        chaos = Chaos(stack, cluster, engine, pairs, active={p.id: p.primary_mac for p in pairs},
-                      epoch={p.id: 1 for p in pairs}, senders=PAIRS)
-        chaos.redis = redis  # type: ignore[attr-defined]
-        yield chaos
+        assert load_settings(stack.env()).redis_sentinel_master == "ucmha"
+        with seeded_chaos(stack, cluster, "sentinel", PAIRS, senders=PAIRS) as chaos:
+            chaos.redis = redis  # type: ignore[attr-defined]
+            yield chaos
     except BaseException:
         print(stack.logs(), redis.log_tail(), cluster.log_tail())
         raise
     finally:
-        if engine is not None:
-            engine.dispose()
         stack.stop()
         redis.stop()
         cluster.remove()
@@ -76,7 +65,7 @@ def chaos() -> Iterator[Chaos]:
 @pytest.fixture
 def running(chaos: Chaos, request) -> Iterator[Chaos]:  # type: ignore[no-untyped-def]
     yield chaos
-    if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
+    if call_failed(request):
         print(chaos.stack.logs(), chaos.redis.log_tail())  # type: ignore[attr-defined]
 
 

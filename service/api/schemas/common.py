@@ -162,6 +162,14 @@ def decode_cursor(cursor: str | None) -> int | None:
     return int(cursor)
 
 
+class ViolationSchema(ma.Schema):
+    """A broken rule, as ``service.domain.errors.Violation.as_dict`` writes it."""
+
+    rule = ma.fields.String()
+    code = ma.fields.String()
+    detail = ma.fields.String()
+
+
 def page_schema(item_schema: type[ma.Schema], name: str) -> type[ma.Schema]:
     return type(name, (ma.Schema,), {
         "items": ma.fields.List(ma.fields.Nested(item_schema)),

@@ -7,7 +7,7 @@ from marshmallow import validate
 from service.domain.subscriptions import EVENT_TYPES
 from service.models import utcnow
 
-from .common import JsonBool, PageArgs, StrictSchema
+from .common import JsonBool, PageArgs, StrictSchema, ViolationSchema
 
 EVENT_CHOICES = ("*", *EVENT_TYPES)
 
@@ -164,10 +164,8 @@ class SplitBrainResolvedData(_Data):
     reason = ma.fields.String()
 
 
-class EventViolationSchema(ma.Schema):
-    rule = ma.fields.String()
-    code = ma.fields.String()
-    detail = ma.fields.String()
+class EventViolationSchema(ViolationSchema):
+    """The same broken rule in an event's payload; a class of its own keeps its name in the document."""
 
 
 class SyncBlockedData(_Data):
