@@ -26,8 +26,7 @@ VENV = Path(os.environ.get("UCMHA_VENV", ROOT / ".venv"))
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 # Wheels of every pinned package, kept between clones (see ensure_installed).
-WHEELHOUSE = Path(os.environ.get("UCMHA_WHEELHOUSE")
-                  or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ucmha" / "wheels")
+WHEELHOUSE = Path(os.environ.get("UCMHA_WHEELHOUSE") or Path.home() / ".cache" / "ucmha" / "wheels")
 DEMO_ORG = "demo"
 
 
