@@ -194,6 +194,10 @@ def on_applied(row: SyncRow, owed: Desired, previously_applied_key: str | None, 
         return OutboxChange(row, after, "applied", False, 0.0, tuple(lines), alarms, settle_pair=released)
     # A failover landed while the call was in flight: what went up is no longer what is wanted.
     after = replace(after, next_attempt_at=now)
+    if not after.in_step and after.state in ("not_applicable", "in_sync"):
+        # Planned while nothing was applied (a key given up, none bound yet): the key that landed
+        # is owed its release, and only owed rows are claimed.
+        after = replace(after, state="pending")
     return OutboxChange(row, after, "applied_newer_owed", True, 0.0, tuple(lines), alarms, settle_pair=released)
 
 

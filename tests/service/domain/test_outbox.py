@@ -61,6 +61,14 @@ def test_applied_is_in_sync_and_a_newer_desired_state_is_owed_again():
     assert (newer.after.applied_mac, newer.after.applied_epoch) == (P, 1)
 
 
+def test_a_key_landing_after_it_was_given_up_is_owed_its_release():
+    # Planned while the repoint binding D was in flight and nothing was applied yet: not applicable.
+    released = SyncRow("remote_connect", "not_applicable", None, None, 2, desired_at=NOW)
+    landed = outbox.on_applied(released, Desired(D, P, 1), None, NOW)
+    assert landed.outcome == "applied_newer_owed" and landed.enqueue
+    assert outbox.is_owed(landed.after) and not landed.after.in_step and landed.after.applied_key == D
+
+
 def test_an_older_epoch_never_overwrites_a_newer_applied_one():
     row = SyncRow("remote_connect", "pending", D, S, 3, applied_key=D, applied_mac=S, applied_epoch=3)
     change = outbox.on_applied(row, Desired(D, P, 2), D, NOW)

@@ -1,184 +1,114 @@
 """One pair driven through random interleavings of everything that can happen to it.
 
-Claims with known and unknown reasons, status reports, faults, backups, procedure steps, replays (a
-new webhook-id with an old sequence), late and early clocks (bounded by the receive time), admin
-rulings, and the upstream outcomes of repoints in flight while the pair moves on.
+Claims with known and unknown reasons, status reports (naming a peer or not), faults, backups,
+procedure steps, replays (a new webhook-id with an old sequence), late and early clocks (bounded by
+the receive time), admin rulings, node replacements (R12: either slot, a fit or unfit candidate,
+a device that left the pair earlier coming back), dissolution (R13), notifications from nodes that
+left the pair, and the upstream outcomes of repoints in flight while the pair moves on.
 
-`Model` is the reference: its own Active, status, epoch, sequences and open alarms, computed from
-the inputs by the rules of the decision table (R1-R7) written out plainly, never read back from the
-code under test. The invariants compare the two after every step.
+The machine does what the commands do around the domain: it keeps the pair and its devices' rows,
+builds the snapshot from the two members' rows (``commands.snapshots``), calls the pure function,
+keeps what it returned (``commands.transitions.persist``), then settles the pair (a running
+replacement observes it, ``commands.lifecycle``; the outbox plans both targets, ``commands.sync``).
+
+`Model` (pair_model) is the reference: its own Active, status, epoch, slots, sequences, open alarms
+and replacement, computed from the inputs by the rules, never read back from the code under test.
+The invariants compare the two after every step.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from service.domain import alarms as alarm_kinds
-from service.domain import outbox, transition
+from service.domain import dissolution, outbox, replacement, transition
 from service.domain.claims import REASONS, RoleClaim
 from service.domain.clock import bound_occurred_at
-from service.domain.errors import InvalidInput
+from service.domain.errors import DomainError, InvalidInput, InvalidState, NotInPair, RuleViolation
+from service.domain.node_rules import StorageItem
 from service.domain.outbox import Desired, Routing, SyncRow
-from service.domain.pair_state import PairState, liveness_of
-from service.domain.procedures import ProcedureChange
+from service.domain.pair_state import NodeLiveness, PairState, liveness_of, other_mac
+from service.domain.plans import PlanFacts
+from service.domain.procedures import REPLACE, PairFacts, ProcedureChange, ReplaceProcedure, is_running
+from service.domain.replacement import Candidate, ReplacementFacts
 from service.domain.status import StatusReport
+from service.domain.targets import SYNC_TARGETS
 
-PRIMARY, SECONDARY = "00:0B:82:A4:6E:BF", "C0:74:AD:45:3B:10"
-NODES = (PRIMARY, SECONDARY)
+from .pair_model import BINDING, CANDIDATES, DOMAIN, POOL, PRIMARY, SECONDARY, TIMEOUT_S, WINDOW_S, Model
+
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc)
-DOMAIN = "pbx.example.com"
-WINDOW_S = 60
-TIMEOUT_S = 7
 
-macs = st.sampled_from(NODES)
+macs = st.sampled_from(POOL)
 reasons = st.sampled_from((*REASONS, "ha_process_restarted"))
 # Seconds a node's clock is off when it stamps occurred_at: late, on time, slightly and far ahead.
 clock_offsets = st.one_of(st.integers(-600, 0), st.just(0), st.integers(1, 300), st.integers(301, 10**6))
+# A node named by its slot (whoever holds it then: the Primary, the Secondary), or any device, in
+# the pair or not: most notifications come from the pair's nodes, some from nodes that left it.
+nodes = st.one_of(st.sampled_from(("primary", "secondary")), macs)
 
 
-@dataclass
-class Node:
-    sequence: int | None = None
-    asserted_active_at: datetime | None = None  # the last time it said it is Active (claim or report)
-    status_at: datetime | None = None
-    status_role: str | None = None
-
-
-@dataclass
-class Model:
-    """What the pair must be, by the rules, from the inputs alone."""
-
-    active: str = PRIMARY
-    status: str = "paired"
-    epoch: int = 1
-    newest: datetime | None = None  # the newest accepted Active assertion
-    nodes: dict[str, Node] = field(default_factory=lambda: {mac: Node() for mac in NODES})
-    open_faults: set[tuple[str, str]] = field(default_factory=set)
-    backup_failed: bool = False
-    last_full_backup: datetime | None = None
-
-    def fresh(self, mac: str, sequence: int) -> bool:
-        last = self.nodes[mac].sequence
-        return last is None or sequence > last
-
-    def use(self, mac: str, sequence: int) -> None:
-        node = self.nodes[mac]
-        node.sequence = sequence if node.sequence is None else max(node.sequence, sequence)
-
-    def alive_since(self, mac: str, since: datetime) -> bool:
-        node = self.nodes[mac]
-        said_active = node.asserted_active_at is not None and node.asserted_active_at >= since
-        reported_active = node.status_role == "active" and node.status_at is not None and node.status_at >= since
-        return said_active or reported_active
-
-    def move(self, active: str, status: str) -> None:
-        """R1: a new Active is a new epoch; the same Active keeps it."""
-        if active != self.active:
-            self.epoch += 1
-        self.active, self.status = active, status
-
-    def switch_to(self, mac: str, work_status: str) -> None:
-        self.epoch += 1  # a switch always takes a new epoch
-        self.active = mac
-        self.status = "replacing" if self.status == "replacing" else work_status  # a procedure keeps its status
-
-    def assert_active(self, mac: str, at: datetime) -> None:
-        node = self.nodes[mac]
-        node.asserted_active_at = at if node.asserted_active_at is None else max(node.asserted_active_at, at)
-
-    def accept(self, at: datetime) -> None:
-        self.newest = at if self.newest is None else max(self.newest, at)
-
-    def claim(self, mac: str, reason: str, at: datetime, sequence: int) -> str:
-        if not self.fresh(mac, sequence):
-            return "stale"
-        self.use(mac, sequence)
-        before_active, before_newest = self.active, self.newest
-        alive = self.alive_since(before_active, at - timedelta(seconds=TIMEOUT_S))
-        self.assert_active(mac, at)
-        if before_newest is not None and at < before_newest:
-            return "stale"  # older than what the pair already believes (R3)
-        self.accept(at)
-        if self.status == "split_brain" or mac == before_active:
-            return "no_change"  # a claim settles no split brain; the Active claiming confirms
-        if reason == "force_switch":
-            self.switch_to(mac, "paired")
-        elif reason == "network_port_disconnect":
-            self.switch_to(mac, "standalone")
-        elif alive:
-            self.move(PRIMARY, "split_brain")  # both say Active: route to the Primary (R5)
-        else:
-            self.switch_to(mac, "standalone")  # heart_beat_lost and unknown reasons: the cautious row
-        return "decided"
-
-    def report(self, mac: str, role: str, work: str, at: datetime, sequence: int) -> str:
-        if not self.fresh(mac, sequence):
-            return "stale"
-        self.use(mac, sequence)
-        accepted = False
-        if self.status == "split_brain":
-            accepted = role == "active"
-            if role == "standby":
-                self.move(NODES[1 - NODES.index(mac)], "paired")  # it stood down: the other is the Active
-        elif role == "active" and mac == self.active:
-            accepted = True
-            if self.status in ("paired", "standalone") and work in ("paired", "standalone"):
-                self.status = work
-        elif role == "active" and not (self.newest is not None and at < self.newest):
-            if self.alive_since(self.active, at - timedelta(seconds=WINDOW_S)):
-                accepted = True
-                self.move(PRIMARY, "split_brain")
-            # otherwise no automatic failover on a report alone (R7)
-        node = self.nodes[mac]
-        node.status_at, node.status_role = at, role
-        if role == "active":
-            self.assert_active(mac, at)
-            if accepted:
-                self.accept(at)
-        return "decided"
-
-    def resolve(self, mac: str, now: datetime) -> None:
-        self.epoch += 1
-        self.active = mac
-        self.status = "replacing" if self.status == "replacing" else "paired"
-        self.newest = now
-        for node in self.nodes.values():  # the ruling overrides what the nodes said before it
-            if node.asserted_active_at is not None:
-                node.asserted_active_at = min(node.asserted_active_at, now)
-            if node.status_at is not None:
-                node.status_at = min(node.status_at, now)
+def candidate(mac: str, kind: str = "fit") -> Candidate | None:
+    if kind == "unknown":
+        return None
+    return Candidate(mac=mac, model="UCM6304", firmware="1.0.15.8", cloud_im_enabled=kind == "cloud_im_on",
+                     storage=(StorageItem("sd", 32),),
+                     plan=PlanFacts(id=1, tier="Pro", ha=True, cloud_im=True, status="active"))
 
 
 class PairMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.now = T0
+        # The pair's row (its nodes' liveness is in `devices`) and the devices' rows, one per MAC.
         self.pair = PairState(PRIMARY, SECONDARY, PRIMARY, "paired", 1, TIMEOUT_S)
-        self.row = SyncRow("remote_connect")
-        self._plan("created")
-        self.model = Model()
+        self.devices = {mac: NodeLiveness(mac) for mac in POOL}
+        self.heard_at: dict[str, datetime] = {}
+        self.work_status: dict[str, str] = {}
+        self.custom_domain: str | None = DOMAIN
+        self.procedure: ReplaceProcedure | None = None
+        self.rows = {target: SyncRow(target) for target in SYNC_TARGETS}
         self.split_brain_alarm_open = False
         self.open_faults: set[str] = set()
         self.backup_failed_open = False
-        self.in_flight: Desired | None = None
-        self.applied_epochs: list[int] = []
+        # The fake upstream: per target, what each key is pointed at and at which epoch.
+        self.upstream: dict[str, dict[str, tuple[str, int]]] = {target: {} for target in SYNC_TARGETS}
+        self.in_flight: dict[str, tuple[Desired, str | None]] = {}  # target: what went up, the key applied before
+        self._settle("created")
+        self.model = Model()
 
     # --- plumbing: what a command and a worker do around the domain -------------------------------
 
-    def _routing(self) -> Routing:
-        return Routing(PRIMARY, self.pair.active_mac, self.pair.status, self.pair.epoch, True, DOMAIN, False, None)
+    def _snapshot(self) -> PairState:
+        """``snapshots.pair_state``: the pair's row with its two members' liveness."""
+        members = (self.pair.primary_mac, self.pair.secondary_mac)
+        return replace(self.pair, nodes={mac: self.devices[mac] for mac in members})
 
-    def _plan(self, why: str) -> None:
-        desired = outbox.desired_targets(self._routing())["remote_connect"]
-        self.row = outbox.plan(self.row, desired, [], self.now, why).after
+    def _facts(self) -> PairFacts:
+        return PairFacts(self.pair.primary_mac, self.pair.secondary_mac, self.pair.active_mac, self.pair.status,
+                         use_ucmrc=True, custom_domain=self.custom_domain,
+                         last_full_backup_at=self.pair.last_full_backup_at)
+
+    def _open_kinds(self) -> list[str]:
+        return sorted({*self.open_faults, *((alarm_kinds.SPLIT_BRAIN,) if self.split_brain_alarm_open else ()),
+                       *((alarm_kinds.BACKUP_FAILED,) if self.backup_failed_open else ())})
+
+    def _routing(self) -> Routing:
+        withheld = replacement.domain_release_pending(self.procedure, self.custom_domain)
+        return Routing(self.pair.primary_mac, self.pair.active_mac, self.pair.status, self.pair.epoch, True,
+                       self.custom_domain, withheld, BINDING)
 
     def _take(self, change: transition.PairTransition) -> None:
-        """What `persist` does: the state after, and the alarms opened or closed."""
-        assert change.before == self.pair
+        """What `persist` does: the state after, the members' rows, the alarms, the procedure."""
+        assert change.before == self._snapshot()
+        for mac, node in change.after.nodes.items():
+            if mac in (change.before.primary_mac, change.before.secondary_mac):
+                self.devices[mac] = node
         for alarm in change.alarms:
             if alarm.kind == alarm_kinds.SPLIT_BRAIN:
                 self.split_brain_alarm_open = alarm.open
@@ -186,8 +116,63 @@ class PairMachine(RuleBasedStateMachine):
                 self.backup_failed_open = alarm.open
             elif alarm.kind.startswith("fault"):
                 (self.open_faults.add if alarm.open else self.open_faults.discard)(alarm.kind)
-        self.pair = change.after
-        self._plan(change.cause)
+        if change.node_report is not None:
+            self.work_status[change.node_report.mac] = change.node_report.work_status
+        step = change.procedure
+        if step is not None:
+            if isinstance(step.procedure, ReplaceProcedure):
+                self.procedure = step.procedure
+            if step.release_domain:
+                self.custom_domain = None
+        self.pair = replace(change.after, nodes={})
+
+    def _step(self, step: ProcedureChange, cause: str) -> None:
+        """``lifecycle.persist_step``: nothing when the step changes nothing."""
+        if step.changed:
+            self._take(transition.on_procedure(self._snapshot(), step, cause))
+
+    def _observe(self) -> None:
+        """``lifecycle.observe``: a running replacement sees the pair as it is now."""
+        running = self.procedure
+        if isinstance(running, ReplaceProcedure) and is_running(running, REPLACE):
+            new = running.new_mac
+            assert new in (self.pair.primary_mac, self.pair.secondary_mac), "nothing here takes the new node out"
+            rc = self.rows["remote_connect"]
+            facts = ReplacementFacts(self._facts(), self.heard_at.get(new), self.devices[new].last_status_role,
+                                     self.work_status.get(new), rc.applied_key, rc.state)
+            self._step(replacement.replacement_progress(running, facts, self.now), "procedure")
+
+    def _settle(self, why: str) -> None:
+        """``settle``: the procedure observes the pair, then the outbox follows it."""
+        self.observed_row = self.rows["remote_connect"]
+        self._observe()
+        desired = outbox.desired_targets(self._routing())
+        for target in SYNC_TARGETS:
+            self.rows[target] = outbox.plan(self.rows[target], desired[target], [], self.now, why).after
+
+    def _settled(self) -> None:
+        """The model's side of settling: the replacement sees the outbox's record as the pair's settling did."""
+        self.model.observe(self.observed_row.applied_key, self.observed_row.state)
+
+    def _node(self, named: str) -> str:
+        return {"primary": self.model.primary, "secondary": self.model.secondary}.get(named, named)
+
+    def _member(self, mac: str) -> bool:
+        """A notification reaches the domain only from a node of a live pair; the domain refuses anyone else's."""
+        return mac in self.model.members
+
+    def _decided(self, mac: str, decide: Callable[[PairState], transition.PairTransition]) \
+            -> transition.PairTransition | None:
+        """The domain's decision on a notification of ``mac`` (the node is heard from); ``None``: the
+        domain refuses a node that is not in the pair, and nothing changes."""
+        if not self._member(mac):
+            with pytest.raises(NotInPair):
+                decide(self._snapshot())
+            return None
+        change = decide(self._snapshot())
+        self.heard_at[mac] = self.now
+        self.model.heard(mac, self.now)
+        return change
 
     def _sequence(self, mac: str, replay: bool, draw: int) -> int:
         last = self.model.nodes[mac].sequence
@@ -213,113 +198,254 @@ class PairMachine(RuleBasedStateMachine):
         self.model.use(mac, sequence)
         return True
 
-    # --- rules -----------------------------------------------------------------------------------
+    def _done(self, change: transition.PairTransition, why: str) -> None:
+        self._take(change)
+        self._settle(why)
+        self._settled()
+
+    # --- notifications -----------------------------------------------------------------------------
 
     @rule(seconds=st.integers(0, 120))
     def time_passes(self, seconds: int) -> None:
         self.now += timedelta(seconds=seconds)
 
-    @rule(mac=macs, reason=reasons, offset=clock_offsets, replay=st.booleans(), draw=st.integers(0, 5))
+    @precondition(lambda self: self.model.status != "dissolved")  # a dissolved pair's nodes are in no pair
+    @rule(mac=nodes, reason=reasons, offset=clock_offsets, replay=st.booleans(), draw=st.integers(0, 5))
     def role_claim(self, mac: str, reason: str, offset: int, replay: bool, draw: int) -> None:
+        mac = self._node(mac)
         occurred_at = self._bounded(offset)
         if occurred_at is None:
             return
         sequence = self._sequence(mac, replay, draw)
-        change = transition.on_claim(self.pair, RoleClaim(mac, reason, occurred_at, sequence))
+        claim = RoleClaim(mac, reason, occurred_at, sequence)
+        change = self._decided(mac, lambda pair: transition.on_claim(pair, claim))
+        if change is None:
+            return
         if self.model.claim(mac, reason, occurred_at, sequence) == "stale":
             assert change.outcome == "stale"
         if change.row == "stale_sequence":
             self._stale_changes_nothing(change)
-        self._take(change)
+        self._done(change, "ha.role_changed")
 
-    @rule(mac=macs, role=st.sampled_from(("active", "standby")), work=st.sampled_from(("paired", "standalone")),
-          offset=clock_offsets, replay=st.booleans(), draw=st.integers(0, 5))
-    def status_report(self, mac: str, role: str, work: str, offset: int, replay: bool, draw: int) -> None:
+    @precondition(lambda self: self.model.status != "dissolved")
+    @rule(mac=nodes, role=st.sampled_from(("active", "standby")), work=st.sampled_from(("paired", "standalone")),
+          offset=clock_offsets, replay=st.booleans(), draw=st.integers(0, 5),
+          peer=st.one_of(st.none(), st.just("peer"), macs))
+    def status_report(self, mac: str, role: str, work: str, offset: int, replay: bool, draw: int,
+                      peer: str | None) -> None:
+        """An ``ha.status`` naming no peer, its peer in the pair, or any device."""
+        mac = self._node(mac)
+        if peer == "peer":
+            peer = self.model.peer_of(mac)
         occurred_at = self._bounded(offset)
         if occurred_at is None:
             return
         sequence = self._sequence(mac, replay, draw)
-        change = transition.on_status(self.pair, StatusReport(mac, role, work, "idle", "1.0.15.8", occurred_at,
-                                                              sequence), WINDOW_S)
-        if self.model.report(mac, role, work, occurred_at, sequence) == "stale":
+        report = StatusReport(mac, role, work, "idle", "1.0.15.8", occurred_at, sequence)
+        if self._member(mac):
+            refused = replacement.peer_mac_refused(self.procedure, mac, other_mac(self.pair, mac), peer)
+            assert refused == self.model.peer_refused(mac, peer)
+            if refused:
+                return  # refused before the domain decides anything
+        change = self._decided(mac, lambda pair: transition.on_status(pair, report, WINDOW_S))
+        if change is None:
+            return
+        stale = self.model.report(mac, role, work, occurred_at, sequence) == "stale"
+        if stale:
             self._stale_changes_nothing(change)
         self._take(change)
+        if change.outcome != "stale":  # `after_status`: the survivor's peer MAC may be news
+            self._step(replacement.note_peer_report(self.procedure, mac, peer, self.now), "procedure")
+        if not stale:
+            self.model.peer_reported(mac, peer)
+        self._settle("ha.status")
+        self._settled()
 
-    @rule(mac=macs, source=st.sampled_from(("heartbeat", "wan_lan")), raised=st.booleans(),
+    @precondition(lambda self: self.model.replacing)
+    @rule(peer=st.sampled_from((None, "peer")), draw=st.integers(0, 5))
+    def the_new_node_reports_in(self, peer: str | None, draw: int) -> None:
+        """R12's step the rules wait for: the new node reports in as a paired Standby, now."""
+        assert self.model.swap is not None
+        self.status_report(self.model.swap.new, "standby", "paired", 0, False, draw, peer)
+
+    @precondition(lambda self: self.model.status != "dissolved")
+    @rule(mac=nodes, source=st.sampled_from(("heartbeat", "wan_lan")), raised=st.booleans(),
           replay=st.booleans(), draw=st.integers(0, 5))
     def fault(self, mac: str, source: str, raised: bool, replay: bool, draw: int) -> None:
+        mac = self._node(mac)
         sequence = self._sequence(mac, replay, draw)
-        change = transition.on_fault(self.pair, mac, source, "raised" if raised else "cleared", self.now, sequence)
+        state = "raised" if raised else "cleared"
+        change = self._decided(mac, lambda pair: transition.on_fault(pair, mac, source, state, self.now, sequence))
+        if change is None:
+            return
         if self._fresh_notice(mac, sequence, change):
             (self.model.open_faults.add if raised else self.model.open_faults.discard)((mac, source))
-        self._take(change)
+        self._done(change, "ha.fault")
 
-    @rule(mac=macs, kind=st.sampled_from(("full", "incremental")), ok=st.booleans(), replay=st.booleans(),
+    @precondition(lambda self: self.model.status != "dissolved")
+    @rule(mac=nodes, kind=st.sampled_from(("full", "incremental")), ok=st.booleans(), replay=st.booleans(),
           draw=st.integers(0, 5))
     def backup(self, mac: str, kind: str, ok: bool, replay: bool, draw: int) -> None:
+        mac = self._node(mac)
         sequence = self._sequence(mac, replay, draw)
-        change = transition.on_backup(self.pair, mac, kind, "success" if ok else "failed", self.now, sequence)
+        result = "success" if ok else "failed"
+        change = self._decided(mac, lambda pair: transition.on_backup(pair, mac, kind, result, self.now, sequence))
+        if change is None:
+            return
         if self._fresh_notice(mac, sequence, change) and kind == "full":
-            self.model.backup_failed = not ok
-            if ok:
-                self.model.last_full_backup = self.now
-        self._take(change)
+            self.model.full_backup(ok, self.now)
+        self._done(change, "ha.backup")
 
-    @precondition(lambda self: self.model.status != "split_brain")
+    # --- admins ------------------------------------------------------------------------------------
+
+    @precondition(lambda self: self.model.status not in ("split_brain", "dissolved") and not self.model.replacing)
     @rule(begins=st.booleans(), new_epoch=st.booleans())
     def procedure_step(self, begins: bool, new_epoch: bool) -> None:
-        """A procedure (a replacement) begins, or ends with the pair paired; either may take a new epoch."""
+        """A procedure begins (the pair is replacing), or ends with the pair paired; either may take a new epoch."""
         status = "replacing" if begins else "paired"
-        change = transition.on_procedure(self.pair, ProcedureChange(status=status, epoch_bump=new_epoch), "procedure")
+        change = transition.on_procedure(self._snapshot(), ProcedureChange(status=status, epoch_bump=new_epoch),
+                                         "procedure")
         self.model.status = status
         self.model.epoch += new_epoch
-        self._take(change)
+        self._done(change, "procedure")
 
-    @rule(mac=macs)
+    @rule(mac=nodes)
     def admin_resolves(self, mac: str) -> None:
-        change = transition.on_resolve(self.pair, mac, self.now, "ruling", "token:1")
+        mac = self._node(mac)
+        if self.model.status == "dissolved" or not self._member(mac):
+            with pytest.raises((InvalidState, NotInPair)) as refused:
+                transition.on_resolve(self._snapshot(), mac, self.now, "ruling", "token:1")
+            assert refused.value.code == ("pair_dissolved" if self.model.status == "dissolved" else "not_in_pair")
+            return
+        change = transition.on_resolve(self._snapshot(), mac, self.now, "ruling", "token:1")
         self.model.resolve(mac, self.now)
+        self._done(change, "resolve")
+
+    @rule(failed=nodes, new=macs, kind=st.sampled_from((*CANDIDATES, "fit", "fit")))
+    def admin_replaces(self, failed: str, new: str, kind: str) -> None:
+        """``procedures.replace_node``: a retry changes nothing; the domain starts the replacement or refuses it."""
+        failed = self._node(failed)
+        joined_before = new in self.model.departed
+        expected = self.model.replace(failed, new, kind, self.now)
+        if replacement.is_retry(self.procedure, failed, new):
+            assert expected == "retry"
+            return
+        facts = self._facts()
+        try:
+            begun = replacement.begin_replacement(
+                facts, self.procedure, failed, new, candidate(replacement.survivor_of(facts, failed)),
+                candidate(new, kind), self.now, actor="admin", open_alarms=self._open_kinds())
+        except RuleViolation as refused:
+            assert tuple(v.code for v in refused.violations) == expected
+            return
+        except DomainError as refused:
+            assert refused.code == expected
+            return
+        assert expected == "begun"
+        change = transition.on_procedure(self._snapshot(), begun, "replace")
+        assert change.switch is None and not change.epoch_bumped
         self._take(change)
+        if not joined_before:
+            assert liveness_of(self._snapshot(), new).last_sequence is None, "a new node starts with no sequence"
+        self._settle("replaced")
+        self._settled()
 
-    @precondition(lambda self: self.in_flight is None and outbox.is_owed(self.row))
-    @rule()
-    def worker_takes_the_row(self) -> None:
-        self.in_flight = self.row.desired
+    @precondition(lambda self: self.model.status not in ("split_brain", "dissolved") and not self.model.replacing)
+    @rule(new=macs)
+    def the_failed_standby_is_replaced(self, new: str) -> None:
+        """The replacement the guide means: the Standby failed, a fit device takes its place."""
+        standby = self.model.peer_of(self.model.active)
+        self.admin_replaces(standby, new if new not in self.model.members else self._outsider(), "fit")
 
-    @precondition(lambda self: self.in_flight is not None)
-    @rule(succeeds=st.booleans())
-    def upstream_answers(self, succeeds: bool) -> None:
-        assert self.in_flight is not None
-        went_up, self.in_flight = self.in_flight, None
-        before = self.row
-        if succeeds:
-            # The upstream refuses an epoch below the one it holds (it never goes back).
-            if self.applied_epochs and went_up.epoch < self.applied_epochs[-1]:
-                return
-            self.applied_epochs.append(went_up.epoch)
-            change = outbox.on_applied(before, went_up, before.applied_key, self.now)
+    def _outsider(self) -> str:
+        return next(mac for mac in POOL if mac not in self.model.members)
+
+    @rule(release=st.booleans(), meant=st.integers(0, 9))
+    def admin_dissolves(self, release: bool, meant: int) -> None:
+        """``procedures.dissolve``; an admin rarely means it (one draw in ten), so most histories go on."""
+        if meant:
+            return
+        expected = self.model.dissolve(release)
+        try:
+            done = dissolution.dissolve(self._facts(), self.procedure, self.now, actor="admin",
+                                        release_domain=release, cloud_im_enabled=True, open_alarms=self._open_kinds())
+        except InvalidState as refused:
+            assert refused.code == expected == "pair_dissolved"
+            return
+        assert done.cloud_im_keeper == (self.model.active if expected == "dissolved" else None)
+        self._done(transition.on_procedure(self._snapshot(), done, "dissolve"), "dissolved")
+
+    # --- the workers and the upstream --------------------------------------------------------------
+
+    @precondition(lambda self: any(t not in self.in_flight and outbox.is_owed(r) for t, r in self.rows.items()))
+    @rule(sync=st.sampled_from(SYNC_TARGETS))
+    def worker_takes_a_row(self, sync: str) -> None:
+        row = self.rows[sync]
+        if sync not in self.in_flight and outbox.is_owed(row):
+            self.in_flight[sync] = (row.desired, row.applied_key)
+
+    @precondition(lambda self: any(t not in self.in_flight and outbox.is_owed(r) for t, r in self.rows.items()))
+    @rule(sync=st.sampled_from(SYNC_TARGETS))
+    def a_repoint_goes_through(self, sync: str) -> None:
+        """A worker takes the row and the upstream answers before anything else happens (the usual case)."""
+        if sync not in self.in_flight and outbox.is_owed(self.rows[sync]):
+            self.worker_takes_a_row(sync)
+            self.upstream_answers(sync, True)
+
+    def _push(self, target: str, owed: Desired, applied_key: str | None) -> bool:
+        """The upstream calls of ``workers.repoint``: a domain given up is unbound first; the upstream
+        refuses an epoch below the one it holds for a key (it never goes back), unless it holds that MAC."""
+        held = self.upstream[target]
+        if applied_key is not None and applied_key != owed.key:
+            held.pop(applied_key, None)
+        if owed.key is None:
+            return True
+        current = held.get(owed.key)
+        if current is not None and current[1] > owed.epoch:
+            return current[0] == owed.mac
+        assert owed.mac is not None
+        held[owed.key] = (owed.mac, owed.epoch)
+        return True
+
+    @precondition(lambda self: bool(self.in_flight))
+    @rule(sync=st.sampled_from(SYNC_TARGETS), succeeds=st.booleans())
+    def upstream_answers(self, sync: str, succeeds: bool) -> None:
+        target = sync
+        if target not in self.in_flight:
+            return
+        went_up, applied_key = self.in_flight.pop(target)
+        before = self.rows[target]
+        if succeeds and self._push(target, went_up, applied_key):
+            change = outbox.on_applied(before, went_up, applied_key, self.now)
             if before.desired == went_up:
-                assert change.outcome == "applied" and change.after.in_step and change.after.state == "in_sync"
+                assert change.outcome == "applied" and change.after.in_step
+                assert change.after.state == ("in_sync" if went_up.key is not None else "not_applicable")
             else:
                 assert change.outcome == "applied_newer_owed" and change.enqueue and outbox.is_owed(change.after)
         else:
             change = outbox.on_failed(before, went_up, "HTTP 503", 1.0, 3, self.now)
             assert change.enqueue and change.after.attempts == before.attempts + 1
-        self.row = change.after
+        self.rows[target] = change.after
+        if change.settle_pair:  # a key released upstream: a replacement may be waiting for it
+            self._settle("released upstream")
+            self._settled()
 
     # --- invariants --------------------------------------------------------------------------------
 
     @invariant()
     def the_pair_is_what_the_model_says(self) -> None:
-        m = self.model
-        assert (self.pair.active_mac, self.pair.status, self.pair.epoch) == (m.active, m.status, m.epoch)
-        assert self.pair.newest_active_assertion_at == m.newest
-        assert self.pair.last_full_backup_at == m.last_full_backup
+        m, pair = self.model, self.pair
+        assert (pair.primary_mac, pair.secondary_mac) == m.members
+        assert (pair.active_mac, pair.status, pair.epoch) == (m.active, m.status, m.epoch)
+        assert pair.newest_active_assertion_at == m.newest
+        assert pair.last_full_backup_at == m.last_full_backup
+        assert self.custom_domain == m.custom_domain
 
     @invariant()
     def sequences_match_the_model(self) -> None:
-        for mac in NODES:
-            assert liveness_of(self.pair, mac).last_sequence == self.model.nodes[mac].sequence
+        """Every device's, member or not: one that left keeps its sequence, one that joins brings its own."""
+        for mac in POOL:
+            assert self.devices[mac].last_sequence == self.model.nodes[mac].sequence
 
     @invariant()
     def the_open_alarms_are_the_models(self) -> None:
@@ -328,11 +454,41 @@ class PairMachine(RuleBasedStateMachine):
         assert self.backup_failed_open == self.model.backup_failed
 
     @invariant()
-    def the_desired_target_is_the_active(self) -> None:
-        assert self.row.desired_mac == self.pair.active_mac
-        assert self.row.desired_epoch == self.pair.epoch
+    def the_replacement_is_the_models(self) -> None:
+        swap, procedure = self.model.swap, self.procedure
+        if swap is None:
+            assert procedure is None
+            return
+        assert procedure is not None
+        assert (procedure.failed_mac, procedure.new_mac, procedure.survivor_mac, procedure.failed_site,
+                procedure.case) == (swap.failed, swap.new, swap.survivor, swap.site, swap.case)
+        assert (procedure.state, procedure.started_at, procedure.prior_backup_at) == (swap.state, swap.started,
+                                                                                       swap.prior_backup)
+        assert tuple(s.name for s in procedure.steps) == swap.steps
+        assert {s.name for s in procedure.steps if s.done} == swap.done
+        assert (procedure.domain.name if procedure.domain else None) == swap.domain
+        assert (procedure.domain is not None and procedure.domain.released) == swap.released
+        assert list(procedure.warnings) == swap.warnings
+
+    @invariant()
+    def the_desired_targets_are_the_models(self) -> None:
+        for target, row in self.rows.items():
+            assert (row.desired_key, row.desired_mac, row.desired_epoch) == self.model.desired(target)
         if self.pair.status == "split_brain":
-            assert self.pair.active_mac == PRIMARY  # routing goes to the Primary (R5)
+            assert self.pair.active_mac == self.pair.primary_mac  # routing goes to the Primary (R5)
+
+    @invariant()
+    def no_node_that_left_is_repointed_to(self) -> None:
+        """Epoch fencing: a node left the pair as the Standby, so anything naming it was decided at a
+        lower epoch than the one it left at; nothing is desired for it afterwards, and the upstream
+        holds it only at such an epoch, which the next repoint outranks."""
+        for mac, left_at in self.model.departed.items():
+            if mac in self.model.members:
+                continue
+            assert all(row.desired_mac != mac for row in self.rows.values())
+            assert all(epoch < left_at for held in self.upstream.values() for held_mac, epoch in held.values()
+                       if held_mac == mac)
+            assert all(owed.epoch < left_at for owed, _ in self.in_flight.values() if owed.mac == mac)
 
     @invariant()
     def nothing_is_dated_after_its_arrival(self) -> None:
@@ -341,22 +497,46 @@ class PairMachine(RuleBasedStateMachine):
 
     @invariant()
     def the_outbox_is_consistent(self) -> None:
-        assert self.applied_epochs == sorted(self.applied_epochs)
-        if self.row.state == "in_sync":
-            assert self.row.in_step
-        if not self.row.in_step:
-            assert outbox.is_owed(self.row)
-        if self.row.applied_epoch is not None:
-            assert self.row.applied_epoch <= self.row.desired_epoch
+        for row in self.rows.values():
+            if row.state == "in_sync":
+                assert row.in_step
+            if not row.in_step:
+                assert outbox.is_owed(row)
+            if row.applied_epoch is not None:
+                assert row.applied_epoch <= row.desired_epoch
 
 
-# Bounded: 100 histories of up to 40 steps (a few seconds), no single history over 5 s.
-PairMachine.TestCase.settings = settings(max_examples=100, stateful_step_count=40, deadline=timedelta(seconds=5),
+# Bounded: 200 histories of up to 50 steps (a few seconds), no single history over 5 s.
+PairMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=50, deadline=timedelta(seconds=5),
                                          suppress_health_check=[HealthCheck.too_slow])
 test_one_pair_through_random_histories = PairMachine.TestCase
 
 
 def test_the_machine_starts_in_step():
     machine = PairMachine()
-    assert machine.row.desired == Desired(DOMAIN, PRIMARY, 1) and machine.row.state == "pending"
-    assert replace(machine.row, applied_epoch=1, applied_key=DOMAIN, applied_mac=PRIMARY).in_step
+    row = machine.rows["remote_connect"]
+    assert row.desired == Desired(DOMAIN, PRIMARY, 1) and row.state == "pending"
+    assert replace(row, applied_epoch=1, applied_key=DOMAIN, applied_mac=PRIMARY).in_step
+    assert machine.rows["cloud_im"].desired == Desired(BINDING, PRIMARY, 1)
+
+
+def check(machine: PairMachine) -> None:
+    """The invariants a history of the machine run by hand must keep too."""
+    machine.the_pair_is_what_the_model_says()
+    machine.the_desired_targets_are_the_models()
+    machine.no_node_that_left_is_repointed_to()
+    machine.the_outbox_is_consistent()
+
+
+def test_a_domain_released_while_its_first_repoint_is_in_flight_is_owed_its_release():
+    """A history the machine found: the domain was bound upstream after the dissolution gave it up."""
+    machine = PairMachine()
+    machine.worker_takes_a_row("remote_connect")
+    machine.admin_dissolves(release=True, meant=0)
+    check(machine)
+    machine.upstream_answers("remote_connect", True)
+    check(machine)
+    assert machine.upstream["remote_connect"] == {DOMAIN: (PRIMARY, 1)}
+    assert machine.rows["remote_connect"].state == "pending"  # owed: the worker unbinds it next
+    machine.a_repoint_goes_through("remote_connect")
+    assert machine.upstream["remote_connect"] == {} and machine.rows["remote_connect"].state == "not_applicable"
