@@ -20,7 +20,7 @@ from service.domain.transition import PairTransition
 from service.domain.errors import DomainError, InvalidState, NotInPair
 from service.models import Device, Event, HaPair, Notification
 
-from . import lifecycle, notification_rows, quiet_reports, snapshots, timeline, transitions
+from . import lifecycle, notification_rows, quiet_reports, role_claims, snapshots, timeline, transitions
 from .settle import settle
 from .context import CommandContext
 
@@ -70,6 +70,10 @@ def receive(ctx: CommandContext, device: Device, webhook_id: str, note: dict[str
         if taken is not None:
             notification_id, pair_id, outcome = taken  # a routine report: no timeline line
             return Receipt(notification_id, outcome, first_time=True, pair_id=pair_id, type=note["type"])
+        claimed = role_claims.try_receive(ctx, device.id, webhook_id, note, _payload(note))
+        if claimed is not None:
+            return Receipt(claimed.notification_id, claimed.outcome, first_time=True, pair_id=claimed.pair_id,
+                           type=note["type"], event_id=claimed.event_id)
     for _attempt in range(MAX_CAS_RETRIES):
         try:
             return _receive_once(ctx, device.id, webhook_id, note, source)
@@ -90,11 +94,12 @@ class _Again(Exception):
 
 def _receive_once(ctx: CommandContext, device_id: int, webhook_id: str, note: dict[str, Any],
                   source: str) -> Receipt:
-    # No read of the webhook-id first: the notification's insert tells a repeat (ON CONFLICT DO
-    # NOTHING, notification_rows), which is then answered from the first row.
+    # No read of the webhook-id of its own: the lock's WHERE leaves a committed repeat out before
+    # it locks (queries.unanswered), and the notification's insert tells one committed meanwhile
+    # (ON CONFLICT DO NOTHING, notification_rows); either is answered from the first row.
     # The device is read fresh as a member of its locked pair (queries.claim_live_pair_of): no
     # read of its own before the lock, which would only be read again after it.
-    claimed = queries.claim_live_pair_of(ctx.session, device_id)
+    claimed = queries.claim_live_pair_of(ctx.session, device_id, webhook_id)
     if claimed is None:
         return _repeat_or(ctx, device_id, webhook_id, refusal=_unpaired(ctx, device_id))
     pair = claimed.pair
