@@ -74,7 +74,7 @@ _SYNCS = select(_syncs).where(_syncs.c.pair_id == bindparam("pair_id"))
 
 # What a claim may change, each from a prefixed parameter (``updated_at`` too: inside a ``WITH``
 # SQLAlchemy applies no column's ``onupdate``).
-_PAIR_COLUMNS = ("epoch", "active_device_id", "last_switch_at", "last_switch_to_mac", "last_switch_reason",
+_PAIR_COLUMNS = ("epoch", "status", "active_device_id", "last_switch_at", "last_switch_to_mac", "last_switch_reason",
                  "newest_active_assertion_at", "rules_due_at", "updated_at")
 _NODE_COLUMNS = ("last_sequence", "last_active_assertion_at", "last_status_at", "last_status_role", "last_heard_at",
                  "updated_at")
@@ -152,7 +152,7 @@ def _take(ctx: CommandContext, conn: Connection, device_id: int, webhook_id: str
                       sequence=note["sequence"])
     change = transition.on_claim(state_of(pair, primary, secondary, active.mac), claim,
                                  clock_ahead_s=note.get("clock_ahead_s"))
-    if change.status_change is not None or alarm_kinds.effective(change.alarms, open_kinds):
+    if change.after.status == "dissolved" or alarm_kinds.effective(change.alarms, open_kinds):
         return None
     now = ctx.now()
     syncs = {row.target: row for row in conn.execute(_SYNCS, {"pair_id": pair.id})}
@@ -231,7 +231,7 @@ def _pair_params(ctx: CommandContext, pair: Any, change: transition.PairTransiti
     after = change.after
     by_mac = {node.mac: node for node in nodes.values()}
     row = {c: getattr(pair, c) for c in _PAIR_COLUMNS[:-1]}
-    row["epoch"], row["newest_active_assertion_at"] = after.epoch, after.newest_active_assertion_at
+    row |= {"epoch": after.epoch, "status": after.status, "newest_active_assertion_at": after.newest_active_assertion_at}
     if change.switch is not None:
         row |= {"active_device_id": by_mac[change.switch.to_mac].id, "last_switch_at": change.switch.at,
                 "last_switch_to_mac": change.switch.to_mac, "last_switch_reason": change.switch.reason[:64]}
