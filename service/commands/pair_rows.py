@@ -1,4 +1,5 @@
-"""The lean paths' lock of a pair and its open alarms, on plain rows (``quiet_reports``, ``role_claims``).
+"""What the lean paths share (``quiet_reports``, ``role_claims``): a pair's lock and its open
+alarms on plain rows, and how a path's attempt ends (committed, or rolled back for the full path).
 
 ``FOR NO KEY UPDATE`` with no joins (see ``queries._lock_pair_row``), and no row at all for a
 webhook-id the device has sent before (``queries.unanswered``): a repeat takes no lock, and the
@@ -6,10 +7,18 @@ full path answers it from its first row.
 """
 from __future__ import annotations
 
-from sqlalchemy import bindparam, or_, select
+from typing import Callable, TypeVar
 
+from sqlalchemy import bindparam, or_, select
+from sqlalchemy.exc import OperationalError
+
+from service.db import is_retryable
 from service.models import Alarm, HaPair
 from service.queries import unanswered
+
+from .context import CommandContext
+
+T = TypeVar("T")
 
 PAIRS = _pairs = HaPair.__table__
 _alarms = Alarm.__table__
@@ -30,3 +39,18 @@ ANY_OPEN_ALARM = (
     .exists().label("any_open_alarm")
 )
 OPEN_ALARMS = select(_alarms.c.kind).where(_alarms.c.pair_id == bindparam("pair_id"), _alarms.c.closed_at.is_(None))
+
+
+def committed(ctx: CommandContext, take: Callable[[], T | None]) -> T | None:
+    """Commit what ``take`` took and answer it; ``None``, rolled back, when it took nothing."""
+    try:
+        taken = take()
+    except OperationalError as exc:
+        if not is_retryable(exc):
+            raise
+        taken = None  # a deadlock victim: the full path retries
+    if taken is None:
+        ctx.rollback()
+        return None
+    ctx.commit()
+    return taken

@@ -39,9 +39,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, Update, bindparam, exists, or_, select, update
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import OperationalError
 
-from service.db import is_retryable
 from service.domain import transition
 from service.domain.claims import StatusReport
 from service.domain.pair_state import liveness_of
@@ -102,17 +100,8 @@ def try_receive(ctx: CommandContext, device_id: int, webhook_id: str, note: dict
     with nothing written and the transaction rolled back."""
     if note["type"] != "ha.status":
         return None
-    try:
-        taken = _take(ctx, ctx.session.connection(), device_id, webhook_id, note, payload)
-    except OperationalError as exc:
-        if not is_retryable(exc):
-            raise
-        taken = None  # a deadlock victim: the full path retries
-    if taken is None:
-        ctx.rollback()
-        return None
-    ctx.commit()
-    return taken
+    return pair_rows.committed(ctx, lambda: _take(ctx, ctx.session.connection(), device_id, webhook_id, note,
+                                                  payload))
 
 
 def _take(ctx: CommandContext, conn: Connection, device_id: int, webhook_id: str, note: dict[str, Any],

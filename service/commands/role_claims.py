@@ -32,9 +32,7 @@ from typing import Any
 from sqlalchemy import (Connection, Integer, Select, bindparam, cast, exists, func, literal, null, or_, select,
                         union_all, update)
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import OperationalError
 
-from service.db import is_retryable
 from service.domain import alarms as alarm_kinds
 from service.domain import outbox, transition
 from service.domain.claims import RoleClaim
@@ -117,17 +115,7 @@ def try_receive(ctx: CommandContext, device_id: int, webhook_id: str, note: dict
     conn = ctx.session.connection()
     if conn.dialect.name not in notification_rows.INSERTS:
         return None
-    try:
-        taken = _take(ctx, conn, device_id, webhook_id, note, payload)
-    except OperationalError as exc:
-        if not is_retryable(exc):
-            raise
-        taken = None  # a deadlock victim: the full path retries
-    if taken is None:
-        ctx.rollback()
-        return None
-    ctx.commit()
-    return taken
+    return pair_rows.committed(ctx, lambda: _take(ctx, conn, device_id, webhook_id, note, payload))
 
 
 def _take(ctx: CommandContext, conn: Connection, device_id: int, webhook_id: str, note: dict[str, Any],
