@@ -73,7 +73,7 @@ _SYNCS = select(_syncs).where(_syncs.c.pair_id == bindparam("pair_id"))
 # What a claim may change, each from a prefixed parameter (``updated_at`` too: inside a ``WITH``
 # SQLAlchemy applies no column's ``onupdate``).
 _PAIR_COLUMNS = ("epoch", "status", "active_device_id", "last_switch_at", "last_switch_to_mac", "last_switch_reason",
-                 "newest_active_assertion_at", "rules_due_at", "updated_at")
+                 "newest_active_assertion_at", "last_full_backup_at", "rules_due_at", "updated_at")
 _NODE_COLUMNS = ("last_sequence", "last_active_assertion_at", "last_status_at", "last_status_role", "last_heard_at",
                  "updated_at")
 _SYNC_COLUMNS = ("state", "desired_key", "desired_mac", "desired_epoch", "desired_at", "applied_key", "applied_mac",
@@ -140,8 +140,9 @@ def _take(ctx: CommandContext, conn: Connection, device_id: int, webhook_id: str
                       sequence=note["sequence"])
     change = transition.on_claim(state_of(pair, primary, secondary, active.mac), claim,
                                  clock_ahead_s=note.get("clock_ahead_s"))
-    if change.after.status == "dissolved" or alarm_kinds.effective(change.alarms, open_kinds):
-        return None
+    if (change.after.status == "dissolved" or change.procedure is not None or change.node_report is not None
+            or alarm_kinds.effective(change.alarms, open_kinds)):
+        return None  # what only the full path writes (a claim leads to none of it today)
     now = ctx.now()
     syncs = {row.target: row for row in conn.execute(_SYNCS, {"pair_id": pair.id})}
     planned = _plan_outbox(ctx, pair, change, nodes, syncs, open_kinds, now, f"{note['type']} from {claimant.mac}")
@@ -219,7 +220,8 @@ def _pair_params(ctx: CommandContext, pair: Any, change: transition.PairTransiti
     after = change.after
     by_mac = {node.mac: node for node in nodes.values()}
     row = {c: getattr(pair, c) for c in _PAIR_COLUMNS[:-1]}
-    row |= {"epoch": after.epoch, "status": after.status, "newest_active_assertion_at": after.newest_active_assertion_at}
+    row |= {"epoch": after.epoch, "status": after.status, "newest_active_assertion_at": after.newest_active_assertion_at,
+            "last_full_backup_at": after.last_full_backup_at}
     if change.switch is not None:
         row |= {"active_device_id": by_mac[change.switch.to_mac].id, "last_switch_at": change.switch.at,
                 "last_switch_to_mac": change.switch.to_mac, "last_switch_reason": change.switch.reason[:64]}
@@ -227,7 +229,7 @@ def _pair_params(ctx: CommandContext, pair: Any, change: transition.PairTransiti
     for node in (nodes[pair.primary_device_id], nodes[pair.secondary_device_id]):
         liveness = after.nodes[node.mac]
         heard.append(node_heard(node.mac, liveness.last_status_at, now if node.id == claimant_id else node.last_heard_at))
-    due = rules_due.due_at(ctx, heard, pair.created_at, pair.last_full_backup_at,
+    due = rules_due.due_at(ctx, heard, pair.created_at, after.last_full_backup_at,
                            [nodes[pair.primary_device_id].expires_at, nodes[pair.secondary_device_id].expires_at],
                            open_kinds, procedure_running=False)
     row["rules_due_at"] = earlier_due(pair.rules_due_at, due)
