@@ -3,13 +3,13 @@
 A regional outage makes thousands of pairs fail over at once. Taking each claim through the pair's
 object graph (the ORM's load of pair, members, plans and sync rows, then the flush at commit)
 costs most of the intake's CPU; the decision itself is the same pure function either way. Here it
-is taken in plain statements, four and a commit on PostgreSQL in the common case:
+is taken in plain statements, three and a commit on PostgreSQL in the common case:
 
 1. lock the pair row (``pair_rows.LOCK``: no joins; no row for a repeated webhook-id);
-2. read its two nodes with their plans, and whether the pair has an open alarm and its
-   organization an event subscription (one more statement for the alarm kinds when it has one);
-3. read its two outbox rows (``pair_syncs``);
-4. let the domain decide (``transition.on_claim``), then what follows from it as ``settle`` would
+2. read its two nodes with their plans, whether the pair has an open alarm and its organization
+   an event subscription, and its two outbox rows (``pair_syncs``), in one statement (one more
+   for the alarm kinds when it has one);
+3. let the domain decide (``transition.on_claim``), then what follows from it as ``settle`` would
    (the outbox rows as ``domain.outbox.plan`` leaves them, the rule check's due time), and write
    all of it in one statement on PostgreSQL (a data-modifying ``WITH``: the notification with
    ``ON CONFLICT DO NOTHING``, the pair with its epoch compared and swapped, the nodes, the
@@ -20,7 +20,7 @@ Anything else answers ``None`` before writing, rolled back, and the full path
 the ones it alone writes: a running procedure (R11/R12: ``lifecycle.observe``), an organization
 with event subscribers or a command with transition hooks (the event recorder), a decision or an
 outbox row that opens or closes an alarm (a split brain, a blocked row), a refused peer MAC, a
-repeated webhook-id, a database without ``ON CONFLICT``. ``tests/service/commands/test_role_claims.py``
+repeated webhook-id, a pair without its outbox rows yet, a database without ``ON CONFLICT``. ``tests/service/commands/test_role_claims.py``
 runs random claims through both paths and compares every row they leave.
 """
 from __future__ import annotations
@@ -59,16 +59,20 @@ _SUBSCRIBED = (
     .where(_subscriptions.c.org_id == bindparam("org_id"), _subscriptions.c.enabled.is_(True))
     .exists().label("subscribed")
 )
-# Read after the lock: a concurrent claim from the peer may just have changed them.
-_NODES = (
+# Read after the lock: a concurrent claim from the peer may just have changed them. Each node
+# (with its plan and the two facts) with each outbox row: four short rows, one round trip.
+_SYNC_READ = ("target", "state", "desired_key", "desired_mac", "desired_epoch", "desired_at", "applied_key",
+              "applied_mac", "applied_epoch", "applied_at", "attempts", "last_error", "violations", "next_attempt_at")
+_NODES_AND_SYNCS = (
     select(_devices.c.id, _devices.c.mac, _devices.c.last_sequence, _devices.c.last_active_assertion_at,
            _devices.c.last_status_at, _devices.c.last_status_role, _devices.c.last_heard_at,
            _plans.c.id.label("plan_id"), _plans.c.tier, _plans.c.ha, _plans.c.cloud_im,
-           _plans.c.status.label("plan_status"), _plans.c.expires_at, pair_rows.ANY_OPEN_ALARM, _SUBSCRIBED)
-    .select_from(_devices.outerjoin(_plans, _plans.c.device_id == _devices.c.id))
+           _plans.c.status.label("plan_status"), _plans.c.expires_at, pair_rows.ANY_OPEN_ALARM, _SUBSCRIBED,
+           *[_syncs.c[c] for c in _SYNC_READ])
+    .select_from(_devices.outerjoin(_plans, _plans.c.device_id == _devices.c.id)
+                 .join(_syncs, _syncs.c.pair_id == bindparam("pair_id")))
     .where(or_(_devices.c.id == bindparam("primary_id"), _devices.c.id == bindparam("secondary_id")))
 )
-_SYNCS = select(_syncs).where(_syncs.c.pair_id == bindparam("pair_id"))
 
 # What a claim may change, each from a prefixed parameter (``updated_at`` too: inside a ``WITH``
 # SQLAlchemy applies no column's ``onupdate``).
@@ -123,9 +127,10 @@ def _take(ctx: CommandContext, conn: Connection, device_id: int, webhook_id: str
     pair = conn.execute(pair_rows.LOCK, {"device_id": device_id, "webhook_id": webhook_id}).first()
     if pair is None or pair.procedure is not None:
         return None
-    nodes = {row.id: row for row in conn.execute(
-        _NODES, {"primary_id": pair.primary_device_id, "secondary_id": pair.secondary_device_id,
-                 "pair_id": pair.id, "org_id": pair.org_id})}
+    rows = conn.execute(_NODES_AND_SYNCS, {"primary_id": pair.primary_device_id,
+                                           "secondary_id": pair.secondary_device_id, "pair_id": pair.id,
+                                           "org_id": pair.org_id}).all()
+    nodes, syncs = {row.id: row for row in rows}, {row.target: row for row in rows}
     claimant, active = nodes.get(device_id), nodes.get(pair.active_device_id)
     primary, secondary = nodes.get(pair.primary_device_id), nodes.get(pair.secondary_device_id)
     if claimant is None or active is None or primary is None or secondary is None or claimant.subscribed:
@@ -144,7 +149,6 @@ def _take(ctx: CommandContext, conn: Connection, device_id: int, webhook_id: str
             or alarm_kinds.effective(change.alarms, open_kinds)):
         return None  # what only the full path writes (a claim leads to none of it today)
     now = ctx.now()
-    syncs = {row.target: row for row in conn.execute(_SYNCS, {"pair_id": pair.id})}
     planned = _plan_outbox(ctx, pair, change, nodes, syncs, open_kinds, now, f"{note['type']} from {claimant.mac}")
     if planned is None:
         return None
