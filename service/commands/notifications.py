@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -101,7 +101,8 @@ def _receive_once(ctx: CommandContext, device_id: int, webhook_id: str, note: di
     # read of its own before the lock, which would only be read again after it.
     claimed = queries.claim_live_pair_of(ctx.session, device_id, webhook_id)
     if claimed is None:
-        return _repeat_or(ctx, device_id, webhook_id, refusal=_unpaired(ctx, device_id))
+        # A repeated webhook-id finds no pair too (queries.unanswered): the device is read only if not.
+        return _repeat_or(ctx, device_id, webhook_id, refusal=lambda: _unpaired(ctx, device_id))
     pair = claimed.pair
     device = pair.primary if pair.primary_device_id == device_id else pair.secondary
     peer = pair.secondary if device.id == pair.primary_device_id else pair.primary
@@ -142,9 +143,9 @@ def _receive_once(ctx: CommandContext, device_id: int, webhook_id: str, note: di
 
 
 def _repeat_or(ctx: CommandContext, device_id: int, webhook_id: str, *,
-               refusal: DomainError | None) -> Receipt:
+               refusal: DomainError | Callable[[], DomainError] | None) -> Receipt:
     """A repeated webhook-id is answered with its first row, whatever the pair is now; anything
-    else is refused (``refusal``), or, with none, started over."""
+    else is refused (``refusal``, or the one it makes), or, with none, started over."""
     ctx.rollback()
     existing = _existing(ctx, device_id, webhook_id)
     if existing is not None:
@@ -152,7 +153,7 @@ def _repeat_or(ctx: CommandContext, device_id: int, webhook_id: str, *,
                        event_id=_first_event_id(ctx, existing))
     if refusal is None:
         raise _Again()
-    raise refusal
+    raise refusal if isinstance(refusal, DomainError) else refusal()
 
 
 def _unpaired(ctx: CommandContext, device_id: int) -> InvalidState:

@@ -19,11 +19,12 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from harness.stack import wait_for
-from service.commands import role_claims, sync
+from service.commands import notifications, role_claims, sync
 from service.commands.context import CommandContext
 from service.domain import outbox
 from service.domain.outbox import OWED_STATES
-from service.models import HaPair, Notification
+from service.domain.errors import InvalidState
+from service.models import Device, HaPair, Notification
 from tests.lifecycle.helpers import FIRMWARE, Api
 from tests.real_database import waiting_for_a_lock
 from tests.service.commands.test_quiet_reports import START, OnSQLite, Side, _setup_times
@@ -157,3 +158,17 @@ def test_a_repeated_webhook_id_is_answered_while_another_transaction_holds_the_p
     assert answers and answers[0].status_code == 202
     with real["factory"]() as s:
         assert s.execute(sa.select(sa.func.count()).select_from(Notification)).scalar_one() == 2
+
+
+def test_a_device_in_no_pair_is_refused_and_nothing_is_stored(client, tenant, session_factory, settings):
+    """No pair for the lock, and no stored notification of that webhook-id: the refusal names the device."""
+    node = Api(client, tenant).device()
+    note = {"type": "ha.role_changed", "occurred_at": datetime.now(timezone.utc), "sequence": 1,
+            "data": {"role": "active", "reason": "heart_beat_lost"}}
+    with session_factory() as session:
+        device = session.execute(sa.select(Device).where(Device.mac == node.mac)).unique().scalar_one()
+        ctx = CommandContext(session=session, settings=settings, org_id=None, actor="test", enqueue=lambda *a: None)
+        with pytest.raises(InvalidState) as refused:
+            notifications.receive(ctx, device, "msg-unpaired", note)
+        assert refused.value.code == "device_not_paired" and node.mac in str(refused.value)
+        assert session.execute(sa.select(Notification).where(Notification.device_id == device.id)).first() is None
