@@ -20,7 +20,7 @@ from .context import CommandContext
 
 T = TypeVar("T")
 
-PAIRS = _pairs = HaPair.__table__
+_pairs = HaPair.__table__
 _alarms = Alarm.__table__
 
 # Built once: SQLAlchemy then finds its compiled form in its cache. Parameters: device_id, webhook_id.

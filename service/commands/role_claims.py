@@ -20,7 +20,8 @@ Anything else answers ``None`` before writing, rolled back, and the full path
 the ones it alone writes: a running procedure (R11/R12: ``lifecycle.observe``), an organization
 with event subscribers or a command with transition hooks (the event recorder), a decision or an
 outbox row that opens or closes an alarm (a split brain, a blocked row), a refused peer MAC, a
-repeated webhook-id, a pair without its outbox rows yet, a database without ``ON CONFLICT``. ``tests/service/commands/test_role_claims.py``
+repeated webhook-id, a pair without its outbox rows yet, a database without ``ON CONFLICT``.
+The statements that write a claim are ``claim_writes``. ``tests/service/commands/test_role_claims.py``
 runs random claims through both paths and compares every row they leave.
 """
 from __future__ import annotations
@@ -29,9 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (Connection, Integer, Select, bindparam, cast, exists, func, literal, null, or_, select,
-                        union_all, update)
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import Connection, bindparam, or_, select
 
 from service.domain import alarms as alarm_kinds
 from service.domain import outbox, transition
@@ -42,17 +41,16 @@ from service.domain.plans import PlanFacts
 from service.domain.replacement import peer_mac_refused
 from service.domain.targets import SYNC_TARGETS
 from service.domain.timeline import TimelineLine
-from service.models import Device, Event, EventSubscription, PairSync, Plan, utcnow
+from service.models import Device, EventSubscription, PairSync, Plan, utcnow
 from service.pair_rules import cloud_im_rule, remote_connect_rule
 
-from . import notification_rows, pair_rows, rules_due, sync
+from . import claim_writes, notification_rows, pair_rows, rules_due, sync
 from .context import CommandContext
 from .snapshots import state_of
 from .timeline import jsonable
 
-_devices, _plans, _syncs, _events = Device.__table__, Plan.__table__, PairSync.__table__, Event.__table__
+_devices, _plans, _syncs = Device.__table__, Plan.__table__, PairSync.__table__
 _subscriptions = EventSubscription.__table__
-_notes = notification_rows.NOTES
 
 _SUBSCRIBED = (
     select(_subscriptions.c.id)
@@ -74,41 +72,12 @@ _NODES_AND_SYNCS = (
     .where(or_(_devices.c.id == bindparam("primary_id"), _devices.c.id == bindparam("secondary_id")))
 )
 
-# What a claim may change, each from a prefixed parameter (``updated_at`` too: inside a ``WITH``
-# SQLAlchemy applies no column's ``onupdate``).
-_PAIR_COLUMNS = ("epoch", "status", "active_device_id", "last_switch_at", "last_switch_to_mac", "last_switch_reason",
-                 "newest_active_assertion_at", "last_full_backup_at", "rules_due_at", "updated_at")
-_NODE_COLUMNS = ("last_sequence", "last_active_assertion_at", "last_status_at", "last_status_role", "last_heard_at",
-                 "updated_at")
-_SYNC_COLUMNS = ("state", "desired_key", "desired_mac", "desired_epoch", "desired_at", "applied_key", "applied_mac",
-                 "applied_epoch", "applied_at", "attempts", "last_error", "next_attempt_at", "violations",
-                 "updated_at")
-_EVENT_COLUMNS = ("org_id", "pair_id", "kind", "mac", "epoch", "detail", "at")
-_NOTE_COLUMNS = ("org_id", "device_id", "pair_id", "source", "webhook_id", "type", "occurred_at", "sequence",
-                 "payload", "outcome", "detail", "received_at")
-
-
 @dataclass(frozen=True)
 class Taken:
     notification_id: int
     pair_id: int
     outcome: str
     event_id: int  # the claim's timeline line
-
-
-@dataclass
-class _Writes:
-    """Everything the claim writes, as parameters of the statements of its shape."""
-
-    note: dict[str, Any]
-    pair: dict[str, Any] | None  # None: the pair row is left as it is
-    nodes: list[dict[str, Any]]
-    syncs: list[dict[str, Any]]
-    lines: list[dict[str, Any]]  # the first ``noted`` name the notification
-    noted: int
-
-    def shape(self) -> tuple[bool, int, int, int, int]:
-        return self.pair is not None, len(self.nodes), len(self.syncs), len(self.lines), self.noted
 
 
 def try_receive(ctx: CommandContext, device_id: int, webhook_id: str, note: dict[str, Any],
@@ -153,7 +122,7 @@ def _take(ctx: CommandContext, conn: Connection, device_id: int, webhook_id: str
     if planned is None:
         return None
     sync_params, sync_lines, owed = planned
-    writes = _Writes(
+    writes = claim_writes.Writes(
         note={"org_id": pair.org_id, "device_id": device_id, "pair_id": pair.id, "source": "webhook",
               "webhook_id": webhook_id, "type": note["type"], "occurred_at": note["occurred_at"],
               "sequence": note["sequence"], "payload": payload, "outcome": change.outcome, "detail": change.why,
@@ -164,7 +133,7 @@ def _take(ctx: CommandContext, conn: Connection, device_id: int, webhook_id: str
         lines=[_line_params(pair, change.after.epoch, line, now) for line in (*change.timeline, *sync_lines)],
         noted=len(change.timeline),
     )
-    written = _write(conn, writes)
+    written = claim_writes.write(conn, writes)
     if written is None:
         return None  # a repeated webhook-id committed meanwhile, or the epoch moved: the full path answers
     notification_id, first_line = written
@@ -205,7 +174,7 @@ def _plan_outbox(ctx: CommandContext, pair: Any, change: transition.PairTransiti
             owed.append(target)
         if planned.after != planned.before:
             row = planned.after
-            params.append({"target": target} | {c: getattr(row, c) for c in _SYNC_COLUMNS[:-2]}
+            params.append({"target": target} | {c: getattr(row, c) for c in claim_writes.SYNC_COLUMNS[:-2]}
                           | {"violations": [dict(v) for v in row.violations], "updated_at": utcnow()})
     return params, lines, owed
 
@@ -223,16 +192,17 @@ def _pair_params(ctx: CommandContext, pair: Any, change: transition.PairTransiti
     when it stays as it is."""
     after = change.after
     by_mac = {node.mac: node for node in nodes.values()}
-    row = {c: getattr(pair, c) for c in _PAIR_COLUMNS[:-1]}
-    row |= {"epoch": after.epoch, "status": after.status, "newest_active_assertion_at": after.newest_active_assertion_at,
-            "last_full_backup_at": after.last_full_backup_at}
+    row = {c: getattr(pair, c) for c in claim_writes.PAIR_COLUMNS[:-1]}
+    row |= {"epoch": after.epoch, "status": after.status, "last_full_backup_at": after.last_full_backup_at,
+            "newest_active_assertion_at": after.newest_active_assertion_at}
     if change.switch is not None:
         row |= {"active_device_id": by_mac[change.switch.to_mac].id, "last_switch_at": change.switch.at,
                 "last_switch_to_mac": change.switch.to_mac, "last_switch_reason": change.switch.reason[:64]}
     heard = []
     for node in (nodes[pair.primary_device_id], nodes[pair.secondary_device_id]):
         liveness = after.nodes[node.mac]
-        heard.append(node_heard(node.mac, liveness.last_status_at, now if node.id == claimant_id else node.last_heard_at))
+        last_heard_at = now if node.id == claimant_id else node.last_heard_at
+        heard.append(node_heard(node.mac, liveness.last_status_at, last_heard_at))
     due = rules_due.due_at(ctx, heard, pair.created_at, after.last_full_backup_at,
                            [nodes[pair.primary_device_id].expires_at, nodes[pair.secondary_device_id].expires_at],
                            open_kinds, procedure_running=False)
@@ -261,103 +231,3 @@ def _line_params(pair: Any, epoch: int, line: TimelineLine, now: datetime) -> di
     return {"org_id": pair.org_id, "pair_id": pair.id, "kind": line.kind, "mac": line.mac,
             "epoch": epoch if line.epoch is None else line.epoch, "detail": jsonable(dict(line.detail)), "at": now}
 
-
-# --- the statements of each shape, built once ------------------------------------------------------
-
-def _bound(prefix: str, columns: tuple[str, ...], table: Any) -> dict[str, Any]:
-    return {c: bindparam(prefix + c, type_=table.c[c].type) for c in columns}
-
-
-def _pair_update(gate: Any = None) -> Any:
-    stmt = (update(pair_rows.PAIRS).where(pair_rows.PAIRS.c.id == bindparam("p_id"),
-                                          pair_rows.PAIRS.c.epoch == bindparam("p_old_epoch"))
-            .values(_bound("p_", _PAIR_COLUMNS, pair_rows.PAIRS)))
-    return stmt if gate is None else stmt.where(gate).returning(pair_rows.PAIRS.c.id)
-
-
-def _node_update(i: int, gate: Any = None) -> Any:
-    stmt = (update(_devices).where(_devices.c.id == bindparam(f"n{i}_id"))
-            .values(_bound(f"n{i}_", _NODE_COLUMNS, _devices)))
-    return stmt if gate is None else stmt.where(gate)
-
-
-def _sync_update(i: int, gate: Any = None) -> Any:
-    stmt = (update(_syncs).where(_syncs.c.pair_id == bindparam("p_pair_id"), _syncs.c.target == bindparam(f"s{i}_target"))
-            .values(_bound(f"s{i}_", _SYNC_COLUMNS, _syncs)))
-    return stmt if gate is None else stmt.where(gate)
-
-
-_EVENT_INSERT = (_events.insert().values({**_bound("", _EVENT_COLUMNS, _events),
-                                          "notification_id": bindparam("notification_id", type_=Integer)})
-                 .returning(_events.c.id))
-
-
-def _with(shape: tuple[bool, int, int, int, int]) -> Select[Any]:
-    """PostgreSQL: every write of a claim in one statement. Each runs only when the notification's
-    insert stored a row (after a repeated webhook-id nothing is written); the answer is the
-    notification's id, the first timeline line's id and whether the pair's epoch compared equal."""
-    with_pair, n_nodes, n_syncs, n_lines, noted = shape
-    note = (postgresql.insert(_notes).values(_bound("note_", _NOTE_COLUMNS, _notes))
-            .on_conflict_do_nothing(index_elements=["device_id", "webhook_id"]).returning(_notes.c.id).cte("note"))
-    stored = exists(select(note.c.id))
-    rows = [select(literal(i).label("ord"), *[bindparam(f"e{i}_{c}", type_=_events.c[c].type).label(c)
-                                               for c in _EVENT_COLUMNS],
-                   (note.c.id if i < noted else cast(null(), Integer)).label("notification_id")).select_from(note)
-            for i in range(n_lines)]
-    lines = union_all(*rows).subquery("line")
-    events = (_events.insert().from_select([*_EVENT_COLUMNS, "notification_id"],
-                                           select(*[lines.c[c] for c in (*_EVENT_COLUMNS, "notification_id")])
-                                           .order_by(lines.c.ord))
-              .returning(_events.c.id).cte("line_ids"))
-    swapped: Any = literal(1)
-    answer = select(note.c.id, select(func.min(events.c.id)).scalar_subquery())
-    if with_pair:
-        pair = _pair_update(stored).cte("pair")
-        swapped = select(func.count()).select_from(pair).scalar_subquery()
-    answer = answer.add_columns(swapped)
-    for i in range(n_nodes):
-        answer = answer.add_cte(_node_update(i, stored).cte(f"node{i}"))
-    for i in range(n_syncs):
-        answer = answer.add_cte(_sync_update(i, stored).cte(f"sync{i}"))
-    return answer
-
-
-_STATEMENTS: dict[tuple[bool, int, int, int, int], Select[Any]] = {}
-
-
-def _write(conn: Connection, writes: _Writes) -> tuple[int, int] | None:
-    """The notification's id and the claim's first timeline line's; ``None``: nothing written."""
-    params = {"note_" + k: v for k, v in writes.note.items()} | {"p_pair_id": writes.note["pair_id"]}
-    if writes.pair is not None:
-        params |= {"p_" + k: v for k, v in writes.pair.items()}
-    for i, node in enumerate(writes.nodes):
-        params |= {f"n{i}_{k}": v for k, v in node.items()}
-    for i, row in enumerate(writes.syncs):
-        params |= {f"s{i}_{k}": v for k, v in row.items()}
-    if conn.dialect.name == "postgresql":
-        statement = _STATEMENTS.get(writes.shape())
-        if statement is None:
-            statement = _STATEMENTS.setdefault(writes.shape(), _with(writes.shape()))
-        for i, line in enumerate(writes.lines):
-            params |= {f"e{i}_{k}": v for k, v in line.items()}
-        answer = conn.execute(statement, params).first()
-        if answer is None or not answer[2]:
-            return None
-        return answer[0], answer[1]
-    return _write_apart(conn, writes, params)
-
-
-def _write_apart(conn: Connection, writes: _Writes, params: dict[str, Any]) -> tuple[int, int] | None:
-    """SQLite (no data-modifying ``WITH``): the same writes, one statement each."""
-    notification_id = notification_rows.insert_once(conn, writes.note)
-    if notification_id is None:
-        return None
-    if writes.pair is not None and conn.execute(_pair_update(), params).rowcount != 1:
-        return None
-    for i in range(len(writes.nodes)):
-        conn.execute(_node_update(i), params)
-    for i in range(len(writes.syncs)):
-        conn.execute(_sync_update(i), params)
-    ids = [conn.execute(_EVENT_INSERT, line | {"notification_id": notification_id if i < writes.noted else None})
-           .scalar_one() for i, line in enumerate(writes.lines)]
-    return notification_id, ids[0]
