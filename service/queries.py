@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Sequence, TypeVar
 
-from sqlalchemy import BigInteger, Select, and_, false, func, literal, or_, select, true
+from sqlalchemy import BigInteger, ColumnElement, Select, and_, exists, false, func, literal, or_, select, true
 from sqlalchemy.orm import Session, joinedload, lazyload
 
 from service.domain import search
@@ -13,8 +13,8 @@ from service.domain.attention import ATTENTION_STATUSES, ATTENTION_SYNC_STATES
 from service.domain.errors import NotFound
 from service.domain.node_rules import StorageItem
 from service.domain.plans import PlanFacts, plan_counts_for_ha
-from service.models import (Alarm, ApiToken, Device, Event, EventSubscription, HaPair, Organization, PairSearch,
-                            PairSync, Plan)
+from service.models import (Alarm, ApiToken, Device, Event, EventSubscription, HaPair, Notification, Organization,
+                            PairSearch, PairSync, Plan)
 
 T = TypeVar("T")
 
@@ -159,13 +159,22 @@ _ANY_OPEN_ALARM = (
 )
 
 
-def claim_live_pair_of(session: Session, device_id: int) -> ClaimedPair | None:
+def unanswered(device_id: Any, webhook_id: Any) -> ColumnElement[bool]:
+    """The device has no notification of that webhook-id yet. In a pair lock's WHERE it tells a
+    repeat without the lock: PostgreSQL filters the row before it locks it, so a repeated
+    webhook-id finds no pair and is answered from its first row while another transaction holds
+    the pair (``notifications._repeat_or``). One committed meanwhile is still told by the
+    notification's insert (``ON CONFLICT DO NOTHING``)."""
+    return ~exists().where(Notification.device_id == device_id, Notification.webhook_id == webhook_id)
+
+
+def claim_live_pair_of(session: Session, device_id: int, webhook_id: str | None = None) -> ClaimedPair | None:
     """:func:`live_pair_of` with ``for_update``, and whether its organization has subscribers and
-    the pair open alarms: the two reads an eventful notification would otherwise make."""
-    pair_id = _lock_pair_row(
-        session, HaPair.status != "dissolved",
-        or_(HaPair.primary_device_id == device_id, HaPair.secondary_device_id == device_id),
-    )
+    the pair open alarms: the two reads an eventful notification would otherwise make. With a
+    ``webhook_id`` the device has already sent, none (:func:`unanswered`)."""
+    member = or_(HaPair.primary_device_id == device_id, HaPair.secondary_device_id == device_id)
+    repeat = () if webhook_id is None else (unanswered(device_id, webhook_id),)
+    pair_id = _lock_pair_row(session, HaPair.status != "dissolved", member, *repeat)
     if pair_id is None:
         return None
     pair, subscribed, any_open_alarm = session.execute(

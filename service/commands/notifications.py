@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -20,7 +20,7 @@ from service.domain.transition import PairTransition
 from service.domain.errors import DomainError, InvalidState, NotInPair
 from service.models import Device, Event, HaPair, Notification
 
-from . import lifecycle, notification_rows, quiet_reports, snapshots, timeline, transitions
+from . import lifecycle, notification_rows, quiet_reports, role_claims, snapshots, timeline, transitions
 from .settle import settle
 from .context import CommandContext
 
@@ -70,6 +70,10 @@ def receive(ctx: CommandContext, device: Device, webhook_id: str, note: dict[str
         if taken is not None:
             notification_id, pair_id, outcome = taken  # a routine report: no timeline line
             return Receipt(notification_id, outcome, first_time=True, pair_id=pair_id, type=note["type"])
+        claimed = role_claims.try_receive(ctx, device.id, webhook_id, note, _payload(note))
+        if claimed is not None:
+            return Receipt(claimed.notification_id, claimed.outcome, first_time=True, pair_id=claimed.pair_id,
+                           type=note["type"], event_id=claimed.event_id)
     for _attempt in range(MAX_CAS_RETRIES):
         try:
             return _receive_once(ctx, device.id, webhook_id, note, source)
@@ -90,13 +94,15 @@ class _Again(Exception):
 
 def _receive_once(ctx: CommandContext, device_id: int, webhook_id: str, note: dict[str, Any],
                   source: str) -> Receipt:
-    # No read of the webhook-id first: the notification's insert tells a repeat (ON CONFLICT DO
-    # NOTHING, notification_rows), which is then answered from the first row.
+    # No read of the webhook-id of its own: the lock's WHERE leaves a committed repeat out before
+    # it locks (queries.unanswered), and the notification's insert tells one committed meanwhile
+    # (ON CONFLICT DO NOTHING, notification_rows); either is answered from the first row.
     # The device is read fresh as a member of its locked pair (queries.claim_live_pair_of): no
     # read of its own before the lock, which would only be read again after it.
-    claimed = queries.claim_live_pair_of(ctx.session, device_id)
+    claimed = queries.claim_live_pair_of(ctx.session, device_id, webhook_id)
     if claimed is None:
-        return _repeat_or(ctx, device_id, webhook_id, refusal=_unpaired(ctx, device_id))
+        # A repeated webhook-id finds no pair too (queries.unanswered): the device is read only if not.
+        return _repeat_or(ctx, device_id, webhook_id, refusal=lambda: _unpaired(ctx, device_id))
     pair = claimed.pair
     device = pair.primary if pair.primary_device_id == device_id else pair.secondary
     peer = pair.secondary if device.id == pair.primary_device_id else pair.primary
@@ -137,9 +143,9 @@ def _receive_once(ctx: CommandContext, device_id: int, webhook_id: str, note: di
 
 
 def _repeat_or(ctx: CommandContext, device_id: int, webhook_id: str, *,
-               refusal: DomainError | None) -> Receipt:
+               refusal: DomainError | Callable[[], DomainError] | None) -> Receipt:
     """A repeated webhook-id is answered with its first row, whatever the pair is now; anything
-    else is refused (``refusal``), or, with none, started over."""
+    else is refused (``refusal``, or the one it makes), or, with none, started over."""
     ctx.rollback()
     existing = _existing(ctx, device_id, webhook_id)
     if existing is not None:
@@ -147,7 +153,7 @@ def _repeat_or(ctx: CommandContext, device_id: int, webhook_id: str, *,
                        event_id=_first_event_id(ctx, existing))
     if refusal is None:
         raise _Again()
-    raise refusal
+    raise refusal if isinstance(refusal, DomainError) else refusal()
 
 
 def _unpaired(ctx: CommandContext, device_id: int) -> InvalidState:

@@ -6,7 +6,7 @@ settle) loads far more than such a report can change; this path takes it in shor
 plain rows, three and a commit in the common case on PostgreSQL (steps 1, 2 and 5), one more for
 each of: an open alarm (step 3), a moved newest Active assertion, SQLite (step 5 in two):
 
-1. lock the pair row (``FOR NO KEY UPDATE``, no joins: see ``queries._lock_pair_row``);
+1. lock the pair row (``FOR NO KEY UPDATE``, no joins, none for a repeated webhook-id: ``pair_rows``);
 2. read its two nodes after the lock (a concurrent report from the peer may just have changed them);
 3. read its open alarm kinds (with the nodes, in the same statement, when there is none);
 4. let the domain decide (``transition.on_status``) and judge the result
@@ -39,45 +39,24 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, Update, bindparam, exists, or_, select, update
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import OperationalError
 
-from service.db import is_retryable
 from service.domain import transition
 from service.domain.claims import StatusReport
 from service.domain.pair_state import liveness_of
 from service.domain.periodic import node_heard, postpones_silence
 from service.domain.replacement import peer_mac_refused
-from service.models import Alarm, Device, HaPair, utcnow
+from service.models import Device, HaPair, utcnow
 
-from . import notification_rows
+from . import notification_rows, pair_rows
 from .context import CommandContext
 from .snapshots import state_of
 
 _pairs, _devices = HaPair.__table__, Device.__table__
-_alarms = Alarm.__table__
 
-# Built once: SQLAlchemy then finds each statement's compiled form in its cache.
-_LOCK = (
-    select(_pairs.c.id, _pairs.c.org_id, _pairs.c.status, _pairs.c.epoch, _pairs.c.primary_device_id,
-           _pairs.c.secondary_device_id, _pairs.c.active_device_id, _pairs.c.ha_settings,
-           _pairs.c.newest_active_assertion_at, _pairs.c.last_full_backup_at, _pairs.c.procedure,
-           _pairs.c.created_at)
-    .where(_pairs.c.status != "dissolved",
-           or_(_pairs.c.primary_device_id == bindparam("device_id"),
-               _pairs.c.secondary_device_id == bindparam("device_id")))
-    .with_for_update(key_share=True)
-)
-# With each node, whether the pair has any open alarm: nearly always none, and then their kinds
-# need no statement of their own.
-_ANY_OPEN_ALARM = (
-    select(_alarms.c.id).where(_alarms.c.pair_id == bindparam("pair_id"), _alarms.c.closed_at.is_(None))
-    .exists().label("any_open_alarm")
-)
 _NODES = select(
     _devices.c.id, _devices.c.mac, _devices.c.firmware, _devices.c.last_sequence, _devices.c.last_active_assertion_at,
-    _devices.c.last_status_at, _devices.c.last_status_role, _devices.c.last_heard_at, _ANY_OPEN_ALARM,
+    _devices.c.last_status_at, _devices.c.last_status_role, _devices.c.last_heard_at, pair_rows.ANY_OPEN_ALARM,
 ).where(or_(_devices.c.id == bindparam("primary_id"), _devices.c.id == bindparam("secondary_id")))
-_OPEN_ALARMS = select(_alarms.c.kind).where(_alarms.c.pair_id == bindparam("pair_id"), _alarms.c.closed_at.is_(None))
 _NOTE_COLUMNS = ("org_id", "device_id", "pair_id", "source", "webhook_id", "type", "occurred_at", "sequence",
                  "payload", "outcome", "detail", "received_at")
 _notes = notification_rows.NOTES
@@ -121,17 +100,8 @@ def try_receive(ctx: CommandContext, device_id: int, webhook_id: str, note: dict
     with nothing written and the transaction rolled back."""
     if note["type"] != "ha.status":
         return None
-    try:
-        taken = _take(ctx, ctx.session.connection(), device_id, webhook_id, note, payload)
-    except OperationalError as exc:
-        if not is_retryable(exc):
-            raise
-        taken = None  # a deadlock victim: the full path retries
-    if taken is None:
-        ctx.rollback()
-        return None
-    ctx.commit()
-    return taken
+    return pair_rows.committed(ctx, lambda: _take(ctx, ctx.session.connection(), device_id, webhook_id, note,
+                                                  payload))
 
 
 def _take(ctx: CommandContext, conn: Connection, device_id: int, webhook_id: str, note: dict[str, Any],
@@ -139,7 +109,7 @@ def _take(ctx: CommandContext, conn: Connection, device_id: int, webhook_id: str
     insert = _INSERTS.get(conn.dialect.name)
     if insert is None:
         return None
-    pair = conn.execute(_LOCK, {"device_id": device_id}).first()
+    pair = conn.execute(pair_rows.LOCK, {"device_id": device_id, "webhook_id": webhook_id}).first()
     if pair is None or pair.procedure is not None:
         return None
     nodes = {row.id: row for row in conn.execute(
@@ -164,7 +134,7 @@ def _take(ctx: CommandContext, conn: Connection, device_id: int, webhook_id: str
                                   ctx.settings.status_liveness_window_s)
     open_kinds: set[str] = set()
     if reporter.any_open_alarm:
-        open_kinds = set(conn.execute(_OPEN_ALARMS, {"pair_id": pair.id}).scalars())
+        open_kinds = set(conn.execute(pair_rows.OPEN_ALARMS, {"pair_id": pair.id}).scalars())
     if not transition.changes_only_liveness(change, open_kinds):
         return None
     # A report speaks for its own node and the pair's newest Active assertion; anything else it

@@ -28,6 +28,10 @@ could change anything):
 """
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
+from datetime import datetime
+from typing import Sequence
+
 from sqlalchemy.orm.attributes import flag_modified
 
 from service.domain.alarms import AlarmChange
@@ -51,6 +55,18 @@ def periodic_changes(ctx: CommandContext, pair: HaPair) -> tuple[AlarmChange, ..
                            backup_overdue_after_s=settings.backup_overdue_after_s)
 
 
+def due_at(ctx: CommandContext, nodes: Sequence[NodeHeard], created_at: datetime, last_full_backup_at: datetime | None,
+           plan_expiries: Sequence[datetime | None], open_kinds: AbstractSet[str], *,
+           procedure_running: bool) -> datetime | None:
+    """The domain's due time from the pair's facts, with the settings (also for plain rows: the
+    lean path of role claims)."""
+    settings = ctx.settings
+    return rules_due_at(nodes, created_at, last_full_backup_at, plan_expiries, open_kinds, ctx.now(),
+                        procedure_running=procedure_running, silent_after_s=settings.node_silent_after_s,
+                        backup_overdue_after_s=settings.backup_overdue_after_s,
+                        revisit_after_s=settings.rule_check_revisit_s)
+
+
 def note(ctx: CommandContext, pair: HaPair, *, visited: bool = False) -> None:
     """Write when the periodic check must next visit ``pair``, as the domain computes it now.
 
@@ -61,13 +77,9 @@ def note(ctx: CommandContext, pair: HaPair, *, visited: bool = False) -> None:
     """
     if pair.status == "dissolved":
         return
-    settings = ctx.settings
-    due = rules_due_at(
-        nodes_heard(pair), pair.created_at, pair.last_full_backup_at,
-        [node.plan.expires_at if node.plan is not None else None for node in (pair.primary, pair.secondary)],
-        timeline.open_kinds(ctx, pair), ctx.now(), procedure_running=is_running(procedure_of(pair.procedure)),
-        silent_after_s=settings.node_silent_after_s, backup_overdue_after_s=settings.backup_overdue_after_s,
-        revisit_after_s=settings.rule_check_revisit_s)
+    due = due_at(ctx, nodes_heard(pair), pair.created_at, pair.last_full_backup_at,
+                 [node.plan.expires_at if node.plan is not None else None for node in (pair.primary, pair.secondary)],
+                 timeline.open_kinds(ctx, pair), procedure_running=is_running(procedure_of(pair.procedure)))
     if not visited:
         due = earlier_due(pair.rules_due_at, due)
     if due == pair.rules_due_at:

@@ -17,7 +17,7 @@ def record(ctx: CommandContext, pair: HaPair, kind: str, *, mac: str | None = No
     """One timeline line; ``epoch`` defaults to the pair's epoch now."""
     event = Event(org_id=pair.org_id, pair_id=pair.id, kind=kind, mac=mac,
                   epoch=pair.epoch if epoch is None else epoch,
-                  notification_id=notification_id, detail=_jsonable(detail), at=ctx.now())
+                  notification_id=notification_id, detail=jsonable(detail), at=ctx.now())
     ctx.session.add(event)
     events.record_events(ctx, pair, events.of_line(pair, kind, mac, detail))  # subscribers are told (outbox)
     return event
@@ -79,11 +79,12 @@ def _open_kinds(ctx: CommandContext, pair: HaPair) -> set[str]:
     return cache[pair.id]
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """A line's detail as stored: no None values, times in ISO 8601 with a Z."""
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items() if v is not None}
+        return {k: jsonable(v) for k, v in value.items() if v is not None}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if hasattr(value, "isoformat"):
         return value.isoformat().replace("+00:00", "Z")
     return value

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from sqlalchemy import select
 
 from service import migrate
-from service.commands import notifications, quiet_reports
+from service.commands import notifications, quiet_reports, role_claims
 from service.commands.context import CommandContext
 from service.db import make_engine, make_session_factory
 from service.domain.errors import DomainError
@@ -58,10 +58,11 @@ def _note(step: dict[str, Any], sequence: int, at: datetime, peer_mac: str | Non
 class Side:
     """One of the two pairs, and how notifications reach it."""
 
-    def __init__(self, api: Api, *, lean: bool) -> None:
+    def __init__(self, api: Api, *, lean: bool, domain: str | None = None, cloud_im: str | None = None) -> None:
         self.lean = lean
         self.nodes = {"primary": api.device(), "secondary": api.device()}
-        self.pair_id = api.pair(self.nodes["primary"], self.nodes["secondary"])["id"]
+        self.pair_id = api.pair(self.nodes["primary"], self.nodes["secondary"], domain=domain, cloud_im=cloud_im)["id"]
+        self.domain = domain
         self.sequence = {"primary": 0, "secondary": 0}
         self.last_webhook_id = {"primary": None, "secondary": None}
 
@@ -76,8 +77,9 @@ class Side:
             else f"msg-{i}"
         self.last_webhook_id[name] = webhook_id
         with monkeypatch.context() as patch:
-            if not self.lean:
+            if not self.lean:  # every notification through the full path, the reference
                 patch.setattr(quiet_reports, "try_receive", lambda *a, **k: None)
+                patch.setattr(role_claims, "try_receive", lambda *a, **k: None)
             with session_factory() as session:
                 device = session.execute(select(Device).where(Device.mac == self.nodes[name].mac)).unique().scalar_one()
                 ctx = CommandContext(session=session, settings=settings, org_id=None, actor="test",
@@ -86,7 +88,7 @@ class Side:
                     receipt = notifications.receive(ctx, device, webhook_id, note)
                 except DomainError as exc:
                     return ("refused", type(exc).__name__, getattr(exc, "code", None))
-                return ("taken", receipt.outcome, receipt.first_time, receipt.type)
+                return ("taken", receipt.outcome, receipt.first_time, receipt.type, receipt.event_id is not None)
 
     def open_silent_alarm(self, session_factory, name, now):  # type: ignore[no-untyped-def]
         """What the periodic check does when a node has not reported for too long."""
@@ -111,11 +113,16 @@ class Side:
             pair = session.get(HaPair, self.pair_id)
             by_id = {pair.primary_device_id: "primary", pair.secondary_device_id: "secondary"}
             by_mac = {self.nodes[r].mac: r for r in self.nodes}
+            # The pair's own names (its domain, its Cloud IM binding) differ between the two pairs.
+            own = {name: role for name, role in ((self.domain, "domain"), (pair.cloud_im_binding_id, "binding"))
+                   if name}
 
             def macs(value: Any) -> Any:
                 if isinstance(value, str):
                     for mac, role in by_mac.items():
                         value = value.replace(mac, role).replace(mac.replace(":", ""), role)
+                    for name, role in own.items():
+                        value = value.replace(name, role)
                     return value
                 if isinstance(value, dict):
                     return {k: macs(v) for k, v in value.items()}
@@ -140,7 +147,9 @@ class Side:
                                                     .order_by(Event.id)).scalars()],
                 "alarms": sorted((macs(a.kind), a.opened_at, a.closed_at) for a in session.execute(
                     select(Alarm).where(Alarm.pair_id == self.pair_id)).scalars()),
-                "syncs": sorted((s.target, s.state, macs(s.desired_mac), s.desired_epoch, s.desired_at, s.attempts)
+                "syncs": sorted((s.target, s.state, macs(s.desired_key), macs(s.desired_mac), s.desired_epoch,
+                                 s.desired_at, macs(s.applied_key), macs(s.applied_mac), s.applied_epoch, s.applied_at,
+                                 s.attempts, s.last_error, s.next_attempt_at, macs(s.violations))
                                 for s in session.execute(select(PairSync).where(PairSync.pair_id == self.pair_id))
                                 .scalars()),
             }
@@ -193,7 +202,7 @@ def test_a_quiet_report_is_taken_by_the_lean_path(client, tenant, session_factor
             "firmware": FIRMWARE, "peer": "peer", "sequence_step": 1, "occurred_s": 60, "clock_s": 0,
             "repeat_webhook_id": False}
     now = datetime.now(timezone.utc)
-    assert side.send(session_factory, settings, monkeypatch, step, 1, now) == ("taken", "recorded", True, "ha.status")
+    assert side.send(session_factory, settings, monkeypatch, step, 1, now) == ("taken", "recorded", True, "ha.status", False)
     assert taken and taken[0] is not None
     after = side.state(session_factory)
     assert len(after["notifications"]) == len(before["notifications"]) + 1
@@ -203,10 +212,8 @@ def test_a_quiet_report_is_taken_by_the_lean_path(client, tenant, session_factor
     assert after["devices"]["secondary"]["last_heard_at"] == now
 
 
-class TestOnSQLite:
-    """SQLite, the embedded default, has no data-modifying WITH: the lean path writes the notification
-    and the reporter's liveness in two statements there, and must still leave what it leaves on
-    PostgreSQL."""
+class OnSQLite:
+    """The app and the sessions on a SQLite database of their own (the embedded default)."""
 
     @pytest.fixture
     def sqlite_url(self, tmp_path) -> str:  # type: ignore[no-untyped-def]
@@ -224,6 +231,12 @@ class TestOnSQLite:
         yield make_session_factory(engine)
         engine.dispose()
 
+
+
+class TestOnSQLite(OnSQLite):
+    """SQLite has no data-modifying WITH: the lean path writes the notification and the reporter's
+    liveness in two statements there, and must still leave what it leaves on PostgreSQL."""
+
     def test_a_quiet_report_is_taken_by_the_lean_path(self, client, tenant, session_factory, settings,
                                                       monkeypatch):  # type: ignore[no-untyped-def]
         assert session_factory.kw["bind"].dialect.name == "sqlite"
@@ -236,9 +249,9 @@ class TestOnSQLite:
                 "backup_status": "idle", "firmware": FIRMWARE, "peer": "peer", "sequence_step": 1, "occurred_s": 60,
                 "clock_s": 0, "repeat_webhook_id": False}
         now = datetime.now(timezone.utc)
-        assert side.send(session_factory, settings, monkeypatch, step, 1, now) == ("taken", "recorded", True, "ha.status")
+        assert side.send(session_factory, settings, monkeypatch, step, 1, now) == ("taken", "recorded", True, "ha.status", False)
         first = side.state(session_factory)
         again = {**step, "repeat_webhook_id": True, "sequence_step": 1}
         assert side.send(session_factory, settings, monkeypatch, again, 2, now + timedelta(seconds=5)) == (
-            "taken", "recorded", False, "ha.status")
+            "taken", "recorded", False, "ha.status", False)
         assert side.state(session_factory) == first
