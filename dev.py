@@ -154,7 +154,9 @@ RESTARTED = ("worker", "scheduler")
 RESTART_DELAYS_S = (1, 2, 5, 10)  # the next delay after each quick exit; reset after STEADY_S
 STEADY_S = 60.0
 HEALTH_EVERY_S = 3.0
-HEALTH_GRACE_S = 30.0  # a starting worker has no heartbeat yet
+# A starting worker has no heartbeat yet, and the file may still hold its predecessor's: it is
+# checked once it has beaten, or after this long without a beat.
+HEALTH_GRACE_S = 30.0
 # An unhealthy worker gets SIGTERM, then SIGKILL this long after: the check's 15 s of a stale
 # heartbeat, its 3 s pace, its own run and this stay within the 30 s a stuck worker may go unnoticed.
 UNHEALTHY_STOP_S = 2.0
@@ -166,6 +168,7 @@ class Child:
     env: dict[str, str]
     proc: "subprocess.Popen[bytes]"
     started: float
+    started_at: float  # time.time() of the start, to tell its own heartbeat from a predecessor's
     restarts: int = 0  # quick exits in a row
     due: float | None = None  # when to start it again after it exited
     stopping_since: float | None = None  # when dev.py stopped it for being unhealthy
@@ -175,15 +178,17 @@ class Processes:
     """The processes dev.py started, each in its own process group (so a Ctrl-C typed in the
     terminal reaches dev.py only, and SIGKILL of a group reaches what a server forked too)."""
 
-    def __init__(self, health: "Callable[[], str | None] | None" = None) -> None:
+    def __init__(self, health: "Callable[[], str | None] | None" = None,
+                 beaten_since: "Callable[[float], bool] | None" = None) -> None:
         self.children: dict[str, Child] = {}
         self.health = health  # the worker's health check: None when healthy, else why not
+        self.beaten_since = beaten_since  # whether the worker has written a heartbeat since a time.time()
         self.next_health = 0.0
 
     def start(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
         old = self.children.get(name)
-        self.children[name] = Child(cmd, env, proc, time.monotonic(), old.restarts if old else 0)
+        self.children[name] = Child(cmd, env, proc, time.monotonic(), time.time(), old.restarts if old else 0)
 
     def check(self) -> None:
         now = time.monotonic()
@@ -213,7 +218,9 @@ class Processes:
             if now - worker.stopping_since >= UNHEALTHY_STOP_S:
                 _signal_group(worker.proc.pid, signal.SIGKILL)
             return
-        if self.health and now >= self.next_health and now - worker.started >= HEALTH_GRACE_S:
+        if self.health and now >= self.next_health and (
+                now - worker.started >= HEALTH_GRACE_S
+                or (self.beaten_since is not None and self.beaten_since(worker.started_at))):
             self.next_health = now + HEALTH_EVERY_S
             problem = self.health()
             if problem is not None and worker.proc.poll() is None:
@@ -330,7 +337,13 @@ def run(args: argparse.Namespace) -> int:
                               capture_output=True, text=True)
         return None if done.returncode == 0 else done.stderr.strip().removeprefix("unhealthy: ")
 
-    procs = Processes(health=worker_health)
+    def beaten_since(since: float) -> bool:
+        try:
+            return heartbeat.stat().st_mtime >= since
+        except FileNotFoundError:
+            return False
+
+    procs = Processes(health=worker_health, beaten_since=beaten_since)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_stop)
     try:
