@@ -179,10 +179,10 @@ class Processes:
     terminal reaches dev.py only, and SIGKILL of a group reaches what a server forked too)."""
 
     def __init__(self, health: "Callable[[], str | None] | None" = None,
-                 beaten_since: "Callable[[float], bool] | None" = None) -> None:
+                 beaten_since: "Callable[[int, float], bool] | None" = None) -> None:
         self.children: dict[str, Child] = {}
         self.health = health  # the worker's health check: None when healthy, else why not
-        self.beaten_since = beaten_since  # whether the worker has written a heartbeat since a time.time()
+        self.beaten_since = beaten_since  # whether worker `pid` has written a heartbeat since a time.time()
         self.next_health = 0.0
 
     def start(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
@@ -220,7 +220,7 @@ class Processes:
             return
         if self.health and now >= self.next_health and (
                 now - worker.started >= HEALTH_GRACE_S
-                or (self.beaten_since is not None and self.beaten_since(worker.started_at))):
+                or (self.beaten_since is not None and self.beaten_since(worker.proc.pid, worker.started_at))):
             self.next_health = now + HEALTH_EVERY_S
             problem = self.health()
             if problem is not None and worker.proc.poll() is None:
@@ -337,10 +337,12 @@ def run(args: argparse.Namespace) -> int:
                               capture_output=True, text=True)
         return None if done.returncode == 0 else done.stderr.strip().removeprefix("unhealthy: ")
 
-    def beaten_since(since: float) -> bool:
+    def beaten_since(pid: int, since: float) -> bool:
+        """Whether the heartbeat file holds a beat of worker `pid` since `since` (not a predecessor's)."""
         try:
-            return heartbeat.stat().st_mtime >= since
-        except FileNotFoundError:
+            beat = json.loads(heartbeat.read_text())
+            return beat.get("pid") == pid and float(beat.get("at", 0)) >= since
+        except (OSError, ValueError, TypeError, AttributeError):
             return False
 
     procs = Processes(health=worker_health, beaten_since=beaten_since)

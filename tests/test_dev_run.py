@@ -233,8 +233,9 @@ def test_a_taken_port_is_refused_before_anything_starts(var):
     assert not (refused_var / "ucmha.db").exists()  # refused before migrating or starting anything
 
 
-def test_a_worker_that_stops_consuming_is_noticed_and_started_again_within_30_s(dev_run):
-    run = dev_run(fleet=False)
+def test_a_worker_that_stops_consuming_is_noticed_and_started_again_within_30_s(dev_run, tmp_path):
+    # A directory of its own: the heartbeat file it waits for is this worker's, not an earlier run's.
+    run = dev_run(fleet=False, own_var=tmp_path)
     run.wait_running()
     worker = next(p for p in _descendants(run.proc.pid)
                   if " worker " in Path(f"/proc/{p}/cmdline").read_text().replace("\0", " ")
