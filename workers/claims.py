@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, or_
+from sqlalchemy import BindParameter, ColumnElement, or_
 
 from service.domain.outbox import OWED_STATES
 from service.models import PairSync
@@ -20,7 +20,9 @@ def owed() -> ColumnElement[bool]:
     return PairSync.state.in_(sorted(OWED_STATES))
 
 
-def not_leased(now: datetime, owner: str | None = None) -> ColumnElement[bool]:
-    """Nobody else holds a live lease on the row (its own holder may take it again)."""
+def not_leased(now: datetime | BindParameter[datetime],
+               owner: str | BindParameter[str] | None = None) -> ColumnElement[bool]:
+    """Nobody else holds a live lease on the row (its own holder may take it again). `now` and
+    `owner` are values or the bound parameters of a statement built once."""
     free = or_(PairSync.lease_until.is_(None), PairSync.lease_until <= now)
     return or_(free, PairSync.lease_owner == owner) if owner is not None else free

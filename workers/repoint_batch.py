@@ -30,16 +30,18 @@ repeated (epoch, MAC) and refuses an older epoch, so a repeated push acts once.
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import os
 import random
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
-from sqlalchemy import and_, case, literal_column, or_, select, tuple_, update
+from sqlalchemy import Integer, Update, and_, bindparam, case, literal_column, or_, select, tuple_, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, lazyload, sessionmaker
 
@@ -67,33 +69,53 @@ class Claimed:
 def claim(session_factory: sessionmaker[Session], owner: str, first: tuple[int, str] | None,
           size: int, lease_s: float, more: tuple[str, ...] = ()) -> list[Claimed]:
     """Lease up to `size` owed rows: the message's rows (`first`, and the `more` targets of the
-    same pair) if they are owed, then due ones. One statement (``workers/claims.py``)."""
+    same pair) if they are owed, then due ones. One statement (``workers/claims.py``), which on
+    PostgreSQL commits itself: a failover's first upstream call waits for one round trip, not
+    three (begin, claim, commit)."""
     now = utcnow()
-    named = and_(PairSync.pair_id == first[0], PairSync.target.in_((first[1], *more))) if first else None
+    params: dict[str, object] = {"claim_now": now, "claim_owner": owner, "claim_size": size,
+                                 "claim_until": outbox.lease_until(now, lease_s)}
+    if first is not None:
+        params.update(claim_pair=first[0], claim_targets=[first[1], *more])
+    with unit_of_work(session_factory) as session:
+        bind = session.get_bind()
+        if isinstance(bind, Engine) and bind.dialect.name == "postgresql":
+            # A single statement is atomic by itself. SQLite keeps its transaction (BEGIN
+            # IMMEDIATE), and so does a session on a connection whose transaction its caller owns.
+            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        rows = session.execute(_claim_statement(first is not None), params).all()
+    order_of = {(first[0], t): 0 for t in (first[1], *more)} if first else {}
+    rows = sorted(rows, key=lambda r: order_of.get((r.pair_id, r.target), 1))  # RETURNING has no order
+    return [Claimed(r.pair_id, r.target, repoint.Owed(r.desired_key, r.desired_mac, r.desired_epoch, r.applied_key,
+                                                       r.mac, had_failed=r.attempts > 0)) for r in rows]
+
+
+@functools.cache
+def _claim_statement(named_rows: bool) -> Update:
+    """The claim, built once per shape (with or without rows named by the message): building it
+    took longer than running it. Parameters: claim_now, claim_owner, claim_size, claim_until and,
+    when named, claim_pair and claim_targets."""
+    now = bindparam("claim_now", type_=PairSync.lease_until.type)
+    named = (and_(PairSync.pair_id == bindparam("claim_pair"),
+                  PairSync.target.in_(bindparam("claim_targets", expanding=True))) if named_rows else None)
     due = PairSync.next_attempt_at <= now
-    claimable = (claims.owed(), claims.not_leased(now, owner), or_(named, due) if named is not None else due)
+    claimable = (claims.owed(), claims.not_leased(now, bindparam("claim_owner")),
+                 or_(named, due) if named is not None else due)
     order = (*([case((named, 0), else_=1)] if named is not None else []), PairSync.next_attempt_at, PairSync.pair_id)
-    picked = (select(PairSync.pair_id, PairSync.target).where(*claimable).order_by(*order).limit(size)
-              .with_for_update(skip_locked=True).cte("picked"))
+    picked = (select(PairSync.pair_id, PairSync.target).where(*claimable).order_by(*order)
+              .limit(bindparam("claim_size", type_=Integer)).with_for_update(skip_locked=True).cte("picked"))
     # Written out: SQLAlchemy drops the table names inside a RETURNING clause on SQLite, which
     # leaves a correlated sub-select's columns ambiguous.
     primary_mac = literal_column(
         f"(SELECT d.mac FROM {Device.__tablename__} d JOIN {HaPair.__tablename__} p ON p.primary_device_id = d.id"
         f" WHERE p.id = {PairSync.__tablename__}.pair_id)")
-    with unit_of_work(session_factory) as session:
-        rows = session.execute(
-            update(PairSync)
+    return (update(PairSync)
             .where(tuple_(PairSync.pair_id, PairSync.target).in_(select(picked.c.pair_id, picked.c.target)),
                    *claimable)
-            .values(lease_owner=owner, lease_until=outbox.lease_until(now, lease_s))
+            .values(lease_owner=bindparam("claim_owner"), lease_until=bindparam("claim_until"))
             .returning(PairSync.pair_id, PairSync.target, PairSync.desired_key, PairSync.desired_mac,
                        PairSync.desired_epoch, PairSync.applied_key, PairSync.attempts, primary_mac.label("mac"))
-            .execution_options(synchronize_session=False)
-        ).all()
-    order_of = {(first[0], t): 0 for t in (first[1], *more)} if first else {}
-    rows = sorted(rows, key=lambda r: order_of.get((r.pair_id, r.target), 1))  # RETURNING has no order
-    return [Claimed(r.pair_id, r.target, repoint.Owed(r.desired_key, r.desired_mac, r.desired_epoch, r.applied_key,
-                                                       r.mac, had_failed=r.attempts > 0)) for r in rows]
+            .execution_options(synchronize_session=False))
 
 
 @contextmanager
@@ -102,7 +124,8 @@ def leases_renewed(session_factory: sessionmaker[Session], owner: str, keys: lis
     """Keep the batch's leases alive while its calls run (several calls may make one attempt).
 
     The renewal runs in a thread of the worker doing the calls, so it stops when that worker dies
-    and another worker can take the rows over within one lease.
+    and another worker can take the rows over within one lease. The thread is a kept one
+    (`_renewers`): starting a thread per batch put a thread's start before a failover's first call.
     """
     stop = threading.Event()
 
@@ -116,27 +139,29 @@ def leases_renewed(session_factory: sessionmaker[Session], owner: str, keys: lis
             except SQLAlchemyError as exc:  # the database is away: the leases lapse, others may retry
                 log.warning("could not renew repoint leases", extra={"error": type(exc).__name__})
 
-    renewer = threading.Thread(target=renew, name="lease-batch", daemon=True)
-    renewer.start()
+    renewing = _pool(RENEWERS, "lease-batch").submit(renew)
     try:
         yield
     finally:
         stop.set()
-        renewer.join(timeout=lease_s)
+        wait([renewing], timeout=lease_s)
 
 
-_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
+# Batches that may renew leases at once in one process: a prefork child runs one batch at a time;
+# a threaded worker runs up to its concurrency, which this exceeds by far.
+RENEWERS = 64
+_pools: dict[tuple[int, str, int], ThreadPoolExecutor] = {}
 _pools_lock = threading.Lock()
 
 
-def _pool(threads: int) -> ThreadPoolExecutor:
-    """This process's pusher threads, kept between batches (a failover's two calls must not wait
+def _pool(threads: int, name: str = "repoint") -> ThreadPoolExecutor:
+    """This process's threads for `name`, kept between batches (a failover's two calls must not wait
     for threads to start). Keyed by pid: a prefork child never uses its parent's threads."""
-    key = (os.getpid(), threads)
+    key = (os.getpid(), name, threads)
     with _pools_lock:
         pool = _pools.get(key)
         if pool is None:
-            pool = _pools[key] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="repoint")
+            pool = _pools[key] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
         return pool
 
 

@@ -6,6 +6,7 @@ import threading
 from collections import Counter
 from datetime import timedelta
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import select, update
@@ -174,6 +175,30 @@ def test_concurrent_batches_never_push_a_row_twice(committed, sim):  # type: ign
             batch(factory, settings, counting)
         assert all(r.state in ("in_sync", "not_applicable") for r in rows(session))
     assert counting.calls and set(counting.calls.values()) == {1}, counting.calls
+
+
+def test_a_failover_claim_on_postgresql_is_one_round_trip_that_commits_itself(committed, monkeypatch):  # type: ignore[no-untyped-def]
+    """Between a failover's message and its first upstream call: the claim alone, without a
+    BEGIN before it or a COMMIT after it (each a round trip to the server). The lease it takes is
+    committed all the same: another session sees it at once."""
+    client, headers, factory, settings = committed
+    pair_id = build_pair(client, headers, "02:00:00:21:00:01", "02:00:00:21:00:02", domain="one-trip.example.com",
+                         primary_cloud_im=True)["id"]
+    commands: list[bytes] = []
+    real = psycopg.Connection._exec_command
+
+    def spy(self, command, *args, **kwargs):  # type: ignore[no-untyped-def]
+        commands.append(bytes(command) if isinstance(command, (bytes, bytearray)) else str(command).encode())
+        return real(self, command, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Connection, "_exec_command", spy)
+    claimed = repoint_batch.claim(factory, "w1", (pair_id, "remote_connect"), 50, 30.0, more=("cloud_im",))
+    monkeypatch.undo()
+    assert {(c.pair_id, c.target) for c in claimed} == {(pair_id, "remote_connect"), (pair_id, "cloud_im")}
+    assert not [c for c in commands if c.split()[:1] in ([b"BEGIN"], [b"COMMIT"])], commands
+    with factory() as session:
+        leases = session.execute(select(PairSync.lease_owner).where(PairSync.pair_id == pair_id)).scalars().all()
+    assert leases == ["w1", "w1"]
 
 
 def test_one_failing_row_backs_off_alone_and_others_apply(fleet, session_factory, db_session, upstream_settings, sim):

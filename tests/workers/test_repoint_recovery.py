@@ -3,6 +3,7 @@ while failing, Retry-After as a floor, and waiting repoints woken once the upstr
 from __future__ import annotations
 
 import random
+import threading
 from datetime import timedelta
 
 import pytest
@@ -172,3 +173,21 @@ def test_the_lease_is_renewed_while_the_attempt_runs_and_lapses_when_it_stops(re
     # Once the attempt stops (the worker died or finished), nothing renews it any more.
     wait_for(lambda: utcnow() > renewed, 10, "the lease to lapse")
     assert lease_until() == renewed
+
+
+def test_batches_renew_their_leases_on_a_kept_thread_not_a_new_one_each(real_factory, monkeypatch):
+    """A failover's first upstream call waits for whatever runs before it: starting a renewal
+    thread per batch was one of those things. The second batch of a process starts no thread."""
+    with repoint_batch.leases_renewed(real_factory, "w1", [(1, "remote_connect")], 30.0):
+        pass
+    started: list[str] = []
+    real_start = threading.Thread.start
+
+    def counting_start(self):  # type: ignore[no-untyped-def]
+        started.append(self.name)
+        return real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", counting_start)
+    with repoint_batch.leases_renewed(real_factory, "w2", [(1, "remote_connect")], 30.0):
+        pass
+    assert started == []
