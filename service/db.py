@@ -48,6 +48,7 @@ def make_engine(database_url: str, *, hide_parameters: bool = False, ping_every_
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
+    cache_built_statements()
     options: dict[str, object] = {"pool_pre_ping": ping_every_checkout}
     if "poolclass" not in kwargs:
         options.update(pool_size=5, max_overflow=10)
@@ -56,6 +57,28 @@ def make_engine(database_url: str, *, hide_parameters: bool = False, ping_every_
     if not ping_every_checkout:
         ping_when_idle(engine)
     return engine
+
+
+# psycopg turns each statement's named placeholders into PostgreSQL's positional ones and caches
+# the result, but only for statements of at most 4096 bytes and 50 parameters (against ORM bulk
+# inserts of varying lengths filling its cache). The role claim's write, built once per shape
+# (commands/claim_writes.py), is 4.5-5.5 KB with 78-102 parameters: converted afresh on every
+# claim, the largest single CPU cost of the intake in its profile. These bounds cover it; the
+# cache keeps its 128 entries, so at most a few MB. psycopg has no public setting for this.
+STATEMENT_CACHE_BYTES = 8192
+STATEMENT_CACHE_PARAMS = 160
+
+
+def cache_built_statements() -> None:
+    """Let psycopg cache the conversion of statements up to the bounds above (idempotent)."""
+    try:
+        from psycopg import _queries
+    except ImportError:  # no psycopg: nothing to tune
+        return
+    if getattr(_queries, "MAX_CACHED_STATEMENT_LENGTH", STATEMENT_CACHE_BYTES) < STATEMENT_CACHE_BYTES:
+        _queries.MAX_CACHED_STATEMENT_LENGTH = STATEMENT_CACHE_BYTES
+    if getattr(_queries, "MAX_CACHED_STATEMENT_PARAMS", STATEMENT_CACHE_PARAMS) < STATEMENT_CACHE_PARAMS:
+        _queries.MAX_CACHED_STATEMENT_PARAMS = STATEMENT_CACHE_PARAMS
 
 
 # The API's connections: one back from the pool after this long is pinged before use. Not every

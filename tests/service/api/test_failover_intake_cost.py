@@ -125,3 +125,48 @@ def test_a_quiet_status_report_is_three_statements_on_postgresql(client, pair, e
     assert len(seen) == 3, "\n".join(s[:160] for s in seen)
     assert seen[0].startswith("SELECT ha_pairs.id") and seen[0].endswith("FOR NO KEY UPDATE")
     assert seen[2].startswith("WITH note AS (INSERT INTO notifications") and "UPDATE devices SET" in seen[2]
+
+
+def test_the_claims_write_is_converted_for_psycopg_once_not_on_every_claim(fresh_database, monkeypatch):  # type: ignore[no-untyped-def]
+    """psycopg caches a statement's placeholder conversion only up to a size; the claim's write
+    (4.5-5.5 KB, 78-102 parameters) was over it and converted afresh on every claim, the largest
+    CPU cost in the intake's profile. The service's engine raises the bounds (service/db.py)."""
+    from psycopg import _queries
+
+    from service import migrate
+    from service.app import create_app
+    from service.db import make_engine, make_session_factory
+    from service.settings import Settings
+    from tests.formed_pair import build_pair
+    from tests.real_database import admin_tenant
+
+    url = fresh_database()
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    try:
+        factory = make_session_factory(engine)
+        app = create_app(Settings(env="test", database_url=url, broker_url="memory://", redis_url=None),
+                         session_factory=factory, enqueue=lambda task, args: None, broker_check=lambda: "ok")
+        client = app.test_client()
+        formed = build_pair(client, admin_tenant(factory).admin(), PRIMARY, SECONDARY, domain="cost.example.com",
+                            primary_cloud_im=True)
+        pair = {"secrets": formed["secrets"]}
+        assert claim(client, pair, SECONDARY, 10).json["outcome"] == "applied"
+        converted: list[int] = []
+        real = _queries._query2pg_nocache
+
+        def counting(query, encoding):  # type: ignore[no-untyped-def]
+            converted.append(len(query))
+            return real(query, encoding)
+
+        monkeypatch.setattr(_queries, "_query2pg_nocache", counting)
+        statements = Statements(engine)
+        try:
+            assert claim(client, pair, PRIMARY, 5).json["outcome"] == "applied"
+        finally:
+            statements.close()
+        write = [s for s in statements.seen if s.startswith("WITH note AS")]
+        assert write and len(write[0].encode()) > 4096  # past psycopg's own bound
+        assert converted == []
+    finally:
+        engine.dispose()
