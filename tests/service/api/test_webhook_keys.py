@@ -130,3 +130,20 @@ def test_size_zero_turns_the_cache_off(db_session, settings, pair):
     keys = WebhookKeys(SecretBox(settings.encryption_key), size=0)
     assert keys.get(db_session, PRIMARY)[1] is False
     assert keys.get(db_session, PRIMARY)[1] is False and len(keys) == 0
+
+
+def test_a_cold_lookup_is_one_core_statement_not_an_orm_query(client, pair, db_session, settings):  # type: ignore[no-untyped-def]
+    """A node's first notification to a process (every claim of a storm, on a fleet larger than the
+    cache) loads its key; the ORM's handling of that statement cost more CPU than the query."""
+    orm_statements: list[object] = []
+
+    def seen(state):  # type: ignore[no-untyped-def]
+        orm_statements.append(state.statement)
+
+    sa.event.listen(db_session, "do_orm_execute", seen)
+    try:
+        key = WebhookKeys(SecretBox(settings.encryption_key)).get(db_session, SECONDARY)[0]
+    finally:
+        sa.event.remove(db_session, "do_orm_execute", seen)
+    assert key is not None and key.mac == SECONDARY and key.secret == pair["secrets"][SECONDARY]
+    assert orm_statements == []
