@@ -124,8 +124,9 @@ def leases_renewed(session_factory: sessionmaker[Session], owner: str, keys: lis
     """Keep the batch's leases alive while its calls run (several calls may make one attempt).
 
     The renewal runs in a thread of the worker doing the calls, so it stops when that worker dies
-    and another worker can take the rows over within one lease. The thread is a kept one
-    (`_renewers`): starting a thread per batch put a thread's start before a failover's first call.
+    and another worker can take the rows over within one lease. The thread is one of a pool kept
+    per process (`_pool`): starting a thread per batch put a thread's start before a failover's
+    first call.
     """
     stop = threading.Event()
 
