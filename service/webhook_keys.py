@@ -65,9 +65,10 @@ class WebhookKey:
 
 # Built once: on a cache miss (a process's first notification from a node, or a fleet larger than
 # the cache) the ORM's handling of a statement built per call cost more CPU than the query itself.
-_KEY_COLUMNS = select(Device.__table__.c.id, Device.__table__.c.org_id, Device.__table__.c.mac,
-                      Device.__table__.c.webhook_secret_enc, Device.__table__.c.previous_webhook_secret_enc,
-                      Device.__table__.c.previous_secret_valid_until).where(Device.__table__.c.mac == bindparam("mac"))
+_devices = Device.__table__
+_KEY_COLUMNS = select(_devices.c.id, _devices.c.org_id, _devices.c.mac, _devices.c.webhook_secret_enc,
+                      _devices.c.previous_webhook_secret_enc, _devices.c.previous_secret_valid_until,
+                      ).where(_devices.c.mac == bindparam("mac"))
 
 
 def load_key(session: Session, box: SecretBox, mac: str, loaded_at: float = 0.0) -> WebhookKey | None:

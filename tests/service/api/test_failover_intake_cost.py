@@ -6,11 +6,17 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
+from psycopg import _queries
 
 from harness.webhooks import role_changed, signed_headers, status
+from service import migrate
+from service.app import create_app
 from service.commands import role_claims
+from service.db import make_engine, make_session_factory
 from service.models import EventDelivery
-from tests.formed_pair import form_pair
+from service.settings import Settings
+from tests.formed_pair import build_pair, form_pair
+from tests.real_database import admin_tenant
 from tests.service.api.helpers import Statements
 
 PRIMARY, SECONDARY = "02:00:00:30:00:01", "02:00:00:30:00:02"
@@ -131,15 +137,6 @@ def test_the_claims_write_is_converted_for_psycopg_once_not_on_every_claim(fresh
     """psycopg caches a statement's placeholder conversion only up to a size; the claim's write
     (4.5-5.5 KB, 78-102 parameters) was over it and converted afresh on every claim, the largest
     CPU cost in the intake's profile. The service's engine raises the bounds (service/db.py)."""
-    from psycopg import _queries
-
-    from service import migrate
-    from service.app import create_app
-    from service.db import make_engine, make_session_factory
-    from service.settings import Settings
-    from tests.formed_pair import build_pair
-    from tests.real_database import admin_tenant
-
     url = fresh_database()
     migrate.upgrade(url)
     engine = make_engine(url)
