@@ -51,7 +51,12 @@ def make_engine(database_url: str, *, hide_parameters: bool = False, ping_every_
     cache_built_statements()
     options: dict[str, object] = {"pool_pre_ping": ping_every_checkout}
     if "poolclass" not in kwargs:
-        options.update(pool_size=5, max_overflow=10)
+        # Last in, first out: after a burst has opened several connections, the requests that follow
+        # keep to the warmest one. PostgreSQL connections each prepare a statement only after its
+        # fifth use (psycopg's prepare_threshold); rotating through the whole pool (first in, first
+        # out) left the role claim's write unprepared on most of them, 1.3 ms more per failover
+        # after an intake burst. The connections left idle are pinged when next used (below).
+        options.update(pool_size=5, max_overflow=10, pool_use_lifo=True)
     options.update(kwargs)
     engine = create_engine(database_url, **options)
     if not ping_every_checkout:

@@ -54,3 +54,20 @@ def test_the_api_pings_idle_connections_only_and_workers_every_checkout(settings
         assert worker_engine.pool._pre_ping is True and len(worker_engine.pool.dispatch.checkout) == 0
     finally:
         worker_engine.dispose()
+
+
+def test_after_a_burst_sequential_work_keeps_to_one_warm_connection(database_url):
+    """A burst of concurrent requests opens several connections; the rare request after it (a
+    failover's role claim) must not rotate through all of them: each PostgreSQL connection prepares a
+    statement only after its fifth use, so rotating kept the claim's large write unprepared."""
+    engine = db.make_engine(database_url, ping_every_checkout=False)
+    try:
+        burst = [engine.connect() for _ in range(4)]
+        pids = [conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one() for conn in burst]
+        for conn in burst:
+            conn.close()
+        assert len(set(pids)) == 4
+        after = {_backend_pid(engine) for _ in range(6)}
+        assert after == {pids[-1]}  # the connection returned last, every time
+    finally:
+        engine.dispose()
