@@ -68,3 +68,35 @@ def test_a_publish_whose_queue_declaration_reconnected_still_reaches_the_broker(
     finally:
         broker.delete(queue)
         publisher.close()
+
+
+def test_publishes_share_one_redis_client_until_the_pool_changes(tmp_path, broker, monkeypatch):
+    """kombu built a redis.Redis (and its 170 response callbacks) for every publish: a quarter of a
+    publish's CPU, on the path of every failover. A channel keeps one client per connection pool."""
+    queue = f"test-kept-client-{uuid.uuid4().hex}"
+    publisher = make_publisher(load_settings({"UCMHA_VAR_DIR": str(tmp_path), "UCMHA_BROKER_URL": REDIS_URL}))
+    publisher.conf.task_default_queue = queue
+    built: list[object] = []
+    real_init = redis.Redis.__init__
+
+    def counting_init(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        built.append(self)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.Redis, "__init__", counting_init)
+    try:
+        publisher.send_task("ucmha.noop", args=[0])  # the first builds the channel's client
+        first = len(built)
+        for k in range(1, 6):
+            publisher.send_task("ucmha.noop", args=[k])
+        assert len(built) == first
+        assert broker.llen(queue) == 6
+        with publisher.connection_for_write() as conn:
+            channel = conn.default_channel
+            kept = channel._create_client()
+            channel._pool = None  # what kombu does when it drops a broken pool
+            assert channel._create_client() is not kept
+            assert channel._create_client().connection_pool is channel.pool
+    finally:
+        broker.delete(queue)
+        publisher.close()
