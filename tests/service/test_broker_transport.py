@@ -98,5 +98,5 @@ def test_publishes_share_one_redis_client_until_the_pool_changes(tmp_path, broke
             assert channel._create_client() is not kept
             assert channel._create_client().connection_pool is channel.pool
     finally:
-        broker.delete(queue)
+        broker.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
         publisher.close()
