@@ -1,6 +1,7 @@
 """Storm: every seeded pair fails over at once, versus a bare Celery task doing the same upstream calls."""
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -17,7 +18,12 @@ from benchmarks.load import Job, LoadResult, percentile, run_load
 from benchmarks.plumbing import _outcomes, _thin, iso, log, ms, ratio, task_stats
 from benchmarks.seed import SeededPair, create_org, report_again
 from harness.stack import wait_for
-from harness.webhooks import role_changed
+from harness.webhooks import role_changed, status
+
+
+# The survivors' report before the outage: above the seeded one (benchmarks.seed.REPORTED_SEQUENCE);
+# their claims come next.
+SURVIVOR_SEQUENCE = 1
 
 
 class Storm:
@@ -62,10 +68,14 @@ class Storm:
         # The upstream seeding took a while: the nodes report again, so their silence limit counts
         # from the outage (the storm), not from the seeding.
         report_again(self.engine, self.settings, pairs)
+        # The survivors report as a live fleet does every minute, through the API, before the outage
+        # (not timed): as in production, the API then holds their keys (its cache, as the floor app
+        # holds every secret), and the claims below come from nodes it has heard.
+        warmed = self._survivors_report(pairs)
         worker_log_offset = len(self.worker_log())
         now = iso(datetime.now(timezone.utc))
         jobs = [Job(f"/api/v1/webhooks/ucm/{p.secondary_mac}", Webhook(p.secondary_secret),
-                    role_changed(now, 1, "heart_beat_lost")) for p in pairs]
+                    role_changed(now, SURVIVOR_SEQUENCE + 1, "heart_beat_lost")) for p in pairs]
         count_sql = sa.text("SELECT count(*) FROM pair_syncs WHERE pair_id BETWEEN :lo AND :hi "
                             "AND state = 'in_sync' AND applied_epoch = 2")
         holder: dict[str, LoadResult] = {}
@@ -142,7 +152,7 @@ class Storm:
                # Share of the worker's slot-seconds (concurrency x storm duration) each task name used.
                "worker_slot_share": {name: round(t["total_s"] / (s.concurrency * stopped_at), 3)
                                      for name, t in tasks.items() if isinstance(t, dict) and stopped_at > 0},
-               "progress": _thin(samples, 150)}
+               "progress": _thin(samples, 150), "survivors_reported": warmed}
         both = svc["all_applied_s"] and bare_result["all_done_s"]
         return {"pairs": n, "clients": s.clients, "worker_concurrency": s.concurrency,
                 "seed_db_s": round(t_db, 1), "seed_upstream_s": round(t_up, 1),
@@ -154,6 +164,22 @@ class Storm:
                     "ucmha_vs_floor": ratio(svc["all_applied_s"], floor_result["all_applied_s"])
                     if floor_result["all_applied_s"] and svc["all_applied_s"] else None}}
 
+
+    def _survivors_report(self, pairs: list[SeededPair]) -> dict[str, Any]:
+        """Each Secondary reports itself Standby now, through the API: quiet reports (liveness
+        only), each accepted, or the storm is not the one described."""
+        at = iso(datetime.now(timezone.utc))
+        jobs = [Job(f"/api/v1/webhooks/ucm/{p.secondary_mac}", Webhook(p.secondary_secret),
+                    status(at, SURVIVOR_SEQUENCE, "standby")) for p in pairs]
+        res = run_load("127.0.0.1", self.api_port, jobs, self.sizes.clients, keep_bodies=True,
+                       deadline_s=self.sizes.storm_timeout_s)
+        outcomes = _outcomes(res.bodies)
+        # A report that made a timeline line (an alarm, a switch) would be more than liveness.
+        lines = sum(1 for body in res.bodies if json.loads(body).get("event_id") is not None)
+        if res.accepted != len(pairs) or lines:
+            raise AssertionError(f"survivors' reports: {res.status_counts()} {outcomes}, {lines} timeline lines")
+        log(f"storm: {len(pairs)} survivors reported through the API in {res.wall_s:.1f} s ({outcomes})")
+        return {"reports": len(pairs), "s": round(res.wall_s, 2), "outcomes": outcomes}
 
     def _storm_floor(self, pairs: list[SeededPair], jobs: list[Job]) -> dict[str, Any]:
         """The storm through the floor route and task: the same role changes (fresh webhook-ids),

@@ -59,6 +59,7 @@ def test_the_stack_benchmark_runs_every_figure_and_draws_the_storm(tmp_path, pg_
     assert [s["pairs"] for s in storms] == [10, 20]
     for storm in storms:
         assert storm["ucmha"]["upstream_verified"]["pairs_wrong"] == 0
+        assert storm["ucmha"]["survivors_reported"]["outcomes"] == {"recorded": storm["pairs"]}
         assert storm["baseline"]["tasks_done"] == storm["pairs"]
         assert storm["floor"]["all_applied_s"] > 0 and storm["floor"]["upstream_verified"]["pairs_wrong"] == 0
         assert storm["floor"]["upstream_verified"]["pairs_switched_more_than_once"] == 0
