@@ -58,8 +58,8 @@ def test_the_api_pings_idle_connections_only_and_workers_every_checkout(settings
 
 def test_after_a_burst_sequential_work_keeps_to_one_warm_connection(database_url):
     """A burst of concurrent requests opens several connections; the rare request after it (a
-    failover's role claim) must not rotate through all of them: each PostgreSQL connection prepares a
-    statement only after its fifth use, so rotating kept the claim's large write unprepared."""
+    failover's role claim) must not rotate through all of them: a connection prepares a statement
+    only at its fifth use there, and one idle past a second is pinged first."""
     engine = db.make_engine(database_url, ping_every_checkout=False)
     try:
         burst = [engine.connect() for _ in range(4)]
