@@ -49,6 +49,7 @@ class Sizes:
     commit_probe_s: float = 10  # the storage's commit latency, measured with the intake
     api_workers: int = 2  # gunicorn of the API (and of the bare and floor apps, which copy its options)
     api_threads: int = 4
+    intake_ladder: bool = False  # also the floor with the contract's requirements, one rung at a time
 
 
 FULL = Sizes(intake_requests=6000, intake_warmup=1200, intake_pairs=100, clients=16, intake_rounds=6, failovers=200,
@@ -230,17 +231,20 @@ class BenchBase:
         return proc, port
 
 
-    def _start_floor_api(self) -> tuple[Proc, int]:
-        """The floor app, on copies of the rows seeded so far; returns once every gunicorn worker has
-        booted and loaded its nodes' secrets (a cold worker would put its boot into the figure)."""
+    def _start_floor_api(self, extras: frozenset[str] = frozenset(), name: str = "floor-api",
+                         tables: str = floor_app.TABLE_PREFIX) -> tuple[Proc, int]:
+        """The floor app (with the contract ladder's `extras`), on its copies (`tables`_*) of the rows
+        seeded so far; returns once every gunicorn worker has booted and loaded its nodes' secrets
+        (a cold worker would put its boot into the figure)."""
         assert self.db_url is not None and self.workdir is not None
-        floor_app.prepare(floor_app.plain_dsn(self.db_url))
+        floor_app.prepare(floor_app.plain_dsn(self.db_url), tables)
         ready = self.workdir / f"floor-ready-{uuid.uuid4().hex[:6]}"
         ready.mkdir()
         opts = self.gunicorn_settings()
         workers = int(opts[opts.index("--workers") + 1]) if "--workers" in opts else 1
-        proc, port = self._start_api_like("floor-api", "benchmarks.floor_app:create_app()",
-                                          {"BENCH_READY_DIR": str(ready)})
+        proc, port = self._start_api_like(name, "benchmarks.floor_app:create_app()",
+                                          {"BENCH_READY_DIR": str(ready), "BENCH_FLOOR_TABLES": tables,
+                                           "BENCH_FLOOR_EXTRAS": ",".join(e for e in floor_app.EXTRAS if e in extras)})
         wait_for(lambda: len(list(ready.iterdir())) >= workers, 120, "the floor app's workers")
         return proc, port
 

@@ -82,6 +82,10 @@ def table(results: dict[str, Any]) -> str:
                 ("intake ucmha/floor: accepted /s, p50, p99, CPU per accepted", "", "",
                  f"{uf['throughput']}x {uf['p50']}x {uf['p99']}x {uf['cpu_per_accepted']}x"),
             ]
+        for rung in intake.get("floor_ladder", []):
+            rows.append((f"intake floor{rung['rung']}: accepted /s, CPU ms per accepted (÷ floor)",
+                         f"{rung['accepted_per_s']}", f"{rung['cpu_ms_per_accepted']}",
+                         f"{rung['vs_floor']['throughput']}x {rung['vs_floor']['cpu_per_accepted']}x"))
         st_ = intake.get("storage_commits")
         if st_:
             rows.append(("storage: one client's commits p50 / p99.9 / max (ms), stalls > 100 ms",
@@ -175,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
                                                          "(default 2)")
     parser.add_argument("--api-threads", type=int, help="gthread threads per API worker (default 4)")
     parser.add_argument("--storm-timeout", type=float, help="seconds each storm side may take (default 1800, quick 300)")
+    parser.add_argument("--intake-ladder", action="store_true",
+                        help="intake: also the floor with the contract's requirements added one at a time (rate limit, "
+                             "validation, access line and metrics, SQLAlchemy; benchmarks/floor_app.py)")
     parser.add_argument("--only", choices=("intake", "failover", "storm", "soak"), action="append",
                         help="run only these figures (repeatable)")
     parser.add_argument("--sweep-interval", type=float, default=2.0, help="UCMHA_SWEEP_INTERVAL_S (service default 2)")
@@ -189,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         "storm_sizes": tuple(int(v) for v in args.storm_pairs.split(",")) if args.storm_pairs else None,
         "soak_notifications": args.soak_notifications, "intake_requests": args.intake_requests, "failovers": args.failovers,
         "clients": args.clients, "concurrency": args.concurrency, "storm_timeout_s": args.storm_timeout,
-        "api_workers": args.api_workers, "api_threads": args.api_threads}.items()
+        "api_workers": args.api_workers, "api_threads": args.api_threads,
+        "intake_ladder": args.intake_ladder or None}.items()
         if v is not None}
     sizes = Sizes(**{**asdict(base), **overrides})
     needed = sizes.storm_timeout_s * 3 * len(sizes.storm_sizes) + 900  # ucmha, bare and floor sides

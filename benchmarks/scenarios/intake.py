@@ -44,25 +44,45 @@ class Intake:
         opts = self.gunicorn_settings()
         bare, bare_port = self._start_api_like("bare-api", "benchmarks.bare_app:create_app()")
         floor, floor_port = self._start_floor_api()
-        log(f"intake: bare app and floor app up with the API's gunicorn options {' '.join(opts)}; "
-            f"{rounds} alternating rounds")
+        # The contract's ladder: the floor route with the contract's requirements added one at a time
+        # (benchmarks/floor_app.py), each its own app on its own copy of the floor's tables (every
+        # side's reports must move its nodes' sequences forward: on shared rows a rung's would not).
+        ladder: list[tuple[str, Any, int]] = []
+        try:
+            for rung, extras in (floor_app.rungs() if s.intake_ladder else []):
+                proc, port = self._start_floor_api(extras, name=f"floor-api{rung}", tables=f"floor{len(ladder) + 1}")
+                ladder.append((rung, proc, port))
+        except Exception:
+            for proc in (bare, floor, *(p for _, p, _ in ladder)):
+                proc.stop()
+                del self.extra_procs[proc.name]
+            raise
+        log(f"intake: bare app and floor app{' and ' + str(len(ladder)) + ' ladder rungs' if ladder else ''} up "
+            f"with the API's gunicorn options {' '.join(opts)}; {rounds} alternating rounds")
         svc_parts: list[LoadResult] = []
         bare_parts: list[LoadResult] = []
         floor_parts: list[LoadResult] = []
+        rung_parts: dict[str, list[LoadResult]] = {rung: [] for rung, _, _ in ladder}
         try:
             run_load("127.0.0.1", bare_port, warm, s.clients)
             run_load("127.0.0.1", floor_port, warm, s.clients)
+            for _rung, _proc, port in ladder:
+                run_load("127.0.0.1", port, warm, s.clients)
             run_load("127.0.0.1", self.api_port, warm, s.clients)
             for chunk in chunks:  # alternate, so drifting background load hits every side alike
                 with self.monitor.span("intake.baseline"):
                     bare_parts.append(run_load("127.0.0.1", bare_port, chunk, s.clients, deadline_s=300))
                 with self.monitor.span("intake.floor"):
                     floor_parts.append(run_load("127.0.0.1", floor_port, chunk, s.clients, deadline_s=300))
+                for rung, _proc, port in ladder:
+                    with self.monitor.span(f"intake.floor{rung}"):
+                        rung_parts[rung].append(run_load("127.0.0.1", port, chunk, s.clients,
+                                                         deadline_s=300))
                 with self.monitor.span("intake.ucmha"):
                     svc_parts.append(run_load("127.0.0.1", self.api_port, chunk, s.clients, keep_bodies=True,
                                               deadline_s=600))
         finally:
-            for proc in (bare, floor):
+            for proc in (bare, floor, *(p for _, p, _ in ladder)):
                 proc.stop()
                 del self.extra_procs[proc.name]
         # The storage under every durable commit, measured right after: one client committing one
@@ -87,7 +107,28 @@ class Intake:
             side["cpu_ms_per_accepted_by_kind"] = ({k: round(v * 1000 / res.accepted, 2)
                                                     for k, v in c.get("ours_cpu_s", {}).items()}
                                                    if c and res.accepted else {})
+        result_ladder = []
+        for rung, parts in rung_parts.items():
+            res = _merge(parts)
+            side = _load_summary(res)
+            c = cpu.get(f"intake.floor{rung}")
+            side["cpu_ms_per_accepted"] = (round(c["ours_cores"] * c["seconds"] * 1000 / res.accepted, 2)
+                                           if c and res.accepted else None)
+            side["cpu_ms_per_accepted_by_kind"] = ({k: round(v * 1000 / res.accepted, 2)
+                                                    for k, v in c.get("ours_cpu_s", {}).items()}
+                                                   if c and res.accepted else {})
+            side["api_cpu_ms_per_accepted"] = (round(c.get("ours_cpu_s", {}).get("floor_api", 0) * 1000 / res.accepted, 2)
+                                               if c and res.accepted else None)
+            result_ladder.append({"rung": rung, **side,
+                                  "vs_floor": {"throughput": ratio(side["accepted_per_s"], flo["accepted_per_s"]),
+                                               "cpu_per_accepted": ratio(side["cpu_ms_per_accepted"],
+                                                                         flo["cpu_ms_per_accepted"])
+                                               if side["cpu_ms_per_accepted"] and flo["cpu_ms_per_accepted"] else None},
+                                  "ucmha_vs_rung": {"throughput": ratio(svc["accepted_per_s"], side["accepted_per_s"])}})
+            log(f"intake: floor{rung} {res.accepted}/{len(measured)} in {res.wall_s:.2f} s "
+                f"({side['accepted_per_s']} /s, {side['cpu_ms_per_accepted']} ms CPU per accepted)")
         return {
+            **({"floor_ladder": result_ladder} if result_ladder else {}),
             "requests": len(measured), "warmup_requests": len(warm), "rounds": len(chunks), "clients": s.clients,
             "nodes": len(nodes), "pairs": len(pairs), "gunicorn": " ".join(opts), "storage_commits": storage,
             "ucmha": {**svc, "outcomes": _outcomes(svc_res.bodies)}, "baseline": base_, "floor": flo,

@@ -31,7 +31,7 @@ def test_the_stack_benchmark_runs_every_figure_and_draws_the_storm(tmp_path, pg_
         unavailable("redis-server", FileNotFoundError("redis-server not on PATH"))
     out = tmp_path / "run.json"
     done = run("benchmarks.run", "--quick", "--intake-requests", "60", "--failovers", "1", "--storm-pairs", "10,20",
-               "--soak-notifications", "100", "--only", "intake", "--only", "failover", "--only", "storm",
+               "--soak-notifications", "100", "--intake-ladder", "--only", "intake", "--only", "failover", "--only", "storm",
                "--only", "soak", "--output", str(out), timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -54,6 +54,11 @@ def test_the_stack_benchmark_runs_every_figure_and_draws_the_storm(tmp_path, pg_
     assert result["intake"]["ucmha"]["cpu_ms_per_accepted_by_kind"].get("api", 0) > 0
     assert result["intake"]["floor"]["cpu_ms_per_accepted_by_kind"].get("floor_api", 0) > 0
     assert result["intake"]["storage_commits"]["commits"] > 0
+    # The contract's ladder: each rung took every report, on its own tables, timed like the floor.
+    ladder = result["intake"]["floor_ladder"]
+    assert [r["rung"] for r in ladder] == ["+limit", "+validate", "+observe", "+sqlalchemy"]
+    assert all(r["accepted"] == 60 and r["vs_floor"]["throughput"] > 0 and r["api_cpu_ms_per_accepted"] > 0
+               for r in ladder), ladder
     assert result["intake"]["ucmha"]["tail_ms"]["max"] >= result["intake"]["ucmha"]["p99_ms"]
     storms = result["storm"]["sizes"]
     assert [s["pairs"] for s in storms] == [10, 20]
