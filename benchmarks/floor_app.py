@@ -42,14 +42,13 @@ So `ladder rung / floor` is what that requirement costs on this stack, whoever w
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
-
-import logging
-import uuid
 
 import marshmallow as ma
 import psycopg
@@ -88,6 +87,7 @@ def extras_of(env: dict[str, str] | os._Environ[str]) -> frozenset[str]:
 def rungs() -> list[tuple[str, frozenset[str]]]:
     """The ladder's rungs above the floor: ("+limit", {"limit"}), ("+validate", {"limit", "validate"}), ..."""
     return [("+" + EXTRAS[i], frozenset(EXTRAS[:i + 1])) for i in range(len(EXTRAS))]
+
 
 TABLE_PREFIX = "floor"  # the floor's own tables; a ladder rung has its own (BENCH_FLOOR_TABLES)
 TABLES = {"floor_devices": "devices", "floor_notifications": "notifications", "floor_pairs": "ha_pairs",

@@ -12,6 +12,16 @@ from benchmarks.plumbing import _load_summary, _merge, _outcomes, commit_probe, 
 from harness.webhooks import status
 
 
+def _cpu_per_accepted(span: dict[str, Any] | None, accepted: int) -> dict[str, Any]:
+    """A side's CPU per accepted request, from its span of the CPU monitor: all our processes
+    (client, servers, Redis, PostgreSQL backends), then process kind by process kind."""
+    if not span or not accepted:
+        return {"cpu_ms_per_accepted": None, "cpu_ms_per_accepted_by_kind": {}}
+    return {"cpu_ms_per_accepted": round(span["ours_cores"] * span["seconds"] * 1000 / accepted, 2),
+            "cpu_ms_per_accepted_by_kind": {k: round(v * 1000 / accepted, 2)
+                                            for k, v in span.get("ours_cpu_s", {}).items()}}
+
+
 class Intake:
     """Mixed into `benchmarks.run.Bench`: runs on the stack of `benchmarks.plumbing.BenchBase`."""
 
@@ -48,22 +58,16 @@ class Intake:
         # (benchmarks/floor_app.py), each its own app on its own copy of the floor's tables (every
         # side's reports must move its nodes' sequences forward: on shared rows a rung's would not).
         ladder: list[tuple[str, Any, int]] = []
+        svc_parts: list[LoadResult] = []
+        bare_parts: list[LoadResult] = []
+        floor_parts: list[LoadResult] = []
         try:
             for rung, extras in (floor_app.rungs() if s.intake_ladder else []):
                 proc, port = self._start_floor_api(extras, name=f"floor-api{rung}", tables=f"floor{len(ladder) + 1}")
                 ladder.append((rung, proc, port))
-        except Exception:
-            for proc in (bare, floor, *(p for _, p, _ in ladder)):
-                proc.stop()
-                del self.extra_procs[proc.name]
-            raise
-        log(f"intake: bare app and floor app{' and ' + str(len(ladder)) + ' ladder rungs' if ladder else ''} up "
-            f"with the API's gunicorn options {' '.join(opts)}; {rounds} alternating rounds")
-        svc_parts: list[LoadResult] = []
-        bare_parts: list[LoadResult] = []
-        floor_parts: list[LoadResult] = []
-        rung_parts: dict[str, list[LoadResult]] = {rung: [] for rung, _, _ in ladder}
-        try:
+            log(f"intake: bare app and floor app{' and ' + str(len(ladder)) + ' ladder rungs' if ladder else ''} up "
+                f"with the API's gunicorn options {' '.join(opts)}; {rounds} alternating rounds")
+            rung_parts: dict[str, list[LoadResult]] = {rung: [] for rung, _, _ in ladder}
             run_load("127.0.0.1", bare_port, warm, s.clients)
             run_load("127.0.0.1", floor_port, warm, s.clients)
             for _rung, _proc, port in ladder:
@@ -100,25 +104,12 @@ class Intake:
         cpu = self.monitor.summary()
         for side, res, span in ((svc, svc_res, "intake.ucmha"), (base_, bare_res, "intake.baseline"),
                                 (flo, floor_res, "intake.floor")):
-            c = cpu.get(span)
-            side["cpu_ms_per_accepted"] = (round(c["ours_cores"] * c["seconds"] * 1000 / res.accepted, 2)
-                                           if c and res.accepted else None)
-            # The same, process kind by process kind (client, API, postgres, redis, ...).
-            side["cpu_ms_per_accepted_by_kind"] = ({k: round(v * 1000 / res.accepted, 2)
-                                                    for k, v in c.get("ours_cpu_s", {}).items()}
-                                                   if c and res.accepted else {})
+            side.update(_cpu_per_accepted(cpu.get(span), res.accepted))
         result_ladder = []
         for rung, parts in rung_parts.items():
             res = _merge(parts)
-            side = _load_summary(res)
-            c = cpu.get(f"intake.floor{rung}")
-            side["cpu_ms_per_accepted"] = (round(c["ours_cores"] * c["seconds"] * 1000 / res.accepted, 2)
-                                           if c and res.accepted else None)
-            side["cpu_ms_per_accepted_by_kind"] = ({k: round(v * 1000 / res.accepted, 2)
-                                                    for k, v in c.get("ours_cpu_s", {}).items()}
-                                                   if c and res.accepted else {})
-            side["api_cpu_ms_per_accepted"] = (round(c.get("ours_cpu_s", {}).get("floor_api", 0) * 1000 / res.accepted, 2)
-                                               if c and res.accepted else None)
+            side = {**_load_summary(res), **_cpu_per_accepted(cpu.get(f"intake.floor{rung}"), res.accepted)}
+            side["api_cpu_ms_per_accepted"] = side["cpu_ms_per_accepted_by_kind"].get("floor_api")
             result_ladder.append({"rung": rung, **side,
                                   "vs_floor": {"throughput": ratio(side["accepted_per_s"], flo["accepted_per_s"]),
                                                "cpu_per_accepted": ratio(side["cpu_ms_per_accepted"],
